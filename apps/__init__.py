@@ -1,0 +1,1 @@
+"""apps: the Gradio front-end. Built in a later issue."""

@@ -1,0 +1,1 @@
+"""evaluation: flow benchmarks and self-reenactment error tables. Built in later issues."""

@@ -1,0 +1,36 @@
+"""Command-line entry point: ``python -m faceflow COMMAND ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from .errors import FaceflowError
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import render_demo
+
+    p = argparse.ArgumentParser(prog="python -m faceflow", description="3D facial flow toolkit.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    r = sub.add_parser("render", help="render a morphable-model face in two poses: shaded, PNCC, NMFC, 3D flow, meshes",
+                       description=render_demo.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    render_demo.add_arguments(r)
+    r.set_defaults(func=render_demo.run)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except FaceflowError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

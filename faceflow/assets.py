@@ -1,0 +1,61 @@
+"""Locating data files that are not part of the repository (morphable model, weights).
+
+Search order for an asset ``NAME`` (e.g. ``ict_facekit/ict_facekit.npz``):
+
+1. the directory named by the environment variable ``FACEFLOW_ASSETS``;
+2. ``../shared/assets`` next to the repository root;
+3. the user cache ``~/.cache/faceflow/assets`` (``$XDG_CACHE_HOME`` respected).
+
+Within each directory the file may sit at ``NAME`` or at its bare file name.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from .errors import AssetNotFoundError
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+ENV_VAR = "FACEFLOW_ASSETS"
+
+HOW_TO_GET = {
+    "ict_facekit": (
+        "The ICT FaceKit morphable model (MIT licence, https://github.com/ICT-VGL/ICT-FaceKit) "
+        "is used as numpy archives 'ict_facekit.npz' (skin: face, head, neck) and "
+        "'ict_facekit_full_f16.npz' (with mouth socket, teeth and eyes). Put them in a folder "
+        f"'ict_facekit/' inside one of the searched directories, or point {ENV_VAR} at the folder "
+        "that contains 'ict_facekit/'. The project's shared folder (../shared/assets) holds a copy."
+    ),
+}
+
+
+def search_dirs() -> list[Path]:
+    """Directories searched for assets, in priority order."""
+    dirs = []
+    env = os.environ.get(ENV_VAR)
+    if env:
+        dirs.append(Path(env).expanduser())
+    dirs.append(REPO_ROOT.parent / "shared" / "assets")
+    cache = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+    dirs.append(cache / "faceflow" / "assets")
+    return dirs
+
+
+def find_asset(name: str) -> Path:
+    """Return the path of asset ``name`` (a relative path such as ``ict_facekit/ict_facekit.npz``).
+
+    Raises :class:`AssetNotFoundError` listing every place that was looked at and how to
+    obtain the file.
+    """
+    rel = Path(name)
+    tried = []
+    for d in search_dirs():
+        for cand in (d / rel, d / rel.name):
+            tried.append(cand)
+            if cand.is_file():
+                return cand
+    family = rel.parts[0] if len(rel.parts) > 1 else rel.stem
+    hint = HOW_TO_GET.get(family, f"Place '{rel}' in one of these directories or set {ENV_VAR}.")
+    looked = "\n  ".join(str(t) for t in dict.fromkeys(tried))
+    raise AssetNotFoundError(f"Asset '{name}' not found. Looked in:\n  {looked}\n{hint}")
