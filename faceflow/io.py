@@ -1,18 +1,12 @@
 """Video and image I/O: the one module through which faceflow reads and writes media.
 
-Frames are ``np.uint8`` arrays of shape ``(H, W, 3)`` in RGB order.  Videos go through
-``ffmpeg-python`` driving imageio-ffmpeg's bundled ffmpeg (no system ffmpeg/ffprobe);
-images go through OpenCV.
-
-* :func:`probe` parses ``ffmpeg -i`` output into a :class:`VideoInfo`.
-* :class:`VideoReader` streams frames from an ffmpeg pipe in constant memory;
-  :func:`read_frames` and :func:`read_video` wrap it.
-* :class:`VideoWriter` / :func:`write_video` encode H.264 yuv420p.  Odd sizes are padded
-  to even by repeating the last column/row: a 101x75 clip is stored, and read back,
-  as 102x76.
-* Files are written atomically: to a hidden ``.NAME.<id>.partial.EXT`` in the target
-  directory, renamed onto ``NAME.EXT`` only on success (:func:`atomic_path`).
-
+Frames are RGB ``np.uint8`` arrays of shape ``(H, W, 3)``.  Videos go through ffmpeg-python
+driving imageio-ffmpeg's bundled ffmpeg (no system ffmpeg or ffprobe): :func:`probe`,
+:class:`VideoReader` (streaming), :func:`read_frames`, :func:`read_video`,
+:class:`VideoWriter` (H.264 yuv420p; odd sizes padded to even by repeating the last
+column/row, so 101x75 is stored and read back as 102x76), :func:`write_video`.  Images go
+through OpenCV: :func:`read_image`, :func:`write_image`.  Files are written atomically via
+a hidden ``.NAME.<id>.partial.EXT`` next to the target (:func:`atomic_path`, :func:`save_npy`).
 Bad input of any kind raises :class:`~faceflow.errors.MediaError` naming the file.
 """
 from __future__ import annotations
@@ -59,7 +53,8 @@ class VideoInfo:
     after ffmpeg's autorotation.  ``rotation`` is the clockwise display rotation stored in
     the file (0/90/180/270, like the legacy ``rotate`` tag; at 90/270 the stored frames
     are ``height`` x ``width``).  ``num_frames`` is ``round(duration * fps)`` unless
-    probed with ``exact=True``.
+    probed with ``exact=True``.  ``variable_fps``: frame times are irregular (the average
+    rate differs from the base rate); ``fps`` is then the average rate.
     """
 
     path: str
@@ -71,6 +66,7 @@ class VideoInfo:
     codec: str
     has_audio: bool
     rotation: int
+    variable_fps: bool = False
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -117,8 +113,11 @@ def _partial_name(final: str) -> str:
     return os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:8]}.partial{ext}")
 
 
-def _tail(text: Union[str, bytes], lines: int = 6) -> str:
-    """The last lines of ffmpeg's error output, on one line."""
+def _tail(text, lines: int = 6) -> str:
+    """The last lines of ffmpeg's error output (str, bytes or a log file), on one line."""
+    if hasattr(text, "seek"):
+        text.seek(0)
+        text = text.read()
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     kept = [ln.strip() for ln in text.splitlines() if ln.strip()][-lines:]
@@ -134,20 +133,13 @@ def _popen(stream, **pipes) -> Tuple[subprocess.Popen, "tempfile._TemporaryFileW
 
 def _stop(proc: Optional[subprocess.Popen]) -> None:
     """Kill (if still running) and reap an ffmpeg process, closing its pipes."""
-    if proc is None:
-        return
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait()
-    for pipe in (proc.stdin, proc.stdout):
-        if pipe is not None:
+    if proc is not None:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()
+        for pipe in filter(None, (proc.stdin, proc.stdout)):
             with contextlib.suppress(OSError):
                 pipe.close()
-
-
-def _read_log(log) -> str:
-    log.seek(0)
-    return _tail(log.read())
 
 
 # ----------------------------------------------------------------------------- probing
@@ -181,11 +173,14 @@ def _parse_header(path: str, demuxer: str, text: str, allow_still: bool = False)
     if demuxer == "tty" or codec in _TEXT_CODECS:
         raise MediaError(f"{path}: is a text file ({demuxer}, {codec}), not a video")
     size = re.search(r", (\d+)x(\d+)", line)
-    rate = re.search(r", ([\d.]+)(k?) fps", line) or re.search(r", ([\d.]+)(k?) tbr", line)
-    if size is None or rate is None:
+    rates = {}  # "fps": average frame rate, "tbr": base rate guessed by ffmpeg
+    for m in re.finditer(r", ([\d.]+)(k?) (fps|tbr)", line):
+        rates[m.group(3)] = float(m.group(1)) * (1000 if m.group(2) else 1)
+    if size is None or not rates:
         raise MediaError(f"{path}: cannot read the frame size or rate from ffmpeg: {line.strip()}")
     width, height = int(size.group(1)), int(size.group(2))
-    fps = float(rate.group(1)) * (1000 if rate.group(2) else 1)
+    fps = rates.get("fps", rates.get("tbr"))
+    variable_fps = abs(fps - rates.get("tbr", fps)) > 0.02  # e.g. "22.13 fps, 30 tbr"
     for r in (24, 30, 48, 60, 120):  # ffmpeg prints 30000/1001 as 29.97: restore it
         if abs(fps - r * 1000 / 1001) < 0.006:
             fps = r * 1000 / 1001
@@ -214,7 +209,7 @@ def _parse_header(path: str, demuxer: str, text: str, allow_still: bool = False)
     else:
         num_frames = int(round(duration * fps)) if duration else None
     return dict(path=path, width=width, height=height, fps=fps, num_frames=num_frames, duration=duration,
-                codec=codec, has_audio="Audio" in kinds, rotation=rotation), still
+                codec=codec, has_audio="Audio" in kinds, rotation=rotation, variable_fps=variable_fps), still
 
 
 def _count_frames(path: str) -> int:
@@ -249,7 +244,8 @@ class VideoReader:
     """Iterate over a video's frames, RGB ``np.uint8 (H, W, 3)``, decoded by an ffmpeg pipe.
 
     Only one frame is held in memory at a time.  ``start``: index of the first frame
-    (accurate seek to ``(start - 0.5) / fps``, exact for constant frame rates); then every
+    (accurate seek to ``(start - 0.5) / fps``; with ``info.variable_fps`` the frames before
+    ``start`` are decoded and counted instead, which is exact but slower); then every
     ``step``-th frame, at most ``max_frames`` of them.  ``size=(W, H)`` resizes inside
     ffmpeg.  ``info`` describes the source; ``width``/``height`` the yielded frames.
     ffmpeg is killed and reaped on :meth:`close`, at the end, on errors and on leaving
@@ -278,10 +274,12 @@ class VideoReader:
         return n if self.max_frames is None else min(n, self.max_frames)
 
     def _start(self) -> None:
-        seek = {"ss": f"{(self.start - 0.5) / self.info.fps:.6f}"} if self.start else {}
+        start, step, seek = self.start, self.step, {}
+        if start and not self.info.variable_fps:  # seek by time, then count from there
+            seek, start = {"ss": f"{(start - 0.5) / self.info.fps:.6f}"}, 0
         stream = ffmpeg.input(self.info.path, **seek)["v:0"]
-        if self.step > 1:
-            stream = stream.filter("select", f"not(mod(n,{self.step}))")
+        if start or step > 1:  # keep frames start, start + step, ... (n: index of a frame)
+            stream = stream.filter("select", f"gte(n,{start})*not(mod(n-{start},{step}))")
         if (self.width, self.height) != self.info.size:
             stream = stream.filter("scale", self.width, self.height)
         out = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
@@ -300,14 +298,9 @@ class VideoReader:
         if self._proc is None:
             self._start()
         buf = bytearray(self.width * self.height * 3)
-        view, got = memoryview(buf), 0
-        while got < len(buf):
-            n = self._proc.stdout.readinto(view[got:])
-            if not n:
-                break
-            got += n
+        got = self._proc.stdout.readinto(buf)  # a buffered pipe fills buf unless at the end
         if got < len(buf):  # end of the stream
-            rc, err = self._proc.wait(), _read_log(self._log)
+            rc, err = self._proc.wait(), _tail(self._log)
             self.close()
             if rc != 0 or got:
                 raise MediaError(f"{self.info.path}: ffmpeg failed after {self.frames_read} frames "
@@ -386,9 +379,9 @@ class VideoWriter:
     ``with`` block normally) renames it to ``path``.  After an exception in the ``with``
     block, :meth:`abort` or an ffmpeg failure the partial file is deleted and ``path`` is
     untouched.  Odd sizes are padded to even by repeating the last column/row.
-    ``audio_from``: a media file whose first audio track, if any, is muxed in (AAC is
-    copied, other codecs re-encoded to AAC); the output then ends with the shorter of
-    video and audio (``-shortest``).
+    ``audio_from``: a media file whose first audio track, if any, is muxed in after the
+    video is encoded (AAC is copied, other codecs re-encoded to AAC), cut to the video's
+    duration; every written frame is kept even when the audio is shorter.
     """
 
     def __init__(self, path: PathLike, fps: float, audio_from: Optional[PathLike] = None,
@@ -400,7 +393,7 @@ class VideoWriter:
         self.fps = float(fps)
         self.crf = _check_int(crf, "crf", 0)
         if self.crf > 51:
-            raise MediaError(f"crf must be between 0 and 51, got {crf}")
+            raise MediaError(f"crf must be at most 51, got {crf}")
         if preset not in _X264_PRESETS:
             raise MediaError(f"preset must be one of {', '.join(_X264_PRESETS)}; got {preset!r}")
         self.preset = preset
@@ -425,11 +418,9 @@ class VideoWriter:
             opts["movflags"] = "+faststart"  # header first: playable while truncated or streamed
         elif not ext:
             opts["format"] = "mp4"
-        if self._audio:
-            streams.append(ffmpeg.input(self._audio[0])["a:0"])
-            opts.update(acodec="copy" if self._audio[1] == "aac" else "aac", shortest=None)
         out = ffmpeg.output(*streams, self._tmp, **opts).global_args("-hide_banner", "-loglevel", "error")
-        self._proc, self._log = _popen(out.overwrite_output(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+        self._proc, self._log = _popen(out.overwrite_output(), stdin=subprocess.PIPE,
+                                       stdout=subprocess.DEVNULL)
         self.width, self.height = width, height
 
     def write(self, frame: np.ndarray) -> None:
@@ -454,9 +445,7 @@ class VideoWriter:
         try:
             self._proc.stdin.write(np.ascontiguousarray(frame).data)
         except OSError:  # BrokenPipeError: ffmpeg has exited
-            if self._audio and self._proc.wait() == 0:
-                return  # -shortest: the audio ended and ffmpeg finished; drop the rest
-            err = _read_log(self._log)
+            err = _tail(self._log)
             self.abort()
             raise MediaError(f"{self.path}: ffmpeg stopped while encoding: {err}") from None
         self.frames_written += 1
@@ -471,13 +460,34 @@ class VideoWriter:
         self._closed = True
         with contextlib.suppress(OSError):
             self._proc.stdin.close()
-        rc, err = self._proc.wait(), _read_log(self._log)
+        rc, err = self._proc.wait(), _tail(self._log)
         self._log.close()
         if rc != 0 or not os.path.isfile(self._tmp):
             with contextlib.suppress(FileNotFoundError):
                 os.remove(self._tmp)
             raise MediaError(f"{self.path}: ffmpeg failed (exit code {rc}): {err}")
+        if self._audio:
+            self._mux_audio()
         os.replace(self._tmp, self.path)
+
+    def _mux_audio(self) -> None:
+        """Second pass: copy the encoded video and add the audio track, cut to the video."""
+        src, codec = self._audio
+        muxed = _partial_name(self.path)
+        opts = {"c:v": "copy", "c:a": "copy" if codec == "aac" else "aac",
+                "t": f"{self.frames_written / self.fps:.6f}"}
+        if os.path.splitext(self.path)[1].lower() in (".mp4", ".mov", ".m4v", ""):
+            opts.update(movflags="+faststart", format="mp4")
+        graph = ffmpeg.output(ffmpeg.input(self._tmp)["v:0"], ffmpeg.input(src)["a:0"], muxed, **opts)
+        res = subprocess.run(ffmpeg.compile(graph.global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+                                            .overwrite_output(), cmd=_ffmpeg_exe()),
+                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        os.remove(self._tmp)
+        if res.returncode != 0:
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(muxed)
+            raise MediaError(f"{self.path}: adding the audio of {src} failed: {_tail(res.stderr)}")
+        self._tmp = muxed
 
     def abort(self) -> None:
         """Stop ffmpeg and delete the partial file; ``path`` is left untouched."""

@@ -178,6 +178,15 @@ class MorphableModel:
         return e
 
     # ------------------------------------------------------------------ subsets
+    @cached_property
+    def render_triangles(self) -> torch.Tensor:
+        """(F', 3) the triangles to draw: all but the full model's see-through helper meshes
+        (eye blend, eye occlusion and lacrimal fluid layers, meant for alpha blending)."""
+        helper = [i for i, n in enumerate(self.region_names)
+                  if n.startswith(("eye_blend", "eye_occlusion", "lacrimal_fluid"))]
+        keep = ~torch.isin(self.tri_region, torch.tensor(helper, dtype=torch.long, device=self.device))
+        return self.triangles[keep]
+
     def subset(self, name: str) -> VertexSubset:
         """A named vertex subset with its triangulation, computed once per model.
 

@@ -77,21 +77,24 @@ def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) ->
     if not 16 <= cfg.size <= 4096:
         raise FaceflowError(f"--size {cfg.size} is out of range (16..4096)")
     model = model or MorphableModel.load(cfg.model)
+    for pose in (cfg.first, cfg.second):
+        model.expression(pose.expression)  # validates the names before anything is written
     out.mkdir(parents=True, exist_ok=True)
     size = (cfg.size, cfg.size)
     idc = identity_coeffs(model, cfg.seed, cfg.id_scale)
     colors = nmfc_colors(model.mean, model.narrow_face_mask)
+    tris = model.render_triangles
     meshes = []
     for tag, pose in (("", cfg.first), ("2", cfg.second)):
         S, V, cam = posed_mesh(model, idc, pose, cfg.size, cfg.fill)
-        frags = rasterize(V, model.triangles, size, cull_backfaces=True)
-        fio.write_image(out / f"shaded{tag}.png", to_uint8(shade(V, model.triangles, size, frags=frags)[0][0]))
-        fio.write_image(out / f"pncc{tag}.png", to_uint8(pncc(V, model.triangles, size, frags=frags)[0][0]))
-        fio.write_image(out / f"nmfc{tag}.png", to_uint8(nmfc(V, model.triangles, colors, size, frags=frags)[0][0]))
-        write_obj(out / f"mesh{tag}.obj", S[0], model.triangles, colors)
+        frags = rasterize(V, tris, size, cull_backfaces=True)
+        fio.write_image(out / f"shaded{tag}.png", to_uint8(shade(V, tris, size, frags=frags)[0][0]))
+        fio.write_image(out / f"pncc{tag}.png", to_uint8(pncc(V, tris, size, frags=frags)[0][0]))
+        fio.write_image(out / f"nmfc{tag}.png", to_uint8(nmfc(V, tris, colors, size, frags=frags)[0][0]))
+        write_obj(out / f"mesh{tag}.obj", S[0], tris, colors)
         meshes.append((V, frags, cam))
     (V1, frags1, cam1), (V2, _, cam2) = meshes
-    flow, mask = flow_ground_truth(V1, V2, model.triangles, size, frags1=frags1)
+    flow, mask = flow_ground_truth(V1, V2, tris, size, frags1=frags1)
     flow, mask = flow[0], mask[0]
     fio.save_npy(out / "flow.npy", flow.cpu().numpy().astype(np.float32))
     fio.save_npy(out / "flow_mask.npy", mask.cpu().numpy())

@@ -18,8 +18,10 @@ if [ ! -f "$venv/.ready" ]; then
     rm -rf "$venv"
     mkdir -p "$root"
     "$py" -m venv "$venv"
-    "$venv/bin/python" -m pip install --quiet --upgrade pip >&2
-    "$venv/bin/python" -m pip install --quiet -r "$here/requirements.txt" >&2
+    log="$root/install-py$pyver-$key.log"
+    { "$venv/bin/python" -m pip install --upgrade pip &&
+      "$venv/bin/python" -m pip install -r "$here/requirements.txt"; } >"$log" 2>&1 ||
+        { grep -v "is ignored: it is neither" "$log" | tail -40 >&2; echo "env.sh: install failed (full log: $log)" >&2; exit 1; }
     # the torch/torchvision pair must import together (see README: the CPU wheel trap)
     "$venv/bin/python" -c "import torch, torchvision, cv2, mediapipe; print('env.sh: torch', torch.__version__, 'torchvision', torchvision.__version__)" >&2
     touch "$venv/.ready"

@@ -159,12 +159,29 @@ def test_audio_passthrough(tmp_path):
     mute = io.write_video(tmp_path / "mute.mp4", frames[:5], fps=25)
     silent = io.write_video(tmp_path / "silent.mp4", frames[:5], fps=25, audio_from=mute)
     assert not io.probe(silent).has_audio
-    # -shortest: 1 s of audio under 2 s of frames gives a 1 s video
+    # audio shorter than the video: every frame is kept
     short = tmp_path / "short.wav"
     ffmpeg("-f", "lavfi", "-i", "sine=duration=1", str(short))
-    cut = io.probe(io.write_video(tmp_path / "cut.mp4", frames, fps=25, audio_from=short), exact=True)
-    assert cut.has_audio and cut.num_frames == 25
+    kept = io.probe(io.write_video(tmp_path / "kept.mp4", frames, fps=25, audio_from=short), exact=True)
+    assert kept.has_audio and kept.num_frames == 50
+    # audio longer than the video is cut to the video's duration
+    long = tmp_path / "long.wav"
+    ffmpeg("-f", "lavfi", "-i", "sine=duration=5", str(long))
+    cut = io.probe(io.write_video(tmp_path / "cut.mp4", frames[:25], fps=25, audio_from=long))
+    assert cut.has_audio and cut.duration < 1.2
     assert leftovers(tmp_path) == []
+
+
+def test_variable_frame_rate_start_is_exact(tmp_path):
+    src = io.write_video(tmp_path / "cfr.mp4", index_frames(30), fps=30)
+    vfr = tmp_path / "vfr.mp4"  # drop every third frame but keep the timestamps of the others
+    ffmpeg("-i", src, "-vf", "select='not(eq(mod(n,3),1))'", "-fps_mode", "vfr", "-c:v", "libx264", str(vfr))
+    info = io.probe(vfr, exact=True)
+    assert info.variable_fps and info.num_frames == 20 and info.fps == 20
+    assert not io.probe(src).variable_fps
+    kept = [i for i in range(30) if i % 3 != 1]
+    assert [decode_index(f) for f in io.read_frames(vfr, start=5, step=2)] == kept[5::2]
+    assert [decode_index(f) for f in io.read_frames(vfr, start=13, max_frames=1)] == [kept[13]]
 
 
 def test_rotation_metadata_gives_displayed_size(tmp_path):
@@ -211,6 +228,11 @@ def test_hevc_portrait_clip():
     assert time.time() - start < 20  # streams: no need to decode the whole clip
     small = next(io.read_frames(path, size=(270, 480)))
     assert small.shape == (480, 270, 3)
+    # ~600 frames of 1080x1920 (header estimate: 601) are 3.5 GiB: refused before decoding
+    longer = media("videos/LatentSync_demo3_video.mp4")
+    with pytest.raises(MediaError, match=r"60[01] frames of 1080x1920 need 3\.48 GiB"):
+        io.read_video(longer)
+    assert io.read_video(longer, max_frames=2)[0].shape == (2, 1920, 1080, 3)
 
 
 def test_mpeg4_clip():
@@ -226,6 +248,14 @@ def test_exact_frame_count_matches_sources(rel, frames):
     info = io.probe(media(rel), exact=True)
     assert info.num_frames == frames
     assert abs(io.probe(info.path).num_frames - frames) <= 1  # the estimate is close
+
+
+def test_real_variable_frame_rate_clip():
+    path = media("extra/video-retalking_1.mp4")  # "22.13 fps, 30 tbr": 30 fps timing with gaps
+    assert io.probe(path).variable_fps
+    frames = list(io.read_frames(path, step=120))  # frames 0 and 120, counted while decoding
+    assert len(frames) == 2
+    assert np.array_equal(next(io.read_frames(path, start=120)), frames[1])
 
 
 def test_read_real_still_image():
@@ -289,21 +319,35 @@ def test_bad_reader_arguments(index_video):
 
 
 def test_truncated_files(tmp_path):
-    # moov atom at the end (as in most real clips): the header is missing -> MediaError
-    data = media("extra/video-retalking_2.mp4").read_bytes()
+    # header (moov atom) at the end, as ffmpeg writes by default and as in most real clips:
+    # a truncated copy has no header at all -> MediaError
+    plain = tmp_path / "plain.mp4"
+    ffmpeg("-f", "lavfi", "-i", "testsrc=size=128x96:rate=25:duration=2", "-c:v", "libx264", str(plain))
+    data = plain.read_bytes()
     (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
-    with pytest.raises(MediaError, match="moov atom not found"):
+    with pytest.raises(MediaError, match="cut.mp4: cannot be opened.*moov atom not found"):
         io.probe(tmp_path / "cut.mp4")
-    # moov atom first ("faststart", as our writer produces): decodes what is there, no error, no hang
+    # header first ("faststart", as VideoWriter writes): the frames that are there decode,
+    # without error and without hanging; the header still describes the whole clip
     full = io.write_video(tmp_path / "full.mp4", smooth_frames(60, 96, 128), fps=25)
     data = Path(full).read_bytes()
     (tmp_path / "cut2.mp4").write_bytes(data[: len(data) // 2])
     start = time.time()
-    info = io.probe(tmp_path / "cut2.mp4")
+    assert io.probe(tmp_path / "cut2.mp4").num_frames == 60
     frames = list(io.read_frames(tmp_path / "cut2.mp4"))
-    assert info.num_frames == 60  # the header still describes the whole clip
     assert 0 < len(frames) < 60
     assert time.time() - start < 10
+
+
+def test_truncated_real_clips(tmp_path):
+    data = media("extra/video-retalking_2.mp4").read_bytes()  # moov atom at the end
+    (tmp_path / "cut.mp4").write_bytes(data[: len(data) // 2])
+    with pytest.raises(MediaError, match="moov atom not found"):
+        io.read_video(tmp_path / "cut.mp4")
+    data = media("extra/TPSMM_driving.mp4").read_bytes()  # moov atom first
+    (tmp_path / "cut2.mp4").write_bytes(data[: len(data) // 3])
+    frames, info = io.read_video(tmp_path / "cut2.mp4")
+    assert info.num_frames == 169 and 0 < len(frames) < 169
 
 
 # ----------------------------------------------------------------------------- writer failures
@@ -395,7 +439,8 @@ def test_bad_images(tmp_path):
     with pytest.raises(MediaError, match="directory"):
         io.read_image(tmp_path)
     for bad, msg in ((np.full((4, 4, 3), 2.0), r"\[0, 1\]"), (np.zeros((4, 4, 2), np.uint8), "shape"),
-                     (np.zeros((4, 4), np.int32), "dtype"), (np.full((4, 4), np.nan), "NaN"), ("img", "numpy")):
+                     (np.zeros((4, 4), np.int32), "dtype"), (np.full((4, 4), np.nan), "NaN"),
+                     ("img", "numpy")):
         with pytest.raises(MediaError, match=msg):
             io.write_image(tmp_path / "bad.png", bad)
     with pytest.raises(MediaError, match="extension"):

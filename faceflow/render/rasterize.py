@@ -89,7 +89,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *
     faces = faces.to(device=dev, dtype=torch.long)
 
     with torch.no_grad():
-        tri = verts.detach().float()[:, faces]  # (B, F, 3, 3)
+        tri = verts.detach().float().index_select(1, faces.reshape(-1)).view(B, F, 3, 3)
         area = signed_area(tri)
         valid = torch.isfinite(tri).all(-1).all(-1) & (area.abs() > 1e-12)
         if cull_backfaces:
@@ -124,13 +124,14 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *
 
         hit = zbuf != _NO_HIT
         pix = torch.nonzero(hit).squeeze(1)
-        tri_win = (zbuf[pix] & 0xFFFFFFFF)  # triangle id within its mesh
+        tri_win = zbuf.index_select(0, pix) & 0xFFFFFFFF  # triangle id within its mesh
         b_win = pix // (H * W)
+        vid = (faces.index_select(0, tri_win) + (b_win * verts.shape[1])[:, None]).reshape(-1)
 
     # Differentiable barycentrics of the winners.
     py = (pix // W % H).to(verts.dtype) + 0.5
     px = (pix % W).to(verts.dtype) + 0.5
-    tri_v = verts[b_win[:, None], faces[tri_win]]  # (P, 3, 3), keeps autograd
+    tri_v = verts.reshape(-1, 3).index_select(0, vid).view(-1, 3, 3)  # (P, 3, 3), keeps autograd
     w = torch.stack(_edge_weights(tri_v, px, py, signed_area(tri_v)), -1)  # (P, 3)
     bary = torch.zeros(B * H * W, 3, dtype=verts.dtype, device=dev).index_put((pix,), w)
     depth = torch.zeros(B * H * W, dtype=verts.dtype, device=dev).index_put((pix,), (w * tri_v[..., 2]).sum(-1))
@@ -140,25 +141,39 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *
 
 
 def _scatter_chunk(zbuf, ids, counts, tri_flat, area_flat, first_flat, ext_flat, F, H, W):
-    """Test every (triangle, pixel-in-bbox) pair of a chunk and keep the nearest per pixel."""
+    """Test every (triangle, pixel-in-bbox) pair of a chunk and keep the nearest per pixel.
+
+    Edge functions use the difference form ``(x1 - px)(y2 - py) - (x2 - px)(y1 - py)``: an edge
+    shared by two triangles gives exactly negated values in each, so a pixel centre on it is
+    always claimed by at least one of them (no cracks between neighbouring triangles).
+    """
     dev = zbuf.device
     total = int(counts.sum())
     owner = torch.repeat_interleave(torch.arange(ids.numel(), device=dev), counts, output_size=total)
     offset = torch.cumsum(counts, 0) - counts
-    local = torch.arange(total, device=dev) - offset[owner]
-    gid = ids[owner]  # flat (b, f)
-    ext_x = ext_flat[gid, 0]
-    x = first_flat[gid, 0] + local % ext_x
-    y = first_flat[gid, 1] + local // ext_x
-    t = tri_flat[gid]  # (N, 3, 3)
-    w0, w1, w2 = _edge_weights(t, x.float() + 0.5, y.float() + 0.5, area_flat[gid])
-    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
-    z = w0 * t[:, 0, 2] + w1 * t[:, 1, 2] + w2 * t[:, 2, 2]
+    local = torch.arange(total, device=dev) - offset.index_select(0, owner)
+    gid = ids.index_select(0, owner)  # flat (b, f) of each candidate
+    per_tri = torch.cat([first_flat.index_select(0, ids), ext_flat.index_select(0, ids)[:, :1]], 1)
+    x0, y0, ext_x = per_tri.index_select(0, owner).unbind(1)
+    x = x0 + local % ext_x
+    y = y0 + local // ext_x
+    t = tri_flat.reshape(-1, 9).index_select(0, gid)  # (N, 9): x0 y0 z0 x1 y1 z1 x2 y2 z2
+    px, py = x.to(t.dtype) + 0.5, y.to(t.dtype) + 0.5
+    dx0, dx1, dx2 = t[:, 0] - px, t[:, 3] - px, t[:, 6] - px
+    dy0, dy1, dy2 = t[:, 1] - py, t[:, 4] - py, t[:, 7] - py
+    e0 = dx1 * dy2 - dx2 * dy1  # e_k: edge function of the edge opposite vertex k
+    e1 = dx2 * dy0 - dx0 * dy2
+    e2 = dx0 * dy1 - dx1 * dy0
+    area = area_flat.index_select(0, gid)
+    sgn = area.sign()
+    inside = ((e0 * sgn) >= 0) & ((e1 * sgn) >= 0) & ((e2 * sgn) >= 0)
+    sel = torch.nonzero(inside).squeeze(1)
+    gid, x, y, t = gid.index_select(0, sel), x.index_select(0, sel), y.index_select(0, sel), t.index_select(0, sel)
+    z = (e0.index_select(0, sel) * t[:, 2] + e1.index_select(0, sel) * t[:, 5]
+         + e2.index_select(0, sel) * t[:, 8]) / area.index_select(0, sel)
     b = gid // F
-    f = gid - b * F
-    key = (_sortable_bits(z[inside]) << 32) | f[inside]
-    pixel = (b * H + y) * W + x
-    zbuf.scatter_reduce_(0, pixel[inside], key, reduce="amin")
+    key = (_sortable_bits(z) << 32) | (gid - b * F)
+    zbuf.scatter_reduce_(0, (b * H + y) * W + x, key, reduce="amin")
 
 
 def interpolate(attr: torch.Tensor, faces: torch.Tensor, frags: Fragments) -> torch.Tensor:
@@ -169,15 +184,15 @@ def interpolate(attr: torch.Tensor, faces: torch.Tensor, frags: Fragments) -> to
     """
     B, H, W = frags.tri_id.shape
     faces = faces.to(device=frags.tri_id.device, dtype=torch.long)
-    vid = faces[frags.tri_id.clamp(min=0)]  # (B, H, W, 3)
+    vid = faces.index_select(0, frags.tri_id.clamp(min=0).reshape(-1)).view(B, H * W, 3)
     if attr.dim() == 2:
-        vals = attr[vid]  # (B, H, W, 3, C)
+        flat = attr
     else:
         if attr.shape[0] != B:
             raise ValueError(f"attr batch {attr.shape[0]} does not match fragments batch {B}")
-        V = attr.shape[1]
-        offs = torch.arange(B, device=vid.device).view(B, 1, 1, 1) * V
-        vals = attr.reshape(B * V, -1)[vid + offs]
+        vid = vid + (torch.arange(B, device=vid.device) * attr.shape[1]).view(B, 1, 1)
+        flat = attr.reshape(B * attr.shape[1], -1)
+    vals = flat.index_select(0, vid.reshape(-1)).view(B, H, W, 3, -1)
     out = (frags.bary.to(vals.dtype).unsqueeze(-1) * vals).sum(-2)
     return out * frags.mask.unsqueeze(-1).to(out.dtype)
 
