@@ -358,7 +358,7 @@ def _bounded_solve(L, rhs, lo, hi, x0):
     out = []
     for b in range(y.shape[1]):
         res = lsq_linear(M, y[:, b], bounds=(lo, hi), method="bvls", tol=1e-10)
-        out.append(res.x)
+        out.append(np.clip(res.x, lo, hi))  # BVLS may overshoot a bound by rounding (~1e-18)
     return torch.from_numpy(np.stack(out)).to(x0)
 
 
