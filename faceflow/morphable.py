@@ -178,6 +178,15 @@ class MorphableModel:
         return e
 
     # ------------------------------------------------------------------ subsets
+    def region_mask(self, *names: str) -> torch.Tensor:
+        """(V,) bool mask of the vertices in the named regions (see ``region_names``), e.g.
+        ``region_mask('teeth', 'gums_tongue')`` on the full model."""
+        unknown = [n for n in names if n not in self.region_names]
+        if unknown:
+            raise FaceflowError(f"unknown region(s) {unknown}; this model has {self.region_names}")
+        ids = torch.tensor([self.region_names.index(n) for n in names], dtype=torch.long, device=self.device)
+        return torch.isin(self.vertex_region, ids)
+
     @cached_property
     def render_triangles(self) -> torch.Tensor:
         """(F', 3) the triangles to draw: all but the full model's see-through helper meshes

@@ -47,6 +47,19 @@ def test_full_model_loads_and_shares_skin_vertices(skin_model, full_model):
     i = torch.randn(2, 100)
     assert torch.allclose(full_model.shape(i)[:, :11248], skin_model.shape(i), atol=2e-3)  # float16 bases
     assert "teeth" in full_model.region_names
+    teeth = full_model.region_mask("teeth")
+    assert int(teeth.sum()) == 21451 - 17039  # the documented vertex range of the teeth
+    assert not bool(full_model.region_mask("teeth")[:11248].any())
+    assert int(skin_model.region_mask("face", "head_neck").sum()) == 11248
+    with pytest.raises(FaceflowError, match="unknown region"):
+        skin_model.region_mask("hair")
+    # the see-through eye helper layers are not drawn; every other triangle is
+    helpers = {"eye_blend_left", "eye_blend_right", "eye_occlusion_left", "eye_occlusion_right",
+               "lacrimal_fluid_left", "lacrimal_fluid_right"}
+    regions = [full_model.region_names[r] for r in full_model.tri_region.tolist()]
+    assert len(full_model.render_triangles) == sum(r not in helpers for r in regions)
+    assert torch.equal(full_model.render_triangles[:100], full_model.triangles[:100])  # face first, kept
+    assert len(skin_model.render_triangles) == len(skin_model.triangles)
 
 
 def test_shape_is_linear_batched_and_differentiable(skin_model):
