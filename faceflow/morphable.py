@@ -236,8 +236,10 @@ class MorphableModel:
         Solves ``min ||mean + U_id i + U_exp e - X||^2 + id_weight*||i||^2 + exp_weight*||e||^2``
         over the vertices ``vertex_idx`` (default all), optionally with box limits on ``e`` and
         ``i`` (bounded-variable least squares). With ``similarity=True`` the target may be in any
-        similarity frame (e.g. an image-space mesh regressed by a network): a scale, rotation and
-        translation (Umeyama) are alternated with the coefficient solve.
+        similarity frame (e.g. an image-space mesh regressed by a network): scale, rotation and
+        translation are found jointly with the coefficients by ``iterations`` Gauss-Newton steps
+        (started from a Umeyama alignment of the mean), then the coefficients are solved in model
+        space (where the priors and bounds apply).
 
         target (B, N, 3) with N = len(vertex_idx) (or V). Returns a :class:`FitResult`.
         """
@@ -354,7 +356,7 @@ def _bounds_vector(k_id, k_exp, id_bounds, exp_bounds):
     return lo, hi
 
 
-def _bounded_solve(L, rhs, lo, hi, x0):
+def _bounded_solve(L, rhs, lo, hi, like):
     """Box-constrained least squares per sample, on the Cholesky-reduced problem.
 
     ``||A x - r||^2 + x^T D x`` equals ``||L^T x - L^{-1} A^T r||^2`` up to a constant, with
@@ -368,7 +370,7 @@ def _bounded_solve(L, rhs, lo, hi, x0):
     for b in range(y.shape[1]):
         res = lsq_linear(M, y[:, b], bounds=(lo, hi), method="bvls", tol=1e-10)
         out.append(np.clip(res.x, lo, hi))  # BVLS may overshoot a bound by rounding (~1e-18)
-    return torch.from_numpy(np.stack(out)).to(x0)
+    return torch.from_numpy(np.stack(out)).to(like)
 
 
 def _restrict_triangles(triangles: torch.Tensor, idx: torch.Tensor, num_vertices: int) -> torch.Tensor:

@@ -109,7 +109,7 @@ def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) ->
                     for c in (cam1, cam2)],
         "foreground_pixels": int(mask.sum()),
         "flow_magnitude_px": {"mean": float(mags.mean()), "max": float(mags.max())} if mags.numel() else None,
-        "files": sorted(p.name for p in out.iterdir() if not p.name.startswith(".")),
+        "files": sorted({p.name for p in out.iterdir() if not p.name.startswith(".")} | {"render.json"}),
     }
     with fio.atomic_path(out / "render.json") as tmp:
         Path(tmp).write_text(json.dumps(summary, indent=2))
