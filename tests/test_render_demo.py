@@ -47,3 +47,14 @@ def test_render_cli_errors_exit_nonzero(tmp_path):
     bad = subprocess.run(cmd + ["--size", "5"], capture_output=True, text=True)
     assert bad.returncode == 2 and "size" in bad.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_render_without_assets_says_where_it_looked(tmp_path, monkeypatch, capsys):
+    import faceflow.assets as assets
+    monkeypatch.setattr(assets, "REPO_ROOT", tmp_path / "repo")
+    monkeypatch.setenv("FACEFLOW_ASSETS", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    rc = main(["render", "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "ict_facekit.npz" in err and str(tmp_path / "empty") in err and "ICT" in err
+    assert not (tmp_path / "out").exists()
