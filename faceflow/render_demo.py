@@ -67,9 +67,9 @@ def posed_mesh(model: MorphableModel, id_coeffs: torch.Tensor, pose: FacePose, s
     return S, cam.project(S), cam
 
 
-def to_uint8(img: torch.Tensor) -> np.ndarray:
-    """(H, W, C) float in [0, 1] -> uint8 array."""
-    return (img.detach().clamp(0, 1).cpu().numpy() * 255 + 0.5).astype(np.uint8)
+def as_image(img: torch.Tensor) -> np.ndarray:
+    """(H, W, C) float tensor in [0, 1] -> numpy, which :func:`faceflow.io.write_image` quantises."""
+    return img.detach().clamp(0, 1).cpu().numpy()
 
 
 def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) -> dict:
@@ -88,9 +88,9 @@ def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) ->
     for tag, pose in (("", cfg.first), ("2", cfg.second)):
         S, V, cam = posed_mesh(model, idc, pose, cfg.size, cfg.fill)
         frags = rasterize(V, tris, size, cull_backfaces=True)
-        fio.write_image(out / f"shaded{tag}.png", to_uint8(shade(V, tris, size, frags=frags)[0][0]))
-        fio.write_image(out / f"pncc{tag}.png", to_uint8(pncc(V, tris, size, frags=frags)[0][0]))
-        fio.write_image(out / f"nmfc{tag}.png", to_uint8(nmfc(V, tris, colors, size, frags=frags)[0][0]))
+        fio.write_image(out / f"shaded{tag}.png", as_image(shade(V, tris, size, frags=frags)[0][0]))
+        fio.write_image(out / f"pncc{tag}.png", as_image(pncc(V, tris, size, frags=frags)[0][0]))
+        fio.write_image(out / f"nmfc{tag}.png", as_image(nmfc(V, tris, colors, size, frags=frags)[0][0]))
         write_obj(out / f"mesh{tag}.obj", S[0], tris, colors)
         meshes.append((V, frags, cam))
     (V1, frags1, cam1), (V2, _, cam2) = meshes
