@@ -50,14 +50,18 @@ def _sortable_bits(x: torch.Tensor) -> torch.Tensor:
     return bits.to(torch.int64)
 
 
-def _edge_weights(tri: torch.Tensor, px: torch.Tensor, py: torch.Tensor, area: torch.Tensor):
-    """Barycentric weights of points (px, py) in triangles tri (..., 3, 3) with signed double area."""
-    x0, x1, x2 = tri[..., 0, 0], tri[..., 1, 0], tri[..., 2, 0]
-    y0, y1, y2 = tri[..., 0, 1], tri[..., 1, 1], tri[..., 2, 1]
-    w0 = ((x1 - px) * (y2 - py) - (x2 - px) * (y1 - py)) / area
-    w1 = ((x2 - px) * (y0 - py) - (x0 - px) * (y2 - py)) / area
-    w2 = ((x0 - px) * (y1 - py) - (x1 - px) * (y0 - py)) / area
-    return w0, w1, w2
+def _edge_functions(xs, ys, px: torch.Tensor, py: torch.Tensor):
+    """Edge functions e_k (edge opposite vertex k) of points (px, py) for triangles with vertex
+    coordinates ``xs = (x0, x1, x2)``, ``ys = (y0, y1, y2)``; e_k / (twice the signed area) is
+    the k-th barycentric weight.
+
+    The difference form ``(x1 - px)(y2 - py) - (x2 - px)(y1 - py)`` is used on purpose: an edge
+    shared by two triangles gives exactly negated values in each, so a pixel centre on it is
+    always claimed by at least one of them (no cracks between neighbouring triangles).
+    """
+    dx0, dx1, dx2 = (x - px for x in xs)
+    dy0, dy1, dy2 = (y - py for y in ys)
+    return dx1 * dy2 - dx2 * dy1, dx2 * dy0 - dx0 * dy2, dx0 * dy1 - dx1 * dy0
 
 
 def signed_area(tri: torch.Tensor) -> torch.Tensor:
@@ -132,7 +136,8 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *
     py = (pix // W % H).to(verts.dtype) + 0.5
     px = (pix % W).to(verts.dtype) + 0.5
     tri_v = verts.reshape(-1, 3).index_select(0, vid).view(-1, 3, 3)  # (P, 3, 3), keeps autograd
-    w = torch.stack(_edge_weights(tri_v, px, py, signed_area(tri_v)), -1)  # (P, 3)
+    e = _edge_functions(tri_v[:, :, 0].unbind(1), tri_v[:, :, 1].unbind(1), px, py)
+    w = torch.stack(e, -1) / signed_area(tri_v)[:, None]  # (P, 3) barycentrics
     bary = torch.zeros(B * H * W, 3, dtype=verts.dtype, device=dev).index_put((pix,), w)
     depth = torch.zeros(B * H * W, dtype=verts.dtype, device=dev).index_put((pix,), (w * tri_v[..., 2]).sum(-1))
     tri_id = torch.full((B * H * W,), -1, dtype=torch.long, device=dev)
@@ -141,12 +146,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *
 
 
 def _scatter_chunk(zbuf, ids, counts, tri_flat, area_flat, first_flat, ext_flat, F, H, W):
-    """Test every (triangle, pixel-in-bbox) pair of a chunk and keep the nearest per pixel.
-
-    Edge functions use the difference form ``(x1 - px)(y2 - py) - (x2 - px)(y1 - py)``: an edge
-    shared by two triangles gives exactly negated values in each, so a pixel centre on it is
-    always claimed by at least one of them (no cracks between neighbouring triangles).
-    """
+    """Test every (triangle, pixel-in-bbox) pair of a chunk and keep the nearest per pixel."""
     dev = zbuf.device
     total = int(counts.sum())
     owner = torch.repeat_interleave(torch.arange(ids.numel(), device=dev), counts, output_size=total)
@@ -159,11 +159,7 @@ def _scatter_chunk(zbuf, ids, counts, tri_flat, area_flat, first_flat, ext_flat,
     y = y0 + local // ext_x
     t = tri_flat.reshape(-1, 9).index_select(0, gid)  # (N, 9): x0 y0 z0 x1 y1 z1 x2 y2 z2
     px, py = x.to(t.dtype) + 0.5, y.to(t.dtype) + 0.5
-    dx0, dx1, dx2 = t[:, 0] - px, t[:, 3] - px, t[:, 6] - px
-    dy0, dy1, dy2 = t[:, 1] - py, t[:, 4] - py, t[:, 7] - py
-    e0 = dx1 * dy2 - dx2 * dy1  # e_k: edge function of the edge opposite vertex k
-    e1 = dx2 * dy0 - dx0 * dy2
-    e2 = dx0 * dy1 - dx1 * dy0
+    e0, e1, e2 = _edge_functions((t[:, 0], t[:, 3], t[:, 6]), (t[:, 1], t[:, 4], t[:, 7]), px, py)
     area = area_flat.index_select(0, gid)
     sgn = area.sign()
     inside = ((e0 * sgn) >= 0) & ((e1 * sgn) >= 0) & ((e2 * sgn) >= 0)
