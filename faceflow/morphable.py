@@ -268,9 +268,7 @@ class MorphableModel:
             scale, R, t = _align_similarity(X, mean, A, reg, iterations)
         Xm = torch.einsum("bnc,bcd->bnd", (X - t[:, None]) / scale[:, None, None], R)  # back to model space
         rhs = A.T @ (Xm - mean).reshape(B, -1).T  # (K, B)
-        coeffs = torch.cholesky_solve(rhs, L).T
-        if bounded:
-            coeffs = _bounded_solve(L, rhs, lo, hi, coeffs)
+        coeffs = _bounded_solve(L, rhs, lo, hi) if bounded else torch.cholesky_solve(rhs, L).T
         fitted = mean + (A @ coeffs.T).T.reshape(B, -1, 3)
         posed = scale[:, None, None] * fitted @ R.transpose(1, 2) + t[:, None]
         rms = (posed - X).pow(2).sum(-1).mean(-1).sqrt()
@@ -356,7 +354,7 @@ def _bounds_vector(k_id, k_exp, id_bounds, exp_bounds):
     return lo, hi
 
 
-def _bounded_solve(L, rhs, lo, hi, like):
+def _bounded_solve(L, rhs, lo, hi):
     """Box-constrained least squares per sample, on the Cholesky-reduced problem.
 
     ``||A x - r||^2 + x^T D x`` equals ``||L^T x - L^{-1} A^T r||^2`` up to a constant, with
@@ -370,7 +368,7 @@ def _bounded_solve(L, rhs, lo, hi, like):
     for b in range(y.shape[1]):
         res = lsq_linear(M, y[:, b], bounds=(lo, hi), method="bvls", tol=1e-10)
         out.append(np.clip(res.x, lo, hi))  # BVLS may overshoot a bound by rounding (~1e-18)
-    return torch.from_numpy(np.stack(out)).to(like)
+    return torch.from_numpy(np.stack(out)).to(rhs)
 
 
 def _restrict_triangles(triangles: torch.Tensor, idx: torch.Tensor, num_vertices: int) -> torch.Tensor:
