@@ -412,12 +412,8 @@ class VideoWriter:
                              s=f"{width + width % 2}x{height + height % 2}",
                              framerate=str(Fraction(self.fps).limit_denominator(10000)))
         streams = [video]
-        opts = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": self.crf, "preset": self.preset}
-        ext = os.path.splitext(self.path)[1].lower()
-        if ext in (".mp4", ".mov", ".m4v"):
-            opts["movflags"] = "+faststart"  # header first: playable while truncated or streamed
-        elif not ext:
-            opts["format"] = "mp4"
+        opts = {"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": self.crf, "preset": self.preset,
+                **self._container_opts()}
         out = ffmpeg.output(*streams, self._tmp, **opts).global_args("-hide_banner", "-loglevel", "error")
         self._proc, self._log = _popen(out.overwrite_output(), stdin=subprocess.PIPE,
                                        stdout=subprocess.DEVNULL)
@@ -470,14 +466,20 @@ class VideoWriter:
             self._mux_audio()
         os.replace(self._tmp, self.path)
 
+    def _container_opts(self) -> dict:
+        """Output options from the file extension: mp4-family files get their header first
+        (playable while truncated or streamed); a name without extension is written as mp4."""
+        ext = os.path.splitext(self.path)[1].lower()
+        if ext in (".mp4", ".mov", ".m4v"):
+            return {"movflags": "+faststart"}
+        return {} if ext else {"format": "mp4"}
+
     def _mux_audio(self) -> None:
         """Second pass: copy the encoded video and add the audio track, cut to the video."""
         src, codec = self._audio
         muxed = _partial_name(self.path)
         opts = {"c:v": "copy", "c:a": "copy" if codec == "aac" else "aac",
-                "t": f"{self.frames_written / self.fps:.6f}"}
-        if os.path.splitext(self.path)[1].lower() in (".mp4", ".mov", ".m4v", ""):
-            opts.update(movflags="+faststart", format="mp4")
+                "t": f"{self.frames_written / self.fps:.6f}", **self._container_opts()}
         graph = ffmpeg.output(ffmpeg.input(self._tmp)["v:0"], ffmpeg.input(src)["a:0"], muxed, **opts)
         res = subprocess.run(ffmpeg.compile(graph.global_args("-hide_banner", "-nostdin", "-loglevel", "error")
                                             .overwrite_output(), cmd=_ffmpeg_exe()),
