@@ -9,7 +9,7 @@ from .errors import FaceflowError
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import render_demo
+    from . import annotate, render_demo
 
     p = argparse.ArgumentParser(prog="python -m faceflow", description="3D facial flow toolkit.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -17,6 +17,10 @@ def build_parser() -> argparse.ArgumentParser:
                        description=render_demo.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     render_demo.add_arguments(r)
     r.set_defaults(func=render_demo.run)
+    a = sub.add_parser("annotate", help="turn a talking-head video into a 3D-flow / reenactment dataset",
+                       description=annotate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    annotate.add_arguments(a)
+    a.set_defaults(func=annotate.run)
     return p
 
 

@@ -1,0 +1,579 @@
+"""The dataset maker: ``python -m faceflow annotate VIDEO OUT_DIR``.
+
+Turns a talking-head video into a 3D-flow / reenactment training set by the process of
+DeepFaceFlow Sec. 3 and Head2Head++ Sec. 7.2 (thesis ch. 3): track the face and its landmarks
+(:mod:`faceflow.landmarks`), fit the morphable model over the whole video
+(:mod:`faceflow.fitting`), then render per-frame codes and 3D-flow ground truth.
+
+Stages, each resumable (state in ``OUT_DIR/state.json``; rerun the same command after an
+interruption and finished work is kept):
+
+1. ``track``  landmarks of every frame, following one face; usable segments  -> ``track.npz``
+2. ``fit``    identity, expressions, cameras over the usable frames           -> ``fit.npz``
+3. ``render`` per kept frame: crop, registration, PNCC, NMFC, eyes, masks     -> ``data/*.npy``
+4. ``pairs``  3D flow for consecutive pairs and gap pairs                     -> ``data/flow.npy``
+5. previews and ``manifest.json`` (written last: a directory with a manifest is complete).
+
+Storage (all under ``data/``, memory-mappable ``.npy``, N = kept frames, S = crop size,
+M = pairs): see :data:`LAYOUT`, also copied into the manifest.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import io as vio
+from .errors import FaceflowError, MediaError
+
+STATE_VERSION = 1
+TEMPLATE = 224
+
+LAYOUT = {
+    "frame_index.npy": "(N,) int64 original frame number of each kept frame",
+    "segment.npy": "(N,) int32 segment id of each kept frame (flow pairs never cross segments)",
+    "crops.npy": "(N, S, S, 3) uint8 frames cropped with the fixed per-video box",
+    "aligned.npy": "(N, 224, 224, 3) uint8 frames registered to the 68-point template (DeepFaceFlow input)",
+    "aligned_transform.npy": "(N, 2, 3) float64 similarity crop -> template ([x'; y'] = A [x; y; 1])",
+    "lmk68.npy": "(N, 68, 2) float32 smoothed 68 landmarks, crop pixels",
+    "dense.npy": "(N, 478, 3) float32 smoothed mediapipe points, crop pixels (z in pixels)",
+    "pupils.npy": "(N, 2, 2) float32 pupil centres (eq. (7.3)), crop pixels, NaN if closed",
+    "exp.npy": "(N, 53) float32 expression coefficients", "id.npy": "(100,) float32 identity coefficients",
+    "camera_rotation.npy": "(N, 3, 3) float32", "camera_translation.npy": "(N, 3) float32 crop pixels",
+    "camera_scale.npy": "(N,) float32 crop pixels per cm (p = f C R S + t, faceflow.camera)",
+    "pncc.npy": "(N, 224, 224, 3) float16 PNCC in the frame's template (DeepFaceFlow eq. (3))",
+    "pncc_mask.npy": "(N, 224, 224) bool face pixels of pncc",
+    "nmfc.npy": "(N, S, S, 3) uint8 NMFC of the face in the crop (Head2Head++ eq. (7.2))",
+    "face_mask.npy": "(N, S, S) bool face pixels of nmfc",
+    "eyes.npy": "(N, S, S, 3) uint8 eye sketches: white outlines, red pupils",
+    "eye_mask.npy": "(N, S, S) bool eye regions (dilated polygons)",
+    "pairs.npy": "(M, 2) int64 kept-frame indices (a, b) of the flow pairs",
+    "pair_kind.npy": "(M,) uint8 0 = consecutive, 1 = temporal gap",
+    "flow.npy": "(M, 224, 224, 3) float16 3D flow a -> b in template pixels of frame a (eq. (2)); "
+                "valid where pncc_mask[a]; frame b must be warped into a's template with aligned_transform[a]",
+}
+
+
+@dataclass
+class AnnotateConfig:
+    """Options of one annotation run (saved in the manifest)."""
+
+    size: int = 256  # crop size (synthesis side)
+    max_frames: int | None = None
+    pairs: tuple[str, ...] = ("consecutive", "gap")
+    max_gap: int = 10  # gap pairs: advance while mean 3D flow <= 1 px, at most this far
+    gap_stride: int = 1  # a gap pair starts at every gap_stride-th frame
+    dense: bool = True  # use mediapipe's dense points in the fit
+    previews: int = 6
+    detector: str = "mediapipe"
+    batch: int = 16
+    flag_error_iod: float = 0.08  # frames whose landmark error exceeds this fraction of IOD are flagged
+
+
+# ---------------------------------------------------------------------- state
+
+class _State:
+    """``state.json``: which stages are done, for resuming; tied to the input and options."""
+
+    def __init__(self, out: Path, signature: dict, overwrite: bool):
+        self.path = out / "state.json"
+        self.out = out
+        if overwrite and out.exists():
+            for name in ("state.json", "manifest.json", "track.npz", "fit.npz"):
+                (out / name).unlink(missing_ok=True)
+            shutil.rmtree(out / "data", ignore_errors=True)
+            shutil.rmtree(out / "previews", ignore_errors=True)
+        self.data = {"version": STATE_VERSION, "signature": signature, "stages": {}}
+        if self.path.exists():
+            old = json.loads(self.path.read_text())
+            if old.get("signature") != signature or old.get("version") != STATE_VERSION:
+                raise FaceflowError(f"{out} holds an annotation of another input or with other options "
+                                    f"({old.get('signature', {}).get('video')}); pass --overwrite to replace it "
+                                    "or choose another output directory")
+            self.data = old
+
+    def done(self, stage: str) -> bool:
+        return bool(self.data["stages"].get(stage, {}).get("done"))
+
+    def get(self, stage: str) -> dict:
+        return self.data["stages"].setdefault(stage, {})
+
+    def save(self) -> None:
+        with vio.atomic_path(self.path) as tmp:
+            Path(tmp).write_text(json.dumps(self.data, indent=1))
+
+
+def _signature(video: Path, cfg: AnnotateConfig) -> dict:
+    st = video.stat()
+    keys = {k: v for k, v in asdict(cfg).items() if k not in ("previews",)}
+    return {"video": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime),
+            "options": json.loads(json.dumps(keys))}
+
+
+def _save_npz(path: Path, **arrays) -> None:
+    with vio.atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def _memmap(path: Path, shape, dtype) -> np.ndarray:
+    """Open (resume) or create a ``.npy`` memmap; a new one is filled with zeros."""
+    if path.exists():
+        arr = np.load(path, mmap_mode="r+")
+        if arr.shape == tuple(shape) and arr.dtype == np.dtype(dtype):
+            return arr
+    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
+
+
+# ---------------------------------------------------------------------- stages
+
+def _stage_track(video: Path, info, cfg: AnnotateConfig, state: _State, say) -> dict:
+    from .landmarks import TrackConfig, make_detector, smooth_track, track_video
+
+    path = state.out / "track.npz"
+    if state.done("track") and path.exists():
+        return dict(np.load(path, allow_pickle=False))
+    t0 = time.perf_counter()
+    total = info.num_frames if cfg.max_frames is None else min(info.num_frames, cfg.max_frames)
+    say(f"tracking the face in {total} frames")
+    detector = make_detector(cfg.detector)
+    try:
+        frames = vio.read_frames(video, max_frames=cfg.max_frames)
+        raw = track_video(frames, detector, TrackConfig(), progress=True, total=total)
+    finally:
+        detector.close()
+    sm = smooth_track(raw)
+    summary = sm.to_dict()
+    seg_id = np.full(len(sm), -1, np.int32)
+    for k, (a, b) in enumerate(sm.segments):
+        seg_id[a:b] = k
+    arrays = {"lmk68_raw": raw.lmk68, "lmk68": sm.lmk68, "boxes": sm.boxes, "detected": sm.detected,
+              "num_faces": sm.num_faces, "segment": seg_id,
+              "status": np.array(sm.status, dtype="U8")}
+    if sm.dense is not None:
+        arrays["dense"] = sm.dense
+    _save_npz(path, **arrays)
+    st = state.get("track")
+    st.update(done=True, seconds=time.perf_counter() - t0, summary=summary)
+    state.save()
+    return arrays
+
+
+def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
+    from .fitting import FitConfig, VideoFit, fit_video
+
+    path = state.out / "fit.npz"
+    keep = np.flatnonzero(track["segment"] >= 0)
+    if state.done("fit") and path.exists():
+        d = np.load(path, allow_pickle=False)
+        fit = VideoFit(d["id"], d["exp"], d["rotation"], d["translation"], d["scale"], d["jaw_vertices"],
+                       d["lmk_error"], d["iod"], state.get("fit")["stats"])
+        return keep, fit, d["dense_vertices"]
+    t0 = time.perf_counter()
+    dense, dense_v = None, None
+    if cfg.dense and "dense" in track:
+        from .correspondence import load_correspondence
+
+        mp_idx, dense_v = load_correspondence()
+        dense = track["dense"][keep][:, mp_idx, :2]
+    say(f"fitting the morphable model to {len(keep)} frames")
+    fit = fit_video(model, track["lmk68"][keep], dense, dense_v, track["segment"][keep], FitConfig(),
+                    progress=lambda m: say("  " + m))
+    dense_v = np.zeros(0, np.int64) if dense_v is None else dense_v
+    _save_npz(path, id=fit.id, exp=fit.exp, rotation=fit.rotation, translation=fit.translation, scale=fit.scale,
+              jaw_vertices=fit.jaw_vertices, lmk_error=fit.lmk_error, iod=fit.iod, dense_vertices=dense_v)
+    st = state.get("fit")
+    st.update(done=True, seconds=time.perf_counter() - t0, stats=json.loads(json.dumps(fit.stats, default=float)))
+    state.save()
+    return keep, fit, dense_v
+
+
+def _crop_camera(fit, box, size: int):
+    """The fitted cameras expressed in crop pixels: p_crop = s p + (tx, ty, 0)."""
+    sim = box.transform(size)
+    s = sim.scale
+    t = fit.translation.astype(np.float64) * s
+    t[:, :2] += sim.translation
+    return fit.rotation, t.astype(np.float32), (fit.scale * s).astype(np.float32)
+
+
+def _posed(model, fit, rot, trans, scale, frames, face_idx) -> torch.Tensor:
+    """Image-space (crop pixels) face vertices (B, Vf, 3) of kept frames ``frames``."""
+    from .camera import Camera
+
+    verts = fit.vertices(model, frames, face_idx)
+    cam = Camera(torch.from_numpy(rot[frames]), torch.from_numpy(trans[frames]), torch.from_numpy(scale[frames]))
+    return cam.project(verts)
+
+
+def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
+    """Apply per-frame similarities A (B, 2, 3) to image-space vertices (B, V, 3); z scales."""
+    A = torch.from_numpy(A).to(verts)
+    s = torch.sqrt(torch.det(A[:, :, :2]).abs())
+    xy = torch.einsum("bij,bvj->bvi", A[:, :, :2], verts[..., :2]) + A[:, None, :, 2]
+    return torch.cat([xy, verts[..., 2:] * s[:, None, None]], -1)
+
+
+def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig, state: _State, say) -> None:
+    from tqdm import tqdm
+
+    from .eyes import eye_masks, eye_sketch, pupil_centres
+    from .registration import crop_image, register_landmarks, warp_image
+    from .render.pncc import nmfc, nmfc_colors, pncc
+
+    data = state.out / "data"
+    data.mkdir(parents=True, exist_ok=True)
+    st = state.get("render")
+    if st.get("done"):
+        return
+    N, S = len(keep), cfg.size
+    sim = box.transform(S)
+    rot, trans, scale = _crop_camera(fit, box, S)
+    face = model.subset("face")
+    face_idx, tris = face.indices, face.triangles
+    colors = nmfc_colors(model.mean[face_idx])
+    lmk_c = sim.apply(track["lmk68"][keep].astype(np.float64)).astype(np.float32)
+    dense_c = None
+    if "dense" in track:
+        dense_c = sim.apply_3d(track["dense"][keep].astype(np.float64)).astype(np.float32)
+    small = {"frame_index.npy": keep.astype(np.int64), "segment.npy": track["segment"][keep].astype(np.int32),
+             "lmk68.npy": lmk_c, "exp.npy": fit.exp, "id.npy": fit.id, "camera_rotation.npy": rot,
+             "camera_translation.npy": trans, "camera_scale.npy": scale}
+    if dense_c is not None:
+        small["dense.npy"] = dense_c
+    for name, arr in small.items():
+        vio.save_npy(data / name, arr)
+    A = np.stack([register_landmarks(lmk_c[i], TEMPLATE).matrix for i in range(N)])
+    vio.save_npy(data / "aligned_transform.npy", A)
+    big = {
+        "crops": _memmap(data / "crops.npy", (N, S, S, 3), np.uint8),
+        "aligned": _memmap(data / "aligned.npy", (N, TEMPLATE, TEMPLATE, 3), np.uint8),
+        "pncc": _memmap(data / "pncc.npy", (N, TEMPLATE, TEMPLATE, 3), np.float16),
+        "pncc_mask": _memmap(data / "pncc_mask.npy", (N, TEMPLATE, TEMPLATE), np.bool_),
+        "nmfc": _memmap(data / "nmfc.npy", (N, S, S, 3), np.uint8),
+        "face_mask": _memmap(data / "face_mask.npy", (N, S, S), np.bool_),
+        "eyes": _memmap(data / "eyes.npy", (N, S, S, 3), np.uint8),
+        "eye_mask": _memmap(data / "eye_mask.npy", (N, S, S), np.bool_),
+    }
+    pupils = _memmap(data / "pupils.npy", (N, 2, 2), np.float32)
+    start = int(st.get("frames_done", 0))
+    say(f"rendering {N} frames" + (f" (resuming at {start})" if start else ""))
+    t0 = time.perf_counter()
+    pos = {int(f): i for i, f in enumerate(keep)}
+    first = int(keep[start]) if start < N else int(keep[-1]) + 1
+    bar = tqdm(total=N, initial=start, unit="frame", desc="render")
+    buf: list[tuple[int, np.ndarray]] = []
+
+    def flush():
+        if not buf:
+            return
+        idx = np.array([i for i, _ in buf])
+        crops = np.stack([crop_image(fr, box, S) for _, fr in buf])
+        big["crops"][idx] = crops
+        for j, i in enumerate(idx):
+            big["aligned"][i] = warp_image(crops[j], _sim(A[i]), TEMPLATE, border="border")
+            p = pupil_centres(crops[j], lmk_c[i])
+            pupils[i] = p
+            big["eyes"][i] = eye_sketch(lmk_c[i], p, (S, S))
+            big["eye_mask"][i] = eye_masks(lmk_c[i], (S, S))
+        with torch.no_grad():
+            v = _posed(model, fit, rot, trans, scale, idx, face_idx)
+            code, mask = pncc(_to_template(v, A[idx]), tris, (TEMPLATE, TEMPLATE), cull_backfaces=True)
+            big["pncc"][idx] = code.numpy().astype(np.float16)
+            big["pncc_mask"][idx] = mask.numpy()
+            img, fmask = nmfc(v, tris, colors, (S, S))
+            big["nmfc"][idx] = (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+            big["face_mask"][idx] = fmask.numpy()
+        bar.update(len(buf))
+        buf.clear()
+
+    try:
+        for k, frame in enumerate(vio.read_frames(video, start=first,
+                                                  max_frames=int(keep[-1]) + 1 - first)):
+            i = pos.get(first + k)
+            if i is None:
+                continue
+            buf.append((i, frame))
+            if len(buf) == cfg.batch:
+                flush()
+                if (i + 1) % (cfg.batch * 8) == 0:  # checkpoint
+                    for arr in big.values():
+                        arr.flush()
+                    pupils.flush()
+                    st["frames_done"] = i + 1
+                    state.save()
+        flush()
+    finally:
+        bar.close()
+    for arr in big.values():
+        arr.flush()
+    pupils.flush()
+    st.update(done=True, frames_done=N, seconds=st.get("seconds", 0) + time.perf_counter() - t0)
+    state.save()
+
+
+def _sim(matrix):
+    from .registration import Similarity
+
+    return Similarity(np.asarray(matrix, np.float64))
+
+
+def gap_pairs_rule(mean_flow, max_gap: int) -> int:
+    """DeepFaceFlow's temporal gap: advance the gap g = 1, 2, ... while the mean 3D flow per
+    pixel of (a, a + g) is <= 1 pixel; ``mean_flow(g)`` returns that mean (or None when a + g
+    leaves the segment). Returns the chosen gap (0 if no frame is available)."""
+    g = 1
+    m = mean_flow(g)
+    if m is None:
+        return 0
+    while m <= 1.0 and g < max_gap:
+        nxt = mean_flow(g + 1)
+        if nxt is None:
+            break
+        g, m = g + 1, nxt
+    return g
+
+
+def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _State, say) -> dict:
+    from tqdm import tqdm
+
+    from .render.flow import flow_ground_truth
+    from .render.rasterize import interpolate, rasterize
+
+    st = state.get("pairs")
+    if st.get("done"):
+        return st["summary"]
+    data = state.out / "data"
+    N = len(keep)
+    rot, trans, scale = _crop_camera(fit, box, cfg.size)
+    A = np.load(data / "aligned_transform.npy")
+    face = model.subset("face")
+    with torch.no_grad():
+        verts = torch.cat([_posed(model, fit, rot, trans, scale, np.arange(a, min(a + 256, N)), face.indices)
+                           for a in range(0, N, 256)])
+    tris = face.triangles
+    pairs, kinds = [], []
+    for a in range(N - 1):
+        if "consecutive" in cfg.pairs and segment[a + 1] == segment[a]:
+            pairs.append((a, a + 1)); kinds.append(0)
+    say("choosing gap pairs" if "gap" in cfg.pairs else "no gap pairs")
+    gap_hist: dict[int, int] = {}
+    frags_cache = {}
+
+    def frame_frags(a):
+        if a not in frags_cache:
+            frags_cache.clear()
+            v1 = _to_template(verts[a:a + 1], A[a:a + 1])
+            frags_cache[a] = (v1, rasterize(v1, tris, (TEMPLATE, TEMPLATE), cull_backfaces=True))
+        return frags_cache[a]
+
+    if "gap" in cfg.pairs:
+        with torch.no_grad():
+            for a in tqdm(range(0, N - 1, cfg.gap_stride), unit="frame", desc="gap pairs"):
+                v1, frags = frame_frags(a)
+                if not frags.mask.any():
+                    continue
+
+                def mean_flow(g):
+                    b = a + g
+                    if b >= N or segment[b] != segment[a]:
+                        return None
+                    v2 = _to_template(verts[b:b + 1], A[a:a + 1])
+                    fl = interpolate(v2 - v1, tris, frags)
+                    return float(fl[frags.mask].norm(dim=-1).mean())
+
+                g = gap_pairs_rule(mean_flow, cfg.max_gap)
+                if g > 1:
+                    pairs.append((a, a + g)); kinds.append(1)
+                    gap_hist[g] = gap_hist.get(g, 0) + 1
+    M = len(pairs)
+    pairs_a = np.array(pairs, np.int64).reshape(-1, 2)
+    vio.save_npy(data / "pairs.npy", pairs_a)
+    vio.save_npy(data / "pair_kind.npy", np.array(kinds, np.uint8))
+    flow = _memmap(data / "flow.npy", (M, TEMPLATE, TEMPLATE, 3), np.float16)
+    start = int(st.get("pairs_done", 0))
+    mags = []
+    with torch.no_grad():
+        for m in tqdm(range(start, M), unit="pair", desc="3D flow", initial=start, total=M):
+            a, b = pairs_a[m]
+            v1, frags = frame_frags(int(a))
+            v2 = _to_template(verts[b:b + 1], A[a:a + 1])
+            fl, mask = flow_ground_truth(v1, v2, tris, (TEMPLATE, TEMPLATE), frags1=frags)
+            flow[m] = fl[0].numpy().astype(np.float16)
+            if mask.any():
+                mags.append(float(fl[mask].norm(dim=-1).mean()))
+            if (m + 1) % 256 == 0:
+                flow.flush()
+                st["pairs_done"] = m + 1
+                state.save()
+    flow.flush()
+    summary = {"pairs": M, "consecutive": int(sum(k == 0 for k in kinds)), "gap": int(sum(k == 1 for k in kinds)),
+               "gap_histogram": {str(k): v for k, v in sorted(gap_hist.items())},
+               "mean_flow_px": float(np.mean(mags)) if mags else None}
+    st.update(done=True, pairs_done=M, summary=summary)
+    state.save()
+    return summary
+
+
+def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -> list[str]:
+    """PNG previews of a few frames: crop with the fitted mesh wireframe, NMFC, PNCC, eyes, flow."""
+    import cv2
+
+    from .flowviz import flow3d_to_rgb
+
+    data = state.out / "data"
+    prev = state.out / "previews"
+    prev.mkdir(exist_ok=True)
+    N = len(keep)
+    if cfg.previews <= 0:
+        return []
+    crops = np.load(data / "crops.npy", mmap_mode="r")
+    nmfc_a = np.load(data / "nmfc.npy", mmap_mode="r")
+    pncc_a = np.load(data / "pncc.npy", mmap_mode="r")
+    eyes = np.load(data / "eyes.npy", mmap_mode="r")
+    lmk = np.load(data / "lmk68.npy")
+    rot, trans, scale = _crop_camera(fit, box, cfg.size)
+    sub = model.subset("meshreg")
+    names = []
+    for i in np.unique(np.linspace(0, N - 1, min(cfg.previews, N)).round().astype(int)):
+        with torch.no_grad():
+            v = _posed(model, fit, rot, trans, scale, np.array([i]), sub.indices)[0].numpy()
+        crop = np.ascontiguousarray(crops[i])
+        wire = crop.copy()
+        tri = sub.triangles.numpy()
+        front = np.cross(v[tri[:, 1], :2] - v[tri[:, 0], :2], v[tri[:, 2], :2] - v[tri[:, 0], :2]) < 0
+        pts = [np.round(v[t, :2] * 4).astype(np.int32) for t in tri[front]]
+        cv2.polylines(wire, pts, True, (80, 255, 80), 1, cv2.LINE_AA, shift=2)
+        over = cv2.addWeighted(crop, 0.65, wire, 0.35, 0)
+        for p in lmk[i]:
+            cv2.circle(over, tuple(np.round(p * 4).astype(int)), 6, (255, 40, 40), -1, cv2.LINE_AA, shift=2)
+        row = [over, nmfc_a[i], eyes[i]]
+        pn = cv2.resize((np.asarray(pncc_a[i], np.float32) * 255).clip(0, 255).astype(np.uint8), (cfg.size, cfg.size))
+        row.append(pn)
+        name = f"frame{int(keep[i]):06d}.png"
+        vio.write_image(prev / name, np.concatenate(row, 1))
+        names.append(name)
+    pairs = np.load(data / "pairs.npy")
+    if len(pairs):
+        flow = np.load(data / "flow.npy", mmap_mode="r")
+        m = len(pairs) // 2
+        vio.write_image(prev / "flow_example.png", flow3d_to_rgb(np.asarray(flow[m], np.float32)))
+        names.append("flow_example.png")
+    return names
+
+
+# ---------------------------------------------------------------------- entry point
+
+def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = None, overwrite: bool = False,
+             say=print) -> dict:
+    """Run (or resume) the whole annotation; returns the manifest dict."""
+    from .fitting import reprojection_summary
+    from .morphable import MorphableModel
+    from .registration import CropBox, crop_box
+
+    cfg = cfg or AnnotateConfig()
+    if not 32 <= cfg.size <= 2048:
+        raise FaceflowError(f"--size must be between 32 and 2048, got {cfg.size}")
+    if cfg.max_frames is not None and cfg.max_frames < 2:
+        raise FaceflowError(f"--max-frames must be at least 2, got {cfg.max_frames}")
+    unknown = set(cfg.pairs) - {"consecutive", "gap"}
+    if unknown:
+        raise FaceflowError(f"unknown pair kind(s) {sorted(unknown)}; use consecutive and/or gap")
+    video = Path(video)
+    info = vio.probe(video)  # MediaError for missing, corrupt, still images, absurd sizes
+    if info.num_frames is not None and info.num_frames < 2:
+        raise MediaError(f"{video}: has {info.num_frames} frame(s); annotate needs a video of at least 2 frames "
+                         "(fit a photo with faceflow.fitting.fit_image)")
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise FaceflowError(f"output {out} exists and is not a directory")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
+    state = _State(out, _signature(video, cfg), overwrite)
+    model = MorphableModel.load("skin")
+    t_all = time.perf_counter()
+
+    track = _stage_track(video, info, cfg, state, say)
+    keep, fit, dense_v = _stage_fit(model, track, cfg, state, say)
+    box_d = state.get("fit").get("crop_box")
+    if box_d is None:
+        box = crop_box(track["boxes"], track["segment"] >= 0, image_size=(info.height, info.width))
+        state.get("fit")["crop_box"] = box.to_dict()
+        state.save()
+    else:
+        box = CropBox.from_dict(box_d)
+    _stage_render(video, model, track, keep, fit, box, cfg, state, say)
+    pair_summary = {"pairs": 0}
+    if cfg.pairs:
+        pair_summary = _stage_pairs(model, fit, keep, track["segment"][keep], box, cfg, state, say)
+    else:
+        vio.save_npy(out / "data" / "pairs.npy", np.zeros((0, 2), np.int64))
+        vio.save_npy(out / "data" / "flow.npy", np.zeros((0, TEMPLATE, TEMPLATE, 3), np.float16))
+    previews = _stage_previews(model, fit, keep, box, cfg, state)
+
+    n_frames = len(track["segment"])
+    rep = reprojection_summary(fit)
+    rel = fit.lmk_error / np.maximum(fit.iod, 1e-6)
+    flagged = keep[rel > cfg.flag_error_iod]
+    t_track = state.get("track")["seconds"]
+    t_fit = state.get("fit")["seconds"]
+    segs = state.get("track")["summary"]["segments"]
+    manifest = {
+        "source": str(video.resolve()), "fps": info.fps, "frames_in_video": info.num_frames,
+        "frames_read": n_frames, "frames_kept": int(len(keep)), "image_size": [info.height, info.width],
+        "segments": segs, "crop_box": box.to_dict(), "crop_size": cfg.size, "template_size": TEMPLATE,
+        "tracking": state.get("track")["summary"],
+        "fit": {"reprojection": rep, "identity": {k: fit.stats[k] for k in
+                                                  ("id_norm2", "chi2_threshold", "quantile", "plausible")},
+                "dense_points": int(len(dense_v)), "flagged_frames": [int(f) for f in flagged],
+                "flag_threshold_iod": cfg.flag_error_iod},
+        "pairs": pair_summary,
+        "timings": {"track_s": t_track, "fit_s": t_fit, "render_s": state.get("render").get("seconds"),
+                    "landmarks_and_fit_fps": n_frames / max(t_track + t_fit, 1e-9),
+                    "this_run_s": time.perf_counter() - t_all},
+        "options": asdict(cfg), "layout": LAYOUT, "previews": previews, "complete": True,
+    }
+    if not fit.stats["plausible"]:
+        say(f"warning: implausible identity (||i||^2 = {fit.stats['id_norm2']:.1f} > "
+            f"{fit.stats['chi2_threshold']:.1f}); the fit may have failed")
+    for msg in manifest["tracking"]["messages"]:
+        say("note: " + msg)
+    with vio.atomic_path(out / "manifest.json") as tmp:
+        Path(tmp).write_text(json.dumps(manifest, indent=1, default=float))
+    return manifest
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="input video (any format ffmpeg reads)")
+    p.add_argument("out", help="output directory (created; rerun the same command to resume)")
+    p.add_argument("--max-frames", type=int, default=None, help="only the first N frames")
+    p.add_argument("--size", type=int, default=256, help="crop size in pixels (synthesis side)")
+    p.add_argument("--pairs", nargs="*", default=["consecutive", "gap"], choices=["consecutive", "gap"],
+                   help="which 3D-flow pairs to make (none: pass --pairs with no value)")
+    p.add_argument("--max-gap", type=int, default=10, help="longest temporal gap of a gap pair")
+    p.add_argument("--gap-stride", type=int, default=1, help="start a gap pair at every N-th frame")
+    p.add_argument("--no-dense", dest="dense", action="store_false",
+                   help="fit to the 68 landmarks only (default: also mediapipe's dense points)")
+    p.add_argument("--previews", type=int, default=6, help="number of preview PNGs")
+    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan"], help="landmark backend")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing annotation in OUT")
+
+
+def run(args) -> int:
+    cfg = AnnotateConfig(size=args.size, max_frames=args.max_frames, pairs=tuple(args.pairs),
+                         max_gap=args.max_gap, gap_stride=args.gap_stride, dense=args.dense,
+                         previews=args.previews, detector=args.detector)
+    m = annotate(args.video, args.out, cfg, overwrite=args.overwrite)
+    rep = m["fit"]["reprojection"]
+    print(f"done: {m['frames_kept']}/{m['frames_read']} frames kept in {len(m['segments'])} segment(s), "
+          f"{m['pairs']['pairs']} flow pairs; landmark error median {rep['median_px']:.2f} px "
+          f"({100 * rep['median_iod']:.1f}% IOD); {m['timings']['landmarks_and_fit_fps']:.1f} fps "
+          f"(landmarks + fit) -> {args.out}/manifest.json")
+    return 0
