@@ -554,6 +554,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     try:
         cfg = BuildConfig(frames_per_video=args.frames_per_video, max_yaw=args.max_yaw, max_spread=args.max_spread)
+        if not Path(args.out).resolve().parent.is_dir():  # fail before the build, not after it
+            raise MediaError(f"cannot write {args.out}: folder {Path(args.out).resolve().parent} does not exist")
         corr = build_correspondence(args.videos, cfg, progress=True,
                                     command=shlex.join(["python", "-m", "faceflow.correspondence", *argv]))
         out = save_correspondence(corr, args.out)
@@ -568,6 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"wrote {out}: {len(idx)} of {NUM_POINTS} points used, from {corr.meta['frames_total']} frames; "
           f"spread median {np.median(sp):.2f} cm, max {sp.max():.2f} cm ({corr.meta['build_seconds']} s)")
     return 0
+
+
+__all__ = [
+    "NUM_POINTS", "IRIS", "DEFAULT_PATH", "DEFAULT_CLIPS", "STATUSES", "BuildConfig", "Correspondence", "HitStats",
+    "face_oval_points", "surface_hits", "canonical_positions", "frame_hits", "hit_stats", "vote", "sample_video",
+    "build_correspondence", "save_correspondence", "read_correspondence", "load_correspondence", "media_dir", "main",
+]
 
 
 if __name__ == "__main__":
