@@ -66,7 +66,7 @@ class FitConfig:
 
     lmk_sigma: float = 0.15  # w_l = 1 / lmk_sigma^2
     jaw_weight: float = 0.5  # relative weight of jaw landmarks 0-16 (less reliable outline)
-    dense_weight: float = 0.1  # relative weight of each dense (mediapipe) point; 0 disables the term
+    dense_weight: float = 0.3  # relative weight of each dense (mediapipe) point; 0 disables the term
     a_id: float = 1.0  # identity prior per frame: w_pr a_id = a_id * T (see identity_prior)
     a_exp: float = 0.05  # expression prior, per frame
     exp_smooth_sigma: float = 0.1  # w_sm = 1 / sigma^2: expected second difference of e per frame
