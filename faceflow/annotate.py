@@ -270,6 +270,7 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
     first = int(keep[start]) if start < N else int(keep[-1]) + 1
     bar = tqdm(total=N, initial=start, unit="frame", desc="render")
     buf: list[tuple[int, np.ndarray]] = []
+    batches = 0
 
     def flush():
         if not buf:
@@ -303,7 +304,8 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
             buf.append((i, frame))
             if len(buf) == cfg.batch:
                 flush()
-                if (i + 1) % (cfg.batch * 8) == 0:  # checkpoint
+                batches += 1
+                if batches % 8 == 0:  # checkpoint: everything before kept frame i + 1 is on disk
                     for arr in big.values():
                         arr.flush()
                     pupils.flush()

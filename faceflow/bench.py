@@ -1,4 +1,12 @@
-"""Benchmarks that print JSON: ``python -m faceflow.bench render --json``.
+"""Benchmarks that print JSON: ``python -m faceflow.bench render|fit --json``.
+
+fit: for each video (default: every tier-A clip in ``$FACEFLOW_MEDIA/videos``), landmarks
+(mediapipe tracking + smoothing) and the morphable-model fit as ``annotate`` runs them; reports
+the landmark reprojection error of the fitted model (median and 95th percentile over frames of
+the per-frame mean, in pixels and as a fraction of the inter-ocular distance), flagged frames
+(error above 8% IOD), identity plausibility and throughput in frames per second (target: at
+least 10 for landmarks + fitting). With ``--overlays DIR`` it saves the fitted mesh wireframe
+drawn on a few frames of every clip.
 
 render: milliseconds per frame to rasterise the ICT skin mesh (11,248 vertices, 22,288
 triangles) posed with a slight yaw, at 224x224 and 256x256, batch 1 and 16, with and without
@@ -62,16 +70,101 @@ def bench_render(sizes=(224, 256), batches=(1, 16), repeat: int = 10, device: st
             "cpu": platform.processor() or platform.machine(), "repeat": repeat, "results": rows}
 
 
+def bench_fit(videos, max_frames=None, overlays=None, n_overlays: int = 4, dense: bool = True) -> dict:
+    import numpy as np
+
+    from . import io as vio
+    from .correspondence import load_correspondence
+    from .fitting import FitConfig, fit_video, reprojection_summary
+    from .landmarks import MediapipeDetector, smooth_track, track_video
+    from .morphable import MorphableModel
+
+    model = MorphableModel.load("skin")
+    mp_idx, dense_v = load_correspondence()
+    rows = []
+    for path in videos:
+        info = vio.probe(path)
+        n = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
+        t0 = time.perf_counter()
+        with MediapipeDetector() as det:
+            track = smooth_track(track_video(vio.read_frames(path, max_frames=max_frames), det, total=n))
+        t1 = time.perf_counter()
+        keep = np.flatnonzero(track.usable())
+        seg = np.zeros(len(track), int)
+        for k, (a, b) in enumerate(track.segments):
+            seg[a:b] = k
+        dn = track.dense[keep][:, mp_idx, :2] if dense else None
+        fit = fit_video(model, track.lmk68[keep], dn, dense_v if dense else None, seg[keep], FitConfig())
+        t2 = time.perf_counter()
+        rep = reprojection_summary(fit)
+        rel = fit.lmk_error / np.maximum(fit.iod, 1e-6)
+        row = {"video": str(path), "frames": len(track), "kept": int(len(keep)), "segments": len(track.segments),
+               **{k: round(v, 4) for k, v in rep.items()}, "flagged_frames": int((rel > 0.08).sum()),
+               "id_norm2": round(fit.stats["id_norm2"], 1), "plausible": bool(fit.stats["plausible"]),
+               "track_s": round(t1 - t0, 2), "fit_s": round(t2 - t1, 2),
+               "landmarks_and_fit_fps": round(len(track) / (t2 - t0), 2),
+               "yaw_range_deg": [round(float(fit.angles[:, 1].min()), 1), round(float(fit.angles[:, 1].max()), 1)]}
+        if overlays:
+            row["overlays"] = _overlays(model, fit, keep, path, overlays, n_overlays)
+        rows.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    return {"benchmark": "fit", "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(), "results": rows}
+
+
+def _overlays(model, fit, keep, path, out_dir, n: int) -> list[str]:
+    """Mesh wireframe (meshreg subset) over ``n`` frames of the clip -> PNG paths."""
+    from pathlib import Path
+
+    import cv2
+    import numpy as np
+
+    from . import io as vio
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    sub = model.subset("meshreg")
+    tri = sub.triangles.numpy()
+    names = []
+    for i in np.unique(np.linspace(0, len(keep) - 1, n).round().astype(int)):
+        frame = next(iter(vio.read_frames(path, start=int(keep[i]), max_frames=1)))
+        with torch.no_grad():
+            v = fit.image_vertices(model, np.array([i]), sub.indices)[0].numpy()
+        front = np.cross(v[tri[:, 1], :2] - v[tri[:, 0], :2], v[tri[:, 2], :2] - v[tri[:, 0], :2]) < 0
+        wire = frame.copy()
+        cv2.polylines(wire, [np.round(v[t, :2] * 4).astype(np.int32) for t in tri[front]], True,
+                      (80, 255, 80), 1, cv2.LINE_AA, shift=2)
+        img = cv2.addWeighted(frame, 0.6, wire, 0.4, 0)
+        name = out / f"{Path(path).stem}_{int(keep[i]):05d}.png"
+        vio.write_image(name, img)
+        names.append(str(name))
+    return names
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m faceflow.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["render"], help="which benchmark to run")
+    p.add_argument("what", choices=["render", "fit"], help="which benchmark to run")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.add_argument("--repeat", type=int, default=10, help="timed repetitions per case; the median is reported")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
     p.add_argument("--sizes", type=int, nargs="+", default=[224, 256], help="square image sizes")
     p.add_argument("--batches", type=int, nargs="+", default=[1, 16], help="batch sizes")
+    p.add_argument("--videos", nargs="+", default=None, help="fit: videos (default: the tier-A clips)")
+    p.add_argument("--max-frames", type=int, default=None, help="fit: only the first N frames of each video")
+    p.add_argument("--overlays", default=None, help="fit: save mesh overlays into this directory")
     args = p.parse_args(argv)
+    if args.what == "fit":
+        import os
+        from pathlib import Path
+
+        from .assets import REPO_ROOT
+
+        media = Path(os.environ.get("FACEFLOW_MEDIA", REPO_ROOT.parent / "shared" / "media"))
+        videos = args.videos or sorted(str(v) for v in (media / "videos").glob("*.mp4"))
+        res = bench_fit(videos, args.max_frames, args.overlays)
+        print(json.dumps(res, indent=2))
+        return 0
     res = bench_render(tuple(args.sizes), tuple(args.batches), args.repeat, args.device)
     if args.json:
         print(json.dumps(res, indent=2))
