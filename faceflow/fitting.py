@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -524,8 +524,14 @@ def fit_video(model: MorphableModel, lmk68: np.ndarray, dense: np.ndarray | None
     seg = np.zeros(T, int) if segment_ids is None else np.asarray(segment_ids)
     if len(seg) != T:
         raise FaceflowError(f"segment_ids has {len(seg)} entries for {T} frames")
-    use_dense = dense is not None and dense_vertices is not None and cfg.dense_weight > 0
+    if (dense is None) != (dense_vertices is None):
+        raise FaceflowError("pass dense points and dense_vertices together (or neither)")
+    use_dense = dense is not None and cfg.dense_weight > 0
     if use_dense:
+        dense_vertices = np.asarray(dense_vertices)
+        if (dense_vertices.ndim != 1 or not np.issubdtype(dense_vertices.dtype, np.integer)
+                or (dense_vertices < 0).any() or (dense_vertices >= model.num_vertices).any()):
+            raise FaceflowError(f"dense_vertices must be (P,) vertex indices in [0, {model.num_vertices})")
         dense = np.asarray(dense, np.float64)[..., :2]
         if dense.shape[:2] != (T, len(dense_vertices)) or not np.isfinite(dense).all():
             raise FaceflowError(f"dense points must be finite (T, P, 2) with P = {len(dense_vertices)}, got {dense.shape}")
@@ -540,7 +546,10 @@ def fit_video(model: MorphableModel, lmk68: np.ndarray, dense: np.ndarray | None
                        dense_vertices if use_dense else None, np.arange(len(keys)), cfg, say, None)
         ident = key_fit.id.astype(np.float64)
         key_stats = {"key_frames": int(len(keys)), "key_timings": key_fit.stats["timings"]}
-    fit = _fit(model, lmk68, dense if use_dense else None, dense_vertices if use_dense else None, seg, cfg, say, ident)
+    # with the identity known, one fixed-camera round before the joint refinement is enough
+    cfg_all = cfg if ident is None else replace(cfg, iterations=1)
+    fit = _fit(model, lmk68, dense if use_dense else None, dense_vertices if use_dense else None, seg, cfg_all, say,
+               ident)
     fit.stats.update(key_stats)
     fit.stats["timings"]["total_s"] = time.perf_counter() - t0
     return fit
@@ -708,6 +717,17 @@ def _fit(model, lmk68, dense, dense_vertices, seg, cfg: FitConfig, say, ident_fi
     timings["refine_s"] = time.perf_counter() - t0
     info["refine_costs"] = refine
 
+    # 5. the refinement moves every frame's camera on its own: smooth the camera sequence again
+    # (as in the initialisation) and re-solve the expressions for those cameras
+    if cfg.camera_smoothing and T >= 5:
+        t0 = time.perf_counter()
+        R, t, f = smooth_cameras(R, t, f, seg)
+        jaw_idx = march(R)
+        G, h = blocks(R, t, f)
+        exp, _, _ = _solve_coefficients(G, h, seg, cfg, ke, w_lmk, id_prior, np.full((T, ke), cfg.a_exp),
+                                        e_lo, e_hi, ke, ident)
+        timings["final_s"] = time.perf_counter() - t0
+
     # statistics: 68-landmark reprojection error in pixels
     X = all_points()
     proj = f[:, None, None] * _es("tab,tnb->tna", _proj_rows(R), X) + t[:, None, :2]
@@ -725,9 +745,15 @@ def _fit(model, lmk68, dense, dense_vertices, seg, cfg: FitConfig, say, ident_fi
 def fit_image(model: MorphableModel, lmk68: np.ndarray, dense: np.ndarray | None = None,
               dense_vertices: np.ndarray | None = None, config: FitConfig | None = None) -> VideoFit:
     """Single-image fit (a photo): the video fit with one frame. lmk68 (68, 2) or (1, 68, 2)."""
-    lmk68 = np.asarray(lmk68, np.float64).reshape(-1, 68, 2)
+    lmk68 = np.asarray(lmk68, np.float64)
+    if lmk68.shape not in ((68, 2), (1, 68, 2)):
+        raise FaceflowError(f"fit_image takes one frame's landmarks (68, 2), got {lmk68.shape}")
+    lmk68 = lmk68.reshape(1, 68, 2)
     if dense is not None:
-        dense = np.asarray(dense, np.float64).reshape(1, -1, np.asarray(dense).shape[-1])
+        dense = np.asarray(dense, np.float64)
+        if dense.ndim not in (2, 3) or (dense.ndim == 3 and dense.shape[0] != 1):
+            raise FaceflowError(f"fit_image takes one frame's dense points (P, 2|3), got {dense.shape}")
+        dense = dense.reshape(1, -1, dense.shape[-1])
     return fit_video(model, lmk68, dense, dense_vertices, None, config)
 
 
