@@ -497,8 +497,8 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
     if out.exists() and not out.is_dir():
         raise FaceflowError(f"output {out} exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
     state = _State(out, _signature(video, cfg), overwrite)
+    (out / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
     model = MorphableModel.load("skin")
     t_all = time.perf_counter()
 
@@ -517,6 +517,7 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
         pair_summary = _stage_pairs(model, fit, keep, track["segment"][keep], box, cfg, state, say)
     else:
         vio.save_npy(out / "data" / "pairs.npy", np.zeros((0, 2), np.int64))
+        vio.save_npy(out / "data" / "pair_kind.npy", np.zeros(0, np.uint8))
         vio.save_npy(out / "data" / "flow.npy", np.zeros((0, TEMPLATE, TEMPLATE, 3), np.float16))
     previews = _stage_previews(model, fit, keep, box, cfg, state)
 

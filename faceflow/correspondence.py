@@ -70,7 +70,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from .errors import FaceflowError, MediaError
+from .errors import FaceflowError, MediaError, run_cli
 
 if TYPE_CHECKING:
     from .morphable import MorphableModel
@@ -552,24 +552,21 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     argv = sys.argv[1:] if argv is None else argv
-    try:
+
+    def build() -> int:
         cfg = BuildConfig(frames_per_video=args.frames_per_video, max_yaw=args.max_yaw, max_spread=args.max_spread)
         if not Path(args.out).resolve().parent.is_dir():  # fail before the build, not after it
             raise MediaError(f"cannot write {args.out}: folder {Path(args.out).resolve().parent} does not exist")
         corr = build_correspondence(args.videos, cfg, progress=True,
                                     command=shlex.join(["python", "-m", "faceflow.correspondence", *argv]))
         out = save_correspondence(corr, args.out)
-    except FaceflowError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
-    idx, _ = corr.used()
-    sp = corr.spread_cm[idx]
-    print(f"wrote {out}: {len(idx)} of {NUM_POINTS} points used, from {corr.meta['frames_total']} frames; "
-          f"spread median {np.median(sp):.2f} cm, max {sp.max():.2f} cm ({corr.meta['build_seconds']} s)")
-    return 0
+        idx, _ = corr.used()
+        sp = corr.spread_cm[idx]
+        print(f"wrote {out}: {len(idx)} of {NUM_POINTS} points used, from {corr.meta['frames_total']} frames; "
+              f"spread median {np.median(sp):.2f} cm, max {sp.max():.2f} cm ({corr.meta['build_seconds']} s)")
+        return 0
+
+    return run_cli(build)
 
 
 __all__ = [

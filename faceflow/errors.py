@@ -16,3 +16,18 @@ class AssetNotFoundError(FaceflowError, FileNotFoundError):
 
 class MediaError(FaceflowError):
     """An image or video is missing, empty, corrupt, of the wrong kind or absurd size."""
+
+
+def run_cli(func, *args) -> int:
+    """Run a command-line action: a :class:`FaceflowError` becomes ``error: message`` on stderr
+    and exit code 2 (no traceback), Ctrl-C exit code 130; otherwise ``func``'s return value."""
+    import sys
+
+    try:
+        return func(*args)
+    except FaceflowError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130

@@ -12,8 +12,6 @@ is absent (fail with FACEFLOW_REQUIRE_ASSETS=1).
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -24,21 +22,10 @@ from faceflow.correspondence import (DEFAULT_CLIPS, IRIS, NUM_POINTS, BuildConfi
                                      hit_stats, load_correspondence, read_correspondence, surface_hits, vote)
 from faceflow.errors import FaceflowError, MediaError
 from faceflow.landmarks import MP68
+from _media import media
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("FACEFLOW_MEDIA", REPO.parent / "shared" / "media"))
 FRONTAL = ("deepface_img32", "face_recognition_biden2")
 HELD_OUT_CLIP = "videos/EDTalk_pose_source2.mp4"  # tier A, not one of the build clips
-
-
-def media(rel: str) -> Path:
-    path = MEDIA / rel
-    if not path.is_file():
-        msg = f"real test media {path} not found (set FACEFLOW_MEDIA to the shared media folder)"
-        if os.environ.get("FACEFLOW_REQUIRE_ASSETS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def _mp_points(name: str) -> list[int]:

@@ -17,9 +17,8 @@ import pytest
 from faceflow import eyes
 from faceflow.errors import FaceflowError
 from faceflow.eyes import LEFT_EYE, RIGHT_EYE, PupilConfig
+from _media import media
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("FACEFLOW_MEDIA", REPO.parent / "shared" / "media"))
 
 try:  # the 478 -> 68 mediapipe map; faceflow.landmarks may not exist yet
     from faceflow.landmarks import MP68
@@ -29,16 +28,6 @@ except ImportError:
             133, 153, 144, 362, 385, 387, 263, 373, 380, 61, 39, 37, 0, 267, 269, 291, 405, 314, 17,
             84, 181, 78, 82, 13, 312, 308, 317, 14, 87)
 MP_IRIS = (468, 473)  # mediapipe iris centres; which eye each belongs to is checked below
-
-
-def media(rel: str) -> Path:
-    path = MEDIA / rel
-    if not path.is_file():
-        msg = f"real test clip {path} not found (set FACEFLOW_MEDIA to the shared media folder)"
-        if os.environ.get("FACEFLOW_REQUIRE_ASSETS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 # ----------------------------------------------------------------------------- helpers

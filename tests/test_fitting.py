@@ -12,8 +12,6 @@ FACEFLOW_REQUIRE_ASSETS=1).
 """
 from __future__ import annotations
 
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -25,20 +23,9 @@ from scipy.stats import chi2
 from faceflow import fitting as F
 from faceflow.camera import Camera, euler_to_rotation, rotation_to_euler
 from faceflow.errors import FaceflowError
+from _media import media
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("FACEFLOW_MEDIA", REPO.parent / "shared" / "media"))
 FLIP2 = np.array([1.0, -1.0])  # image y down, model y up
-
-
-def media(rel: str) -> Path:
-    path = MEDIA / rel
-    if not path.is_file():
-        msg = f"real test media {path} not found (set FACEFLOW_MEDIA to the shared media folder)"
-        if os.environ.get("FACEFLOW_REQUIRE_ASSETS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 # ----------------------------------------------------------------------------- synthetic harness

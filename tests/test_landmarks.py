@@ -8,8 +8,6 @@ synthetic clips made by pasting face crops from the stills onto a grey canvas.
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -20,25 +18,14 @@ from faceflow.errors import AssetNotFoundError, FaceflowError, MediaError
 from faceflow.landmarks import (IBUG_FLIP, IRIS_CENTRES, MP68, Face, MediapipeDetector, MultipleFacesError,
                                 NoFaceError, Track, TrackConfig, detect_image, gcv_lambda, make_detector,
                                 smooth_track, track_video)
+from _media import media
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("FACEFLOW_MEDIA", REPO.parent / "shared" / "media"))
 FRONTAL = ("deepface_img32", "face_recognition_biden2", "deepface_img11")
 STILLS = FRONTAL + ("LivePortrait_d12", "3DDFA_V2_emma_rightcrop")
 # RMS residual of a 2D similarity fit of the 68 points to the ICT model's frontal landmarks, in
 # inter-ocular distances.  Measured on the frontal stills: 0.088, 0.118, 0.098 (the commonly
 # quoted map before the jaw fix: 0.135, 0.156, 0.135; jaw reversed >= 0.73; eyes swapped >= 0.41).
 RESIDUAL_MAX = 0.16
-
-
-def media(rel: str) -> Path:
-    path = MEDIA / rel
-    if not path.is_file():
-        msg = f"real test media {path} not found (set FACEFLOW_MEDIA to the shared media folder)"
-        if os.environ.get("FACEFLOW_REQUIRE_ASSETS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,19 +20,8 @@ from faceflow.errors import FaceflowError
 from faceflow.registration import (CropBox, Similarity, crop_box, crop_image, estimate_similarity,
                                    flow_to_image, register_image, register_landmarks, template_landmarks,
                                    warp_back, warp_image)
+from _media import media
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("FACEFLOW_MEDIA", REPO.parent / "shared" / "media"))
-
-
-def media(rel: str) -> Path:
-    path = MEDIA / rel
-    if not path.is_file():
-        msg = f"real test media {path} not found (set FACEFLOW_MEDIA to the shared media folder)"
-        if os.environ.get("FACEFLOW_REQUIRE_ASSETS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def random_similarity(rng, scale=(0.5, 2.0), shift=50.0) -> Similarity:
