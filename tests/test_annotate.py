@@ -4,7 +4,8 @@ One real annotation (the first 20 frames of a talking-head clip, shared by the m
 checked against independent recomputations of its storage conventions: the crop with the
 manifest's box, the registration to the 68-point template, the PNCC decoding and the 3D flow
 re-derived from the stored coefficients and cameras (DeepFaceFlow eqs. (2)-(3)); the gap-pair
-rule is checked on synthetic mean-flow sequences and on the clip. Resuming after a simulated
+rule is checked on synthetic mean-flow sequences, on the clip and on a slowed copy of it (each
+frame repeated, so that gap pairs must appear). Resuming after a simulated
 interruption must give the uninterrupted result without redoing finished stages. Bad inputs
 go through the CLI (exit code 2, one readable line on stderr, no manifest). Synthetic clips
 built from real frames cover a face lost midway (two segments) and two faces (the larger is
@@ -28,11 +29,10 @@ import numpy as np
 import pytest
 import torch
 
+from _media import MEDIA, REPO, media
 from faceflow.annotate import LAYOUT, TEMPLATE, AnnotateConfig, annotate, gap_pairs_rule
 from faceflow.errors import FaceflowError
 
-REPO = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("FACEFLOW_MEDIA", REPO.parent / "shared" / "media"))
 OBAMA = "videos/EDTalk_uncrop_Obama.mp4"  # 450 x 450, 25 fps, one frontal talking face
 STILL = "stills/deepface_img32.jpg"
 REAL_CFG = AnnotateConfig(size=128, max_frames=20, previews=1)  # consecutive + gap pairs
@@ -64,16 +64,6 @@ EXPECTED = {
     "flow.npy": (("M", 224, 224, 3), "float16"),
 }
 BIG = ("crops", "aligned", "pncc", "pncc_mask", "nmfc", "face_mask", "eyes", "eye_mask", "pupils")
-
-
-def media(rel: str) -> Path:
-    path = MEDIA / rel
-    if not path.is_file():
-        msg = f"real test media {path} not found (set FACEFLOW_MEDIA to the shared media folder)"
-        if os.environ.get("FACEFLOW_REQUIRE_ASSETS") == "1":
-            pytest.fail(msg)
-        pytest.skip(msg)
-    return path
 
 
 def load_data(out: Path) -> dict[str, np.ndarray]:
@@ -225,7 +215,8 @@ def test_crop_cameras_project_model_onto_landmarks(real, skin_model):
     out, _, _ = real
     d = load_data(out)
     n = len(d["exp"])
-    verts = skin_model.shape(torch.from_numpy(np.array(d["id"]))[None].expand(n, -1), torch.from_numpy(np.array(d["exp"])))
+    ident = torch.from_numpy(np.array(d["id"]))[None].expand(n, -1)
+    verts = skin_model.shape(ident, torch.from_numpy(np.array(d["exp"])))
     cam = Camera(*(torch.from_numpy(np.array(d[k])) for k in ("camera_rotation", "camera_translation", "camera_scale")))
     lm = cam.project(skin_model.landmarks(verts))[..., :2].numpy()
     err = np.linalg.norm(lm[:, 17:] - d["lmk68"][:, 17:], axis=-1).mean(1)
@@ -233,16 +224,16 @@ def test_crop_cameras_project_model_onto_landmarks(real, skin_model):
     assert (err / iod).max() < 0.08, err / iod
 
 
-def test_flow_and_pncc_match_independent_recomputation(real, skin_model):
+def check_flow_and_pncc(out: Path, model, check) -> None:
+    """Stored flow of pairs ``check`` (indices into pairs.npy) = DeepFaceFlow eq. (2) recomputed
+    from the stored coefficients, cameras and registrations; PNCC of frame a = eq. (3)."""
     from faceflow.render.pncc import pncc_to_points
 
-    out, _, _ = real
     d = load_data(out)
-    pairs, kinds = np.array(d["pairs"]), np.array(d["pair_kind"])
-    check = sorted({0, 9, len(pairs) - 1} | set(np.flatnonzero(kinds == 1)[:2].tolist()))
+    pairs = np.array(d["pairs"])
     for mi in check:
         a, b = (int(v) for v in pairs[mi])
-        flow, mask, pts = independent_flow(skin_model, d, a, b)
+        flow, mask, pts = independent_flow(model, d, a, b)
         pmask = np.array(d["pncc_mask"][a])
         assert pmask.sum() > 2000  # the face covers a good part of the template
         assert (mask != pmask).sum() <= 1e-3 * pmask.sum(), (a, (mask != pmask).sum())
@@ -260,8 +251,10 @@ def test_flow_and_pncc_match_independent_recomputation(real, skin_model):
         assert not np.asarray(d["pncc"][a])[~pmask].any()
 
 
-def test_pairs_respect_segments_and_gap_rule(real, skin_model):
-    out, m, _ = real
+def check_pairs(out: Path, m: dict, model) -> None:
+    """Pairs stay in a segment; every consecutive pair is there; each gap pair is where the gap
+    rule stops (mean flow of (a, a + g - 1) <= 1 px < that of (a, a + g), unless capped or at
+    the segment end), and frames without one already moved > 1 px (or have no room)."""
     d = load_data(out)
     pairs, kinds, seg = np.array(d["pairs"]), np.array(d["pair_kind"]), np.array(d["segment"])
     N, max_gap = len(seg), m["options"]["max_gap"]
@@ -279,7 +272,7 @@ def test_pairs_respect_segments_and_gap_rule(real, skin_model):
         if (a, a + g) in index:  # stored flow (checked against recomputation above)
             i = index[(a, a + g)]
             return mean_flow(d["flow"][i], np.array(d["pncc_mask"][a]))
-        flow, mask, _ = independent_flow(skin_model, d, a, a + g)
+        flow, mask, _ = independent_flow(model, d, a, a + g)
         return mean_flow(flow, mask)
 
     def in_seg(a, b):
@@ -294,6 +287,32 @@ def test_pairs_respect_segments_and_gap_rule(real, skin_model):
         elif in_seg(a, a + 1) and in_seg(a, a + 2):
             assert mflow(a, 1) > 1 - tol  # no gap pair: the next frame already moved > 1 px
     assert m["pairs"]["mean_flow_px"] > 0
+
+
+def test_flow_and_pncc_match_independent_recomputation(real, skin_model):
+    out, _, _ = real
+    kinds = np.load(out / "data" / "pair_kind.npy")
+    check_flow_and_pncc(out, skin_model, sorted({0, 9, len(kinds) - 1} | set(np.flatnonzero(kinds == 1)[:2].tolist())))
+
+
+def test_pairs_respect_segments_and_gap_rule(real, skin_model):
+    out, m, _ = real
+    check_pairs(out, m, skin_model)
+
+
+def test_gap_pairs_on_a_slowed_clip(obama_frames, tmp_path, skin_model):
+    """Each real frame shown 3 times: the face barely moves between repeats, so DeepFaceFlow's
+    rule must make gap pairs (the real clip at full speed moves > 1 px per frame)."""
+    from faceflow.io import write_video
+
+    clip = write_video(tmp_path / "slow.mp4", [f for f in obama_frames[:8] for _ in range(3)], 25)
+    out = tmp_path / "slow"
+    m = annotate(clip, out, AnnotateConfig(size=64, previews=0), say=lambda s: None)
+    assert m["frames_kept"] == 24
+    kinds = np.load(out / "data" / "pair_kind.npy")
+    assert m["pairs"]["gap"] == (kinds == 1).sum() >= 5
+    check_pairs(out, m, skin_model)
+    check_flow_and_pncc(out, skin_model, [0] + np.flatnonzero(kinds == 1)[:3].tolist())
 
 
 # ---------------------------------------------------------------------------- 3. gap rule
@@ -372,6 +391,7 @@ def test_resume_after_interrupted_render(real, tmp_path):
     got["eyes"][3] = ref["eyes"][3]
     for k in ref:
         assert got[k].shape == ref[k].shape and np.array_equal(got[k], ref[k], equal_nan=got[k].dtype.kind == "f"), k
+
     def untimed(x):
         return json.loads(json.dumps({k: v for k, v in x.items() if k != "timings"}, default=float))
     assert untimed(m) == untimed(ref_manifest)
