@@ -135,7 +135,7 @@ def _memmap(path: Path, shape, dtype) -> np.ndarray:
 # ---------------------------------------------------------------------- stages
 
 def _stage_track(video: Path, info, cfg: AnnotateConfig, state: _State, say) -> dict:
-    from .landmarks import TrackConfig, make_detector, smooth_track, track_video
+    from .landmarks import NoFaceError, TrackConfig, make_detector, smooth_track, track_video
 
     path = state.out / "track.npz"
     if state.done("track") and path.exists():
@@ -147,6 +147,8 @@ def _stage_track(video: Path, info, cfg: AnnotateConfig, state: _State, say) -> 
     try:
         frames = vio.read_frames(video, max_frames=cfg.max_frames)
         raw = track_video(frames, detector, TrackConfig(), progress=True, total=total)
+    except NoFaceError as e:
+        raise NoFaceError(f"{video}: {e}") from e
     finally:
         detector.close()
     sm = smooth_track(raw)
@@ -395,6 +397,8 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _St
                 if g > 1:
                     pairs.append((a, a + g)); kinds.append(1)
                     gap_hist[g] = gap_hist.get(g, 0) + 1
+    order = sorted(range(len(pairs)), key=lambda m: (pairs[m][0], kinds[m]))  # pairs of one frame together:
+    pairs, kinds = [pairs[m] for m in order], [kinds[m] for m in order]  # one rasterisation serves them
     M = len(pairs)
     pairs_a = np.array(pairs, np.int64).reshape(-1, 2)
     vio.save_npy(data / "pairs.npy", pairs_a)
@@ -489,7 +493,13 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
     if unknown:
         raise FaceflowError(f"unknown pair kind(s) {sorted(unknown)}; use consecutive and/or gap")
     video = Path(video)
-    info = vio.probe(video)  # MediaError for missing, corrupt, still images, absurd sizes
+    try:
+        info = vio.probe(video)  # MediaError for missing, corrupt, still images, absurd sizes
+    except MediaError as e:
+        if "still image" in str(e):
+            raise MediaError(f"{video}: is a still image, not a video; annotate needs a video "
+                             "(fit a photo with faceflow.fitting.fit_image)") from e
+        raise
     if info.num_frames is not None and info.num_frames < 2:
         raise MediaError(f"{video}: has {info.num_frames} frame(s); annotate needs a video of at least 2 frames "
                          "(fit a photo with faceflow.fitting.fit_image)")
