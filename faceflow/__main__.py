@@ -8,6 +8,10 @@ import sys
 from .errors import run_cli
 
 
+class _RawDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keep the description's layout and show every option's default."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import annotate, render_demo
 
@@ -18,7 +22,7 @@ def build_parser() -> argparse.ArgumentParser:
     render_demo.add_arguments(r)
     r.set_defaults(func=render_demo.run)
     a = sub.add_parser("annotate", help="turn a talking-head video into a 3D-flow / reenactment dataset",
-                       description=annotate.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+                       description=annotate.__doc__, formatter_class=_RawDefaults)
     annotate.add_arguments(a)
     a.set_defaults(func=annotate.run)
     return p
