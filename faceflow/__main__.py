@@ -9,7 +9,12 @@ from .errors import run_cli
 
 
 class _RawDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the description's layout and show every option's default."""
+    """Keep the description's layout and show the default of every option that takes a value."""
+
+    def _get_help_string(self, action):
+        if action.nargs == 0:  # on/off flags: their help says what they change
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:

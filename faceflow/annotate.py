@@ -572,9 +572,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="which 3D-flow pairs to make (none: pass --pairs with no value)")
     p.add_argument("--max-gap", type=int, default=10, help="longest temporal gap of a gap pair")
     p.add_argument("--gap-stride", type=int, default=1, help="start a gap pair at every N-th frame")
-    p.add_argument("--no-dense", dest="dense", action="store_false", default=argparse.SUPPRESS,
+    p.add_argument("--no-dense", dest="dense", action="store_false",
                    help="fit to the 68 landmarks only (by default mediapipe's dense points are used too)")
-    p.set_defaults(dense=True)
     p.add_argument("--previews", type=int, default=6, help="number of preview PNGs")
     p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan"], help="landmark backend")
     p.add_argument("--overwrite", action="store_true", help="replace an existing annotation in OUT")
