@@ -265,7 +265,7 @@ def smooth_series(y: np.ndarray, segment_ids: np.ndarray | None = None, lam: flo
             continue
         flat = y[idx].reshape(len(idx), -1)
         x = np.arange(len(idx), dtype=np.float64)
-        sm = np.stack([make_smoothing_spline(x, flat[:, c], lam=lam)(x) for c in range(flat.shape[1])], 1)
+        sm = make_smoothing_spline(x, flat, lam=lam)(x)  # every column at once
         out[idx] = sm.reshape(y[idx].shape)
     return out
 
@@ -315,6 +315,7 @@ class JawContour:
             cand = np.flatnonzero(sel)
             self.candidates.append(np.union1d(cand, [v]))
         self.all = np.unique(np.concatenate(self.candidates))
+        self._cols = [np.searchsorted(self.all, cand) for cand in self.candidates]  # positions in self.all
         self.side = np.array([-1.0 if k < 8 else 1.0 for k in range(17)])
 
     def select(self, cand_pts: np.ndarray, R: np.ndarray) -> np.ndarray:
@@ -324,10 +325,8 @@ class JawContour:
         ang[:, 2] = 0.0  # roll does not change what is on the outline
         Rn = euler_to_rotation(torch.from_numpy(ang)).numpy()
         x = _es("tb,tnb->tn", Rn[:, 0], cand_pts)  # camera x of every candidate
-        pos = {v: i for i, v in enumerate(self.all)}
         out = np.empty((len(R), 17), np.int64)
-        for k, cand in enumerate(self.candidates):
-            cols = np.array([pos[v] for v in cand])
+        for k, (cand, cols) in enumerate(zip(self.candidates, self._cols)):
             best = np.argmax(self.side[k] * x[:, cols], axis=1)
             out[:, k] = cand[best]
         return out
@@ -346,21 +345,6 @@ class _Bases:
         self.ke = model.num_exp
         self.cache: dict = {}
 
-    def shape(self, ident: np.ndarray, exp: np.ndarray) -> np.ndarray:
-        """(T, P, 3) for exp (T, K_exp)."""
-        coef = np.concatenate([exp, np.broadcast_to(ident, (len(exp), ident.size))], 1)
-        return self.mean[None] + _es("pck,tk->tpc", self.B, coef)
-
-
-@dataclass
-class _Obs:
-    """One landmark term: observed points (T, P, 2) on vertices ``vidx`` (P,) or per-frame
-    vertices (T, P), with per-point weights (P,)."""
-
-    points: np.ndarray
-    vidx: np.ndarray
-    weights: np.ndarray
-
 
 def _frame_blocks(bases: _Bases, obs_vidx: np.ndarray, pos: dict, R: np.ndarray, t: np.ndarray,
                   f: np.ndarray, points: np.ndarray, weights: np.ndarray, coef: np.ndarray | None = None):
@@ -370,7 +354,8 @@ def _frame_blocks(bases: _Bases, obs_vidx: np.ndarray, pos: dict, R: np.ndarray,
     obs_vidx (P,) fixed or (T, P) per-frame vertex ids (looked up in ``pos``).
     Returns G (T, K, K), h (T, K) over x_f. With ``coef`` (T, K), the current coefficients, the
     system also covers a camera increment c_f = (rotation vector, log-scale, tx, ty) linearised
-    at the current shapes, ordered [e_f, c_f, i]: G (T, K + 6, K + 6), h (T, K + 6).
+    at the current shapes: it returns G, h, G_cx (T, 6, K), G_cc (T, 6, 6), h_c (T, 6), the
+    blocks of the normal equations over [x_f, c_f].
     """
     T = len(R)
     PR = _proj_rows(R)  # (T, 2, 3)
@@ -392,13 +377,13 @@ def _frame_blocks(bases: _Bases, obs_vidx: np.ndarray, pos: dict, R: np.ndarray,
         q = np.matmul(resid0, PR) * weights[None, :, None]  # (T, P, 3)
         h = q.reshape(T, -1) @ Bj.reshape(-1, Bj.shape[-1])
     else:
-        A = _es("tab,tpbk->tpak", PR, Bj) * np.sqrt(weights)[None, :, None, None]
-        G = _es("tpak,tpal->tkl", A, A)
+        A = np.matmul(PR[:, None], Bj) * np.sqrt(weights)[None, :, None, None]  # (T, P, 2, K)
+        A2 = A.reshape(T, -1, A.shape[-1])
+        G = A2.transpose(0, 2, 1) @ A2
         resid0 = target - _es("tab,tpb->tpa", PR, mean)
-        h = _es("tpak,tpa->tk", A, resid0 * np.sqrt(weights)[None, :, None])
+        h = (A2.transpose(0, 2, 1) @ (resid0 * np.sqrt(weights)[None, :, None]).reshape(T, -1, 1))[..., 0]
     if coef is None:
         return G, h
-    ke = bases.ke
     if fixed:
         S = mean[None] + (coef @ Bj.reshape(-1, Bj.shape[-1]).T).reshape(T, -1, 3)
     else:
@@ -417,16 +402,8 @@ def _frame_blocks(bases: _Bases, obs_vidx: np.ndarray, pos: dict, R: np.ndarray,
     if fixed:
         Gcx = np.matmul(Y.transpose(0, 2, 1, 3).reshape(T, 6, -1), Bj.reshape(-1, Bj.shape[-1]))
     else:
-        Gcx = _es("tpcb,tpbk->tck", Y, Bj)
-    K = G.shape[1]
-    order = np.r_[np.arange(ke), K + np.arange(6), ke + np.arange(K - ke)]  # [e, c, i]
-    Gf = np.zeros((T, K + 6, K + 6))
-    Gf[:, :K, :K] = G
-    Gf[:, K:, :K] = Gcx
-    Gf[:, :K, K:] = Gcx.transpose(0, 2, 1)
-    Gf[:, K:, K:] = Gcc
-    hf = np.concatenate([h, hc], 1)
-    return Gf[:, order][:, :, order], hf[:, order]
+        Gcx = Y.transpose(0, 2, 1, 3).reshape(T, 6, -1) @ Bj.reshape(T, -1, Bj.shape[-1])
+    return G, h, Gcx, Gcc, hc
 
 
 def _solve_coefficients(G: np.ndarray, h: np.ndarray, segment_ids: np.ndarray, cfg: FitConfig, kf: int,
@@ -507,8 +484,8 @@ def _identity_only(G: np.ndarray, h: np.ndarray, exp: np.ndarray, cfg: FitConfig
     """Identity with cameras and expressions fixed (init step (b)): a small dense bounded solve."""
     Gii = G[:, ke:, ke:].sum(0) * w_lmk + id_prior
     hi = (h[:, ke:] - _es("tek,te->tk", G[:, :ke, ke:], exp)).sum(0) * w_lmk
-    res = lsq_linear(np.linalg.cholesky(Gii).T, np.linalg.solve(np.linalg.cholesky(Gii), hi),
-                     bounds=(-cfg.id_bound, cfg.id_bound), method="bvls")
+    L = np.linalg.cholesky(Gii)
+    res = lsq_linear(L.T, np.linalg.solve(L, hi), bounds=(-cfg.id_bound, cfg.id_bound), method="bvls")
     return res.x
 
 
@@ -620,14 +597,13 @@ def _fit(model, lmk68, dense, dense_vertices, seg, cfg: FitConfig, say, ident_fi
     dense_w = np.full(len(dense_v), cfg.dense_weight)
 
     def blocks(R, t, f, joint=False):
+        """Sum of the landmark terms' normal equations (see :func:`_frame_blocks`)."""
         coef = np.concatenate([exp, np.broadcast_to(ident, (T, ident.size))], 1) if joint else None
-        G, h = _frame_blocks(bases, jaw_idx, pos, R, t, f, lmk68[:, :17], jaw_w, coef)
-        G2, h2 = _frame_blocks(bases, inner_v, pos, R, t, f, lmk68[:, 17:], inner_w, coef)
-        G, h = G + G2, h + h2
+        terms = [(jaw_idx, lmk68[:, :17], jaw_w), (inner_v, lmk68[:, 17:], inner_w)]
         if use_dense:
-            G3, h3 = _frame_blocks(bases, dense_v, pos, R, t, f, dense_pts, dense_w, coef)
-            G, h = G + G3, h + h3
-        return G, h
+            terms.append((dense_v, dense_pts, dense_w))
+        parts = [_frame_blocks(bases, v, pos, R, t, f, pts, w, coef) for v, pts, w in terms]
+        return tuple(sum(p[k] for p in parts) for k in range(len(parts[0])))
 
     def cost(R, t, f, exp, ident, norm):
         """The energy of eq. (3.3), data term in cm (pixels / ``norm``, per-frame scales), with
@@ -689,11 +665,8 @@ def _fit(model, lmk68, dense, dense_vertices, seg, cfg: FitConfig, say, ident_fi
     refine = []
     for it in range(cfg.refine_iterations):
         say(f"joint refinement {it + 1}/{cfg.refine_iterations}")
-        G, h = blocks(R, t, f, joint=True)
-        xi = np.r_[np.arange(ke), ke + 6 + np.arange(K - ke)]  # [e, i] inside [e, c, i]
-        ci = ke + np.arange(6)
-        Gxx, Gxc, Gcc = G[:, xi][:, :, xi], G[:, xi][:, :, ci], G[:, ci][:, :, ci]
-        hx, hc = h[:, xi], h[:, ci]
+        Gxx, hx, Gcx, Gcc, hc = blocks(R, t, f, joint=True)
+        Gxc = Gcx.transpose(0, 2, 1)
         current = cost(R, t, f, exp, ident, f)
         trials = 0
         while True:
