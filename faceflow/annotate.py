@@ -106,8 +106,7 @@ class _State:
         return self.data["stages"].setdefault(stage, {})
 
     def save(self) -> None:
-        with vio.atomic_path(self.path) as tmp:
-            Path(tmp).write_text(json.dumps(self.data, indent=1))
+        vio.save_json(self.path, self.data)
 
 
 def _signature(video: Path, cfg: AnnotateConfig) -> dict:
@@ -115,12 +114,6 @@ def _signature(video: Path, cfg: AnnotateConfig) -> dict:
     keys = {k: v for k, v in asdict(cfg).items() if k not in ("previews",)}
     return {"video": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime),
             "options": json.loads(json.dumps(keys))}
-
-
-def _save_npz(path: Path, **arrays) -> None:
-    with vio.atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
 
 
 def _memmap(path: Path, shape, dtype) -> np.ndarray:
@@ -132,36 +125,60 @@ def _memmap(path: Path, shape, dtype) -> np.ndarray:
     return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
 
 
+# ---------------------------------------------------------------------- track and fit
+
+def track_landmarks(video: Path, max_frames: int | None = None, detector: str = "mediapipe",
+                    total: int | None = None):
+    """Landmarks of every frame, following one face (:func:`faceflow.landmarks.track_video`),
+    then smoothed. Returns (raw, smoothed) :class:`~faceflow.landmarks.Track`."""
+    from .landmarks import NoFaceError, TrackConfig, make_detector, smooth_track, track_video
+
+    det = make_detector(detector)
+    try:
+        raw = track_video(vio.read_frames(video, max_frames=max_frames), det, TrackConfig(), progress=True,
+                          total=total)
+    except NoFaceError as e:
+        raise NoFaceError(f"{video}: {e}") from e
+    finally:
+        det.close()
+    return raw, smooth_track(raw)
+
+
+def fit_landmarks(model, lmk68: np.ndarray, dense: np.ndarray | None, segment: np.ndarray, use_dense: bool = True,
+                  progress=None):
+    """Fit the morphable model to the frames inside segments (``segment`` (T,) >= 0), with
+    mediapipe's dense points (T, 478, 2|3) through :mod:`faceflow.correspondence` when given.
+    Returns (kept frame indices, :class:`~faceflow.fitting.VideoFit`, dense vertex ids)."""
+    from .correspondence import load_correspondence
+    from .fitting import FitConfig, fit_video
+
+    keep = np.flatnonzero(segment >= 0)
+    dense_pts, dense_v = None, np.zeros(0, np.int64)
+    if use_dense and dense is not None:
+        mp_idx, dense_v = load_correspondence()
+        dense_pts = dense[keep][:, mp_idx, :2]
+    fit = fit_video(model, lmk68[keep], dense_pts, dense_v if dense_pts is not None else None, segment[keep],
+                    FitConfig(), progress=progress)
+    return keep, fit, dense_v
+
+
 # ---------------------------------------------------------------------- stages
 
 def _stage_track(video: Path, info, cfg: AnnotateConfig, state: _State, say) -> dict:
-    from .landmarks import NoFaceError, TrackConfig, make_detector, smooth_track, track_video
-
     path = state.out / "track.npz"
     if state.done("track") and path.exists():
         return dict(np.load(path, allow_pickle=False))
     t0 = time.perf_counter()
     total = info.num_frames if cfg.max_frames is None else min(info.num_frames, cfg.max_frames)
     say(f"tracking the face in {total} frames")
-    detector = make_detector(cfg.detector)
-    try:
-        frames = vio.read_frames(video, max_frames=cfg.max_frames)
-        raw = track_video(frames, detector, TrackConfig(), progress=True, total=total)
-    except NoFaceError as e:
-        raise NoFaceError(f"{video}: {e}") from e
-    finally:
-        detector.close()
-    sm = smooth_track(raw)
+    raw, sm = track_landmarks(video, cfg.max_frames, cfg.detector, total)
     summary = sm.to_dict()
-    seg_id = np.full(len(sm), -1, np.int32)
-    for k, (a, b) in enumerate(sm.segments):
-        seg_id[a:b] = k
     arrays = {"lmk68_raw": raw.lmk68, "lmk68": sm.lmk68, "boxes": sm.boxes, "detected": sm.detected,
-              "num_faces": sm.num_faces, "segment": seg_id,
+              "num_faces": sm.num_faces, "segment": sm.segment_ids(),
               "status": np.array(sm.status, dtype="U8")}
     if sm.dense is not None:
         arrays["dense"] = sm.dense
-    _save_npz(path, **arrays)
+    vio.save_npz(path, **arrays)
     st = state.get("track")
     st.update(done=True, seconds=time.perf_counter() - t0, summary=summary)
     state.save()
@@ -169,7 +186,7 @@ def _stage_track(video: Path, info, cfg: AnnotateConfig, state: _State, say) -> 
 
 
 def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
-    from .fitting import FitConfig, VideoFit, fit_video
+    from .fitting import VideoFit
 
     path = state.out / "fit.npz"
     keep = np.flatnonzero(track["segment"] >= 0)
@@ -179,17 +196,10 @@ def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
                        d["lmk_error"], d["iod"], state.get("fit")["stats"])
         return keep, fit, d["dense_vertices"]
     t0 = time.perf_counter()
-    dense, dense_v = None, None
-    if cfg.dense and "dense" in track:
-        from .correspondence import load_correspondence
-
-        mp_idx, dense_v = load_correspondence()
-        dense = track["dense"][keep][:, mp_idx, :2]
     say(f"fitting the morphable model to {len(keep)} frames")
-    fit = fit_video(model, track["lmk68"][keep], dense, dense_v, track["segment"][keep], FitConfig(),
-                    progress=lambda m: say("  " + m))
-    dense_v = np.zeros(0, np.int64) if dense_v is None else dense_v
-    _save_npz(path, id=fit.id, exp=fit.exp, rotation=fit.rotation, translation=fit.translation, scale=fit.scale,
+    keep, fit, dense_v = fit_landmarks(model, track["lmk68"], track.get("dense"), track["segment"], cfg.dense,
+                                       progress=lambda m: say("  " + m))
+    vio.save_npz(path, id=fit.id, exp=fit.exp, rotation=fit.rotation, translation=fit.translation, scale=fit.scale,
               jaw_vertices=fit.jaw_vertices, lmk_error=fit.lmk_error, iod=fit.iod, dense_vertices=dense_v)
     st = state.get("fit")
     st.update(done=True, seconds=time.perf_counter() - t0, stats=json.loads(json.dumps(fit.stats, default=float)))
@@ -345,11 +355,44 @@ def gap_pairs_rule(mean_flow, max_gap: int) -> int:
     return g
 
 
+def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, say):
+    """The flow pairs (a, b) of kept frames and their kinds (0 consecutive, 1 gap), ordered by a."""
+    from tqdm import tqdm
+
+    from .render.flow import flow_ground_truth
+
+    pairs, kinds = [], []
+    for a in range(N - 1):
+        if "consecutive" in cfg.pairs and segment[a + 1] == segment[a]:
+            pairs.append((a, a + 1)); kinds.append(0)
+    say("choosing gap pairs" if "gap" in cfg.pairs else "no gap pairs")
+    if "gap" in cfg.pairs:
+        with torch.no_grad():
+            for a in tqdm(range(0, N - 1, cfg.gap_stride), unit="frame", desc="gap pairs"):
+                v1, frags = frame_frags(a)
+                if not frags.mask.any():
+                    continue
+
+                def mean_flow(g):
+                    b = a + g
+                    if b >= N or segment[b] != segment[a]:
+                        return None
+                    v2 = _to_template(verts[b:b + 1], A[a:a + 1])
+                    fl, mask = flow_ground_truth(v1, v2, tris, (TEMPLATE, TEMPLATE), frags1=frags)
+                    return float(fl[mask].norm(dim=-1).mean())
+
+                g = gap_pairs_rule(mean_flow, cfg.max_gap)
+                if g > 1:
+                    pairs.append((a, a + g)); kinds.append(1)
+    order = sorted(range(len(pairs)), key=lambda m: (pairs[m][0], kinds[m]))  # pairs of one frame together:
+    return [pairs[m] for m in order], [kinds[m] for m in order]  # one rasterisation serves them
+
+
 def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _State, say) -> dict:
     from tqdm import tqdm
 
     from .render.flow import flow_ground_truth
-    from .render.rasterize import interpolate, rasterize
+    from .render.rasterize import rasterize
 
     st = state.get("pairs")
     if st.get("done"):
@@ -363,46 +406,29 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _St
         verts = torch.cat([_posed(model, fit, rot, trans, scale, np.arange(a, min(a + 256, N)), face.indices)
                            for a in range(0, N, 256)])
     tris = face.triangles
-    pairs, kinds = [], []
-    for a in range(N - 1):
-        if "consecutive" in cfg.pairs and segment[a + 1] == segment[a]:
-            pairs.append((a, a + 1)); kinds.append(0)
-    say("choosing gap pairs" if "gap" in cfg.pairs else "no gap pairs")
-    gap_hist: dict[int, int] = {}
     frags_cache = {}
 
     def frame_frags(a):
+        """Frame a's mesh in its own template and its rasterisation (the last one is kept)."""
         if a not in frags_cache:
             frags_cache.clear()
             v1 = _to_template(verts[a:a + 1], A[a:a + 1])
             frags_cache[a] = (v1, rasterize(v1, tris, (TEMPLATE, TEMPLATE), cull_backfaces=True))
         return frags_cache[a]
 
-    if "gap" in cfg.pairs:
-        with torch.no_grad():
-            for a in tqdm(range(0, N - 1, cfg.gap_stride), unit="frame", desc="gap pairs"):
-                v1, frags = frame_frags(a)
-                if not frags.mask.any():
-                    continue
-
-                def mean_flow(g):
-                    b = a + g
-                    if b >= N or segment[b] != segment[a]:
-                        return None
-                    v2 = _to_template(verts[b:b + 1], A[a:a + 1])
-                    fl = interpolate(v2 - v1, tris, frags)
-                    return float(fl[frags.mask].norm(dim=-1).mean())
-
-                g = gap_pairs_rule(mean_flow, cfg.max_gap)
-                if g > 1:
-                    pairs.append((a, a + g)); kinds.append(1)
-                    gap_hist[g] = gap_hist.get(g, 0) + 1
-    order = sorted(range(len(pairs)), key=lambda m: (pairs[m][0], kinds[m]))  # pairs of one frame together:
-    pairs, kinds = [pairs[m] for m in order], [kinds[m] for m in order]  # one rasterisation serves them
-    M = len(pairs)
-    pairs_a = np.array(pairs, np.int64).reshape(-1, 2)
-    vio.save_npy(data / "pairs.npy", pairs_a)
-    vio.save_npy(data / "pair_kind.npy", np.array(kinds, np.uint8))
+    if st.get("listed") and (data / "pairs.npy").exists():  # resuming: the pair list is fixed
+        pairs_a, kinds_a = np.load(data / "pairs.npy"), np.load(data / "pair_kind.npy")
+    else:
+        pairs, kinds = _choose_pairs(N, segment, cfg, frame_frags, verts, A, tris, say)
+        pairs_a, kinds_a = np.array(pairs, np.int64).reshape(-1, 2), np.array(kinds, np.uint8)
+        vio.save_npy(data / "pairs.npy", pairs_a)
+        vio.save_npy(data / "pair_kind.npy", kinds_a)
+        st.update(listed=True, pairs_done=0)
+        state.save()
+    M = len(pairs_a)
+    gaps = pairs_a[kinds_a == 1, 1] - pairs_a[kinds_a == 1, 0]
+    gap_hist = {int(g): int((gaps == g).sum()) for g in np.unique(gaps)}
+    kinds = kinds_a.tolist()
     flow = _memmap(data / "flow.npy", (M, TEMPLATE, TEMPLATE, 3), np.float16)
     start = int(st.get("pairs_done", 0))
     mags = []
@@ -433,6 +459,7 @@ def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -
     import cv2
 
     from .flowviz import flow3d_to_rgb
+    from .render.overlay import draw_points, draw_wireframe
 
     data = state.out / "data"
     prev = state.out / "previews"
@@ -451,15 +478,7 @@ def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -
     for i in np.unique(np.linspace(0, N - 1, min(cfg.previews, N)).round().astype(int)):
         with torch.no_grad():
             v = _posed(model, fit, rot, trans, scale, np.array([i]), sub.indices)[0].numpy()
-        crop = np.ascontiguousarray(crops[i])
-        wire = crop.copy()
-        tri = sub.triangles.numpy()
-        front = np.cross(v[tri[:, 1], :2] - v[tri[:, 0], :2], v[tri[:, 2], :2] - v[tri[:, 0], :2]) < 0
-        pts = [np.round(v[t, :2] * 4).astype(np.int32) for t in tri[front]]
-        cv2.polylines(wire, pts, True, (80, 255, 80), 1, cv2.LINE_AA, shift=2)
-        over = cv2.addWeighted(crop, 0.65, wire, 0.35, 0)
-        for p in lmk[i]:
-            cv2.circle(over, tuple(np.round(p * 4).astype(int)), 6, (255, 40, 40), -1, cv2.LINE_AA, shift=2)
+        over = draw_points(draw_wireframe(crops[i], v, sub.triangles.numpy(), alpha=0.35), lmk[i])
         row = [over, nmfc_a[i], eyes[i]]
         pn = cv2.resize((np.asarray(pncc_a[i], np.float32) * 255).clip(0, 255).astype(np.uint8), (cfg.size, cfg.size))
         row.append(pn)
@@ -493,14 +512,11 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
     if unknown:
         raise FaceflowError(f"unknown pair kind(s) {sorted(unknown)}; use consecutive and/or gap")
     video = Path(video)
-    try:
-        info = vio.probe(video)  # MediaError for missing, corrupt, still images, absurd sizes
-    except MediaError as e:
-        if "still image" in str(e):
-            raise MediaError(f"{video}: is a still image, not a video; annotate needs a video "
-                             "(fit a photo with faceflow.fitting.fit_image)") from e
-        raise
-    if info.num_frames is not None and info.num_frames < 2:
+    info = vio.probe(video, allow_still=True)  # MediaError for missing, corrupt, absurd sizes
+    if info.still:
+        raise MediaError(f"{video}: is a still image, not a video; annotate needs a video "
+                         "(fit a photo with faceflow.fitting.fit_image)")
+    if info.num_frames < 2:
         raise MediaError(f"{video}: has {info.num_frames} frame(s); annotate needs a video of at least 2 frames "
                          "(fit a photo with faceflow.fitting.fit_image)")
     out = Path(out)
@@ -533,8 +549,7 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
 
     n_frames = len(track["segment"])
     rep = reprojection_summary(fit)
-    rel = fit.lmk_error / np.maximum(fit.iod, 1e-6)
-    flagged = keep[rel > cfg.flag_error_iod]
+    flagged = keep[fit.relative_error > cfg.flag_error_iod]
     t_track = state.get("track")["seconds"]
     t_fit = state.get("fit")["seconds"]
     segs = state.get("track")["summary"]["segments"]
@@ -558,8 +573,7 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
             f"{fit.stats['chi2_threshold']:.1f}); the fit may have failed")
     for msg in manifest["tracking"]["messages"]:
         say("note: " + msg)
-    with vio.atomic_path(out / "manifest.json") as tmp:
-        Path(tmp).write_text(json.dumps(manifest, indent=1, default=float))
+    vio.save_json(out / "manifest.json", manifest)
     return manifest
 
 

@@ -74,32 +74,23 @@ def bench_fit(videos, max_frames=None, overlays=None, n_overlays: int = 4, dense
     import numpy as np
 
     from . import io as vio
-    from .correspondence import load_correspondence
-    from .fitting import FitConfig, fit_video, reprojection_summary
-    from .landmarks import MediapipeDetector, smooth_track, track_video
+    from .annotate import fit_landmarks, track_landmarks
+    from .fitting import reprojection_summary
     from .morphable import MorphableModel
 
     model = MorphableModel.load("skin")
-    mp_idx, dense_v = load_correspondence()
     rows = []
     for path in videos:
         info = vio.probe(path)
         n = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
         t0 = time.perf_counter()
-        with MediapipeDetector() as det:
-            track = smooth_track(track_video(vio.read_frames(path, max_frames=max_frames), det, total=n))
+        _, track = track_landmarks(path, max_frames, total=n)
         t1 = time.perf_counter()
-        keep = np.flatnonzero(track.usable())
-        seg = np.zeros(len(track), int)
-        for k, (a, b) in enumerate(track.segments):
-            seg[a:b] = k
-        dn = track.dense[keep][:, mp_idx, :2] if dense else None
-        fit = fit_video(model, track.lmk68[keep], dn, dense_v if dense else None, seg[keep], FitConfig())
+        keep, fit, _ = fit_landmarks(model, track.lmk68, track.dense, track.segment_ids(), dense)
         t2 = time.perf_counter()
         rep = reprojection_summary(fit)
-        rel = fit.lmk_error / np.maximum(fit.iod, 1e-6)
         row = {"video": str(path), "frames": len(track), "kept": int(len(keep)), "segments": len(track.segments),
-               **{k: round(v, 4) for k, v in rep.items()}, "flagged_frames": int((rel > 0.08).sum()),
+               **{k: round(v, 4) for k, v in rep.items()}, "flagged_frames": int((fit.relative_error > 0.08).sum()),
                "id_norm2": round(fit.stats["id_norm2"], 1), "plausible": bool(fit.stats["plausible"]),
                "track_s": round(t1 - t0, 2), "fit_s": round(t2 - t1, 2),
                "landmarks_and_fit_fps": round(len(track) / (t2 - t0), 2),
@@ -116,27 +107,21 @@ def _overlays(model, fit, keep, path, out_dir, n: int) -> list[str]:
     """Mesh wireframe (meshreg subset) over ``n`` frames of the clip -> PNG paths."""
     from pathlib import Path
 
-    import cv2
     import numpy as np
 
     from . import io as vio
+    from .render.overlay import draw_wireframe
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     sub = model.subset("meshreg")
-    tri = sub.triangles.numpy()
     names = []
     for i in np.unique(np.linspace(0, len(keep) - 1, n).round().astype(int)):
         frame = next(iter(vio.read_frames(path, start=int(keep[i]), max_frames=1)))
         with torch.no_grad():
             v = fit.image_vertices(model, np.array([i]), sub.indices)[0].numpy()
-        front = np.cross(v[tri[:, 1], :2] - v[tri[:, 0], :2], v[tri[:, 2], :2] - v[tri[:, 0], :2]) < 0
-        wire = frame.copy()
-        cv2.polylines(wire, [np.round(v[t, :2] * 4).astype(np.int32) for t in tri[front]], True,
-                      (80, 255, 80), 1, cv2.LINE_AA, shift=2)
-        img = cv2.addWeighted(frame, 0.6, wire, 0.4, 0)
         name = out / f"{Path(path).stem}_{int(keep[i]):05d}.png"
-        vio.write_image(name, img)
+        vio.write_image(name, draw_wireframe(frame, v, sub.triangles.numpy()))
         names.append(str(name))
     return names
 

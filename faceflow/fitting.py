@@ -110,6 +110,11 @@ class VideoFit:
     stats: dict = field(default_factory=dict)
 
     @property
+    def relative_error(self) -> np.ndarray:
+        """(T,) landmark reprojection error as a fraction of the inter-ocular distance."""
+        return self.lmk_error / np.maximum(self.iod, 1e-6)
+
+    @property
     def angles(self) -> np.ndarray:
         """(T, 3) Euler angles (pitch, yaw, roll) in degrees."""
         return np.degrees(rotation_to_euler(torch.from_numpy(self.rotation.astype(np.float64))).numpy())
@@ -746,7 +751,7 @@ def reprojection_summary(fit: VideoFit) -> dict:
     """Median / 95th percentile of the per-frame mean landmark error, in pixels and as a
     fraction of the inter-ocular distance."""
     e = fit.lmk_error.astype(np.float64)
-    rel = e / np.maximum(fit.iod, 1e-6)
+    rel = fit.relative_error.astype(np.float64)
     return {"median_px": float(np.median(e)), "p95_px": float(np.percentile(e, 95)),
             "mean_px": float(e.mean()), "median_iod": float(np.median(rel)),
             "p95_iod": float(np.percentile(rel, 95))}

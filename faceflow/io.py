@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import json
 import os
 import re
 import subprocess
@@ -67,6 +68,7 @@ class VideoInfo:
     has_audio: bool
     rotation: int
     variable_fps: bool = False
+    still: bool = False  # a still image, probed with allow_still=True (one frame)
 
     @property
     def size(self) -> Tuple[int, int]:
@@ -236,7 +238,7 @@ def probe(path: PathLike, exact: bool = False, allow_still: bool = False) -> Vid
         fields["num_frames"] = _count_frames(p)
         if fields["duration"] is None:
             fields["duration"] = fields["num_frames"] / fields["fps"]
-    return VideoInfo(**fields)
+    return VideoInfo(**fields, still=still)
 
 
 # ----------------------------------------------------------------------------- reading
@@ -556,6 +558,27 @@ def save_npy(path: PathLike, arr) -> str:
                 np.save(f, np.asanyarray(arr), allow_pickle=False)
             except ValueError as e:
                 raise MediaError(f"{path}: cannot save as .npy: {e}") from None
+            f.flush()
+            os.fsync(f.fileno())
+    return os.path.abspath(os.fspath(path))
+
+
+def save_npz(path: PathLike, **arrays) -> str:
+    """:func:`numpy.savez` the named arrays atomically (no pickles); return the absolute path."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(f, **{k: np.asanyarray(v) for k, v in arrays.items()})
+            f.flush()
+            os.fsync(f.fileno())
+    return os.path.abspath(os.fspath(path))
+
+
+def save_json(path: PathLike, obj, indent: int = 1) -> str:
+    """Write ``obj`` as JSON atomically (numpy scalars become floats); return the absolute path."""
+    text = json.dumps(obj, indent=indent, default=float)
+    with atomic_path(path) as tmp:
+        with open(tmp, "w") as f:
+            f.write(text)
             f.flush()
             os.fsync(f.fileno())
     return os.path.abspath(os.fspath(path))

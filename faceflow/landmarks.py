@@ -427,12 +427,16 @@ class Track:
     def __len__(self) -> int:
         return len(self.status)
 
+    def segment_ids(self) -> np.ndarray:
+        """(T,) int32: the index of each frame's segment, -1 outside the segments."""
+        ids = np.full(len(self.status), -1, np.int32)
+        for k, (a, b) in enumerate(self.segments):
+            ids[a:b] = k
+        return ids
+
     def usable(self) -> np.ndarray:
         """(T,) bool mask of the frames inside the segments."""
-        mask = np.zeros(len(self.status), bool)
-        for a, b in self.segments:
-            mask[a:b] = True
-        return mask
+        return self.segment_ids() >= 0
 
     def messages(self) -> list[str]:
         """Human-readable notes on what went wrong where (empty for a clean track)."""

@@ -5,7 +5,6 @@ the two (eq. (2) of DeepFaceFlow), its colour codings and the meshes."""
 from __future__ import annotations
 
 import argparse
-import json
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -111,8 +110,7 @@ def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) ->
         "flow_magnitude_px": {"mean": float(mags.mean()), "max": float(mags.max())} if mags.numel() else None,
         "files": sorted({p.name for p in out.iterdir() if not p.name.startswith(".")} | {"render.json"}),
     }
-    with fio.atomic_path(out / "render.json") as tmp:
-        Path(tmp).write_text(json.dumps(summary, indent=2))
+    fio.save_json(out / "render.json", summary, indent=2)
     return summary
 
 
