@@ -42,6 +42,11 @@ def search_dirs() -> list[Path]:
     return dirs
 
 
+def media_dir() -> Path:
+    """The real test media (videos, stills): ``$FACEFLOW_MEDIA`` or ``<repo>/../shared/media``."""
+    return Path(os.environ.get("FACEFLOW_MEDIA", REPO_ROOT.parent / "shared" / "media"))
+
+
 def find_asset(name: str) -> Path:
     """Return the path of asset ``name`` (a relative path such as ``ict_facekit/ict_facekit.npz``).
 

@@ -140,13 +140,9 @@ def main(argv=None) -> int:
     p.add_argument("--overlays", default=None, help="fit: save mesh overlays into this directory")
     args = p.parse_args(argv)
     if args.what == "fit":
-        import os
-        from pathlib import Path
+        from .assets import media_dir
 
-        from .assets import REPO_ROOT
-
-        media = Path(os.environ.get("FACEFLOW_MEDIA", REPO_ROOT.parent / "shared" / "media"))
-        videos = args.videos or sorted(str(v) for v in (media / "videos").glob("*.mp4"))
+        videos = args.videos or sorted(str(v) for v in (media_dir() / "videos").glob("*.mp4"))
         res = bench_fit(videos, args.max_frames, args.overlays)
         print(json.dumps(res, indent=2))
         return 0

@@ -56,6 +56,17 @@ def rotation_to_euler(R: torch.Tensor) -> torch.Tensor:
     return torch.stack([pitch, yaw, roll], -1)
 
 
+def axis_angle_to_rotation(w: torch.Tensor) -> torch.Tensor:
+    """Rotation matrices exp([w]x) (B, 3, 3) from axis-angle vectors w (B, 3) (Rodrigues)."""
+    theta = w.norm(dim=-1, keepdim=True).clamp(min=1e-12)
+    k = w / theta
+    Kx = torch.zeros(w.shape[0], 3, 3, dtype=w.dtype, device=w.device)
+    Kx[:, 0, 1], Kx[:, 0, 2], Kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
+    Kx = Kx - Kx.transpose(1, 2)
+    th = theta[..., None]
+    return torch.eye(3, dtype=w.dtype, device=w.device) + th.sin() * Kx + (1 - th.cos()) * Kx @ Kx
+
+
 @dataclass
 class Camera:
     """A batch of scaled orthographic cameras: rotation (B, 3, 3), translation (B, 3), scale (B,)."""

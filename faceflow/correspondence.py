@@ -70,6 +70,7 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
+from .assets import media_dir
 from .errors import FaceflowError, MediaError, run_cli
 
 if TYPE_CHECKING:
@@ -382,11 +383,6 @@ def vote(model: "MorphableModel", stats: HitStats, config: BuildConfig | None = 
 
 
 # ----------------------------------------------------------------------------- building
-def media_dir() -> Path:
-    """The shared media folder: ``$FACEFLOW_MEDIA`` or ``<repo>/../shared/media``."""
-    return Path(os.environ.get("FACEFLOW_MEDIA", Path(__file__).resolve().parents[2] / "shared" / "media"))
-
-
 def _resolve_video(name: str | os.PathLike) -> Path:
     p = Path(name)
     if p.is_file():

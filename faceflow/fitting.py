@@ -53,7 +53,7 @@ from scipy.interpolate import make_smoothing_spline
 from scipy.optimize import lsq_linear
 from scipy.stats import chi2
 
-from .camera import Camera, euler_to_rotation, rotation_to_euler
+from .camera import Camera, axis_angle_to_rotation, euler_to_rotation, rotation_to_euler
 from .errors import FaceflowError
 from .morphable import MorphableModel
 
@@ -246,15 +246,8 @@ def estimate_cameras(X: np.ndarray, l: np.ndarray, w: np.ndarray | None = None,
 
 
 def _rodrigues(w: np.ndarray) -> np.ndarray:
-    """Rotation matrices (T, 3, 3) of rotation vectors (T, 3)."""
-    th = np.linalg.norm(w, axis=1)[:, None, None]
-    K = np.zeros((w.shape[0], 3, 3))
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -w[:, 2], w[:, 1], -w[:, 0]
-    K = K - K.transpose(0, 2, 1)
-    small = th < 1e-8
-    a = np.where(small, 1.0, np.sin(th) / np.where(small, 1.0, th))
-    b = np.where(small, 0.5, (1 - np.cos(th)) / np.where(small, 1.0, th ** 2))
-    return np.eye(3) + a * K + b * K @ K
+    """Rotation matrices (T, 3, 3) of rotation vectors (T, 3), float64 numpy."""
+    return axis_angle_to_rotation(torch.from_numpy(np.asarray(w, np.float64))).numpy()
 
 
 def smooth_series(y: np.ndarray, segment_ids: np.ndarray | None = None, lam: float | None = None) -> np.ndarray:

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from .assets import find_asset
+from .camera import axis_angle_to_rotation
 from .errors import FaceflowError
 
 VARIANT_FILES = {
@@ -327,21 +328,10 @@ def _align_similarity(X, mean, A, reg, iterations):
         s_new = u[:, 0].clamp(min=1e-8)
         w = u[:, K + 4:]
         t = torch.einsum("bij,bj->bi", R, u[:, K + 1:K + 4])
-        R = R @ _rodrigues(w)
+        R = R @ axis_angle_to_rotation(w)
         scale = s_new
         shape = mean + (A @ (u[:, 1:K + 1] / s_new[:, None]).T).T.reshape(B, N, 3)
     return scale, R, t
-
-
-def _rodrigues(w: torch.Tensor) -> torch.Tensor:
-    """Rotation matrices exp([w]x) (B, 3, 3) from axis-angle vectors w (B, 3)."""
-    theta = w.norm(dim=-1, keepdim=True).clamp(min=1e-12)
-    k = w / theta
-    Kx = torch.zeros(w.shape[0], 3, 3, dtype=w.dtype, device=w.device)
-    Kx[:, 0, 1], Kx[:, 0, 2], Kx[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    Kx = Kx - Kx.transpose(1, 2)
-    th = theta[..., None]
-    return torch.eye(3, dtype=w.dtype, device=w.device) + th.sin() * Kx + (1 - th.cos()) * Kx @ Kx
 
 
 def _bounds_vector(k_id, k_exp, id_bounds, exp_bounds):

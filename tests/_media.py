@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
+from faceflow.assets import media_dir
+
 REPO = Path(__file__).resolve().parents[1]
-MEDIA = Path(os.environ.get("FACEFLOW_MEDIA", REPO.parent / "shared" / "media"))
+MEDIA = media_dir()
 
 
 def media(rel: str) -> Path:
