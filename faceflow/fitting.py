@@ -29,7 +29,7 @@ scaled-orthographic camera ``(f_f, R_f, t_f)`` per frame (see :mod:`faceflow.cam
 Clips longer than ``id_frames`` (100) take the identity from that many evenly spaced key frames
 (steps 1-5 without temporal terms) and then run steps 1-5 on every frame with the identity
 fixed, which removes the dense identity columns from the big sparse problem (a 1,499-frame clip
-is then fitted in about 60 s on 2 CPU cores). The identity prior grows with the number of
+is then fitted in about 56 s on 2 CPU cores). The identity prior grows with the number of
 frames (:func:`identity_prior`).
 
 Residuals are measured in centimetres (pixels divided by the frame's scale ``f_f``), so the
