@@ -1,0 +1,14 @@
+"""DeepFaceFlow's networks and their pure-PyTorch operators (paper Sec. 4).
+
+- :mod:`.correlation`: FlowNetC's correlation layer.
+- :mod:`.warp`: the occlusion-aware warping W of eq. (5).
+- :mod:`.meshreg`: 3DMeshReg (Sec. 4.1) and the mesh loss, eq. (4).
+- :mod:`.dffnet`: DFFNet (Sec. 4.2, Fig. 3).
+- :mod:`.losses`: the flow loss, eq. (5).
+"""
+
+from .correlation import benchmark_correlation, correlation, correlation_channels
+from .warp import moved_zbuffer, warp_by_flow
+from .dffnet import DFFNet, count_parameters
+from .losses import default_scale_weights, flow_loss, masked_downsample, masked_epe
+from .meshreg import MeshReg, mesh_edges, mesh_loss
