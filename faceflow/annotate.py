@@ -24,7 +24,7 @@ import argparse
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -207,22 +207,12 @@ def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
     return keep, fit, dense_v
 
 
-def _crop_camera(fit, box, size: int):
-    """The fitted cameras expressed in crop pixels: p_crop = s p + (tx, ty, 0)."""
+def _crop_fit(fit, box, size: int):
+    """The fit with its cameras expressed in crop pixels: p_crop = s p + (tx, ty, 0)."""
     sim = box.transform(size)
-    s = sim.scale
-    t = fit.translation.astype(np.float64) * s
+    t = fit.translation.astype(np.float64) * sim.scale
     t[:, :2] += sim.translation
-    return fit.rotation, t.astype(np.float32), (fit.scale * s).astype(np.float32)
-
-
-def _posed(model, fit, rot, trans, scale, frames, face_idx) -> torch.Tensor:
-    """Image-space (crop pixels) face vertices (B, Vf, 3) of kept frames ``frames``."""
-    from .camera import Camera
-
-    verts = fit.vertices(model, frames, face_idx)
-    cam = Camera(torch.from_numpy(rot[frames]), torch.from_numpy(trans[frames]), torch.from_numpy(scale[frames]))
-    return cam.project(verts)
+    return replace(fit, translation=t.astype(np.float32), scale=(fit.scale * sim.scale).astype(np.float32))
 
 
 def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
@@ -237,7 +227,7 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
     from tqdm import tqdm
 
     from .eyes import eye_masks, eye_sketch, pupil_centres
-    from .registration import crop_image, register_landmarks, warp_image
+    from .registration import Similarity, crop_image, register_landmarks, warp_image
     from .render.pncc import nmfc, nmfc_colors, pncc
 
     data = state.out / "data"
@@ -247,7 +237,7 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
         return
     N, S = len(keep), cfg.size
     sim = box.transform(S)
-    rot, trans, scale = _crop_camera(fit, box, S)
+    cfit = _crop_fit(fit, box, S)
     face = model.subset("face")
     face_idx, tris = face.indices, face.triangles
     colors = nmfc_colors(model.mean[face_idx])
@@ -256,8 +246,8 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
     if "dense" in track:
         dense_c = sim.apply_3d(track["dense"][keep].astype(np.float64)).astype(np.float32)
     small = {"frame_index.npy": keep.astype(np.int64), "segment.npy": track["segment"][keep].astype(np.int32),
-             "lmk68.npy": lmk_c, "exp.npy": fit.exp, "id.npy": fit.id, "camera_rotation.npy": rot,
-             "camera_translation.npy": trans, "camera_scale.npy": scale}
+             "lmk68.npy": lmk_c, "exp.npy": fit.exp, "id.npy": fit.id, "camera_rotation.npy": cfit.rotation,
+             "camera_translation.npy": cfit.translation, "camera_scale.npy": cfit.scale}
     if dense_c is not None:
         small["dense.npy"] = dense_c
     for name, arr in small.items():
@@ -291,13 +281,13 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
         crops = np.stack([crop_image(fr, box, S) for _, fr in buf])
         big["crops"][idx] = crops
         for j, i in enumerate(idx):
-            big["aligned"][i] = warp_image(crops[j], _sim(A[i]), TEMPLATE, border="border")
+            big["aligned"][i] = warp_image(crops[j], Similarity(A[i]), TEMPLATE, border="border")
             p = pupil_centres(crops[j], lmk_c[i])
             pupils[i] = p
             big["eyes"][i] = eye_sketch(lmk_c[i], p, (S, S))
             big["eye_mask"][i] = eye_masks(lmk_c[i], (S, S))
         with torch.no_grad():
-            v = _posed(model, fit, rot, trans, scale, idx, face_idx)
+            v = cfit.image_vertices(model, idx, face_idx)
             code, mask = pncc(_to_template(v, A[idx]), tris, (TEMPLATE, TEMPLATE), cull_backfaces=True)
             big["pncc"][idx] = code.numpy().astype(np.float16)
             big["pncc_mask"][idx] = mask.numpy()
@@ -331,12 +321,6 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
     pupils.flush()
     st.update(done=True, frames_done=N, seconds=st.get("seconds", 0) + time.perf_counter() - t0)
     state.save()
-
-
-def _sim(matrix):
-    from .registration import Similarity
-
-    return Similarity(np.asarray(matrix, np.float64))
 
 
 def gap_pairs_rule(mean_flow, max_gap: int) -> int:
@@ -399,11 +383,11 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _St
         return st["summary"]
     data = state.out / "data"
     N = len(keep)
-    rot, trans, scale = _crop_camera(fit, box, cfg.size)
+    cfit = _crop_fit(fit, box, cfg.size)
     A = np.load(data / "aligned_transform.npy")
     face = model.subset("face")
     with torch.no_grad():
-        verts = torch.cat([_posed(model, fit, rot, trans, scale, np.arange(a, min(a + 256, N)), face.indices)
+        verts = torch.cat([cfit.image_vertices(model, np.arange(a, min(a + 256, N)), face.indices)
                            for a in range(0, N, 256)])
     tris = face.triangles
     frags_cache = {}
@@ -472,12 +456,12 @@ def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -
     pncc_a = np.load(data / "pncc.npy", mmap_mode="r")
     eyes = np.load(data / "eyes.npy", mmap_mode="r")
     lmk = np.load(data / "lmk68.npy")
-    rot, trans, scale = _crop_camera(fit, box, cfg.size)
+    cfit = _crop_fit(fit, box, cfg.size)
     sub = model.subset("meshreg")
     names = []
     for i in np.unique(np.linspace(0, N - 1, min(cfg.previews, N)).round().astype(int)):
         with torch.no_grad():
-            v = _posed(model, fit, rot, trans, scale, np.array([i]), sub.indices)[0].numpy()
+            v = cfit.image_vertices(model, np.array([i]), sub.indices)[0].numpy()
         over = draw_points(draw_wireframe(crops[i], v, sub.triangles.numpy(), alpha=0.35), lmk[i])
         row = [over, nmfc_a[i], eyes[i]]
         pn = cv2.resize((np.asarray(pncc_a[i], np.float32) * 255).clip(0, 255).astype(np.uint8), (cfg.size, cfg.size))
