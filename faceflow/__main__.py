@@ -18,7 +18,9 @@ class _RawDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaul
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import annotate, render_demo
+    from . import annotate, estimate, render_demo
+    from . import train as train_cmd
+    from .data import pseudo, synthetic
 
     p = argparse.ArgumentParser(prog="python -m faceflow", description="3D facial flow toolkit.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -30,6 +32,26 @@ def build_parser() -> argparse.ArgumentParser:
                        description=annotate.__doc__, formatter_class=_RawDefaults)
     annotate.add_arguments(a)
     a.set_defaults(func=annotate.run)
+    f = sub.add_parser("flow", help="3D facial flow between two face images (DeepFaceFlow), with pictures",
+                       description=estimate.__doc__, formatter_class=_RawDefaults)
+    estimate.add_arguments(f)
+    f.set_defaults(func=estimate.run)
+    d = sub.add_parser("data", help="build DeepFaceFlow training / evaluation data (synthetic pairs, real pseudo-GT)",
+                       description="Build the flow datasets: 'synth' renders synthetic pairs with exact 3D flow, "
+                                   "'real' annotates every clip of the identity split (pseudo ground truth).")
+    dsub = d.add_subparsers(dest="data_command", required=True, metavar="KIND")
+    ds = dsub.add_parser("synth", help="synthetic face pairs with exact 3D flow and head-only flow",
+                         description=synthetic.__doc__, formatter_class=_RawDefaults)
+    synthetic.add_arguments(ds)
+    ds.set_defaults(func=synthetic.run)
+    dr = dsub.add_parser("real", help="annotate every clip of the identity splits (pseudo ground truth)",
+                         description=pseudo.__doc__, formatter_class=_RawDefaults)
+    pseudo.add_arguments(dr)
+    dr.set_defaults(func=pseudo.run)
+    t = sub.add_parser("train", help="train 3DMeshReg / DFFNet (resumable, DDP) or export a run as a weights file",
+                       description=train_cmd.__doc__, formatter_class=_RawDefaults)
+    train_cmd.add_arguments(t)
+    t.set_defaults(func=train_cmd.run)
     return p
 
 

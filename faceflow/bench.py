@@ -1,4 +1,12 @@
-"""Benchmarks that print JSON: ``python -m faceflow.bench render|fit --json``.
+"""Benchmarks that print JSON: ``python -m faceflow.bench render|fit|flow --json``.
+
+flow: the DeepFaceFlow pipeline per stage, in milliseconds per pair at batch 1 and 16:
+landmarks (mediapipe on the original image), registration (the warp of both images to the
+224 template), 3DMeshReg, rasterisation + PNCC, DFFNet, and end to end (registration to flow,
+plus the landmarks). It uses the shipped weights (``--weights DIR`` for others); with
+``--random`` it times randomly initialised networks of the light configuration (ResNet-18,
+DFFNet width 0.25) instead. Paper reference: 17 ms per pair on a V100-class GPU; our CPU
+target: at most 150 ms per pair (batch 1, light backbone) on a 2-core CPU.
 
 fit: for each video (default: every tier-A clip in ``$FACEFLOW_MEDIA/videos``), landmarks
 (mediapipe tracking + smoothing) and the morphable-model fit as ``annotate`` runs them; reports
@@ -126,10 +134,77 @@ def _overlays(model, fit, keep, path, out_dir, n: int) -> list[str]:
     return names
 
 
+def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=None, random: bool = False,
+               image=None) -> dict:
+    import numpy as np
+
+    from . import io as vio
+    from .estimate import FaceFlow
+    from .landmarks import MediapipeDetector, detect_image
+    from .registration import register_landmarks, warp_image
+    from .render.pncc import pncc as render_pncc
+
+    dev = torch.device(device)
+    if random:
+        from .morphable import MorphableModel
+        from .nets import DFFNet, MeshReg
+
+        tris = MorphableModel.load().subset("meshreg").triangles.cpu().numpy()
+        ff = FaceFlow(MeshReg(int(tris.max()) + 1, backbone="resnet18"), DFFNet(width=0.25), tris, device=dev)
+    else:
+        ff = FaceFlow.from_pretrained(weights, device=dev)
+    if image is None:
+        from .assets import media_dir
+
+        frames = list(vio.read_frames(media_dir() / "videos" / "EDTalk_uncrop_Obama.mp4", max_frames=2))
+    else:
+        frames = [vio.read_image(image)] * 2
+    with MediapipeDetector(static_image_mode=True) as det:
+        t0 = time.perf_counter()
+        lmk = detect_image(frames[0], det).lmk68
+        for _ in range(repeat):
+            detect_image(frames[0], det)
+        landmarks_ms = (time.perf_counter() - t0) * 1000 / (repeat + 1)
+    T = register_landmarks(lmk)
+    S = ff.size
+    rows = []
+    for batch in batches:
+        regs = {}
+
+        def register():
+            regs["r1"] = np.stack([warp_image(frames[0], T, S)] * batch)
+            regs["r2"] = np.stack([warp_image(frames[1], T, S)] * batch)
+
+        to_t = lambda r: torch.from_numpy(r).permute(0, 3, 1, 2).float().div(255).to(dev)  # noqa: E731
+        reg_ms = _timeit(register, repeat, dev)
+        i1, i2 = to_t(regs["r1"]), to_t(regs["r2"])
+        with torch.no_grad():
+            mesh = ff.meshreg(i1)
+            code, _ = render_pncc(mesh, ff.triangles, (S, S))
+            p = code.permute(0, 3, 1, 2).contiguous()
+            mesh_ms = _timeit(lambda: ff.meshreg(i1), repeat, dev)
+            pncc_ms = _timeit(lambda: render_pncc(mesh, ff.triangles, (S, S)), repeat, dev)
+            dff_ms = _timeit(lambda: ff.dffnet(i1, i2, p), repeat, dev)
+            net_ms = _timeit(lambda: ff.estimate_registered(i1, i2), repeat, dev)
+        rows.append({"batch": batch, "registration_ms": round(reg_ms / batch, 2),
+                     "meshreg_ms": round(mesh_ms / batch, 2), "raster_pncc_ms": round(pncc_ms / batch, 2),
+                     "dffnet_ms": round(dff_ms / batch, 2),
+                     "end_to_end_ms": round((reg_ms + net_ms) / batch, 2),
+                     "end_to_end_with_landmarks_ms": round((reg_ms + net_ms) / batch + landmarks_ms, 2)})
+    from .nets import count_parameters
+
+    return {"benchmark": "flow", "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
+            "cpu": platform.processor() or platform.machine(), "repeat": repeat,
+            "weights": "random (light configuration)" if random else ff.info.get("meshreg", ""),
+            "meshreg_parameters": count_parameters(ff.meshreg), "dffnet_parameters": count_parameters(ff.dffnet),
+            "landmarks_ms": round(landmarks_ms, 2), "reference_paper_gpu_ms": 17.0, "cpu_target_ms": 150.0,
+            "results": rows}
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m faceflow.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("what", choices=["render", "fit"], help="which benchmark to run")
+    p.add_argument("what", choices=["render", "fit", "flow"], help="which benchmark to run")
     p.add_argument("--json", action="store_true", help="print only the JSON result")
     p.add_argument("--repeat", type=int, default=10, help="timed repetitions per case; the median is reported")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu", help="torch device")
@@ -138,7 +213,19 @@ def main(argv=None) -> int:
     p.add_argument("--videos", nargs="+", default=None, help="fit: videos (default: the tier-A clips)")
     p.add_argument("--max-frames", type=int, default=None, help="fit: only the first N frames of each video")
     p.add_argument("--overlays", default=None, help="fit: save mesh overlays into this directory")
+    p.add_argument("--weights", default=None, help="flow: directory with meshreg.pt and dffnet.pt (default: shipped)")
+    p.add_argument("--random", action="store_true", help="flow: time randomly initialised light networks")
+    p.add_argument("--image", default=None, help="flow: an image to time on (default: a frame of the Obama clip)")
     args = p.parse_args(argv)
+    if args.what == "flow":
+        res = bench_flow(tuple(args.batches), min(args.repeat, 5) if args.repeat == 10 else args.repeat,
+                         args.device, args.weights, args.random, args.image)
+        if args.json:
+            print(json.dumps(res, indent=2))
+        else:
+            for r in res["results"]:
+                print(f"batch {r['batch']:>2}: " + ", ".join(f"{k} {v}" for k, v in r.items() if k != "batch"))
+        return 0
     if args.what == "fit":
         from .assets import media_dir
 

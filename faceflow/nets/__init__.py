@@ -5,6 +5,8 @@
 - :mod:`.meshreg`: 3DMeshReg (Sec. 4.1) and the mesh loss, eq. (4).
 - :mod:`.dffnet`: DFFNet (Sec. 4.2, Fig. 3).
 - :mod:`.losses`: the flow loss, eq. (5).
+- :mod:`.weights`: weights files (fp16 export, safe loading).
+- :mod:`.tasks`: the training tasks and presets for :mod:`faceflow.train` (import it directly).
 """
 
 from .correlation import benchmark_correlation, correlation, correlation_channels
@@ -12,3 +14,4 @@ from .warp import moved_zbuffer, warp_by_flow
 from .dffnet import DFFNet, count_parameters
 from .losses import default_scale_weights, flow_loss, masked_downsample, masked_epe
 from .meshreg import MeshReg, mesh_edges, mesh_loss
+from .weights import export_run, load_weights, save_weights, weights_info

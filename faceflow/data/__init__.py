@@ -1,0 +1,31 @@
+"""Training and evaluation data: the identity split of the real clips (:mod:`.splits`),
+pseudo-ground-truth pairs from annotated real videos (:mod:`.pseudo`) and synthetic pairs
+(:mod:`.synthetic`). Every flow dataset follows the pair-sample contract documented in
+:mod:`faceflow.data.pseudo` (items of 224 x 224 registered tensors).
+
+``mediapipe_ict.json`` (mediapipe -> ICT FaceKit correspondence, read by
+:mod:`faceflow.correspondence`) also lives in this folder.
+"""
+
+from __future__ import annotations
+
+from .pseudo import AnnotatedPairs, AugmentConfig, RealBuildConfig, build_real, describe, split_dirs
+from .splits import (CLIPS, PERSONS, SPLITS, annotation_clips, clips, identity_index, identity_of, split_of,
+                     video_path)
+
+_LAZY = {"SyntheticPairs": ".synthetic"}
+
+
+def __getattr__(name: str):
+    """``SyntheticPairs`` is imported on first use, so this package imports even when
+    :mod:`.synthetic` (or its heavier dependencies) is unavailable."""
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ = ["AnnotatedPairs", "AugmentConfig", "RealBuildConfig", "build_real", "describe", "split_dirs",
+           "SPLITS", "CLIPS", "PERSONS", "clips", "annotation_clips", "split_of", "identity_of",
+           "identity_index", "video_path"]  # SyntheticPairs: lazy, see __getattr__

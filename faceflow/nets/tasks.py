@@ -1,0 +1,470 @@
+"""DeepFaceFlow's training tasks for :mod:`faceflow.train`: 3DMeshReg and DFFNet, and their presets.
+
+Both train on flow datasets that follow the pair-sample contract (dict items at the 224
+registered template of frame 1: ``i1``, ``i2``, ``pncc``, ``flow``, ``mask``, ``mesh1``,
+``mesh2``, ...), opened from directories by :func:`open_flow_dataset`.
+
+- :class:`MeshRegTask` (Sec. 4.1): regress the ``'meshreg'`` mesh (2,713 vertices) of *each*
+  image of a pair (i1 -> mesh1 and i2 -> mesh2, concatenated into one batch of 2B images) with
+  the loss eq. (4) (:func:`faceflow.nets.meshreg.mesh_loss`). Augmentation: a small random
+  similarity per image (+-4 px shift, +-4 % scale, +-4 degrees about the image centre) applied
+  identically to the image (:func:`faceflow.registration.warp_image`) and the mesh (x, y by the
+  similarity, z scaled by its scale: :meth:`faceflow.registration.Similarity.apply_3d`), and a
+  colour jitter. Validation: mean vertex error in pixels (3D, ``val_metric``) and its x, y part.
+- :class:`DFFNetTask` (Sec. 4.2): 3D flow with the loss eq. (5)
+  (:func:`faceflow.nets.losses.flow_loss`), PNCC from the dataset (``pncc_source='gt'``, our
+  documented choice: the paper feeds the 3DMeshReg PNCC at test time; training on the
+  ground-truth PNCC decouples the two networks). Augmentation: one colour jitter applied
+  identically to i1 and i2 plus a small independent brightness change of i2; the photometric
+  term of eq. (5) compares the *un-augmented* images (the augmentation changes the input, not
+  the target). Validation: 3D and 2D average end-point error of the finest flow over the mask
+  pixels of the whole validation subset (``val_metric`` = 3D AEPE).
+
+Presets (:data:`PRESETS`), number by number:
+
+==================  =================  ===============================================================
+setting             tiny (CPU)         paper (GPU)
+==================  =================  ===============================================================
+optimizer           Adam (0.9, 0.999)  Adam (0.9, 0.999) -- paper (Sec. 5.2)
+lr                  1e-4               1e-4 -- paper; tiny: same (our choice)
+batch (global)      8                  16 -- paper; tiny: our choice (fits a CPU step in seconds)
+iterations          2,000              300,000 -- paper's training length; tiny: our choice
+LR schedule         warm-up, then x0.5 at 50/70/85 % -- our documented reading of Fig. 4
+warm-up steps       50                 1,000 -- our choice
+MeshReg backbone    resnet18           resnet50 -- paper (ImageNet-initialised there: pass
+                                       ``--pretrained`` a local torchvision state dict; we never download)
+DFFNet width        0.25               1.0 -- paper's channel counts at 1.0; 0.25 our CPU choice
+alpha (eq. (5))     10                 10 -- paper
+validation          every 200 steps on 64 pairs / every 5,000 on 1,000 pairs -- our choice
+checkpoints         every 100 steps    every 2,000 steps -- our choice
+AMP                 off (CPU)          bf16 on CUDA -- our choice
+==================  =================  ===============================================================
+"""
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import torch
+import torch.nn as nn
+
+from ..errors import FaceflowError
+from ..train import SimpleTask, StepContext, TrainConfig
+
+# ---------------------------------------------------------------------------- presets
+TRAIN_PRESETS = {
+    "tiny": dict(iterations=2000, batch_size=8, lr=1e-4, warmup_steps=50, val_every=200, val_samples=64,
+                 ckpt_every=100, log_every=10, num_workers=0, amp="off", grad_clip=0.0),
+    "paper": dict(iterations=300_000, batch_size=16, lr=1e-4, warmup_steps=1000, val_every=5000,
+                  val_samples=1000, ckpt_every=2000, log_every=100, num_workers=8, amp="bf16", grad_clip=0.0),
+}
+MESHREG_PRESETS = {"tiny": dict(backbone="resnet18"), "paper": dict(backbone="resnet50")}
+DFFNET_PRESETS = {"tiny": dict(width=0.25), "paper": dict(width=1.0)}
+PRESETS = {"meshreg": MESHREG_PRESETS, "dffnet": DFFNET_PRESETS}
+
+
+# ---------------------------------------------------------------------------- datasets
+def open_flow_dataset(path: str | Path, model=None):
+    """A flow dataset directory -> its Dataset, recognised by ``manifest.json``:
+    ``{"kind": "synthetic"}`` -> :class:`faceflow.data.synthetic.SyntheticPairs`; an annotate
+    output (``"layout"`` with ``flow.npy``) -> :class:`faceflow.data.pseudo.AnnotatedPairs`
+    (``model``: an already loaded 'skin' :class:`~faceflow.morphable.MorphableModel` to share)."""
+    p = Path(path)
+    kind = dataset_kind(p)
+    try:
+        if kind == "synthetic":
+            from ..data.synthetic import SyntheticPairs
+            return SyntheticPairs(p)
+        from ..data.pseudo import AnnotatedPairs
+        return AnnotatedPairs([p], model=model)
+    except ImportError as e:
+        raise FaceflowError(f"cannot open {kind} dataset {p}: {e}") from e
+
+
+def dataset_kind(path: str | Path) -> str:
+    """``'synthetic'`` or ``'annotated'`` from a dataset directory's manifest."""
+    p = Path(path)
+    man = p / "manifest.json"
+    if not p.is_dir():
+        raise FaceflowError(f"dataset directory not found: {p}")
+    if not man.is_file():
+        raise FaceflowError(f"{p} is not a complete dataset: no manifest.json (still being written, or not "
+                            f"made by 'python -m faceflow annotate' / the synthetic data generator)")
+    try:
+        m = json.loads(man.read_text())
+    except (OSError, ValueError) as e:
+        raise FaceflowError(f"{man}: unreadable manifest: {e}") from e
+    if isinstance(m, dict) and m.get("kind") == "synthetic":
+        return "synthetic"
+    if isinstance(m, dict) and "flow.npy" in (m.get("layout") or {}):
+        return "annotated"
+    raise FaceflowError(f"{p}: manifest.json describes neither a synthetic flow dataset (kind 'synthetic') "
+                        f"nor an annotated video (layout with flow.npy)")
+
+
+def open_flow_datasets(paths, model=None) -> torch.utils.data.Dataset | None:
+    """Several dataset directories as one Dataset (annotated clips grouped into one
+    ``AnnotatedPairs``, synthetic sets each on their own, concatenated); None for no paths."""
+    paths = [Path(p) for p in paths or []]
+    if not paths:
+        return None
+    annotated = [p for p in paths if dataset_kind(p) == "annotated"]
+    parts = [open_flow_dataset(p, model) for p in paths if p not in annotated]
+    if annotated:
+        try:
+            from ..data.pseudo import AnnotatedPairs
+        except ImportError as e:
+            raise FaceflowError(f"cannot open annotated datasets {annotated}: {e}") from e
+        parts.append(AnnotatedPairs(annotated, model=model))
+    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+
+
+def _needs_model(cfg: TrainConfig) -> bool:
+    """Whether any dataset directory of ``cfg`` is an annotated clip (AnnotatedPairs loads the model)."""
+    return any(dataset_kind(p) == "annotated" for p in list(cfg.data) + list(cfg.val_data))
+
+
+# ---------------------------------------------------------------------------- augmentation
+def color_jitter(images: torch.Tensor, u: torch.Tensor, strength: float) -> torch.Tensor:
+    """Pointwise colour change of ``images`` (N, 3, H, W) in [0, 1] by ``u`` (N, 3) uniform [0, 1):
+    brightness x (1 + s(2u0 - 1)), contrast about 0.5 by (1 + s(2u1 - 1)), saturation about the
+    pixel's luminance by (1 + s(2u2 - 1)); clamped to [0, 1]. The same u gives the same
+    per-pixel map on every image (used identically on i1 and i2)."""
+    if strength <= 0:
+        return images
+    k = (1 + strength * (2 * u[:, :3] - 1)).to(images.dtype).view(-1, 3, 1, 1, 1)
+    x = images * k[:, 0]
+    x = (x - 0.5) * k[:, 1] + 0.5
+    lum = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    gray = (x * lum).sum(1, keepdim=True)
+    x = (x - gray) * k[:, 2] + gray
+    return x.clamp(0, 1)
+
+
+def jitter_similarities(u: torch.Tensor, size: tuple[int, int], shift: float, scale: float, angle_deg: float):
+    """One random similarity per row of ``u`` (N, 4) uniform [0, 1): shift +-``shift`` px in x
+    and y, scale 1 +- ``scale``, rotation +- ``angle_deg`` about the image centre."""
+    from ..registration import Similarity
+
+    H, W = size
+    out = []
+    for dx, dy, ds, da in (2 * u[:, :4].double().cpu() - 1).tolist():
+        about = Similarity.about((W / 2, H / 2), 1 + scale * ds, math.radians(angle_deg) * da)
+        out.append(Similarity.from_params(1.0, 0.0, (shift * dx, shift * dy)) @ about)
+    return out
+
+
+# ---------------------------------------------------------------------------- 3DMeshReg
+def meshreg_template(model, size: int = 224, vertices: torch.Tensor | None = None) -> torch.Tensor:
+    """(V, 3) float32: the mean face's ``'meshreg'`` vertices (or the model vertices ``vertices``)
+    placed in the ``size`` template.
+
+    The mean face is projected frontally (p = C S, C = diag(1, -1, -1): x right, y down, depth
+    z = -Z) and mapped by the similarity that best aligns its 68 landmarks to
+    :func:`faceflow.registration.template_landmarks` (x, y by the similarity, z scaled by its
+    scale: the depth origin is the model's origin)."""
+    from ..registration import estimate_similarity, template_landmarks
+
+    mean = model.mean.detach().double().cpu()
+    proj = mean * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
+    sim = estimate_similarity(proj[model.lmk68.cpu(), :2].numpy(), template_landmarks(size))
+    idx = model.subset("meshreg").indices if vertices is None else torch.as_tensor(vertices)
+    return sim.apply_3d(proj[idx.long().cpu()]).float()
+
+
+@dataclass
+class MeshRegConfig:
+    """Options of :class:`MeshRegTask`; jitter magnitudes of 0 turn that jitter off."""
+
+    backbone: str = "resnet18"
+    pretrained_path: str | None = None
+    edge_weight: float = 1.0
+    jitter_shift: float = 4.0  # px
+    jitter_scale: float = 0.04  # relative
+    jitter_angle: float = 4.0  # degrees
+    color_jitter: float = 0.2
+
+    def validate(self) -> "MeshRegConfig":
+        if self.backbone not in ("resnet18", "resnet50"):
+            raise FaceflowError(f"meshreg backbone must be resnet18 or resnet50, got {self.backbone!r}")
+        for name in ("edge_weight", "jitter_shift", "jitter_scale", "jitter_angle", "color_jitter"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise FaceflowError(f"meshreg {name} must be a finite number >= 0, got {v!r}")
+        if self.jitter_scale >= 0.5 or self.color_jitter >= 1:
+            raise FaceflowError("meshreg jitter_scale must be < 0.5 and color_jitter < 1")
+        return self
+
+
+def _override(cfg_cls, preset: dict, args, names: dict):
+    kw = dict(preset)
+    for arg, name in names.items():
+        v = getattr(args, arg, None)
+        if v is not None:
+            kw[name] = v
+    valid = {f.name for f in fields(cfg_cls)}
+    return cfg_cls(**{k: v for k, v in kw.items() if k in valid}).validate()
+
+
+def _split_pairs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    for k in ("i1", "i2", "mesh1", "mesh2"):
+        if k not in batch:
+            raise FaceflowError(f"meshreg training needs {k!r} in every sample (pair-sample contract)")
+    return torch.cat([batch["i1"], batch["i2"]]), torch.cat([batch["mesh1"], batch["mesh2"]])
+
+
+class MeshRegTask(SimpleTask):
+    """Train 3DMeshReg (DeepFaceFlow Sec. 4.1): image -> 2,713-vertex face mesh, loss eq. (4).
+
+    Each pair contributes its two images (i1 -> mesh1, i2 -> mesh2)."""
+
+    name = "meshreg"
+
+    def __init__(self, config: MeshRegConfig | None = None, morphable=None):
+        super().__init__((config or MeshRegConfig()).validate())
+        self._morphable = morphable
+        self._edges: torch.Tensor | None = None
+        self._num_vertices: int | None = None
+
+    def _model(self):
+        if self._morphable is None:
+            from ..morphable import MorphableModel
+            self._morphable = MorphableModel.load("skin")
+        return self._morphable
+
+    # ---- harness hooks
+    def datasets(self, cfg: TrainConfig):
+        mm = self._model() if _needs_model(cfg) else None
+        return open_flow_datasets(cfg.data, mm), open_flow_datasets(cfg.val_data, mm)
+
+    def build_model(self) -> nn.Module:
+        from .meshreg import MeshReg, mesh_edges
+
+        mm = self._model()
+        sub = mm.subset("meshreg")
+        self._edges = mesh_edges(sub.triangles.cpu())
+        self._num_vertices = len(sub)
+        return MeshReg(num_vertices=len(sub), backbone=self.config.backbone,
+                       pretrained_path=self.config.pretrained_path, template=meshreg_template(mm))
+
+    def augment(self, images: torch.Tensor, meshes: torch.Tensor, ctx: StepContext):
+        """Jitter (N = 2b images: i1s then i2s) with per-sample randomness from ``ctx.rand``."""
+        c = self.config
+        b = images.shape[0] // 2
+        u = ctx.rand(14).to(images.device)  # per pair: 4 + 3 for i1, 4 + 3 for i2
+        u = torch.cat([u[:, :7], u[:, 7:]])  # (2b, 7) aligned with the concatenation
+        if c.jitter_shift > 0 or c.jitter_scale > 0 or c.jitter_angle > 0:
+            from ..registration import warp_image
+
+            sims = jitter_similarities(u[:, :4], tuple(images.shape[-2:]), c.jitter_shift, c.jitter_scale,
+                                       c.jitter_angle)
+            images = warp_image(images, sims, tuple(images.shape[-2:]), border="border")
+            meshes = torch.stack([s.apply_3d(m) for s, m in zip(sims, meshes)])
+        images = color_jitter(images, u[:, 4:7], c.color_jitter)
+        assert images.shape[0] == 2 * b
+        return images, meshes
+
+    def loss(self, model: nn.Module, batch: dict, ctx: StepContext):
+        from .meshreg import mesh_loss
+
+        images, meshes = _split_pairs(batch)
+        images, meshes = self.augment(images.float(), meshes.float(), ctx)
+        with ctx.autocast():
+            pred = model(images)
+        pred = pred.float()
+        loss = mesh_loss(pred, meshes, self._edges.to(pred.device), self.config.edge_weight)  # eq. (4)
+        with torch.no_grad():
+            err = (pred - meshes).norm(dim=-1).mean()
+        return loss, {"vertex_px": err}
+
+    def validate(self, models, loader, ctx: StepContext) -> dict[str, float]:
+        model = models["net"]
+        e3 = e2 = 0.0
+        n = 0
+        for batch in loader:
+            images, meshes = _split_pairs(batch)
+            images, meshes = images.to(ctx.device).float(), meshes.to(ctx.device).float()
+            with ctx.autocast():
+                pred = model(images)
+            d = pred.float() - meshes
+            e3 += float(d.norm(dim=-1).mean(-1).sum())
+            e2 += float(d[..., :2].norm(dim=-1).mean(-1).sum())
+            n += images.shape[0]
+        return {"val_metric": e3 / max(n, 1), "vertex_px": e3 / max(n, 1), "vertex_px_2d": e2 / max(n, 1)}
+
+    def export_spec(self, models) -> dict:
+        return {"model": "net", "kind": "meshreg",
+                "config": {"num_vertices": int(models["net"].num_vertices), "backbone": self.config.backbone}}
+
+    # ---- command line
+    @classmethod
+    def presets(cls) -> dict:
+        return {k: {"train": TRAIN_PRESETS[k], "task": MESHREG_PRESETS[k]} for k in TRAIN_PRESETS}
+
+    @classmethod
+    def add_arguments(cls, p) -> None:
+        d = MeshRegConfig()
+        p.add_argument("--backbone", choices=("resnet18", "resnet50"),
+                       help="ResNet trunk (default: from the preset: tiny resnet18, paper resnet50)")
+        p.add_argument("--pretrained", metavar="PATH",
+                       help="local torchvision ImageNet state dict for the backbone (default: random init; "
+                            "nothing is downloaded)")
+        p.add_argument("--edge-weight", type=float, help=f"weight of the edge-length term of eq. (4) "
+                                                         f"(default: {d.edge_weight})")
+        p.add_argument("--jitter-shift", type=float, help=f"max random shift in px (default: {d.jitter_shift})")
+        p.add_argument("--jitter-scale", type=float, help=f"max relative random scale (default: {d.jitter_scale})")
+        p.add_argument("--jitter-angle", type=float, help=f"max random rotation in degrees (default: {d.jitter_angle})")
+        p.add_argument("--color-jitter", type=float,
+                       help=f"brightness/contrast/saturation jitter strength, 0 = off (default: {d.color_jitter})")
+
+    @classmethod
+    def from_args(cls, args, preset_task: dict) -> "MeshRegTask":
+        return cls(_override(MeshRegConfig, preset_task, args, {
+            "backbone": "backbone", "pretrained": "pretrained_path", "edge_weight": "edge_weight",
+            "jitter_shift": "jitter_shift", "jitter_scale": "jitter_scale", "jitter_angle": "jitter_angle",
+            "color_jitter": "color_jitter"}))
+
+
+# ---------------------------------------------------------------------------- DFFNet
+@dataclass
+class DFFNetConfig:
+    """Options of :class:`DFFNetTask`. ``scale_weights`` None = the loss's default w_i
+    (:func:`faceflow.nets.losses.default_scale_weights`); ``pncc_source`` 'gt' = the dataset's PNCC."""
+
+    use_pncc: str = "full"
+    width: float = 1.0
+    alpha: float = 10.0
+    scale_weights: list[float] | None = None
+    pncc_source: str = "gt"
+    color_jitter: float = 0.2
+    brightness: float = 0.05  # independent brightness change of i2 (relative)
+
+    def validate(self) -> "DFFNetConfig":
+        if self.use_pncc not in ("full", "depth", "none"):
+            raise FaceflowError(f"dffnet use_pncc must be full, depth or none, got {self.use_pncc!r}")
+        if self.pncc_source != "gt":
+            raise FaceflowError(f"dffnet pncc_source must be 'gt' (the dataset's PNCC), got {self.pncc_source!r}")
+        for name in ("width", "alpha", "color_jitter", "brightness"):
+            v = getattr(self, name)
+            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise FaceflowError(f"dffnet {name} must be a finite number >= 0, got {v!r}")
+        if not self.width > 0:
+            raise FaceflowError(f"dffnet width must be > 0, got {self.width}")
+        if self.color_jitter >= 1 or self.brightness >= 1:
+            raise FaceflowError("dffnet color_jitter and brightness must be < 1")
+        if self.scale_weights is not None:
+            self.scale_weights = [float(w) for w in self.scale_weights]
+            if len(self.scale_weights) != 7 or any(w < 0 for w in self.scale_weights):
+                raise FaceflowError(f"dffnet scale_weights must be 7 numbers >= 0 (coarse -> fine), "
+                                    f"got {self.scale_weights}")
+        return self
+
+
+def _check_flow_batch(batch: dict, need_pncc: bool) -> None:
+    for k in ("i1", "i2", "flow", "mask") + (("pncc",) if need_pncc else ()):
+        if k not in batch:
+            raise FaceflowError(f"dffnet training needs {k!r} in every sample (pair-sample contract)")
+
+
+class DFFNetTask(SimpleTask):
+    """Train DFFNet (DeepFaceFlow Sec. 4.2): (I1, I2, PNCC of I1) -> 3D flow, loss eq. (5)."""
+
+    name = "dffnet"
+
+    def __init__(self, config: DFFNetConfig | None = None, morphable=None):
+        super().__init__((config or DFFNetConfig()).validate())
+        self._morphable = morphable
+
+    def datasets(self, cfg: TrainConfig):
+        if self._morphable is None and _needs_model(cfg):  # one load shared by the annotated sets
+            from ..morphable import MorphableModel
+            self._morphable = MorphableModel.load("skin")
+        return open_flow_datasets(cfg.data, self._morphable), open_flow_datasets(cfg.val_data, self._morphable)
+
+    def build_model(self) -> nn.Module:
+        from .dffnet import DFFNet
+        return DFFNet(use_pncc=self.config.use_pncc, width=self.config.width)
+
+    def _pncc_in(self, batch):
+        return None if self.config.use_pncc == "none" else batch["pncc"].float()
+
+    def augment(self, i1: torch.Tensor, i2: torch.Tensor, ctx: StepContext):
+        """Identical colour jitter of i1 and i2, then an independent brightness change of i2."""
+        u = ctx.rand(4).to(i1.device)
+        x1 = color_jitter(i1, u[:, :3], self.config.color_jitter)
+        x2 = color_jitter(i2, u[:, :3], self.config.color_jitter)
+        if self.config.brightness > 0:
+            k = 1 + self.config.brightness * (2 * u[:, 3] - 1)
+            x2 = (x2 * k.view(-1, 1, 1, 1).to(x2.dtype)).clamp(0, 1)
+        return x1, x2
+
+    def loss(self, model: nn.Module, batch: dict, ctx: StepContext):
+        from ..render.pncc import pncc_to_points
+        from .losses import flow_loss
+
+        _check_flow_batch(batch, True)
+        i1, i2, pncc = batch["i1"].float(), batch["i2"].float(), batch["pncc"].float()
+        x1, x2 = self.augment(i1, i2, ctx)
+        with ctx.autocast():
+            preds = model(x1, x2, self._pncc_in(batch))
+        preds = [p.float() for p in preds]
+        H, W = i1.shape[-2:]
+        points = pncc_to_points(pncc.permute(0, 2, 3, 1), (H, W))
+        total, parts = flow_loss(preds, batch["flow"].float(), batch["mask"], self.config.scale_weights,  # eq. (5)
+                                 i1=i1, i2=i2, pncc_points=points, alpha=self.config.alpha)
+        return total, {"epe": parts["epe"], "epe_full": parts[f"epe_{len(preds) - 1}"],
+                       "photometric": parts["photometric"]}
+
+    def validate(self, models, loader, ctx: StepContext) -> dict[str, float]:
+        model = models["net"]
+        s3 = s2 = 0.0
+        n = 0
+        for batch in loader:
+            _check_flow_batch(batch, self.config.use_pncc != "none")
+            i1, i2 = batch["i1"].to(ctx.device).float(), batch["i2"].to(ctx.device).float()
+            pncc = None if self.config.use_pncc == "none" else batch["pncc"].to(ctx.device).float()
+            with ctx.autocast():
+                fine = model(i1, i2, pncc)[-1]
+            d = fine.float().permute(0, 2, 3, 1) - batch["flow"].to(ctx.device).float()
+            m = batch["mask"].to(ctx.device).bool()
+            s3 += float(d.norm(dim=-1)[m].sum())
+            s2 += float(d[..., :2].norm(dim=-1)[m].sum())
+            n += int(m.sum())
+        return {"val_metric": s3 / max(n, 1), "aepe_3d": s3 / max(n, 1), "aepe_2d": s2 / max(n, 1)}
+
+    def export_spec(self, models) -> dict:
+        return {"model": "net", "kind": "dffnet",
+                "config": {"use_pncc": self.config.use_pncc, "width": float(self.config.width)}}
+
+    @classmethod
+    def presets(cls) -> dict:
+        return {k: {"train": TRAIN_PRESETS[k], "task": DFFNET_PRESETS[k]} for k in TRAIN_PRESETS}
+
+    @classmethod
+    def add_arguments(cls, p) -> None:
+        d = DFFNetConfig()
+        p.add_argument("--width", type=float,
+                       help="channel-width multiplier (default: from the preset: tiny 0.25, paper 1.0)")
+        p.add_argument("--use-pncc", choices=("full", "depth", "none"),
+                       help=f"PNCC input: all 3 channels, depth only, or none (Table 3 ablation) "
+                            f"(default: {d.use_pncc})")
+        p.add_argument("--alpha", type=float, help=f"weight of the photometric term of eq. (5) (default: {d.alpha})")
+        p.add_argument("--scale-weights", type=float, nargs=7, metavar="W",
+                       help="eq. (5) weights of the 7 predictions, coarse -> fine (default: 1/64 ... 1/2, 1)")
+        p.add_argument("--color-jitter", type=float,
+                       help=f"colour jitter strength shared by i1 and i2, 0 = off (default: {d.color_jitter})")
+        p.add_argument("--brightness", type=float,
+                       help=f"independent brightness change of i2, 0 = off (default: {d.brightness})")
+
+    @classmethod
+    def from_args(cls, args, preset_task: dict) -> "DFFNetTask":
+        return cls(_override(DFFNetConfig, preset_task, args, {
+            "width": "width", "use_pncc": "use_pncc", "alpha": "alpha", "scale_weights": "scale_weights",
+            "color_jitter": "color_jitter", "brightness": "brightness"}))
+
+
+__all__ = ["MeshRegTask", "MeshRegConfig", "DFFNetTask", "DFFNetConfig", "meshreg_template", "color_jitter",
+           "jitter_similarities", "open_flow_dataset", "open_flow_datasets", "dataset_kind", "PRESETS",
+           "TRAIN_PRESETS"]

@@ -1,0 +1,147 @@
+"""FaceFlow (faceflow.estimate): the image -> registration -> 3DMeshReg -> PNCC -> DFFNet pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from _media import media
+
+from faceflow.errors import AssetNotFoundError, FaceflowError
+from faceflow.estimate import FaceFlow, warp_mesh_by_flow
+from faceflow.landmarks import NoFaceError
+from faceflow.nets import DFFNet, MeshReg
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def model():
+    from faceflow.morphable import MorphableModel
+
+    return MorphableModel.load()
+
+
+@pytest.fixture(scope="module")
+def frames():
+    from faceflow import io as vio
+
+    return list(vio.read_frames(media("videos/EDTalk_uncrop_Obama.mp4"), max_frames=2))
+
+
+class ConstantFlow(torch.nn.Module):
+    """A stand-in DFFNet predicting the same 3D flow everywhere (at every scale)."""
+
+    def __init__(self, f):
+        super().__init__()
+        self.register_buffer("f", torch.tensor(f, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, i1, i2, pncc):
+        return [self.f.expand(i1.shape[0], 3, *i1.shape[-2:])]
+
+
+def _template_meshreg(model):
+    """A MeshReg whose (near-zero) regression outputs the mean face registered to the template."""
+    from faceflow.camera import frame_face
+    from faceflow.registration import estimate_similarity, template_landmarks
+
+    sub = model.subset("meshreg")
+    S = model.shape()
+    cam = frame_face(S[0, model.lmk68].mean(0, keepdim=True), 22.0, (224, 224), torch.zeros(1, 3), fill=0.8)
+    V = cam.project(S)[0]
+    T = estimate_similarity(model.landmarks(V[None])[0, :, :2].numpy(), template_landmarks())
+    tpl = torch.as_tensor(np.asarray(T.apply_3d(V[sub.indices].numpy()), np.float32))
+    net = MeshReg(len(sub), backbone="resnet18", template=tpl)
+    return net, sub.triangles.numpy()
+
+
+def test_flow_maps_back_to_image_grid_analytically(model, frames):
+    meshreg, tris = _template_meshreg(model)
+    f = (2.0, -1.0, 0.5)
+    ff = FaceFlow(meshreg, ConstantFlow(f), tris, device="cpu")
+    res = ff.estimate(frames[0], frames[1])
+    H, W = frames[0].shape[:2]
+    assert res.flow.shape == (224, 224, 3) and res.mask.shape == (224, 224)
+    assert res.flow_image.shape == (H, W, 3) and res.mask_image.shape == (H, W)
+    assert res.mask.sum() > 5000  # the template face covers a good part of the 224 frame
+    # registered flow: the constant on the PNCC mask, 0 elsewhere
+    np.testing.assert_allclose(res.flow[res.mask], np.broadcast_to(f, (res.mask.sum(), 3)), atol=1e-5)
+    assert np.all(res.flow[~res.mask] == 0)
+    # image flow: (sR)^-1 f for x, y and f_z / s for z (eq. (2) in I1's frame), on the interior of the mask
+    expect = np.asarray(res.transform.inverse().apply_flow3d(np.array(f)[None]))[0]
+    from scipy.ndimage import binary_erosion
+
+    inner = binary_erosion(res.mask_image, iterations=2)
+    np.testing.assert_allclose(res.flow_image[inner], np.broadcast_to(expect, (inner.sum(), 3)), atol=1e-4)
+    assert np.all(res.flow_image[~res.mask_image] == 0)
+    # the mesh in I1's pixels maps back onto the registered mesh
+    np.testing.assert_allclose(np.asarray(res.transform.apply_3d(res.mesh_image)), res.mesh, atol=1e-3)
+    # the PNCC encodes the registered mesh's surface: its x channel is the pixel column / 224
+    ys, xs = np.nonzero(res.mask)
+    np.testing.assert_allclose(res.pncc[ys, xs, 0] * 224, xs + 0.5, atol=1e-3)
+
+
+def test_registration_uses_first_image_transform_for_both(model, frames):
+    meshreg, tris = _template_meshreg(model)
+    ff = FaceFlow(meshreg, ConstantFlow((0, 0, 0)), tris, device="cpu")
+    res = ff.estimate(frames[0], frames[0][:, ::-1].copy())  # the second image mirrored
+    from faceflow.registration import warp_image
+
+    np.testing.assert_array_equal(res.registered2, warp_image(frames[0][:, ::-1].copy(), res.transform, 224))
+    # the landmarks of I1 land on the template
+    from faceflow.registration import template_landmarks
+
+    err = np.linalg.norm(np.asarray(res.transform.apply(res.landmarks)) - template_landmarks(), axis=-1)
+    assert np.median(err) < 6.0
+
+
+def test_batched_pairs_match_single(model, frames):
+    torch.manual_seed(0)
+    meshreg, tris = _template_meshreg(model)
+    ff = FaceFlow(meshreg, DFFNet(width=0.125), tris, device="cpu")
+    single = ff.estimate(frames[0], frames[1])
+    batch = ff.estimate_pairs([frames[0], frames[1]], [frames[1], frames[0]], batch_size=2)
+    np.testing.assert_allclose(batch[0].flow, single.flow, atol=1e-4)
+    assert not np.allclose(batch[1].flow, single.flow)
+
+
+def test_bad_inputs(model, frames):
+    meshreg, tris = _template_meshreg(model)
+    ff = FaceFlow(meshreg, ConstantFlow((0, 0, 0)), tris, device="cpu")
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="image 1"):
+        ff.estimate(blank, frames[0])
+    with pytest.raises(FaceflowError, match="RGB image"):
+        ff.estimate(np.zeros((5, 5, 3), np.uint8), frames[0])
+    with pytest.raises(FaceflowError, match="tensor"):
+        ff.estimate(torch.zeros(3, 224, 224), frames[0])
+    with pytest.raises(FaceflowError, match="224x224"):
+        ff.estimate_registered(torch.zeros(1, 3, 100, 100), torch.zeros(1, 3, 100, 100))
+    with pytest.raises(FaceflowError, match="first images"):
+        ff.estimate_pairs([frames[0]], [])
+
+
+def test_missing_weights_message(tmp_path):
+    with pytest.raises(AssetNotFoundError, match="meshreg weights not found.*python -m faceflow train"):
+        FaceFlow.from_pretrained(tmp_path)
+
+
+def test_warp_mesh_by_flow_moves_visible_vertices_only():
+    # two parallel squares, the far one hidden behind the near one
+    sq = np.array([[40, 40, 0], [180, 40, 0], [180, 180, 0], [40, 180, 0]], np.float32)
+    verts = np.concatenate([sq, sq * [1, 1, 0] + [0, 0, 50], [[110, 110, 50]]]).astype(np.float32)
+    tris = np.array([[0, 2, 1], [0, 3, 2], [4, 6, 5], [4, 7, 6]])
+    flow = np.zeros((224, 224, 3), np.float32)
+    flow[..., 0], flow[..., 2] = 3.0, -1.0
+    mask = np.ones((224, 224), bool)
+    moved, visible = warp_mesh_by_flow(verts, flow, mask, tris)
+    assert not visible[8]  # the lone vertex behind the near square
+    assert visible[:4].sum() >= 1
+    np.testing.assert_allclose(moved[visible] - verts[visible], np.broadcast_to([3, 0, -1], (visible.sum(), 3)))
+    np.testing.assert_array_equal(moved[~visible], verts[~visible])

@@ -1,0 +1,561 @@
+"""The training harness (faceflow.train), the DeepFaceFlow tasks (faceflow.nets.tasks) and weights
+files (faceflow.nets.weights): exact resume equivalence, atomic checkpoints, config refusal, the
+LR schedule, deterministic data order and augmentation, AMP fallback on CPU, overfitting a batch
+with DFFNet and 3DMeshReg, and export -> load round trips. CPU, tiny models, fake data."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from faceflow.errors import AssetNotFoundError, FaceflowError
+from faceflow.train import (SimpleTask, StepBatchSampler, StepContext, TrainConfig, add_arguments,
+                            checkpoint_path, config_from_args, epoch_permutation, load_checkpoint, lr_factor,
+                            read_csv, resolve_amp, run, sample_seed, step_indices, train)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+# ============================================================================ a fake task
+class VecPairs(torch.utils.data.Dataset):
+    """Deterministic regression samples: x (dim,) -> y (2,) = (sin(x0 + x1), x2 * x3)."""
+
+    def __init__(self, n: int, dim: int = 6, seed: int = 1):
+        g = torch.Generator().manual_seed(seed)
+        self.x = torch.randn(n, dim, generator=g)
+        self.y = torch.stack([torch.sin(self.x[:, 0] + self.x[:, 1]), self.x[:, 2] * self.x[:, 3]], 1)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return {"x": self.x[i], "y": self.y[i]}
+
+
+@dataclass
+class FakeConfig:
+    hidden: int = 16
+    dropout: float = 0.1
+    noise: float = 0.1
+
+
+class FakeTask(SimpleTask):
+    """A 2-layer MLP (optional dropout: exercises the saved RNG state) with input noise drawn by
+    ctx.rand (exercises per-sample augmentation). Test hooks: raise KeyboardInterrupt or send a
+    signal (default SIGTERM) to itself at a given 0-based iteration."""
+
+    name = "fake"
+
+    def __init__(self, config=None, n=40, dim=6, val=True, interrupt_at=None, sigterm_at=None,
+                 signum=signal.SIGTERM):
+        super().__init__(config or FakeConfig())
+        self.n, self.dim, self.val = n, dim, val
+        self.interrupt_at, self.sigterm_at, self.signum = interrupt_at, sigterm_at, signum
+        self.seen: list[tuple[int, list[int]]] = []
+
+    def datasets(self, cfg):
+        return VecPairs(self.n, self.dim, 1), (VecPairs(12, self.dim, 2) if self.val else None)
+
+    def build_model(self):
+        c = self.config
+        return nn.Sequential(nn.Linear(self.dim, c.hidden), nn.Tanh(), nn.Dropout(c.dropout), nn.Linear(c.hidden, 2))
+
+    def loss(self, model, batch, ctx):
+        if ctx.iteration == self.interrupt_at:
+            raise KeyboardInterrupt
+        if ctx.iteration == self.sigterm_at:
+            os.kill(os.getpid(), self.signum)
+        self.seen.append((ctx.iteration, ctx.indices.tolist()))
+        x = batch["x"] + self.config.noise * (2 * ctx.rand(self.dim) - 1)
+        loss = ((model(x) - batch["y"]) ** 2).mean()
+        return loss, {"mse": loss.detach()}
+
+    def validate(self, models, loader, ctx):
+        se, n = 0.0, 0
+        for b in loader:
+            se += float(((models["net"](b["x"]) - b["y"]) ** 2).mean(1).sum())
+            n += len(b["x"])
+        return {"val_metric": se / n}
+
+
+def _cfg(out, **kw) -> TrainConfig:
+    base = dict(out=str(out), iterations=6, batch_size=8, lr=1e-2, warmup_steps=2, val_every=2, val_samples=0,
+                ckpt_every=100, log_every=1, seed=3, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+def _weights(out) -> dict:
+    return load_checkpoint(checkpoint_path(out, "last"))
+
+
+def _assert_same_state(a: dict, b: dict):
+    for k in a["models"]["net"]:
+        assert torch.equal(a["models"]["net"][k], b["models"]["net"][k]), k
+    sa, sb = a["optimizers"]["net"]["state"], b["optimizers"]["net"]["state"]
+    assert sa.keys() == sb.keys()
+    for p in sa:
+        for k in sa[p]:
+            assert torch.equal(torch.as_tensor(sa[p][k]), torch.as_tensor(sb[p][k])), (p, k)
+    assert a["schedulers"]["net"]["last_epoch"] == b["schedulers"]["net"]["last_epoch"]
+
+
+# ============================================================================ schedule, data order
+def test_lr_schedule_values():
+    # warm-up over 10 steps, then x0.5 at 50 %, 70 %, 85 % of 100 iterations
+    f = lambda s: lr_factor(s, 100, 10, (0.5, 0.7, 0.85), 0.5)  # noqa: E731
+    assert f(0) == pytest.approx(0.1) and f(4) == pytest.approx(0.5) and f(9) == 1.0
+    assert f(49) == 1.0 and f(50) == 0.5 and f(69) == 0.5 and f(70) == 0.25
+    assert f(84) == 0.25 and f(85) == 0.125 and f(99) == 0.125
+    assert lr_factor(0, 100, 0) == 1.0  # no warm-up
+
+
+def test_logged_lr_follows_schedule(tmp_path):
+    cfg = _cfg(tmp_path, iterations=10, warmup_steps=3, lr_milestones=[0.5, 0.8], lr_gamma=0.1, lr=0.02)
+    train(FakeTask(val=False), cfg, progress=False)
+    rows = read_csv(tmp_path / "log.csv")
+    assert [int(r["step"]) for r in rows] == list(range(1, 11))
+    for r in rows:  # the row of step s shows the LR used by that step (0-based index s - 1)
+        assert r["lr"] == pytest.approx(0.02 * lr_factor(int(r["step"]) - 1, 10, 3, (0.5, 0.8), 0.1), rel=1e-12)
+    assert {"epoch", "elapsed_s", "loss", "mse"} <= set(rows[0])
+
+
+def test_step_indices_epochs_and_ranks():
+    n, B, seed = 10, 4, 7
+    stream = np.concatenate([epoch_permutation(n, seed, e) for e in range(3)])
+    for s in range(7):  # batches cut the stream of per-epoch permutations, across epoch ends
+        assert step_indices(s, n, B, seed).tolist() == stream[s * B:(s + 1) * B].tolist()
+    assert sorted(epoch_permutation(n, seed, 1).tolist()) == list(range(n))
+    assert not np.array_equal(epoch_permutation(n, seed, 0), epoch_permutation(n, seed, 1))
+    # resuming at step 3 continues with exactly the batches of an uninterrupted run
+    full = list(StepBatchSampler(n, B, seed, 0, 7))
+    assert list(StepBatchSampler(n, B, seed, 3, 7)) == full[3:]
+    # DDP: rank slices of each global batch, concatenated in rank order, give the global batch
+    r0, r1 = list(StepBatchSampler(n, B, seed, 0, 7, 0, 2)), list(StepBatchSampler(n, B, seed, 0, 7, 1, 2))
+    assert [a + b for a, b in zip(r0, r1)] == full
+    with pytest.raises(FaceflowError, match="divisible"):
+        StepBatchSampler(n, 5, seed, 0, 1, 0, 2)
+
+
+def test_augmentation_randomness_depends_on_seed_step_index_only():
+    ctx = StepContext(torch.device("cpu"), seed=5)
+    ctx.iteration, ctx.indices = 9, torch.tensor([3, 8, 1])
+    a = ctx.rand(4)
+    ctx.indices = torch.tensor([1, 3])  # another batch composition / rank: same rows per sample
+    b = ctx.rand(4)
+    assert torch.equal(a[2], b[0]) and torch.equal(a[0], b[1])
+    assert not torch.equal(a[0], a[1])
+    ctx.iteration = 10  # another step: fresh randomness
+    assert not torch.equal(ctx.rand(4)[1], b[0])
+    assert sample_seed(5, 9, 3) == sample_seed(5, 9, 3) != sample_seed(6, 9, 3)
+
+
+# ============================================================================ resume, checkpoints
+def test_resume_after_interrupt_equals_uninterrupted_run(tmp_path):
+    ref = FakeTask()
+    train(ref, _cfg(tmp_path / "ref"), progress=False)
+
+    out = tmp_path / "run"
+    first = FakeTask(interrupt_at=3)  # Ctrl-C inside step 4, before any optimizer step
+    with pytest.raises(KeyboardInterrupt):
+        train(first, _cfg(out), progress=False)
+    assert _weights(out)["step"] == 3
+    assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [1, 2, 3]
+    assert not (out / "manifest.json").exists()
+    second = FakeTask()
+    summary = train(second, _cfg(out), progress=False)
+    assert summary["step"] == 6 and summary["status"] == "done"
+    assert (out / "manifest.json").is_file()
+
+    _assert_same_state(_weights(tmp_path / "ref"), _weights(out))
+    assert second.seen == ref.seen[3:]  # the same batches for steps 4-6
+    a, b = read_csv(tmp_path / "ref" / "log.csv"), read_csv(out / "log.csv")
+    assert [int(r["step"]) for r in b] == [1, 2, 3, 4, 5, 6]
+    for ra, rb in zip(a, b):
+        assert (ra["loss"], ra["mse"], ra["lr"], ra["epoch"]) == (rb["loss"], rb["mse"], rb["lr"], rb["epoch"])
+    va, vb = read_csv(tmp_path / "ref" / "val.csv"), read_csv(out / "val.csv")
+    assert [(r["step"], r["val_metric"]) for r in va] == [(r["step"], r["val_metric"]) for r in vb]
+    best = load_checkpoint(checkpoint_path(out, "best"))
+    assert best["best"] == min(r["val_metric"] for r in vb)
+    assert best["step"] == int(min(vb, key=lambda r: r["val_metric"])["step"])
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_checkpoints_and_resume_is_exact(tmp_path, signum):
+    ref = FakeTask()
+    train(ref, _cfg(tmp_path / "ref", log_every=2), progress=False)
+    out = tmp_path / "run"
+    first = FakeTask(sigterm_at=2, signum=signum)  # the signal arrives during step 3: it completes
+    handler = signal.getsignal(signum)
+    if signum == signal.SIGINT:  # Ctrl-C: checkpoint, then KeyboardInterrupt (exit code 130)
+        with pytest.raises(KeyboardInterrupt):
+            train(first, _cfg(out, log_every=2), progress=False)
+    else:
+        s1 = train(first, _cfg(out, log_every=2), progress=False)
+        assert s1["status"] == "SIGTERM" and s1["step"] == 3
+    assert _weights(out)["step"] == 3
+    assert signal.getsignal(signum) == handler  # the harness restores the previous handler
+    s2 = train(FakeTask(), _cfg(out, log_every=2), progress=False)
+    assert s2["status"] == "done"
+    _assert_same_state(_weights(tmp_path / "ref"), _weights(out))
+    # the log averages over windows of 2 steps; the window open at the stop is carried over
+    a, b = read_csv(tmp_path / "ref" / "log.csv"), read_csv(out / "log.csv")
+    assert [(r["step"], r["loss"]) for r in a] == [(r["step"], r["loss"]) for r in b]
+
+
+def test_time_budget_stops_and_resumes(tmp_path):
+    out = tmp_path / "run"
+    s = train(FakeTask(), _cfg(out, max_minutes=1e-9), progress=False)  # budget used after step 1
+    assert s["status"] == "time budget" and s["step"] == 1 and _weights(out)["step"] == 1
+    assert not (out / "manifest.json").exists()
+    s = train(FakeTask(), _cfg(out, max_minutes=0.0), progress=False)  # the budget may change on resume
+    assert s["status"] == "done" and s["step"] == 6
+
+
+def test_interrupted_checkpoint_write_keeps_previous(tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    train(FakeTask(val=False), _cfg(out, iterations=2, ckpt_every=1), progress=False)
+    before = _weights(out)
+    real_save = torch.save
+
+    def broken_save(obj, f, *a, **k):  # write half a file, then fail (disk full, kill, ...)
+        real_save(obj, f, *a, **k)
+        f.truncate(f.tell() // 2)
+        raise OSError("simulated failure mid-write")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError, match="simulated"):
+        train(FakeTask(val=False), _cfg(out, iterations=4, ckpt_every=1), progress=False)
+    monkeypatch.setattr(torch, "save", real_save)
+    after = _weights(out)  # still the complete previous checkpoint
+    assert after["step"] == before["step"] == 2
+    _assert_same_state(before, after)
+    assert sorted(os.listdir(out / "checkpoints")) == ["last.pt"]  # no partial files left
+
+
+def test_different_config_refused_overwrite_starts_over(tmp_path):
+    out = tmp_path / "run"
+    train(FakeTask(), _cfg(out, iterations=2), progress=False)
+    with pytest.raises(FaceflowError, match=r"train\.lr: 0\.01 -> 0\.05.*--overwrite"):
+        train(FakeTask(), _cfg(out, iterations=2, lr=0.05), progress=False)
+    with pytest.raises(FaceflowError, match=r"task_config\.hidden"):
+        train(FakeTask(FakeConfig(hidden=8)), _cfg(out, iterations=2), progress=False)
+    # resumable keys may change: more iterations continue the run
+    s = train(FakeTask(), _cfg(out, iterations=3, val_every=3), progress=False)
+    assert s["step"] == 3 and [int(r["step"]) for r in read_csv(out / "log.csv")] == [1, 2, 3]
+    # --overwrite: a fresh run with the new config, identical to one in an empty directory
+    train(FakeTask(), _cfg(out, iterations=2, lr=0.05), overwrite=True, progress=False)
+    train(FakeTask(), _cfg(tmp_path / "fresh", iterations=2, lr=0.05), progress=False)
+    _assert_same_state(_weights(out), _weights(tmp_path / "fresh"))
+    assert [int(r["step"]) for r in read_csv(out / "log.csv")] == [1, 2]
+    assert json.loads((out / "config.json").read_text())["train"]["lr"] == 0.05
+
+
+def test_amp_on_cpu_falls_back_with_note(tmp_path):
+    dtype, note = resolve_amp("bf16", torch.device("cpu"))
+    assert dtype is None and "ignored" in note
+    assert resolve_amp("off", torch.device("cpu")) == (None, None)
+    s = train(FakeTask(val=False), _cfg(tmp_path, iterations=2, amp="fp16"), progress=False)
+    assert any("fp16" in n and "ignored" in n for n in s["notes"])
+    ck = _weights(tmp_path)
+    assert all(v.dtype == torch.float32 for v in ck["models"]["net"].values())
+    assert ck["scaler"] == {}
+
+
+def test_tensorboard_events_or_note(tmp_path):
+    s = train(FakeTask(val=False), _cfg(tmp_path, iterations=2, tensorboard=True), progress=False)
+    try:
+        import torch.utils.tensorboard  # noqa: F401
+    except Exception:
+        assert any("TensorBoard" in n for n in s["notes"]) and not (tmp_path / "tb").exists()
+    else:
+        assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tb").iterdir())
+    assert [int(r["step"]) for r in read_csv(tmp_path / "log.csv")] == [1, 2]  # the CSV log is kept either way
+
+
+def test_bad_config_values():
+    with pytest.raises(FaceflowError, match="amp"):
+        TrainConfig(amp="fp8").validate()
+    with pytest.raises(FaceflowError, match="lr_milestones"):
+        TrainConfig(lr_milestones=[0.7, 0.5]).validate()
+    with pytest.raises(FaceflowError, match="batch_size"):
+        TrainConfig(batch_size=0).validate()
+
+
+# ============================================================================ weights files
+def test_weights_round_trip_and_errors(tmp_path):
+    from faceflow.nets.dffnet import DFFNet
+    from faceflow.nets.weights import load_weights, save_weights, weights_info
+
+    torch.manual_seed(0)
+    net = DFFNet("depth", width=0.125).eval()
+    x = [torch.rand(1, 3, 64, 64) for _ in range(3)]
+    ref = net(*x)[-1]
+    p32 = save_weights(net, "dffnet", {"use_pncc": "depth", "width": 0.125}, tmp_path / "w32.pt", half=False,
+                       meta={"note": "test"})
+    m = load_weights(p32)
+    assert not m.training and torch.equal(m(*x)[-1], ref)
+    assert weights_info(p32)["meta"] == {"note": "test"} and m.weights_meta == {"note": "test"}
+    p16 = save_weights(net, "dffnet", {"use_pncc": "depth", "width": 0.125}, tmp_path / "w16.pt")
+    sd = torch.load(p16, weights_only=True)["state_dict"]
+    assert all(v.dtype == torch.float16 for v in sd.values())
+    assert os.path.getsize(p16) < 0.6 * os.path.getsize(p32)
+    m16 = load_weights(p16)
+    assert all(p.dtype == torch.float32 for p in m16.parameters())
+    out = m16(*x)[-1]
+    assert (out - ref).abs().max() <= 5e-3 * ref.abs().max()  # fp16 rounding of the weights only
+
+    with pytest.raises(AssetNotFoundError, match="missing.pt"):
+        load_weights(tmp_path / "missing.pt")
+    (tmp_path / "junk.pt").write_bytes(os.urandom(300))
+    with pytest.raises(FaceflowError, match="junk.pt"):
+        load_weights(tmp_path / "junk.pt")
+    torch.save({"format": "something-else"}, tmp_path / "other.pt")
+    with pytest.raises(FaceflowError, match="not a faceflow weights file"):
+        load_weights(tmp_path / "other.pt")
+    with pytest.raises(FaceflowError, match="expected 'meshreg'"):
+        load_weights(p32, kind="meshreg")
+    with pytest.raises(FaceflowError, match="unknown weights kind"):
+        save_weights(net, "gan", {}, tmp_path / "x.pt")
+
+
+def test_meshreg_weights_keep_template_exact(tmp_path):
+    from faceflow.nets.meshreg import MeshReg
+    from faceflow.nets.weights import load_weights, save_weights
+
+    template = torch.randn(50, 3) * 100 + 112.123456
+    net = MeshReg(50, "resnet18", template=template)
+    path = save_weights(net, "meshreg", {"num_vertices": 50, "backbone": "resnet18"}, tmp_path / "m.pt")
+    sd = torch.load(path, weights_only=True)["state_dict"]
+    assert sd["template"].dtype == torch.float32 and torch.equal(sd["template"], template)
+    assert sd["fc.weight"].dtype == torch.float16 and sd["backbone.1.running_var"].dtype == torch.float32
+    assert torch.equal(load_weights(path).template, template)
+
+
+# ============================================================================ the DeepFaceFlow tasks
+class FakeFlowPairs(torch.utils.data.Dataset):
+    """Contract samples at ``size``: a smooth random I1, I2 = I1 shifted by an integer (dx, dy),
+    constant 3D flow (dx, dy, dz) on a disc mask, a planar PNCC, meshes = template + noise and
+    mesh2 = mesh1 + flow."""
+
+    def __init__(self, n: int, size: int = 64, template: torch.Tensor | None = None, seed: int = 0):
+        self.n, self.size, self.seed = n, size, seed
+        self.template = template if template is not None else torch.rand(2713, 3) * size
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        S = self.size
+        g = torch.Generator().manual_seed(1000 * self.seed + i)
+        big = F.interpolate(torch.rand(1, 3, 12, 12, generator=g), size=(S + 8, S + 8), mode="bilinear",
+                            align_corners=False)[0]
+        dx, dy, dz = 2, -1, 0.5
+        i1 = big[:, 4:4 + S, 4:4 + S]
+        i2 = big[:, 4 - dy:4 - dy + S, 4 - dx:4 - dx + S]  # I2(p + d) = I1(p)
+        yy, xx = torch.meshgrid(torch.arange(S) + 0.5, torch.arange(S) + 0.5, indexing="ij")
+        mask = (xx - S / 2) ** 2 + (yy - S / 2) ** 2 < (0.35 * S) ** 2
+        flow = torch.tensor([dx, dy, dz], dtype=torch.float32).expand(S, S, 3) * mask[..., None]
+        z = torch.full((S, S), -10.0)
+        pncc = torch.stack([xx / S, yy / S, 0.5 - z / (2 * S)]) * mask
+        mesh1 = self.template + torch.randn(self.template.shape, generator=g) * 2
+        return {"i1": i1.contiguous(), "i2": i2.contiguous(), "pncc": pncc.float(), "flow": flow.contiguous(),
+                "mask": mask, "head_flow": torch.zeros(S, S, 3), "has_head_flow": torch.tensor(False),
+                "mesh1": mesh1, "mesh2": mesh1 + torch.tensor([dx, dy, dz]),
+                "identity": torch.tensor(i % 2), "kind": torch.tensor(0)}
+
+
+def _with_data(task_cls, train_ds, val_ds):
+    class T(task_cls):
+        def datasets(self, cfg):
+            return train_ds, val_ds
+    T.__name__ = task_cls.__name__
+    return T
+
+
+def test_dffnet_task_overfits_a_batch_and_exports(tmp_path):
+    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.nets.weights import export_run, load_weights
+
+    ds = FakeFlowPairs(2, 64)
+    task = _with_data(DFFNetTask, ds, FakeFlowPairs(2, 64, seed=9))(
+        DFFNetConfig(width=0.125, color_jitter=0.0, brightness=0.0))
+    out = tmp_path / "dff"
+    s = train(task, _cfg(out, iterations=15, batch_size=2, lr=1e-3, warmup_steps=0, val_every=15), progress=False)
+    rows = read_csv(out / "log.csv")
+    assert rows[-1]["loss"] < 0.6 * rows[0]["loss"] and rows[-1]["epe"] < rows[0]["epe"]
+    assert {"epe_full", "photometric"} <= set(rows[0])
+    assert set(s["val"]) >= {"val_metric", "aepe_3d", "aepe_2d"} and s["val"]["aepe_2d"] <= s["val"]["aepe_3d"]
+
+    path = export_run(out, tmp_path / "dff.pt", half=True)
+    m = load_weights(path)
+    assert m.weights_meta["step"] == 15 and m.weights_meta["task"] == "dffnet"
+    assert m.weights_meta["train_config"]["iterations"] == 15
+    ref = task.build_model()
+    ref.load_state_dict(load_checkpoint(checkpoint_path(out, "best"))["models"]["net"])
+    b = torch.utils.data.default_collate([ds[0], ds[1]])
+    with torch.no_grad():
+        want, got = ref.eval()(b["i1"], b["i2"], b["pncc"])[-1], m(b["i1"], b["i2"], b["pncc"])[-1]
+    assert (got - want).abs().max() <= 5e-3 * want.abs().max()
+    exact = load_weights(export_run(out, tmp_path / "dff32.pt", half=False))
+    with torch.no_grad():
+        assert torch.equal(exact(b["i1"], b["i2"], b["pncc"])[-1], want)
+
+
+def test_meshreg_task_overfits_a_batch_and_exports(tmp_path, skin_model):
+    from faceflow.nets.tasks import MeshRegConfig, MeshRegTask, meshreg_template
+    from faceflow.nets.weights import export_run, load_weights
+
+    template = meshreg_template(skin_model)
+    ds = FakeFlowPairs(2, 64, template=template)
+    cls = _with_data(MeshRegTask, ds, None)
+    task = cls(MeshRegConfig(jitter_shift=0, jitter_scale=0, jitter_angle=0, color_jitter=0), morphable=skin_model)
+    out = tmp_path / "mr"
+    train(task, _cfg(out, iterations=12, batch_size=2, lr=1e-3, warmup_steps=0), progress=False)
+    rows = read_csv(out / "log.csv")
+    assert rows[-1]["loss"] < 0.5 * rows[0]["loss"] and rows[-1]["vertex_px"] < rows[0]["vertex_px"]
+
+    m = load_weights(export_run(out, tmp_path / "mr.pt", which="best"))  # no validation: falls back to last
+    assert m.num_vertices == 2713 and torch.equal(m.template, template)
+    ref = task.build_model()
+    ref.load_state_dict(load_checkpoint(checkpoint_path(out, "last"))["models"]["net"])
+    x = torch.stack([ds[0]["i1"], ds[1]["i1"]])
+    with torch.no_grad():
+        want, got = ref.eval()(x) - template, m(x) - template  # compare the regressed offsets
+    assert (got - want).abs().max() <= 5e-3 * want.abs().max() + 1e-4
+
+
+def test_meshreg_template_matches_registration_template(skin_model):
+    from faceflow.nets.tasks import meshreg_template
+    from faceflow.registration import template_landmarks
+
+    lmk = meshreg_template(skin_model, vertices=skin_model.lmk68)
+    # the 224 template was derived from these very landmarks (rounded to 1e-4 of the size)
+    assert np.abs(lmk[:, :2].numpy() - template_landmarks()).max() < 0.05
+    assert lmk[30, 2] < lmk[36, 2] and lmk[30, 2] < lmk[45, 2]  # nose tip nearer than the eye corners
+    t = meshreg_template(skin_model)
+    assert t.shape == (len(skin_model.subset("meshreg")), 3)
+    assert 0 < t[:, 0].min() and t[:, 0].max() < 224 and 0 < t[:, 1].min() and t[:, 1].max() < 224
+
+
+def test_meshreg_jitter_moves_image_and_mesh_together(skin_model):
+    from faceflow.nets.tasks import MeshRegConfig, MeshRegTask
+
+    S = 96
+    task = MeshRegTask(MeshRegConfig(color_jitter=0.0, jitter_shift=4, jitter_scale=0.04, jitter_angle=4),
+                       morphable=skin_model)
+    yy, xx = torch.meshgrid(torch.arange(S) + 0.5, torch.arange(S) + 0.5, indexing="ij")
+    pts = torch.tensor([[30.0, 40.0, 5.0], [60.5, 55.25, -3.0], [45.0, 70.0, 0.0]])
+    imgs = torch.stack([torch.exp(-((xx - p[0]) ** 2 + (yy - p[1]) ** 2) / (2 * 2.0 ** 2)).expand(3, S, S)
+                        for p in pts[:2]])  # i1 with a blob at pts[0], i2 at pts[1]
+    meshes = pts.unsqueeze(0).expand(2, -1, -1).clone()
+    ctx = StepContext(torch.device("cpu"), seed=1)
+    ctx.iteration, ctx.indices = 4, torch.tensor([0])
+    out_img, out_mesh = task.augment(imgs, meshes, ctx)
+    for k in range(2):
+        w = out_img[k, 0]
+        c = torch.stack([(w * xx).sum() / w.sum(), (w * yy).sum() / w.sum()])
+        assert torch.allclose(c, out_mesh[k, k, :2], atol=0.05), (c, out_mesh[k, k])
+        assert (out_mesh[k, k, :2] - pts[k, :2]).norm() > 0.1  # it did move
+    # z is scaled by the similarity's scale, the distances between vertices by the same factor
+    s = (out_mesh[0, 0] - out_mesh[0, 1])[:2].norm() / (pts[0] - pts[1])[:2].norm()
+    assert out_mesh[0, 2, 2] == 0 and torch.allclose(out_mesh[0, 0, 2] / pts[0, 2], s, atol=1e-5)
+    assert abs(float(s) - 1) <= 0.04 + 1e-6
+
+
+def test_dffnet_colour_jitter_identical_on_both_images():
+    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
+
+    img = torch.rand(3, 3, 16, 16) * 0.6 + 0.2
+    ctx = StepContext(torch.device("cpu"), seed=2)
+    ctx.iteration, ctx.indices = 0, torch.tensor([4, 7, 9])
+    x1, x2 = DFFNetTask(DFFNetConfig(color_jitter=0.3, brightness=0.0)).augment(img, img.clone(), ctx)
+    assert torch.equal(x1, x2) and not torch.allclose(x1, img)
+    x1, x2 = DFFNetTask(DFFNetConfig(color_jitter=0.3, brightness=0.1)).augment(img, img.clone(), ctx)
+    # an independent brightness factor per pair on i2 (within +-10 %), where nothing was clamped
+    for k in range(3):
+        ok = (x2[k] < 1) & (x1[k] > 0) & (x1[k] < 1)
+        r = x2[k][ok] / x1[k][ok]
+        assert ok.float().mean() > 0.5 and torch.allclose(r, r[0].expand_as(r), atol=1e-5)
+        assert 0 < abs(float(r[0]) - 1) <= 0.1
+
+
+# ============================================================================ command line, datasets
+def _parser():
+    p = argparse.ArgumentParser(prog="train")
+    add_arguments(p)
+    return p
+
+
+def test_cli_presets_overrides_and_help(tmp_path, capsys):
+    from faceflow.nets.tasks import DFFNetTask, MeshRegTask
+
+    args = _parser().parse_args(["dffnet", "--data", "a", "b", "--out", str(tmp_path), "--width", "0.5",
+                                 "--iterations", "7", "--preset", "paper"])
+    cls = DFFNetTask
+    preset = cls.presets()[args.preset]
+    cfg = config_from_args(args, preset["train"])
+    assert (cfg.iterations, cfg.batch_size, cfg.lr, cfg.amp) == (7, 16, 1e-4, "bf16")
+    assert cfg.data == ["a", "b"] and cfg.val_data == []
+    task = cls.from_args(args, preset["task"])
+    assert task.config.width == 0.5 and task.config.alpha == 10.0 and task.config.use_pncc == "full"
+    args = _parser().parse_args(["meshreg", "--data", "a", "--out", str(tmp_path)])
+    cfg = config_from_args(args, MeshRegTask.presets()["tiny"]["train"])
+    assert (cfg.iterations, cfg.batch_size, cfg.val_every, cfg.val_samples, cfg.ckpt_every) == (2000, 8, 200, 64, 100)
+    assert MeshRegTask.from_args(args, MeshRegTask.presets()["tiny"]["task"]).config.backbone == "resnet18"
+    with pytest.raises(SystemExit):
+        _parser().parse_args(["dffnet", "--help"])
+    text = capsys.readouterr().out
+    for opt in ("--max-minutes", "--amp", "--use-pncc", "--alpha", "--overwrite", "--tensorboard"):
+        assert opt in text
+    assert "tiny 0.25, paper 1.0" in text and "tiny 2000, paper 300000" in text
+
+
+def test_cli_export(tmp_path):
+    out = tmp_path / "run"
+    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
+    task = _with_data(DFFNetTask, FakeFlowPairs(2, 64), None)(DFFNetConfig(width=0.125))
+    train(task, _cfg(out, iterations=1, batch_size=2), progress=False)
+    args = _parser().parse_args(["export", str(out), "--out", str(tmp_path / "w.pt"), "--half", "--which", "last"])
+    assert run(args) == 0
+    from faceflow.nets.weights import weights_info
+    info = weights_info(tmp_path / "w.pt")
+    assert info["kind"] == "dffnet" and info["config"] == {"use_pncc": "full", "width": 0.125}
+    assert info["meta"]["checkpoint"] == "last.pt"
+    with pytest.raises(FaceflowError, match="training checkpoint"):
+        from faceflow.nets.weights import load_weights
+        load_weights(checkpoint_path(out, "last"))
+
+
+def test_dataset_directories_are_recognised_by_manifest(tmp_path):
+    from faceflow.nets.tasks import dataset_kind, open_flow_datasets
+
+    (tmp_path / "syn").mkdir()
+    (tmp_path / "syn" / "manifest.json").write_text(json.dumps({"kind": "synthetic"}))
+    (tmp_path / "ann").mkdir()
+    (tmp_path / "ann" / "manifest.json").write_text(json.dumps({"layout": {"flow.npy": "..."}, "complete": True}))
+    (tmp_path / "half").mkdir()
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "manifest.json").write_text(json.dumps({"kind": "video"}))
+    assert dataset_kind(tmp_path / "syn") == "synthetic" and dataset_kind(tmp_path / "ann") == "annotated"
+    with pytest.raises(FaceflowError, match="no manifest.json"):
+        dataset_kind(tmp_path / "half")
+    with pytest.raises(FaceflowError, match="neither"):
+        dataset_kind(tmp_path / "other")
+    with pytest.raises(FaceflowError, match="not found"):
+        dataset_kind(tmp_path / "nope")
+    assert open_flow_datasets([]) is None
