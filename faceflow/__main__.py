@@ -17,6 +17,14 @@ class _RawDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaul
         return super()._get_help_string(action)
 
 
+def _command(sub, name: str, module, help: str, formatter=_RawDefaults) -> argparse.ArgumentParser:
+    """A sub-command whose options come from ``module.add_arguments`` and which runs ``module.run``."""
+    c = sub.add_parser(name, help=help, description=module.__doc__, formatter_class=formatter)
+    module.add_arguments(c)
+    c.set_defaults(func=module.run)
+    return c
+
+
 def build_parser() -> argparse.ArgumentParser:
     from . import annotate, estimate, render_demo
     from . import train as train_cmd
@@ -24,34 +32,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = argparse.ArgumentParser(prog="python -m faceflow", description="3D facial flow toolkit.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    r = sub.add_parser("render", help="render a morphable-model face in two poses: shaded, PNCC, NMFC, 3D flow, meshes",
-                       description=render_demo.__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    render_demo.add_arguments(r)
-    r.set_defaults(func=render_demo.run)
-    a = sub.add_parser("annotate", help="turn a talking-head video into a 3D-flow / reenactment dataset",
-                       description=annotate.__doc__, formatter_class=_RawDefaults)
-    annotate.add_arguments(a)
-    a.set_defaults(func=annotate.run)
-    f = sub.add_parser("flow", help="3D facial flow between two face images (DeepFaceFlow), with pictures",
-                       description=estimate.__doc__, formatter_class=_RawDefaults)
-    estimate.add_arguments(f)
-    f.set_defaults(func=estimate.run)
+    _command(sub, "render", render_demo, "render a morphable-model face in two poses: shaded, PNCC, NMFC, 3D flow, "
+             "meshes", argparse.ArgumentDefaultsHelpFormatter)
+    _command(sub, "annotate", annotate, "turn a talking-head video into a 3D-flow / reenactment dataset")
+    _command(sub, "flow", estimate, "3D facial flow between two face images (DeepFaceFlow), with pictures")
     d = sub.add_parser("data", help="build DeepFaceFlow training / evaluation data (synthetic pairs, real pseudo-GT)",
                        description="Build the flow datasets: 'synth' renders synthetic pairs with exact 3D flow, "
                                    "'real' annotates every clip of the identity split (pseudo ground truth).")
     dsub = d.add_subparsers(dest="data_command", required=True, metavar="KIND")
-    ds = dsub.add_parser("synth", help="synthetic face pairs with exact 3D flow and head-only flow",
-                         description=synthetic.__doc__, formatter_class=_RawDefaults)
-    synthetic.add_arguments(ds)
-    ds.set_defaults(func=synthetic.run)
-    dr = dsub.add_parser("real", help="annotate every clip of the identity splits (pseudo ground truth)",
-                         description=pseudo.__doc__, formatter_class=_RawDefaults)
-    pseudo.add_arguments(dr)
-    dr.set_defaults(func=pseudo.run)
-    t = sub.add_parser("train", help="train 3DMeshReg / DFFNet (resumable, DDP) or export a run as a weights file",
-                       description=train_cmd.__doc__, formatter_class=_RawDefaults)
-    train_cmd.add_arguments(t)
-    t.set_defaults(func=train_cmd.run)
+    _command(dsub, "synth", synthetic, "synthetic face pairs with exact 3D flow and head-only flow")
+    _command(dsub, "real", pseudo, "annotate every clip of the identity splits (pseudo ground truth)")
+    _command(sub, "train", train_cmd, "train 3DMeshReg / DFFNet (resumable, DDP) or export a run as a weights file")
     return p
 
 

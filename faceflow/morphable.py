@@ -385,10 +385,12 @@ def _cluster_subset(mean: torch.Tensor, triangles: torch.Tensor, region_idx: tor
     centroid = torch.zeros(n, 3, dtype=P.dtype).index_add_(0, cluster, P)
     centroid /= torch.bincount(cluster, minlength=n).unsqueeze(1).to(P.dtype)
     dist = (P - centroid[cluster]).norm(dim=1)
-    # representative: nearest vertex to the centroid (ties: lowest index)
-    order = torch.argsort(dist, stable=True).flip(0)  # farthest first
-    keep_local = torch.empty(n, dtype=torch.long)
-    keep_local[cluster[order]] = order  # sequential writes: the nearest vertex is written last
+    # representative: the vertex nearest the centroid (ties: lowest index). A lexicographic sort by
+    # (cluster, distance, index) is deterministic (an index_put with repeated indices is not)
+    order = np.lexsort((np.arange(len(P)), dist.numpy(), cluster.numpy()))
+    first = np.ones(len(order), bool)
+    first[1:] = cluster.numpy()[order[1:]] != cluster.numpy()[order[:-1]]
+    keep_local = torch.from_numpy(order[first].astype(np.int64))  # one per cluster, in cluster order
     # region triangles -> cluster ids
     V = mean.shape[0]
     local = torch.full((V,), -1, dtype=torch.long)

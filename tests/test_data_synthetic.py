@@ -476,3 +476,26 @@ def test_cli(generated, annotated, capsys):
     # same configuration as the fixture except chunk (bookkeeping): resumes, nothing to do
     assert syn.run(args) == 0
     assert "6 synthetic train pairs" in capsys.readouterr().out
+
+
+def test_depth_gauge_is_the_model_origin_in_both_frames(gen):
+    """Depth convention shared with the annotation tool and 3DMeshReg's template: the model origin
+    lies at depth 0 in each frame (scaled orthography cannot see a depth translation). The mean
+    face, frontal, registered by its landmarks, is then exactly ``meshreg_template``; and after a
+    head rotation the depths of frame 2 are still a linear function of the model coordinates
+    without offset."""
+    from faceflow.morphable import MorphableModel
+    from faceflow.nets.tasks import meshreg_template
+
+    model = MorphableModel.load("skin")
+    zeros_id, zeros_exp = np.zeros(100, np.float32), np.zeros(53, np.float32)
+    _, r = special_pair(gen, 1, id=zeros_id, exp1=zeros_exp, exp2=zeros_exp, pose1=np.zeros(3, np.float32),
+                        rot_change=np.array([3.0, 8.0, -2.0], np.float32), trans_change=np.zeros(2, np.float32),
+                        scale_change=0.0)
+    tpl = meshreg_template(model).numpy()
+    np.testing.assert_allclose(r["mesh1"], tpl, atol=0.05)
+    S = model.mean[model.subset("meshreg").indices].double().numpy()  # model coordinates (cm)
+    A = np.concatenate([S, np.ones((len(S), 1))], 1)
+    for mesh in (r["mesh1"], r["mesh2"]):
+        coef, *_ = np.linalg.lstsq(A, mesh[:, 2].astype(np.float64), rcond=None)
+        assert abs(coef[3]) < 0.05, coef  # no depth offset

@@ -145,3 +145,49 @@ def test_warp_mesh_by_flow_moves_visible_vertices_only():
     assert visible[:4].sum() >= 1
     np.testing.assert_allclose(moved[visible] - verts[visible], np.broadcast_to([3, 0, -1], (visible.sum(), 3)))
     np.testing.assert_array_equal(moved[~visible], verts[~visible])
+
+
+def test_flow_cli_writes_outputs_and_from_pretrained_roundtrip(model, frames, tmp_path):
+    from faceflow import io as vio
+    from faceflow.__main__ import main
+    from faceflow.nets.weights import save_weights
+
+    torch.manual_seed(0)
+    meshreg, tris = _template_meshreg(model)
+    wdir = tmp_path / "weights"
+    save_weights(meshreg, "meshreg", {"num_vertices": meshreg.num_vertices, "backbone": "resnet18"},
+                 wdir / "meshreg.pt", meta={"triangles": tris.tolist()})
+    dff = DFFNet(width=0.125)
+    save_weights(dff, "dffnet", {"use_pncc": "full", "width": 0.125}, wdir / "dffnet.pt")
+    ff = FaceFlow.from_pretrained(wdir, device="cpu")
+    np.testing.assert_array_equal(ff.triangles.numpy(), tris)
+    with torch.no_grad():  # the file holds fp16 parameters (buffers exact)
+        for net in (meshreg, dff):
+            for prm in net.parameters():
+                prm.copy_(prm.half().float())
+    direct = FaceFlow(meshreg, dff, tris, device="cpu").estimate(frames[0], frames[1])
+    loaded = ff.estimate(frames[0], frames[1])
+    np.testing.assert_allclose(loaded.flow, direct.flow, atol=1e-4)
+
+    a, b = tmp_path / "a.png", tmp_path / "b.png"
+    vio.write_image(a, frames[0])
+    vio.write_image(b, frames[1])
+    out = tmp_path / "out"
+    assert main(["flow", str(a), str(b), "--out", str(out), "--weights", str(wdir), "--device", "cpu"]) == 0
+    for name in ("flow3d.npy", "mask.npy", "flow3d_registered.npy", "flow3d.png", "flow2d.png", "pncc.png",
+                 "mesh.obj", "mesh_warped.obj", "mesh_warped.png", "manifest.json"):
+        assert (out / name).is_file(), name
+    flow = np.load(out / "flow3d.npy")
+    assert flow.shape == frames[0].shape[:2] + (3,)
+    np.testing.assert_allclose(flow, loaded.flow_image, atol=1e-3)
+    # a video frame by VIDEO:N gives the same as the extracted image (PNG is lossless)
+    out2 = tmp_path / "out2"
+    video = media("videos/EDTalk_uncrop_Obama.mp4")
+    assert main(["flow", f"{video}:0", f"{video}:1", "--out", str(out2), "--weights", str(wdir),
+                 "--device", "cpu"]) == 0
+    np.testing.assert_allclose(np.load(out2 / "flow3d.npy"), flow, atol=1e-4)
+    # no face: exit code 2 and no manifest
+    blank = tmp_path / "blank.png"
+    vio.write_image(blank, np.full((120, 120, 3), 90, np.uint8))
+    assert main(["flow", str(blank), str(b), "--out", str(tmp_path / "out3"), "--weights", str(wdir)]) == 2
+    assert not (tmp_path / "out3" / "manifest.json").exists()

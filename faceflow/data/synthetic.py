@@ -625,7 +625,9 @@ def pose_meshes(geom: HeadGeometry, p: PairParams):
     1's expression (head motion only), plus the registration similarity (render frame -> template).
 
     Frame 1 is framed by :func:`faceflow.camera.frame_face` at the pose ``p.pose1``; its 68
-    landmarks are aligned to :func:`~faceflow.registration.template_landmarks`. Frame 2 rotates by
+    landmarks are aligned to :func:`~faceflow.registration.template_landmarks`. Depth gauge: the
+    model origin is at depth 0 in both frames, as in the annotation tool's fits and
+    :func:`faceflow.nets.tasks.meshreg_template` (the depth translation is unobservable). Frame 2 rotates by
     ``p.rot_change`` (about axes fixed to the camera, pivot 8 cm behind the landmarks' centre),
     scales by ``1 + p.scale_change`` and moves by ``p.trans_change`` template pixels.
     """
@@ -637,6 +639,9 @@ def pose_meshes(geom: HeadGeometry, p: PairParams):
     centre = geom.shape(idc, torch.zeros(1, geom.exp_basis.shape[0]), geom.lmk68).mean(1)  # (1, 3)
     cam1 = frame_face(centre, _EXTENT_CM, (SIZE, SIZE), torch.tensor(np.radians(p.pose1), dtype=torch.float32)[None],
                       fill=0.8)
+    # depth gauge of the whole project (annotate's cameras, meshreg_template): the model origin sits at
+    # depth 0 in every frame (scaled orthography cannot observe a depth translation)
+    cam1.translation[:, 2] = 0.0
     P1 = cam1.project(S[:1])[0]
     T = estimate_similarity(P1[geom.lmk68, :2].double().numpy(), template_landmarks(SIZE))
     # frame 2: rotate about a pivot behind the face, scale about it, then translate (template pixels)
@@ -647,6 +652,7 @@ def pose_meshes(geom: HeadGeometry, p: PairParams):
     piv1 = cam1.project(pivot[:, None])[:, 0]
     zero = torch.zeros(1, 3)
     t2 = piv1 + torch.tensor([[dt[0], dt[1], 0.0]], dtype=torch.float32) - project(pivot[:, None], R2, zero, f2)[:, 0]
+    t2[:, 2] = 0.0  # the same depth gauge in frame 2
     P2 = project(S, R2.expand(2, 3, 3), t2.expand(2, 3), f2.expand(2))  # both expressions at frame 2's pose
     return T.apply_3d(P1), T.apply_3d(P2[1]), T.apply_3d(P2[0]), T
 

@@ -295,8 +295,11 @@ class MeshRegTask(SimpleTask):
         return {"val_metric": e3 / max(n, 1), "vertex_px": e3 / max(n, 1), "vertex_px_2d": e2 / max(n, 1)}
 
     def export_spec(self, models) -> dict:
+        # the triangles travel with the weights, so inference needs no morphable-model files
+        tris = self._model().subset("meshreg").triangles.cpu().tolist()
         return {"model": "net", "kind": "meshreg",
-                "config": {"num_vertices": int(models["net"].num_vertices), "backbone": self.config.backbone}}
+                "config": {"num_vertices": int(models["net"].num_vertices), "backbone": self.config.backbone},
+                "meta": {"triangles": tris}}
 
     # ---- command line
     @classmethod

@@ -188,6 +188,7 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, half: bool = 
         "train_config": train_cfg, "task_config": cfg.get("task_config"),
         "val_metrics": ckpt.get("val_metrics"), "best_val_metric": ckpt.get("best"),
     }
+    meta.update(spec.get("meta") or {})  # task-specific extras (e.g. the mesh triangles of 3DMeshReg)
     return save_weights(model, spec["kind"], spec["config"], out, half=half, meta=meta)
 
 
