@@ -191,3 +191,38 @@ def test_flow_cli_writes_outputs_and_from_pretrained_roundtrip(model, frames, tm
     vio.write_image(blank, np.full((120, 120, 3), 90, np.uint8))
     assert main(["flow", str(blank), str(b), "--out", str(tmp_path / "out3"), "--weights", str(wdir)]) == 2
     assert not (tmp_path / "out3" / "manifest.json").exists()
+
+
+def test_shipped_weights_on_a_real_pair(model, frames):
+    """The weights in faceflow/weights/ on two frames of a test person (Obama, never trained on):
+    3DMeshReg's mesh lies on the face better than its own starting point (the mean-face template),
+    judged against an independent morphable-model fit of the registered frame; the flow lives on
+    the face, is finite and of a plausible size, and is ~0 off the mask."""
+    from evaluation.baselines import fit_difference_flow
+    from faceflow.correspondence import load_correspondence
+    from faceflow.landmarks import MediapipeDetector
+
+    ff = FaceFlow.from_pretrained(device="cpu")
+    res = ff.estimate(frames[0], frames[1])
+    with MediapipeDetector(static_image_mode=True) as det:
+        _, _, fitted, _ = fit_difference_flow(res.registered1, res.registered1, model, det, load_correspondence(),
+                                              subset=model.subset("meshreg"))
+    fitted = fitted.numpy()
+    err_net = np.linalg.norm(res.mesh[:, :2] - fitted[:, :2], axis=-1).mean()
+    err_tpl = np.linalg.norm(ff.meshreg.template.numpy()[:, :2] - fitted[:, :2], axis=-1).mean()
+    assert err_net < err_tpl, (err_net, err_tpl)
+    assert err_net < 6.0  # pixels of the 224 template (inter-ocular distance ~ 70 px)
+    # the flow's support is the face: most of the inner-landmark hull, little outside the whole hull
+    import cv2
+
+    def hull_mask(pts):
+        m = np.zeros(frames[0].shape[:2], np.uint8)
+        cv2.fillConvexPoly(m, cv2.convexHull(np.round(pts).astype(np.int32)), 1)
+        return m.astype(bool)
+
+    inner, outer = hull_mask(res.landmarks[17:]), hull_mask(res.landmarks)
+    assert res.mask_image[inner].mean() > 0.9
+    assert res.mask_image[~outer].sum() < 0.35 * res.mask_image.sum()
+    mag = np.linalg.norm(res.flow[res.mask], axis=-1)
+    assert np.isfinite(res.flow).all() and np.median(mag) < 10.0
+    assert np.all(res.flow_image[~res.mask_image] == 0)

@@ -296,7 +296,7 @@ def test_flow_loss_epe_constant_offset_and_masked_average():
     # non-constant ground truth at full resolution: EPE of pred = gt + d is |d|
     gr = torch.randn(B, H, W, 3)
     assert flow_loss([gr.permute(0, 3, 1, 2) + d.view(1, 3, 1, 1)], gr, mask)[0].item() == pytest.approx(5.0, rel=1e-5)
-    assert default_scale_weights(3) == [0.25, 0.5, 1.0]
+    assert default_scale_weights(3) == [1.0, 1.0, 1.0]  # w_i = 1 (paper)
 
 
 def test_flow_loss_photometric_term_translation():
@@ -333,3 +333,20 @@ def test_flow_loss_bad_inputs():
         flow_loss([torch.zeros(1, 3, 8, 8)], gt, mask[:, :4])
     with pytest.raises(FaceflowError):
         flow_loss([torch.zeros(1, 3, 8, 8)], gt, mask, weights=[1.0, 2.0])
+
+
+def test_dffnet_output_depends_on_the_second_image_through_the_correlation():
+    """The cost volume must carry the match: an untrained DFFNet's flow changes when I2 changes,
+    and its correlation input is a cosine similarity (bounded by 1, independent of feature scale)."""
+    torch.manual_seed(0)
+    net = DFFNet(width=0.125).eval()
+    i1, p = torch.rand(1, 3, 96, 96), torch.rand(1, 3, 96, 96)
+    i2 = torch.roll(i1, shifts=(0, 3), dims=(2, 3))
+    with torch.no_grad():
+        a, b = net(i1, i2, p)[-1], net(i1, i1, p)[-1]
+        assert (a - b).abs().mean() > 1e-3 * (a.abs().mean() + 1e-6)
+        with torch.no_grad():
+            for prm in (net.conv3[0].weight, net.conv3[0].bias):
+                prm.mul_(1e-3)  # shrinking the features does not switch the matching off
+        c, d = net(i1, i2, p)[-1], net(i1, i1, p)[-1]
+        assert (c - d).abs().mean() > 1e-3 * (c.abs().mean() + 1e-6)

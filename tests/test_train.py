@@ -534,7 +534,8 @@ def test_cli_export(tmp_path):
     assert run(args) == 0
     from faceflow.nets.weights import weights_info
     info = weights_info(tmp_path / "w.pt")
-    assert info["kind"] == "dffnet" and info["config"] == {"use_pncc": "full", "width": 0.125}
+    assert info["kind"] == "dffnet" and info["config"] == {"use_pncc": "full", "width": 0.125,
+                                                          "max_displacement": 20, "stride2": 2}
     assert info["meta"]["checkpoint"] == "last.pt"
     with pytest.raises(FaceflowError, match="training checkpoint"):
         from faceflow.nets.weights import load_weights

@@ -9,7 +9,8 @@ Architecture (channel counts at ``width=1``; every count is multiplied by ``widt
 - shared feature tower applied to i1 and i2: ``conv1`` 5x5/2 (64), ``conv2`` 5x5/2 (128),
   ``conv3`` 5x5/2 (256) -> 1/8 resolution (28x28 for a 224 input), LeakyReLU(0.1);
 - FlowNetC correlation of the two 1/8 feature maps (:func:`faceflow.nets.correlation.correlation`,
-  max displacement 20, stride2 2 -> 441 channels, not scaled by ``width``);
+  max displacement 20, stride2 2 -> 441 channels, not scaled by ``width``), of unit-length feature
+  vectors (cosine similarity; our choice, see ``forward``);
 - PNCC branch (``use_pncc='full'``: the 3 PNCC channels; ``'depth'``: its z channel only;
   ``'none'``: absent): 5x5/2 (32), 5x5/2 (64), 3x3/2 (64) -> 1/8 resolution;
 - ``conv_redir``: 1x1 conv (32) of i1's 1/8 features, concatenated with the correlation and the
@@ -155,7 +156,12 @@ class DFFNet(nn.Module):
         c2a = self.conv2(c1a)
         c3a = self.conv3(c2a)
         c3b = self.conv3(self.conv2(self.conv1(x2)))
-        corr = F.leaky_relu(correlation(c3a, c3b, self.max_displacement, self.stride2), 0.1)
+        # correlation of unit-length feature vectors (cosine similarity in [-1, 1]): FlowNetC's raw
+        # dot product lets the tower shrink its features until the cost volume carries nothing (a CPU
+        # run ended with an output independent of I2); normalised features keep the matching signal
+        corr = correlation(F.normalize(c3a, dim=1), F.normalize(c3b, dim=1), self.max_displacement, self.stride2,
+                           normalize=False)
+        corr = F.leaky_relu(corr, 0.1)
         feats = [corr, self.conv_redir(c3a)]
         p = None
         if self.pncc_channels:
