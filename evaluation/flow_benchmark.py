@@ -679,8 +679,10 @@ def format_markdown(results: dict) -> str:
     if weights:
         L += ["", "## Weights", ""]
         for key, w in weights.items():
+            # provenance only: the bulky parts (mesh triangles, full configs, data lists) stay in results.json
+            meta = {k: v for k, v in (w.get("meta") or {}).items() if k in ("step", "iterations", "best_val_metric")}
             L.append(f"- {key}: `{w['path']}` (kind {w['kind']}, sha256 {w['sha256'][:12]}); config "
-                     f"{json.dumps(w.get('config'))}; meta {json.dumps(w.get('meta'), default=str)}")
+                     f"{json.dumps(w.get('config'))}; meta {json.dumps(meta, default=str)}")
     return "\n".join(L) + "\n"
 
 
