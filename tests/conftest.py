@@ -39,3 +39,14 @@ def full_model():
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Run a module single-threaded: small convolutions are faster so, and OpenMP spinning makes
+    them up to 30x slower when the 2 cores are shared with other processes. Use with
+    ``pytestmark = pytest.mark.usefixtures("one_thread")``."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

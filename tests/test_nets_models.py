@@ -16,14 +16,7 @@ from faceflow.nets.meshreg import MeshReg, mesh_edges, mesh_loss
 SIZES = [4, 7, 14, 28, 56, 112, 224]  # 1/64 ... 1/1 of a 224 input (ceil at odd sizes)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # these small convolutions are faster single-threaded, and OpenMP spinning makes them up to
-    # 30x slower when the 2 cores are shared with other processes
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _inputs(b=2, h=224, w=224, seed=0):

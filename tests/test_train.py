@@ -22,12 +22,7 @@ from faceflow.train import (SimpleTask, StepBatchSampler, StepContext, TrainConf
                             read_csv, resolve_amp, run, sample_seed, step_indices, train)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ============================================================================ a fake task
