@@ -5,8 +5,7 @@
 
 Test data (pair-sample contract items, all at the 224x224 registered template of frame 1):
 
-- synthetic test split: a generated set's directory (``faceflow.train.open_flow_dataset`` when
-  available, else ``faceflow.data.synthetic.SyntheticPairs``);
+- synthetic test split: a generated set's directory (``faceflow.data.synthetic.SyntheticPairs``);
 - real pseudo-GT test split: the annotated clips of the test persons under ``--real-root``
   (``faceflow.data.pseudo.split_dirs(root, 'test')`` -> ``AnnotatedPairs``).
 
@@ -242,7 +241,7 @@ class DFFNetMethod:
             return batch["pncc"].to(self.device).float()
         i1 = batch["i1"].to(self.device).float()
         mesh = self.meshreg(i1)  # (B, 2713, 3) in 224 pixels
-        code, _ = pncc(mesh, self.triangles, tuple(i1.shape[-2:]))  # eq. (3) of DeepFaceFlow
+        code, _ = pncc(mesh, self.triangles, tuple(i1.shape[-2:]), cull_backfaces=True)  # eq. (3), as in training
         return code.permute(0, 3, 1, 2).contiguous()
 
     @torch.no_grad()
@@ -358,12 +357,6 @@ def open_synthetic(path: str | Path):
         raise FaceflowError(f"synthetic dataset directory {p} does not exist")
     if not (p / "manifest.json").is_file():
         raise FaceflowError(f"synthetic dataset {p} is incomplete: no manifest.json (still being written?)")
-    try:
-        from faceflow.train import open_flow_dataset
-    except ImportError:
-        open_flow_dataset = None
-    if open_flow_dataset is not None:
-        return open_flow_dataset(p)
     from faceflow.data.synthetic import SyntheticPairs
 
     return SyntheticPairs(p)

@@ -172,18 +172,18 @@ def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=No
         regs = {}
 
         def register():
-            regs["r1"] = np.stack([warp_image(frames[0], T, S)] * batch)
-            regs["r2"] = np.stack([warp_image(frames[1], T, S)] * batch)
+            regs["r1"] = np.stack([warp_image(frames[0], T, S, border="border")] * batch)
+            regs["r2"] = np.stack([warp_image(frames[1], T, S, border="border")] * batch)
 
         to_t = lambda r: torch.from_numpy(r).permute(0, 3, 1, 2).float().div(255).to(dev)  # noqa: E731
         reg_ms = _timeit(register, repeat, dev)
         i1, i2 = to_t(regs["r1"]), to_t(regs["r2"])
         with torch.no_grad():
             mesh = ff.meshreg(i1)
-            code, _ = render_pncc(mesh, ff.triangles, (S, S))
+            code, _ = render_pncc(mesh, ff.triangles, (S, S), cull_backfaces=True)
             p = code.permute(0, 3, 1, 2).contiguous()
             mesh_ms = _timeit(lambda: ff.meshreg(i1), repeat, dev)
-            pncc_ms = _timeit(lambda: render_pncc(mesh, ff.triangles, (S, S)), repeat, dev)
+            pncc_ms = _timeit(lambda: render_pncc(mesh, ff.triangles, (S, S), cull_backfaces=True), repeat, dev)
             dff_ms = _timeit(lambda: ff.dffnet(i1, i2, p), repeat, dev)
             net_ms = _timeit(lambda: ff.estimate_registered(i1, i2), repeat, dev)
         rows.append({"batch": batch, "registration_ms": round(reg_ms / batch, 2),

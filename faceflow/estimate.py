@@ -104,14 +104,6 @@ def _as_rgb(image, what: str) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
-def _read_weights_meta(path: Path) -> dict:
-    try:
-        blob = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or not a weights file
-        raise FaceflowError(f"could not read weights file {path}: {e}") from e
-    return blob.get("meta", {}) if isinstance(blob, dict) else {}
-
-
 class FaceFlow:
     """The DeepFaceFlow estimator: 3DMeshReg + PNCC + DFFNet (see the module docstring).
 
@@ -164,7 +156,7 @@ class FaceFlow:
         dev = _device(device)
         m = load_weights(files["meshreg"], device=dev)
         d = load_weights(files["dffnet"], device=dev)
-        meta_m = _read_weights_meta(files["meshreg"])
+        meta_m = m.weights_meta
         tris = meta_m.get("triangles")
         if tris is None:
             from .morphable import MorphableModel
@@ -172,7 +164,7 @@ class FaceFlow:
         ff = cls(m, d, np.asarray(tris, dtype=np.int64), device=dev, detector=detector)
         ff.info = {"meshreg": str(files["meshreg"]), "dffnet": str(files["dffnet"]),
                    "meshreg_meta": {k: v for k, v in meta_m.items() if k != "triangles"},
-                   "dffnet_meta": _read_weights_meta(files["dffnet"])}
+                   "dffnet_meta": d.weights_meta}
         return ff
 
     # ------------------------------------------------------------------ network part
@@ -198,7 +190,8 @@ class FaceFlow:
         i1 = i1.to(self.device, torch.float32)
         i2 = i2.to(self.device, torch.float32)
         mesh = self.meshreg(i1)                                              # Sec. 4.1: (B, V, 3)
-        code, mask = render_pncc(mesh, self.triangles, (self.size, self.size))  # eq. (3)
+        # eq. (3), back faces culled as in the training data (annotate, synthetic)
+        code, mask = render_pncc(mesh, self.triangles, (self.size, self.size), cull_backfaces=True)
         pncc = code.permute(0, 3, 1, 2).contiguous()
         flow = self.dffnet(i1, i2, pncc)[-1].permute(0, 2, 3, 1)             # Sec. 4.2: finest scale
         flow = torch.where(mask.unsqueeze(-1), flow, torch.zeros_like(flow))
@@ -247,8 +240,9 @@ class FaceFlow:
             lm = [np.asarray(landmarks1[k], np.float64) if landmarks1 is not None
                   else self._landmarks(a[j], f"image 1 of pair {k}") for j, k in enumerate(chunk)]
             T = [register_landmarks(p, S) for p in lm]
-            r1 = np.stack([warp_image(x, t, S) for x, t in zip(a, T)])
-            r2 = np.stack([warp_image(x, t, S) for x, t in zip(b, T)])
+            # edge-replicated like the training frames (annotate registers with border="border")
+            r1 = np.stack([warp_image(x, t, S, border="border") for x, t in zip(a, T)])
+            r2 = np.stack([warp_image(x, t, S, border="border") for x, t in zip(b, T)])
             to_t = lambda r: torch.from_numpy(r).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
             out = self.estimate_registered(to_t(r1), to_t(r2))
             tris = self.triangles.cpu().numpy()

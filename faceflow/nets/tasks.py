@@ -427,6 +427,9 @@ class DFFNetTask(SimpleTask):
         preds = [p.float() for p in preds]
         H, W = i1.shape[-2:]
         points = pncc_to_points(pncc.permute(0, 2, 3, 1), (H, W))
+        # mask pixels without PNCC (the mask's face subset is larger than the PNCC's meshreg subset):
+        # NaN points are dropped by warp_by_flow instead of being read as the point (0, 0, D/2)
+        points = torch.where((pncc.amax(1) > 0).unsqueeze(-1), points, torch.full_like(points, float("nan")))
         total, parts = flow_loss(preds, batch["flow"].float(), batch["mask"], self.config.scale_weights,  # eq. (5)
                                  i1=i1, i2=i2, pncc_points=points, alpha=self.config.alpha)
         return total, {"epe": parts["epe"], "epe_full": parts[f"epe_{len(preds) - 1}"],
@@ -473,7 +476,7 @@ class DFFNetTask(SimpleTask):
                             f"(default: {d.use_pncc})")
         p.add_argument("--alpha", type=float, help=f"weight of the photometric term of eq. (5) (default: {d.alpha})")
         p.add_argument("--scale-weights", type=float, nargs=7, metavar="W",
-                       help="eq. (5) weights of the 7 predictions, coarse -> fine (default: 1/64 ... 1/2, 1)")
+                       help="eq. (5) weights of the 7 predictions, coarse -> fine (default: 1 at every scale, the paper's)")
         p.add_argument("--color-jitter", type=float,
                        help=f"colour jitter strength shared by i1 and i2, 0 = off (default: {d.color_jitter})")
         p.add_argument("--brightness", type=float,
