@@ -172,8 +172,8 @@ def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=No
         regs = {}
 
         def register():
-            regs["r1"] = np.stack([warp_image(frames[0], T, S, border="border")] * batch)
-            regs["r2"] = np.stack([warp_image(frames[1], T, S, border="border")] * batch)
+            regs["r1"] = np.stack([warp_image(frames[0], T, S, border="border") for _ in range(batch)])
+            regs["r2"] = np.stack([warp_image(frames[1], T, S, border="border") for _ in range(batch)])
 
         to_t = lambda r: torch.from_numpy(r).permute(0, 3, 1, 2).float().div(255).to(dev)  # noqa: E731
         reg_ms = _timeit(register, repeat, dev)
