@@ -89,16 +89,12 @@ def save_weights(model: nn.Module, kind: str, config: dict, path: str | os.PathL
     (JSON-able); ``half``: parameters in float16; ``meta``: JSON-able provenance
     (training command, data, iterations, metrics).
     """
-    from ..io import atomic_path
+    from ..train import atomic_torch_save
 
     model_class(kind)  # validates the kind
     obj = {"format": FORMAT, "kind": kind, "config": _jsonable(dict(config), "weights config"),
            "state_dict": half_state_dict(model, half), "meta": _jsonable(dict(meta or {}), "weights meta")}
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
+    atomic_torch_save(obj, path)
     return os.path.abspath(os.fspath(path))
 
 
