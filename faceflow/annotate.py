@@ -207,12 +207,25 @@ def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
     return keep, fit, dense_v
 
 
-def _crop_fit(fit, box, size: int):
-    """The fit with its cameras expressed in crop pixels: p_crop = s p + (tx, ty, 0)."""
+def crop_fit(fit, box, size: int):
+    """The fit (:class:`~faceflow.fitting.VideoFit`, cameras in original image pixels) with its
+    cameras expressed in the pixels of the ``size x size`` crop of ``box``:
+    p_crop = s p + (tx, ty, 0), as stored in ``data/camera_*.npy``."""
     sim = box.transform(size)
     t = fit.translation.astype(np.float64) * sim.scale
     t[:, :2] += sim.translation
     return replace(fit, translation=t.astype(np.float32), scale=(fit.scale * sim.scale).astype(np.float32))
+
+
+def render_nmfc(model, verts: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NMFC as stored in ``data/nmfc.npy`` (Head2Head++ eq. (7.2)): image-space vertices of
+    ``model.subset("face")`` (B, Vf, 3) -> (uint8 (B, S, S, 3), bool face mask (B, S, S)), the
+    face subset coloured by its mean-face coordinates (:func:`~faceflow.render.pncc.nmfc_colors`)."""
+    from .render.pncc import nmfc, nmfc_colors
+
+    face = model.subset("face")
+    img, mask = nmfc(verts, face.triangles, nmfc_colors(model.mean[face.indices]), (size, size))
+    return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8), mask
 
 
 def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
@@ -228,7 +241,7 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
 
     from .eyes import eye_masks, eye_sketch, pupil_centres
     from .registration import Similarity, crop_image, register_landmarks, warp_image
-    from .render.pncc import nmfc, nmfc_colors, pncc
+    from .render.pncc import pncc
 
     data = state.out / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -237,10 +250,9 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
         return
     N, S = len(keep), cfg.size
     sim = box.transform(S)
-    cfit = _crop_fit(fit, box, S)
+    cfit = crop_fit(fit, box, S)
     face = model.subset("face")
     face_idx, tris = face.indices, face.triangles
-    colors = nmfc_colors(model.mean[face_idx])
     lmk_c = sim.apply(track["lmk68"][keep].astype(np.float64)).astype(np.float32)
     dense_c = None
     if "dense" in track:
@@ -291,8 +303,8 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
             code, mask = pncc(_to_template(v, A[idx]), tris, (TEMPLATE, TEMPLATE), cull_backfaces=True)
             big["pncc"][idx] = code.numpy().astype(np.float16)
             big["pncc_mask"][idx] = mask.numpy()
-            img, fmask = nmfc(v, tris, colors, (S, S))
-            big["nmfc"][idx] = (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
+            img, fmask = render_nmfc(model, v, S)
+            big["nmfc"][idx] = img.numpy()
             big["face_mask"][idx] = fmask.numpy()
         bar.update(len(buf))
         buf.clear()
@@ -383,7 +395,7 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _St
         return st["summary"]
     data = state.out / "data"
     N = len(keep)
-    cfit = _crop_fit(fit, box, cfg.size)
+    cfit = crop_fit(fit, box, cfg.size)
     A = np.load(data / "aligned_transform.npy")
     face = model.subset("face")
     with torch.no_grad():
@@ -456,7 +468,7 @@ def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -
     pncc_a = np.load(data / "pncc.npy", mmap_mode="r")
     eyes = np.load(data / "eyes.npy", mmap_mode="r")
     lmk = np.load(data / "lmk68.npy")
-    cfit = _crop_fit(fit, box, cfg.size)
+    cfit = crop_fit(fit, box, cfg.size)
     sub = model.subset("meshreg")
     names = []
     for i in np.unique(np.linspace(0, N - 1, min(cfg.previews, N)).round().astype(int)):

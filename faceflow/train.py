@@ -66,7 +66,7 @@ CONFIG_FORMAT = "faceflow-train-config/1"
 RESUMABLE_KEYS = ("out", "iterations", "max_minutes", "val_every", "ckpt_every", "log_every",
                   "num_workers", "tensorboard")
 # the files a run writes in OUT (removed by --overwrite; nothing else in OUT is touched)
-RUN_FILES = ("checkpoints", "config.json", "log.csv", "val.csv", "tb", "manifest.json")
+RUN_FILES = ("checkpoints", "config.json", "log.csv", "val.csv", "tb", "manifest.json", "samples")
 AMP_MODES = ("off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -283,6 +283,10 @@ class Task:
         (lower is better) to select ``best.pt``."""
         raise NotImplementedError
 
+    def write_samples(self, models: dict[str, nn.Module], out: Path, step: int, ctx: StepContext) -> None:
+        """Called on rank 0 after every validation (models in eval mode, no grad): write sample
+        outputs (pictures, videos) under ``out`` (the run directory). Default: nothing."""
+
     # ---- export
     def export_spec(self, models: dict[str, nn.Module]) -> dict | None:
         """``{"model": name, "kind": weights kind, "config": constructor kwargs}`` of the network
@@ -417,10 +421,11 @@ def _to_device(batch, device: torch.device):
 
 
 def val_subset(n: int, k: int) -> np.ndarray:
-    """``k`` evenly spaced indices of ``n`` (all when k == 0 or k >= n)."""
-    if k <= 0 or k >= n:
-        return np.arange(n)
-    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
+    """``k`` evenly spaced indices of ``n`` (all when k == 0 or k >= n):
+    :func:`faceflow.data.splits.evenly_spaced`."""
+    from .data.splits import evenly_spaced
+
+    return evenly_spaced(n, k if k > 0 else None)
 
 
 # ============================================================================ checkpoints, logs
@@ -910,6 +915,15 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
                         if tb is not None:
                             for k, v in val_metrics.items():
                                 tb.add_scalar(f"val/{k}", v, step)
+                    if dist.main:
+                        for m in models.values():
+                            m.eval()
+                        try:
+                            with torch.no_grad():
+                                task.write_samples(models, out, step, ctx)
+                        finally:
+                            for m in models.values():
+                                m.train()
                     if best is None or val_metrics["val_metric"] < best:
                         best = float(val_metrics["val_metric"])
                         which.append("best")

@@ -1,0 +1,181 @@
+"""Prepare a target video for person-specific training: ``python -m reenact preprocess VIDEO DATA_DIR``.
+
+Head2Head++ (thesis Sec. 7.2) conditions its renderer on NMFC images of a 3D morphable face and
+on eye sketches. This command makes them, with everything else training and evaluation need:
+
+1. ``annotation/``: the annotation tool (:mod:`faceflow.annotate`) on the video: a fixed crop
+   (``--size``, default 256), landmarks, one identity fitted over the whole video with per-frame
+   expressions and cameras, the NMFC (eq. (7.2)) and eye-sketch images, masks, pupils.
+2. ``mouth.npy``: (N, 4) int64 mouth boxes (x0, y0, x1, y1) in crop pixels, side 72 at 256
+   (scaled with the crop), centred on the mouth landmarks (the mouth discriminator's crops).
+3. ``flows/<provider>.npy`` (N, S, S, C) float16 and ``flows/<provider>_conf.npy`` (N, S, S)
+   float16: the flow between consecutive REAL frames from each selected provider
+   (:mod:`vid2vid.flow`; ``flows[t] = F_{t->t-1}``), computed once and cached.
+4. ``split.json``: the self-reenactment protocol: the first two thirds of the kept frames train,
+   the last third is held out for testing.
+5. ``nmfc.mp4``, ``eyes.mp4``: the conditioning as videos (for looking at), at the video's fps.
+6. ``manifest.json``, written last: a directory with a manifest is complete.
+
+Rerunning resumes (the annotation from its ``state.json``; finished flows, boxes and videos are
+kept). Asking for another flow provider later only computes that one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from faceflow import io as vio
+from faceflow.errors import FaceflowError
+
+__all__ = ["PreprocessConfig", "preprocess", "split_frames", "add_arguments", "run", "MANIFEST_FORMAT"]
+
+MANIFEST_FORMAT = "reenact-data/1"
+TRAIN_FRACTION = 2.0 / 3.0  # the paper's self-reenactment protocol
+
+
+@dataclass
+class PreprocessConfig:
+    """Options of one preprocessing run (saved in the manifest)."""
+
+    size: int = 256
+    flows: tuple[str, ...] = ("faceflow3d",)
+    max_frames: int | None = None
+    flow_weights: str | None = None  # DeepFaceFlow weights directory (default: the shipped ones)
+    device: str = "auto"
+    detector: str = "mediapipe"
+    conf_tau: float = 0.1  # photometric confidence threshold of the flows (vid2vid.flow)
+    videos: bool = True
+    extra: dict = field(default_factory=dict)
+
+
+def split_frames(n: int, fraction: float = TRAIN_FRACTION) -> dict:
+    """The train/test split of ``n`` kept frames: ``{"train": [0, k], "test": [k, n]}`` with
+    ``k = round(fraction * n)`` (half-open ranges of kept-frame indices)."""
+    if n < 2:
+        raise FaceflowError(f"need at least 2 usable frames to split into train and test, got {n}")
+    k = min(max(int(round(fraction * n)), 1), n - 1)
+    return {"train": [0, k], "test": [k, n], "rule": f"first {fraction:.4g} of the kept frames train, the rest test"}
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | None = None, *,
+               overwrite: bool = False, say=_say) -> dict:
+    """Run (or resume) preprocessing of ``video`` into ``data_dir``; returns the manifest."""
+    from faceflow.annotate import AnnotateConfig, annotate
+    from vid2vid.flow import flow_channels, make_provider
+
+    from .conditioning import mouth_boxes
+
+    cfg = cfg or PreprocessConfig()
+    for name in cfg.flows:
+        flow_channels(name)  # unknown provider -> FaceflowError before any work
+    if not 32 <= cfg.size <= 1024 or cfg.size % 8:
+        raise FaceflowError(f"--size must be a multiple of 8 between 32 and 1024, got {cfg.size}")
+    data_dir = Path(data_dir)
+    if data_dir.exists() and not data_dir.is_dir():
+        raise FaceflowError(f"{data_dir} exists and is not a directory")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    (data_dir / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
+    t0 = time.perf_counter()
+
+    ann_dir = data_dir / "annotation"
+    acfg = AnnotateConfig(size=cfg.size, max_frames=cfg.max_frames, pairs=(), previews=2, detector=cfg.detector)
+    say(f"[1/4] annotating {video}")
+    ann = annotate(video, ann_dir, acfg, overwrite=overwrite, say=lambda m: say("  " + m))
+    d = ann_dir / "data"
+    N = int(ann["frames_kept"])
+    segment = np.load(d / "segment.npy")
+
+    say("[2/4] mouth boxes and split")
+    lmk = np.load(d / "lmk68.npy")
+    vio.save_npy(data_dir / "mouth.npy", mouth_boxes(lmk, cfg.size))
+    split = split_frames(N)
+    vio.save_json(data_dir / "split.json", split)
+
+    flows_dir = data_dir / "flows"
+    flows_dir.mkdir(exist_ok=True)
+    crops = np.load(d / "crops.npy", mmap_mode="r")
+    flow_info = {}
+    for name in cfg.flows:
+        f_path, c_path = flows_dir / f"{name}.npy", flows_dir / f"{name}_conf.npy"
+        meta_path = flows_dir / f"{name}.json"
+        if not overwrite and f_path.exists() and c_path.exists() and meta_path.exists():
+            flow_info[name] = json.loads(meta_path.read_text())
+            say(f"[3/4] flow {name}: cached")
+            continue
+        say(f"[3/4] flow {name} between {N} consecutive frames")
+        t1 = time.perf_counter()
+        prov = make_provider(name, weights=cfg.flow_weights, device=cfg.device)
+        flows, conf = prov.compute(crops, segment, lmk, tau=cfg.conf_tau)
+        vio.save_npy(f_path, flows)
+        vio.save_npy(c_path, conf)
+        pairs = max(N - len(np.unique(segment)), 0)
+        info = {"provider": name, "channels": prov.channels, "description": prov.description,
+                "convention": "flows[t] = F_{t->t-1} in crop pixels (x right, y down[, z depth]); 0 at segment starts",
+                "confidence": f"||I_t - W(I_t-1, F)||_2 < {cfg.conf_tau} on RGB in [0, 1]",
+                "mean_confidence": float(conf.astype(np.float32).mean()) if N else 0.0,
+                "pairs": pairs, "seconds": time.perf_counter() - t1}
+        vio.save_json(meta_path, info)  # written last: the flow is complete
+        flow_info[name] = info
+    for p in sorted(flows_dir.glob("*.json")):  # providers computed by earlier runs stay listed
+        flow_info.setdefault(p.stem, json.loads(p.read_text()))
+
+    videos = {}
+    if cfg.videos:
+        say("[4/4] conditioning videos")
+        for name in ("nmfc", "eyes"):
+            out = data_dir / f"{name}.mp4"
+            if overwrite or not out.exists():
+                vio.write_video(out, np.load(d / f"{name}.npy", mmap_mode="r"), fps=float(ann["fps"]))
+            videos[name] = out.name
+
+    manifest = {
+        "format": MANIFEST_FORMAT, "complete": True, "source": ann["source"], "fps": ann["fps"],
+        "size": cfg.size, "frames": N, "segments": ann["segments"], "split": split,
+        "flows": flow_info, "videos": videos, "annotation": "annotation/manifest.json",
+        "fit": ann["fit"], "options": json.loads(json.dumps(asdict(cfg))),
+        "layout": {"annotation/": "faceflow annotate output (crops, nmfc, eyes, masks, fits: see its manifest)",
+                   "mouth.npy": "(N, 4) int64 mouth boxes x0, y0, x1, y1 in crop pixels",
+                   "flows/<provider>.npy": "(N, S, S, C) float16 F_{t->t-1}",
+                   "flows/<provider>_conf.npy": "(N, S, S) float16 flow confidence",
+                   "split.json": "train / test kept-frame ranges"},
+        "seconds": time.perf_counter() - t0,
+    }
+    vio.save_json(data_dir / "manifest.json", manifest)
+    return manifest
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("video", help="the target's video (one person, any format ffmpeg reads)")
+    p.add_argument("data_dir", help="output directory (rerun the same command to resume)")
+    p.add_argument("--size", type=int, default=256, help="crop size in pixels (the synthesis resolution)")
+    p.add_argument("--flow", nargs="+", default=["faceflow3d"], choices=["faceflow3d", "dis2d", "none"],
+                   help="flow provider(s) between consecutive real frames; several may be cached side by side")
+    p.add_argument("--max-frames", type=int, default=None, help="only the first N frames of the video")
+    p.add_argument("--flow-weights", default=None,
+                   help="directory with DeepFaceFlow's meshreg.pt and dffnet.pt (default: the shipped weights)")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of the flow network")
+    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan"], help="landmark backend")
+    p.add_argument("--no-videos", dest="videos", action="store_false",
+                   help="skip writing nmfc.mp4 and eyes.mp4 (by default they are written)")
+    p.add_argument("--overwrite", action="store_true", help="redo everything in DATA_DIR")
+
+
+def run(args) -> int:
+    cfg = PreprocessConfig(size=args.size, flows=tuple(args.flow), max_frames=args.max_frames,
+                           flow_weights=args.flow_weights, device=args.device, detector=args.detector,
+                           videos=args.videos)
+    m = preprocess(args.video, args.data_dir, cfg, overwrite=args.overwrite)
+    tr, te = m["split"]["train"], m["split"]["test"]
+    print(f"done: {m['frames']} frames ({tr[1] - tr[0]} train, {te[1] - te[0]} test), flows: "
+          f"{', '.join(sorted(m['flows']))} -> {Path(args.data_dir) / 'manifest.json'}")
+    return 0

@@ -1,0 +1,167 @@
+"""Reenactment with a trained person-specific model:
+``python -m reenact run MODEL_DIR --mode self|face|head [--source VIDEO] --out OUT.mp4``.
+
+- ``self``: drive the target with its own held-out frames (the last third; ground truth exists,
+  so the APD is printed).
+- ``head``: the source's expression and head pose (camera adapted to the target's
+  scale / translation statistics) on the target's identity, with the source's eyes.
+- ``face``: the source's expression only; the target's pose and eyes.
+- ``cycle``: head reenactment of the source onto the target, then of that result back onto the
+  source's own model (``--back-model``): a round trip whose output should resemble the source.
+
+The conditioning (NMFC + eye sketches) comes from :mod:`reenact.drive`; the generator runs frame
+by frame exactly as in training (:class:`vid2vid.collector.StreamGenerator`). The output is an
+mp4 at the source's frame rate with the source's audio; ``--side-by-side`` writes source | NMFC |
+result. Written atomically: an interrupted run leaves no OUT.mp4.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceflow import io as vio
+from faceflow.errors import FaceflowError
+from faceflow.train import checkpoint_path, load_checkpoint
+
+from .data import to_signed, to_uint8
+
+__all__ = ["load_model", "reenact", "side_by_side", "add_arguments", "run"]
+
+
+def load_model(model_dir: str | Path, device: torch.device | str = "cpu", which: str = "last"):
+    """(generator :class:`vid2vid.collector.SequenceGenerator` in eval mode, task config dict,
+    checkpoint step) of a training run directory."""
+    from .task import ReenactTask, ReenactConfig
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise FaceflowError(f"model directory not found: {model_dir} (train one with python -m reenact train "
+                            f"DATA_DIR {model_dir})")
+    ck_path = checkpoint_path(model_dir, which)
+    if not ck_path.is_file():
+        raise FaceflowError(f"{model_dir} holds no trained model ({ck_path} is missing); train it with "
+                            f"python -m reenact train DATA_DIR {model_dir}")
+    ck = load_checkpoint(ck_path)
+    if ck.get("task") != ReenactTask.name:
+        raise FaceflowError(f"{ck_path} is a {ck.get('task')!r} run, not a reenactment model")
+    tc = ReenactConfig(**ck["config"]["task_config"])
+    from vid2vid.collector import SequenceGenerator
+    from vid2vid.generator import Generator, GeneratorConfig
+
+    gcfg = GeneratorConfig(**tc.generator)
+    G = SequenceGenerator(Generator(gcfg), gcfg.n_frames)
+    G.load_state_dict(ck["models"]["G"])
+    return G.to(device).eval(), tc, int(ck["step"])
+
+
+def side_by_side(panels: list[np.ndarray], height: int) -> np.ndarray:
+    """Panels (H_i, W_i, 3) uint8 resized to ``height`` (aspect kept) and concatenated left to right."""
+    import cv2
+
+    out = []
+    for p in panels:
+        h, w = p.shape[:2]
+        out.append(p if h == height else cv2.resize(p, (max(1, round(w * height / h)), height),
+                                                    interpolation=cv2.INTER_AREA))
+    return np.concatenate(out, 1)
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise FaceflowError("--device cuda requested but CUDA is not available")
+    return dev
+
+
+def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Path | None = None, *,
+            side: bool = False, max_frames: int | None = None, device: str = "auto", work_dir=None,
+            progress: bool = True, say=print) -> dict:
+    """Drive a trained model and write ``out`` (mp4). Returns a summary (frames, fps, APD in
+    self mode)."""
+    from tqdm import tqdm
+
+    from vid2vid.collector import StreamGenerator
+
+    from . import drive as drv
+
+    if mode not in ("self", "face", "head"):
+        raise FaceflowError(f"unknown mode {mode!r}; use self, face or head")
+    dev = _device(device)
+    G, tc, step = load_model(model_dir, dev)
+    data_dir = Path(tc.data)
+    ann = data_dir / "annotation"
+    if not (ann / "manifest.json").is_file():
+        raise FaceflowError(f"the model's target data {data_dir} is missing; it is needed for the target's "
+                            f"identity and cameras (rerun python -m reenact preprocess into it)")
+    manifest = json.loads((data_dir / "manifest.json").read_text())
+    size = int(manifest["size"])
+    if tc.size and tc.size != size:
+        raise FaceflowError(f"resolution mismatch: the model was trained at {tc.size}x{tc.size} but its target data "
+                            f"{data_dir} now holds {size}x{size} frames (it was preprocessed again with another "
+                            f"--size); preprocess at --size {tc.size} or retrain")
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise FaceflowError(f"--out must be an .mp4 file, got {out}")
+    if mode == "self":
+        lo, hi = manifest["split"]["test"]
+        if max_frames:
+            hi = min(hi, lo + int(max_frames))
+        d = drv.drive_self(ann, lo, hi)
+    else:
+        if source is None:
+            raise FaceflowError(f"--mode {mode} needs --source VIDEO (the driving video)")
+        work = Path(work_dir) if work_dir else out.parent / f".{out.stem}.source"
+        d = drv.drive_from_source(ann, source, mode, work, max_frames=max_frames)
+    if d.cond.shape[1] != size:
+        raise FaceflowError(f"conditioning is {d.cond.shape[1]}x{d.cond.shape[2]} but the model was trained at "
+                            f"{size}x{size}")
+    T = len(d.cond)
+    say(f"reenacting {T} frames ({mode}) with {model_dir} (step {step}) on {dev}")
+    stream = StreamGenerator(G.G, G.n_frames)
+    fake_all = np.zeros((T, size, size, 3), np.uint8)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
+    with vio.VideoWriter(out, d.fps, audio_from=d.audio) as writer:
+        for t in tqdm(range(T), unit="frame", desc="reenact", disable=not progress):
+            x = to_signed(d.cond[t]).unsqueeze(0).to(dev)
+            y = to_uint8(stream(x)[0])
+            fake_all[t] = y
+            frame = y if not side else side_by_side([d.source[t], d.cond[t][..., :3], y], size)
+            writer.write(frame)
+    seconds = time.perf_counter() - t0
+    summary = {"frames": T, "mode": mode, "out": str(out.resolve()), "fps_video": d.fps,
+               "generation_fps": T / max(seconds, 1e-9), "checkpoint_step": step}
+    if d.real is not None:
+        diff = fake_all.astype(np.float32) - np.asarray(d.real, np.float32)
+        summary["apd"] = float(np.linalg.norm(diff, axis=-1).mean())
+    return summary
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model_dir", help="a trained model (python -m reenact train DATA_DIR MODEL_DIR)")
+    p.add_argument("--mode", required=True, choices=["self", "face", "head"],
+                   help="self: the target's held-out frames; face: source expression; head: source expression + pose")
+    p.add_argument("--source", default=None, help="driving video (face and head modes)")
+    p.add_argument("--out", required=True, help="output .mp4")
+    p.add_argument("--side-by-side", dest="side", action="store_true",
+                   help="write source | NMFC | result instead of the result alone")
+    p.add_argument("--max-frames", type=int, default=None, help="only the first N driving frames")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    p.add_argument("--work-dir", default=None,
+                   help="where the source's tracking and fit are cached (default: beside --out)")
+
+
+def run(args) -> int:
+    s = reenact(args.model_dir, args.mode, args.out, args.source, side=args.side, max_frames=args.max_frames,
+                device=args.device, work_dir=args.work_dir)
+    extra = f", APD {s['apd']:.2f}" if "apd" in s else ""
+    print(f"done: {s['frames']} frames at {s['generation_fps']:.1f} fps (generator){extra} -> {s['out']}")
+    return 0

@@ -1,0 +1,246 @@
+"""Person-specific training of the Head2Head++ renderer on the shared harness
+(:mod:`faceflow.train`): ``python -m reenact train DATA_DIR MODEL_DIR``.
+
+One step (batch of sequences from the training two thirds, :class:`reenact.data.SequenceDataset`):
+generate the sequence frame by frame (:func:`vid2vid.collector.generate`), update the image,
+mouth and dynamics discriminators together (optimizer ``D``), then the generator (optimizer
+``G``); Adam with lr 2e-4 and betas (0.5, 0.999) as in the thesis.
+
+Sequence-length curriculum: the generator is unrolled over ``seq_len_start`` frames, doubled
+every ``seq_len_double_every`` steps up to ``seq_len_max`` (vid2vid's progressive training in
+time); the dynamics discriminator's temporal scale k (frames t, t+k, t+2k) joins once the
+sequence holds 2k + 1 frames.
+
+Validation (and the "clear learning" signal): the generator is run over held-out windows of the
+test third and scored with APD, the average L2 RGB distance on 0-255 (the paper's "average
+pixel distance"); sample pictures and a short side-by-side video go to ``MODEL_DIR/samples``.
+No checkpoint is selected on these test frames: inference uses ``checkpoints/last.pt``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn as nn
+
+from faceflow.errors import FaceflowError
+from faceflow.train import StepContext, Task, TrainConfig
+from vid2vid import collector
+from vid2vid.discriminators import DiscriminatorConfig, build_discriminators
+from vid2vid.generator import Generator, GeneratorConfig
+from vid2vid.losses import LossWeights, VGG19Loss, weighted_total
+
+from .data import SequenceDataset, TargetData, to_uint8
+
+__all__ = ["ReenactConfig", "ReenactTask", "apd", "seq_len_at", "build_generator", "PRESETS"]
+
+
+@dataclass
+class ReenactConfig:
+    """What is trained (saved with the run as the task config)."""
+
+    data: str = ""
+    flow: str = "faceflow3d"
+    size: int = 0  # crop size of the target data the model is trained at
+    generator: dict = field(default_factory=dict)       # GeneratorConfig fields
+    discriminator: dict = field(default_factory=dict)   # DiscriminatorConfig fields
+    losses: dict = field(default_factory=dict)          # LossWeights fields
+    lambda_l1: float = 0.0  # an L1 reconstruction term (off in the paper preset)
+    seq_len_start: int = 3
+    seq_len_max: int = 6
+    seq_len_double_every: int = 200
+    val_len: int = 16
+    vgg_weights: str | None = None
+
+
+def _train_kw(**kw) -> dict:
+    return kw
+
+
+PRESETS = {
+    # the thesis' networks and optimiser; a long budget for a GPU
+    "paper": {"train": _train_kw(iterations=40000, batch_size=2, lr=2e-4, warmup_steps=0,
+                                 lr_milestones=[0.5, 0.75], lr_gamma=0.5, val_every=2000, val_samples=8,
+                                 ckpt_every=500, log_every=50),
+              "task": {"generator": "paper", "discriminator": "paper", "seq_len_start": 3, "seq_len_max": 12,
+                       "seq_len_double_every": 5000, "val_len": 32, "lambda_l1": 0.0}},
+    # narrow networks that learn a face on a CPU in minutes; the L1 term stands in for the VGG
+    # loss when VGG-19 weights are not on the machine (the usual offline case)
+    "tiny": {"train": _train_kw(iterations=600, batch_size=1, lr=2e-4, warmup_steps=0,
+                                lr_milestones=[0.7], lr_gamma=0.5, val_every=100, val_samples=4,
+                                ckpt_every=25, log_every=10),
+             "task": {"generator": "tiny", "discriminator": "tiny", "seq_len_start": 3, "seq_len_max": 6,
+                      "seq_len_double_every": 200, "val_len": 12, "lambda_l1": 10.0}},
+}
+
+
+def seq_len_at(step: int, start: int, maximum: int, every: int) -> int:
+    """The curriculum's sequence length at ``step`` (0-based): start * 2**(step // every), capped."""
+    return int(min(maximum, start * 2 ** (int(step) // max(1, int(every)))))
+
+
+def apd(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Average pixel distance: mean over pixels of the L2 norm of the RGB difference on 0-255.
+    fake, real (..., 3, H, W) in [-1, 1]; mask (..., 1, H, W) restricts the mean (MAPD)."""
+    d = ((fake.float() - real.float()) * 127.5).norm(dim=-3)
+    if mask is None:
+        return d.mean()
+    m = mask.squeeze(-3).float()
+    return (d * m).sum() / m.sum().clamp_min(1.0)
+
+
+def _sub(cfg_cls, preset_or_dict):
+    """A generator / discriminator config from a preset name or a dict of its fields."""
+    if isinstance(preset_or_dict, str):
+        import importlib
+
+        presets = importlib.import_module(cfg_cls.__module__).presets()
+        if preset_or_dict not in presets:
+            raise FaceflowError(f"unknown {cfg_cls.__name__} preset {preset_or_dict!r}; choose {sorted(presets)}")
+        return presets[preset_or_dict]
+    names = {f.name for f in fields(cfg_cls)}
+    return cfg_cls(**{k: v for k, v in dict(preset_or_dict).items() if k in names})
+
+
+def build_generator(cfg: ReenactConfig) -> Generator:
+    return Generator(_sub(GeneratorConfig, cfg.generator))
+
+
+class ReenactTask(Task):
+    """Head2Head++ person-specific renderer: generator + image / mouth / dynamics discriminators."""
+
+    name = "reenact"
+    # the dynamics discriminator's longer temporal scales idle while the curriculum's sequences
+    # are short, and the generator's composite head may be off
+    find_unused_parameters = True
+
+    def __init__(self, config: ReenactConfig):
+        super().__init__(config)
+        self._data = None
+        self._vgg = None
+        self.weights = LossWeights(**config.losses)
+
+    # ---- data and models
+    def data(self) -> TargetData:
+        if self._data is None:
+            self._data = TargetData(self.config.data, self.config.flow)
+        return self._data
+
+    def datasets(self, cfg: TrainConfig):
+        d = self.data()
+        train = SequenceDataset(d, "train", self.config.seq_len_max)
+        try:
+            val = SequenceDataset(d, "test", self.config.val_len, stride=self.config.val_len)
+        except FaceflowError:
+            val = None
+        return train, val
+
+    def build(self) -> dict[str, nn.Module]:
+        d = self.data()
+        gcfg = _sub(GeneratorConfig, self.config.generator)
+        dcfg = _sub(DiscriminatorConfig, self.config.discriminator)
+        dcfg.flow_nc = d.flow_channels
+        Ds = build_discriminators(dcfg)
+        return {"G": collector.SequenceGenerator(Generator(gcfg), gcfg.n_frames),
+                "D": collector.DiscriminatorSet(Ds["image"], Ds["mouth"], Ds["dynamics"], dcfg.temporal_scales)}
+
+    def optimizers(self, models, cfg: TrainConfig):
+        # Adam(2e-4, betas 0.5 / 0.999) as in the thesis
+        return {k: torch.optim.Adam(m.parameters(), lr=cfg.lr, betas=(0.5, 0.999)) for k, m in models.items()}
+
+    def vgg(self, device) -> nn.Module:
+        if self._vgg is None:
+            self._vgg = VGG19Loss(self.config.vgg_weights)
+            if not self._vgg.available:
+                print(f"note: VGG-19 perceptual loss off: {self._vgg.reason}", flush=True)
+        return self._vgg.to(device)
+
+    # ---- one step
+    def train_step(self, batch: dict, models: dict[str, nn.Module], ctx: StepContext) -> dict[str, float]:
+        c = self.config
+        T = seq_len_at(ctx.iteration, c.seq_len_start, c.seq_len_max, c.seq_len_double_every)
+        cond, real = batch["cond"][:, :T], batch["real"][:, :T]
+        mouth, conf = batch["mouth"][:, :T], batch["conf"][:, :T]
+        flows = batch["flow"][:, :T] if batch["flow"].shape[2] > 0 else None
+        G, D = models["G"], models["D"]
+        with ctx.autocast():
+            fake = G(cond)
+        # discriminators: real -> 1, generated (detached) -> 0
+        with ctx.autocast():
+            d_losses = collector.discriminator_losses(D(cond, real, fake.detach(), mouth, flows))
+        d_total = weighted_total({k: v.float() for k, v in d_losses.items()}, self.weights)
+        ctx.backward(d_total, "D")
+        ctx.step("D")
+        # generator
+        with ctx.autocast():
+            g_losses = collector.generator_losses(D(cond, real, fake, mouth, flows), real, fake, flows, conf,
+                                                  vgg=self.vgg(cond.device), use_l1=c.lambda_l1 > 0)
+        g_total = weighted_total({k: v.float() for k, v in g_losses.items() if k != "G_l1"}, self.weights)
+        if "G_l1" in g_losses:
+            g_total = g_total + c.lambda_l1 * g_losses["G_l1"].float()
+        if not torch.isfinite(g_total) or not torch.isfinite(d_total):
+            raise FaceflowError(f"reenact: non-finite loss at step {ctx.iteration + 1} (G {float(g_total)}, "
+                                f"D {float(d_total)}); try a lower --lr or --amp off")
+        ctx.backward(g_total, "G")
+        ctx.step("G")
+        out = {"loss": float(g_total.detach()), "loss_D": float(d_total.detach()), "seq_len": T,
+               "apd": float(apd(fake.detach(), real))}
+        out.update({k: float(v.detach()) for k, v in {**d_losses, **g_losses}.items()})
+        return out
+
+    # ---- validation and samples
+    def _run_window(self, G, batch) -> torch.Tensor:
+        return G(batch["cond"])
+
+    def validate(self, models, loader, ctx: StepContext) -> dict[str, float]:
+        G = models["G"]
+        tot, tot_m, n = 0.0, 0.0, 0
+        for batch in loader:
+            batch = {k: v.to(ctx.device) for k, v in batch.items()}
+            fake = self._run_window(G, batch)
+            b = fake.shape[0]
+            tot += float(apd(fake, batch["real"])) * b
+            tot_m += float(apd(fake, batch["real"], batch["mask"])) * b
+            n += b
+        a = tot / max(n, 1)
+        return {"val_metric": a, "apd": a, "mapd": tot_m / max(n, 1)}
+
+    def write_samples(self, models, out: Path, step: int, ctx: StepContext) -> None:
+        from faceflow import io as vio
+
+        d = self.data()
+        lo, hi = d.part("test")
+        n = min(self.config.val_len * 2, hi - lo)
+        if n < 1:
+            return
+        batch = {k: v.unsqueeze(0).to(ctx.device) for k, v in d.frames(np.arange(lo, lo + n)).items()}
+        fake = self._run_window(models["G"], batch)[0]
+        nmfc = to_uint8(batch["cond"][0, :, :3])
+        frames = np.concatenate([nmfc, to_uint8(fake), to_uint8(batch["real"][0])], axis=2)  # NMFC | fake | real
+        sdir = Path(out) / "samples"
+        sdir.mkdir(parents=True, exist_ok=True)
+        vio.write_image(sdir / f"step_{step:07d}.png", np.concatenate(list(frames[:: max(1, n // 4)][:4]), 0))
+        vio.write_video(sdir / f"step_{step:07d}.mp4", frames, fps=d.fps)
+
+    # ---- config / presets
+    def config_dict(self) -> dict:
+        return asdict(self.config)
+
+    @classmethod
+    def presets(cls) -> dict[str, dict]:
+        return PRESETS
+
+    @classmethod
+    def make_config(cls, preset: str, data: str, flow: str, **overrides) -> ReenactConfig:
+        t = dict(PRESETS[preset]["task"])
+        t["generator"] = asdict(_sub(GeneratorConfig, t["generator"]))
+        t["discriminator"] = asdict(_sub(DiscriminatorConfig, t["discriminator"]))
+        t["losses"] = asdict(LossWeights())
+        t.update({k: v for k, v in overrides.items() if v is not None})
+        if t["seq_len_max"] < t["seq_len_start"]:
+            raise FaceflowError(f"--seq-len must be at least {t['seq_len_start']}, got {t['seq_len_max']}")
+        size = int(TargetData(data, flow).size)  # also checks that DATA_DIR is prepared with this flow
+        return ReenactConfig(data=str(Path(data).resolve()), flow=flow, size=size, **t)

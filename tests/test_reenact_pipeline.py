@@ -1,0 +1,222 @@
+"""The reenactment workflow on a real clip: preprocess -> tiny training (resumable) -> self, face
+and head reenactment, and its bad inputs. Small sizes (64 px, a few dozen frames) keep it fast."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from faceflow import io as vio
+from faceflow.errors import FaceflowError
+from faceflow.train import TrainConfig, checkpoint_path, load_checkpoint, read_csv, train
+from reenact.data import SequenceDataset, TargetData
+from reenact.preprocess import PreprocessConfig, preprocess
+from reenact.task import ReenactTask
+from tests._media import REPO, media
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+TARGET = "videos/EDTalk_uncrop_Obama.mp4"
+SOURCE = "videos/MimicTalk_Trump_10s.mp4"
+SIZE = 64
+FRAMES = 30
+
+
+@pytest.fixture(scope="module")
+def target(tmp_path_factory):
+    video = media(TARGET)
+    out = tmp_path_factory.mktemp("reenact") / "data"
+    m = preprocess(video, out, PreprocessConfig(size=SIZE, flows=("dis2d", "faceflow3d", "none"), max_frames=FRAMES,
+                                                device="cpu"), say=lambda m: None)
+    return out, m
+
+
+def _task(data, flow="dis2d", **kw):
+    return ReenactTask(ReenactTask.make_config("tiny", data, flow, val_len=4, **kw))
+
+
+def _cfg(out, **kw):
+    base = dict(out=str(out), iterations=6, batch_size=1, lr=2e-4, warmup_steps=0, lr_milestones=[0.5],
+                val_every=3, val_samples=2, ckpt_every=3, log_every=1, seed=0, device="cpu")
+    base.update(kw)
+    return TrainConfig(**base)
+
+
+# ------------------------------------------------------------------ preprocess
+def test_preprocess_outputs(target):
+    data, m = target
+    N = m["frames"]
+    assert m["complete"] and N >= 20 and m["size"] == SIZE
+    assert m["split"]["train"] == [0, round(2 * N / 3)] and m["split"]["test"][1] == N
+    flows = {name: np.load(data / "flows" / f"{name}.npy") for name in ("faceflow3d", "dis2d", "none")}
+    assert {k: v.shape[-1] for k, v in flows.items()} == {"faceflow3d": 3, "dis2d": 2, "none": 0}
+    seg = np.load(data / "annotation" / "data" / "segment.npy")
+    for name in ("faceflow3d", "dis2d"):
+        f, c = flows[name], np.load(data / "flows" / f"{name}_conf.npy").astype(np.float32)
+        assert f.shape[:3] == (N, SIZE, SIZE) and np.isfinite(f).all()
+        assert c.min() >= 0 and c.max() <= 1
+        assert not f[0].any() and not c[0].any()            # no previous frame at a segment start
+        assert c[1:].mean() > 0.5                           # consecutive frames of a talking head: mostly trusted
+        assert len(np.unique(seg)) >= 1
+    # the 3D flow lives on the face (DeepFaceFlow's own mask): the background corners stay 0,
+    # and it moves where the fitted face is
+    f3 = np.abs(flows["faceflow3d"][1:].astype(np.float32)).sum(-1)
+    k = SIZE // 8
+    assert f3[:, :k, :k].max() == 0 and f3[:, :k, -k:].max() == 0
+    fm = np.load(data / "annotation" / "data" / "face_mask.npy")[1:]
+    assert (f3[fm] > 0).mean() > 0.5
+    # mouth boxes: side 72 * S / 256, inside the image, around the mouth landmarks
+    boxes = np.load(data / "mouth.npy")
+    lmk = np.load(data / "annotation" / "data" / "lmk68.npy")
+    side = round(72 * SIZE / 256)
+    assert (boxes[:, 2] - boxes[:, 0] == side).all() and (boxes[:, 3] - boxes[:, 1] == side).all()
+    assert boxes.min() >= 0 and boxes[:, 2:].max() <= SIZE
+    centre = lmk[:, 48:68].mean(1)
+    assert ((centre >= boxes[:, :2]) & (centre <= boxes[:, 2:])).all()
+    info = vio.probe(data / "nmfc.mp4", exact=True)
+    assert info.num_frames == N and (info.width, info.height) == (SIZE, SIZE)
+
+
+def test_preprocess_rerun_is_cached_and_rejects_bad_options(target, tmp_path):
+    data, m = target
+    meta = data / "flows" / "dis2d.json"
+    before = meta.stat().st_mtime_ns
+    m2 = preprocess(media(TARGET), data, PreprocessConfig(size=SIZE, flows=("dis2d",), max_frames=FRAMES),
+                    say=lambda m: None)
+    assert meta.stat().st_mtime_ns == before            # not recomputed
+    assert set(m2["flows"]) == {"dis2d", "faceflow3d", "none"}  # earlier providers stay listed
+    with pytest.raises(FaceflowError, match="flow provider"):
+        preprocess(media(TARGET), tmp_path / "x", PreprocessConfig(flows=("flownet2",)))
+    with pytest.raises(FaceflowError, match="multiple of 8"):
+        preprocess(media(TARGET), tmp_path / "x", PreprocessConfig(size=100))
+
+
+def test_dataset_items_match_the_stored_conditioning(target):
+    data, _ = target
+    td = TargetData(data, "faceflow3d")
+    ds = SequenceDataset(td, "train", 4)
+    item = ds[3]
+    s = int(item["start"])
+    assert item["cond"].shape == (4, 6, SIZE, SIZE) and item["flow"].shape == (4, 3, SIZE, SIZE)
+    nmfc = np.load(data / "annotation" / "data" / "nmfc.npy")[s:s + 4]
+    assert np.allclose((item["cond"][:, :3].permute(0, 2, 3, 1).numpy() + 1) * 127.5, nmfc, atol=1e-3)
+    assert item["real"].min() >= -1 and item["real"].max() <= 1
+    lo, hi = td.part("train")
+    assert all(lo <= st and st + 4 <= hi for st in ds.starts)
+    with pytest.raises(FaceflowError, match="no cached 'x' flow|unknown"):
+        TargetData(data, "x")
+
+
+# ------------------------------------------------------------------ training
+def _state(run):
+    return load_checkpoint(checkpoint_path(run, "last"))
+
+
+def test_training_logs_losses_writes_samples_and_resumes_exactly(target, tmp_path):
+    data, _ = target
+    ref = tmp_path / "ref"
+    s = train(_task(data), _cfg(ref), progress=False)
+    assert s["status"] == "done" and s["step"] == 6
+    rows = read_csv(ref / "log.csv")
+    for name in ("D_image", "D_mouth", "D_dynamics", "G_image", "G_mouth", "G_dynamics", "G_feat", "G_temporal",
+                 "G_l1", "apd", "seq_len"):
+        assert name in rows[0], name
+    assert (ref / "samples" / "step_0000003.png").is_file() and (ref / "samples" / "step_0000006.mp4").is_file()
+    assert "apd" in read_csv(ref / "val.csv")[0]
+    # interrupted by the time budget after step 1, then resumed: the same weights as straight through
+    run = tmp_path / "run"
+    s1 = train(_task(data), _cfg(run, max_minutes=1e-9), progress=False)
+    assert s1["status"] == "time budget" and s1["step"] == 1
+    s2 = train(_task(data), _cfg(run), progress=False)
+    assert s2["step"] == 6
+    a, b = _state(ref)["models"], _state(run)["models"]
+    for net in ("G", "D"):
+        for k in a[net]:
+            assert torch.equal(a[net][k], b[net][k]), (net, k)
+    # a different flow provider is a different run
+    with pytest.raises(FaceflowError, match="different configuration"):
+        train(_task(data, flow="faceflow3d"), _cfg(run), progress=False)
+
+
+def test_tiny_training_reduces_the_pixel_error(target, tmp_path):
+    data, _ = target
+    train(_task(data), _cfg(tmp_path / "r", iterations=40, val_every=40), progress=False)
+    apd = [float(r["apd"]) for r in read_csv(tmp_path / "r" / "log.csv")]
+    assert np.mean(apd[-5:]) < 0.8 * np.mean(apd[:5])
+
+
+# ------------------------------------------------------------------ reenactment
+@pytest.fixture(scope="module")
+def model(target, tmp_path_factory):
+    data, _ = target
+    out = tmp_path_factory.mktemp("model") / "m"
+    train(_task(data), _cfg(out, iterations=3), progress=False)
+    return out
+
+
+def test_self_reenactment_writes_the_held_out_frames(model, target, tmp_path):
+    from reenact.run import reenact
+
+    _, m = target
+    lo, hi = m["split"]["test"]
+    s = reenact(model, "self", tmp_path / "self.mp4", progress=False, say=lambda m: None)
+    assert s["frames"] == hi - lo and s["apd"] > 0
+    info = vio.probe(tmp_path / "self.mp4", exact=True)
+    assert info.num_frames == hi - lo and info.width == SIZE
+    s = reenact(model, "self", tmp_path / "sbs.mp4", side=True, max_frames=4, progress=False, say=lambda m: None)
+    assert s["frames"] == 4 and vio.probe(tmp_path / "sbs.mp4").width == 3 * SIZE
+
+
+@pytest.mark.parametrize("mode", ["face", "head"])
+def test_cross_reenactment_from_another_person(model, tmp_path, mode):
+    from reenact.run import reenact
+
+    src = media(SOURCE)
+    s = reenact(model, mode, tmp_path / f"{mode}.mp4", src, max_frames=8, work_dir=tmp_path / "work",
+                progress=False, say=lambda m: None)
+    info = vio.probe(tmp_path / f"{mode}.mp4", exact=True)
+    assert s["frames"] == 8 and info.num_frames == 8
+    assert abs(info.fps - vio.probe(src).fps) < 0.01          # the source's frame rate
+    assert "apd" not in s                                      # no ground truth
+
+
+def test_bad_inputs(model, target, tmp_path):
+    from faceflow.landmarks import NoFaceError
+    from reenact.run import reenact
+
+    with pytest.raises(FaceflowError, match="model directory not found"):
+        reenact(tmp_path / "nope", "self", tmp_path / "o.mp4", progress=False)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FaceflowError, match="no trained model"):
+        reenact(tmp_path / "empty", "self", tmp_path / "o.mp4", progress=False)
+    with pytest.raises(FaceflowError, match="needs --source"):
+        reenact(model, "head", tmp_path / "o.mp4", progress=False, say=lambda m: None)
+    # a source without a face
+    flat = tmp_path / "flat.mp4"
+    vio.write_video(flat, np.full((12, 96, 96, 3), 128, np.uint8), fps=25)
+    with pytest.raises(NoFaceError):
+        reenact(model, "head", tmp_path / "o.mp4", flat, work_dir=tmp_path / "w", progress=False, say=lambda m: None)
+    assert not (tmp_path / "o.mp4").exists()
+    # mismatched resolution: the model's target data re-made at another size
+    ck = load_checkpoint(checkpoint_path(model, "last"))
+    ck["config"]["task_config"]["size"] = SIZE * 2
+    bad = tmp_path / "bad"
+    (bad / "checkpoints").mkdir(parents=True)
+    torch.save(ck, bad / "checkpoints" / "last.pt")
+    with pytest.raises(FaceflowError, match="resolution mismatch"):
+        reenact(bad, "self", tmp_path / "o.mp4", progress=False, say=lambda m: None)
+
+
+def test_cli_reports_errors_without_traceback(tmp_path):
+    env = dict(os.environ, PYTHONPATH=str(REPO), OMP_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, "-m", "reenact", "run", str(tmp_path / "nope"), "--mode", "self", "--out",
+                        str(tmp_path / "o.mp4")], capture_output=True, text=True, env=env, cwd=REPO)
+    assert r.returncode == 2 and "model directory not found" in r.stderr and "Traceback" not in r.stderr
+    r = subprocess.run([sys.executable, "-m", "reenact", "train", str(tmp_path), str(tmp_path / "m")],
+                       capture_output=True, text=True, env=env, cwd=REPO)
+    assert r.returncode == 2 and "not a prepared target" in r.stderr
