@@ -27,7 +27,7 @@ import torch
 import torch.nn as nn
 
 from faceflow.errors import FaceflowError
-from faceflow.train import StepContext, Task, TrainConfig
+from faceflow.train import StepContext, Task, TrainConfig, dist_rank
 from vid2vid import collector
 from vid2vid.discriminators import DiscriminatorConfig, build_discriminators
 from vid2vid.generator import Generator, GeneratorConfig
@@ -154,7 +154,7 @@ class ReenactTask(Task):
     def vgg(self, device) -> nn.Module:
         if self._vgg is None:
             self._vgg = VGG19Loss(self.config.vgg_weights)
-            if not self._vgg.available:
+            if not self._vgg.available and dist_rank() == 0:
                 print(f"note: VGG-19 perceptual loss off: {self._vgg.reason}", flush=True)
         return self._vgg.to(device)
 

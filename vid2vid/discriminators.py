@@ -60,7 +60,7 @@ class NLayerDiscriminator(nn.Module):
         if norm not in NORMS:
             raise FaceflowError(f"NLayerDiscriminator: norm must be one of {NORMS}, got {norm!r}")
         k, p = 4, 2
-        bias = norm != "batch"
+        bias = norm == "none"  # a norm right after the conv removes any bias
         blocks = [nn.Sequential(nn.Conv2d(in_nc, ndf, k, 2, p), nn.LeakyReLU(0.2, inplace=True))]
         nf = ndf
         for _ in range(1, n_layers):

@@ -130,7 +130,7 @@ def presets() -> dict[str, GeneratorConfig]:
 def _conv_block(cin: int, cout: int, k: int, stride: int, norm: str) -> nn.Sequential:
     """Conv - norm - ReLU; a 7x7 stride-1 conv uses reflection padding (``c``), a 3x3 stride-2
     one zero padding (``d``)."""
-    bias = norm != "batch"
+    bias = norm == "none"  # a norm right after the conv removes any bias
     if stride == 1:
         layers = [nn.ReflectionPad2d(k // 2), nn.Conv2d(cin, cout, k, 1, 0, bias=bias)]
     else:
@@ -143,7 +143,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, nc: int, norm: str):
         super().__init__()
-        bias = norm != "batch"
+        bias = norm == "none"  # a norm right after the conv removes any bias
         self.body = nn.Sequential(
             nn.ReflectionPad2d(1), nn.Conv2d(nc, nc, 3, bias=bias), make_norm(norm, nc), nn.ReLU(inplace=True),
             nn.ReflectionPad2d(1), nn.Conv2d(nc, nc, 3, bias=bias), make_norm(norm, nc))
@@ -177,7 +177,7 @@ class Decoder(nn.Module):
         super().__init__()
         nb = cfg.level_nc(cfg.n_down)
         layers: list[nn.Module] = [ResidualBlock(nb, cfg.norm) for _ in range(cfg.dec_blocks)]
-        bias = cfg.norm != "batch"
+        bias = cfg.norm == "none"  # a norm right after the conv removes any bias
         for i in range(cfg.n_down, 0, -1):
             cin, cout = cfg.level_nc(i), cfg.level_nc(i - 1)
             layers += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=bias),
