@@ -19,6 +19,8 @@ reproducible). Methods (each ``method(batch) -> (B, 224, 224, 3)`` flow in templ
   ``dffnet_gt_pncc``: the same network fed the dataset's PNCC (an oracle row);
   ``dffnet_depth`` / ``dffnet_depth_gt_pncc``: DFFNet trained on the PNCC depth channel only;
   ``dffnet_nopncc``: DFFNet without the PNCC branch. Rows whose weights are not given are skipped.
+  All run through :meth:`faceflow.FaceFlow.estimate_registered` (the shipped inference path, mesh
+  triangles from the 3DMeshReg weights); the score is DFFNet's dense finest prediction.
 - ``fit_difference``: the 3DMM fitted to each image independently, eq. (2) between the fits.
 - ``dis``, ``farneback``: OpenCV 2D optical flow (2D table only); ``zero``: no motion.
 
@@ -55,11 +57,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from faceflow.data.splits import evenly_spaced
 from faceflow.errors import FaceflowError
+from faceflow.nets.metrics import aepe, endpoint_errors
 
 __all__ = [
     "BenchmarkConfig", "METHODS", "endpoint_errors", "aepe", "warp_backward", "photometric_error",
-    "subsample_indices", "DFFNetMethod", "build_methods", "evaluate_dataset", "summarize",
+    "DFFNetMethod", "build_methods", "evaluate_dataset", "summarize",
     "format_markdown", "run_benchmark", "write_outputs", "main",
 ]
 
@@ -110,41 +114,7 @@ class BenchmarkConfig:
 
 
 # ---------------------------------------------------------------------- metrics
-
-def endpoint_errors(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, dims: int = 3
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-pair sums of the end-point error over the mask, and the mask counts.
-
-    pred, gt (B, H, W, 3) flows in pixels; mask (B, H, W) bool; ``dims`` 3 (x, y, z) or 2
-    (x, y). Off-mask values are ignored whatever they are (NaN included). Returns sums (B,)
-    float64 and counts (B,) int64; the AEPE of pair b is ``sums[b] / counts[b]``.
-    """
-    if dims not in (2, 3):
-        raise FaceflowError(f"dims must be 2 or 3, got {dims}")
-    if pred.shape != gt.shape or pred.ndim != 4 or pred.shape[-1] != 3:
-        raise FaceflowError(f"pred and gt must both be (B, H, W, 3), got {tuple(pred.shape)} and {tuple(gt.shape)}")
-    m = mask.bool().to(pred.device)
-    if m.shape != pred.shape[:3]:
-        raise FaceflowError(f"mask must be {tuple(pred.shape[:3])}, got {tuple(mask.shape)}")
-    d = (pred[..., :dims].double() - gt[..., :dims].to(pred.device).double()).norm(dim=-1)
-    d = torch.where(m, d, torch.zeros_like(d))
-    return d.sum((1, 2)).cpu(), m.sum((1, 2)).cpu()
-
-
-def aepe(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor, dims: int = 3, average: str = "pixels") -> float:
-    """Average end-point error over the masked pixels of a batch (B, H, W, 3).
-
-    ``average='pixels'``: over all masked pixels of all pairs pooled; ``'pairs'``: the mean
-    of the per-pair means (pairs with an empty mask are left out). NaN when nothing is masked.
-    """
-    s, n = endpoint_errors(pred, gt, mask, dims)
-    if average == "pixels":
-        return float(s.sum() / n.sum()) if n.sum() > 0 else float("nan")
-    if average == "pairs":
-        ok = n > 0
-        return float((s[ok] / n[ok]).mean()) if ok.any() else float("nan")
-    raise FaceflowError(f"average must be 'pixels' or 'pairs', got {average!r}")
-
+# (AEPE: faceflow.nets.metrics, shared with training's validation; re-exported here)
 
 def warp_backward(image: torch.Tensor, flow_xy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Backward warping: the output at pixel centre p = (j + 0.5, i + 0.5) samples ``image``
@@ -186,77 +156,46 @@ def photometric_error(i1: torch.Tensor, i2: torch.Tensor, flow: torch.Tensor, ma
     return err.double().sum((1, 2)).cpu(), valid.sum((1, 2)).cpu()
 
 
-def subsample_indices(n: int, max_pairs: int | None) -> np.ndarray:
-    """At most ``max_pairs`` evenly spaced indices of range(n), first and last included
-    (all of them when ``max_pairs`` is None or >= n)."""
-    if max_pairs is None or max_pairs >= n:
-        return np.arange(n)
-    if max_pairs < 1:
-        raise FaceflowError(f"--max-pairs must be at least 1, got {max_pairs}")
-    if max_pairs == 1:
-        return np.array([0])
-    return np.unique(np.round(np.linspace(0, n - 1, max_pairs)).astype(np.int64))
-
-
 # ---------------------------------------------------------------------- DFFNet methods
 
 class DFFNetMethod:
-    """A trained DFFNet as a benchmark method: ``method(batch) -> (B, 224, 224, 3)``, the
-    finest of DFFNet's 7 predictions.
+    """A trained DFFNet as a benchmark method, run through :class:`faceflow.FaceFlow` (the shipped
+    inference path: :meth:`~faceflow.FaceFlow.estimate_registered`): ``method(batch) -> (B, 224,
+    224, 3)``, DFFNet's finest prediction at every pixel (``dense_flow``, scored on the
+    ground-truth mask).
 
-    ``pncc_source``: 'meshreg' (render the PNCC, eq. (3), of 3DMeshReg's mesh of I1 with
-    ``triangles``, the 'meshreg' subset's triangulation), 'gt' (the batch's ``"pncc"``), or
-    'none' (for a network built with ``use_pncc='none'``).
+    ``pncc_source``: 'meshreg' (FaceFlow renders the PNCC, eq. (3), of 3DMeshReg's mesh of I1 with
+    the triangles of the 3DMeshReg weights), 'gt' (the batch's ``"pncc"``, an oracle), or 'none'
+    (for a network built with ``use_pncc='none'``).
     """
 
     dims = 3
 
-    def __init__(self, name: str, label: str, dffnet: torch.nn.Module, meshreg: torch.nn.Module | None = None,
-                 pncc_source: str = "meshreg", triangles: torch.Tensor | None = None, device="cpu",
-                 weights: dict | None = None):
+    def __init__(self, name: str, label: str, flow, pncc_source: str = "meshreg", weights: dict | None = None):
         if pncc_source not in ("meshreg", "gt", "none"):
             raise FaceflowError(f"pncc_source must be 'meshreg', 'gt' or 'none', got {pncc_source!r}")
-        use = getattr(dffnet, "use_pncc", "full")
+        use = getattr(flow.dffnet, "use_pncc", "full")
         if (use == "none") != (pncc_source == "none"):
             raise FaceflowError(f"{name}: a DFFNet with use_pncc={use!r} cannot take pncc_source={pncc_source!r}")
-        if pncc_source == "meshreg" and (meshreg is None or triangles is None):
-            raise FaceflowError(f"{name}: PNCC from 3DMeshReg needs the 3DMeshReg network and its triangles")
+        if pncc_source == "meshreg" and flow.meshreg is None:
+            raise FaceflowError(f"{name}: PNCC from 3DMeshReg needs a FaceFlow with the 3DMeshReg network")
         self.name, self.label = name, label
-        self.device = torch.device(device)
-        self.dffnet = dffnet.to(self.device).eval()
-        self.meshreg = meshreg.to(self.device).eval() if meshreg is not None else None
-        self.triangles = triangles.to(self.device) if triangles is not None else None
+        self.flow = flow
         self.pncc_source = pncc_source
         self.weights = weights or {}
         self.failures = 0
 
-    @torch.no_grad()
-    def pncc_input(self, batch: dict) -> torch.Tensor | None:
-        """The PNCC image (B, 3, H, W) fed to DFFNet (None without a PNCC branch)."""
-        from faceflow.render.pncc import pncc
-
-        if self.pncc_source == "none":
-            return None
-        if self.pncc_source == "gt":
-            return batch["pncc"].to(self.device).float()
-        i1 = batch["i1"].to(self.device).float()
-        mesh = self.meshreg(i1)  # (B, 2713, 3) in 224 pixels
-        code, _ = pncc(mesh, self.triangles, tuple(i1.shape[-2:]), cull_backfaces=True)  # eq. (3), as in training
-        return code.permute(0, 3, 1, 2).contiguous()
-
-    @torch.no_grad()
     def __call__(self, batch: dict) -> torch.Tensor:
-        i1 = batch["i1"].to(self.device).float()
-        i2 = batch["i2"].to(self.device).float()
-        flows = self.dffnet(i1, i2, self.pncc_input(batch))
-        return flows[-1].permute(0, 2, 3, 1).float().cpu()
+        pncc = batch["pncc"].float() if self.pncc_source == "gt" else None
+        out = self.flow.estimate_registered(batch["i1"].float(), batch["i2"].float(), pncc=pncc)
+        return out["dense_flow"].float().cpu()
 
     def meta(self) -> dict:
-        return {"pncc_source": self.pncc_source, "use_pncc": getattr(self.dffnet, "use_pncc", None),
+        return {"pncc_source": self.pncc_source, "use_pncc": getattr(self.flow.dffnet, "use_pncc", None),
                 "weights": self.weights}
 
     def close(self) -> None:
-        pass
+        self.flow.close()
 
 
 def _weights_info(path: str | Path) -> dict:
@@ -291,6 +230,8 @@ def _load_net(path: str, kind: str, device):
 
 def build_methods(cfg: BenchmarkConfig, model=None) -> tuple[list, dict]:
     """The requested methods that can run, and ``{name: reason}`` for those skipped."""
+    from faceflow.estimate import FaceFlow, meshreg_triangles
+
     from .baselines import FitDifference, OpenCVFlow, ZeroFlow
 
     unknown = [m for m in cfg.methods if m not in METHODS]
@@ -298,7 +239,6 @@ def build_methods(cfg: BenchmarkConfig, model=None) -> tuple[list, dict]:
         raise FaceflowError(f"unknown method(s) {unknown}; choose from {', '.join(METHODS)}")
     methods, skipped = [], {}
     nets: dict = {}
-    tris = None
 
     def get_model():
         nonlocal model
@@ -326,19 +266,16 @@ def build_methods(cfg: BenchmarkConfig, model=None) -> tuple[list, dict]:
                 raise FaceflowError(f"--{wopt.replace('_', '-')} {path}: expected a DFFNet with use_pncc={want!r}, "
                                     f"the file holds use_pncc={net.use_pncc!r}")
             weights = {wopt: info}
-            meshreg = None
+            meshreg = tris = None
             source = "none" if want == "none" else ("meshreg" if needs_meshreg else "gt")
             if needs_meshreg:
                 if "meshreg" not in nets:
                     nets["meshreg"] = _load_net(cfg.meshreg, "meshreg", cfg.device)
                 meshreg, minfo = nets["meshreg"]
                 weights["meshreg"] = minfo
-                if tris is None:
-                    tris = get_model().subset("meshreg").triangles
-                if getattr(meshreg, "num_vertices", int(tris.max()) + 1) != int(tris.max()) + 1:
-                    raise FaceflowError(f"{cfg.meshreg}: 3DMeshReg regresses {meshreg.num_vertices} vertices, the "
-                                        f"'meshreg' subset has {int(tris.max()) + 1}")
-            methods.append(DFFNetMethod(name, label, net, meshreg, source, tris, cfg.device, weights))
+                tris = meshreg_triangles(meshreg, model)  # from the weights (older files: the model's subset)
+            flow = FaceFlow(meshreg, net, tris, device=cfg.device)
+            methods.append(DFFNetMethod(name, label, flow, source, weights))
         elif name == "fit_difference":
             methods.append(FitDifference(get_model(), dense=cfg.fit_dense))
         elif name in ("dis", "farneback"):
@@ -725,7 +662,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True, say=print) -> dic
             n = len(ds)
             if n == 0:
                 raise FaceflowError(f"the {dname} test split at {path} has no pairs")
-            idx = subsample_indices(n, cfg.max_pairs)
+            idx = evenly_spaced(n, cfg.max_pairs)
             records[dname] = evaluate_dataset(ds, methods, dname, idx, cfg.batch_size, photometric=(dname == "real"),
                                               state=state, progress=progress)
             first = next(iter(records[dname].values()))

@@ -10,25 +10,20 @@ and ``results.json`` in ``--out``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from faceflow.data.splits import evenly_spaced
 from faceflow.errors import FaceflowError, run_cli
-
-
-def vertex_errors(pred: torch.Tensor, gt: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Per-sample mean vertex distance (3D and x, y) of ``pred``, ``gt`` (B, V, 3): two (B,) arrays."""
-    d = pred - gt
-    return d.norm(dim=-1).mean(-1).numpy(), d[..., :2].norm(dim=-1).mean(-1).numpy()
+from faceflow.nets.metrics import vertex_errors
 
 
 def evaluate(net: torch.nn.Module, dataset, max_pairs: int, batch_size: int = 8) -> dict:
     """Mean vertex errors of ``net`` and of its template on ``max_pairs`` evenly spaced items."""
-    idx = np.unique(np.linspace(0, len(dataset) - 1, min(max_pairs, len(dataset))).round().astype(int))
+    idx = evenly_spaced(len(dataset), max_pairs)
     rows = {"meshreg": ([], []), "template": ([], [])}
     with torch.no_grad():
         for s in range(0, len(idx), batch_size):
@@ -37,8 +32,8 @@ def evaluate(net: torch.nn.Module, dataset, max_pairs: int, batch_size: int = 8)
             gt = torch.stack([it["mesh1"] for it in items])
             for name, pred in (("meshreg", net(img)), ("template", net.template.expand_as(gt))):
                 e3, e2 = vertex_errors(pred, gt)
-                rows[name][0].extend(e3)
-                rows[name][1].extend(e2)
+                rows[name][0].extend(e3.cpu().numpy())
+                rows[name][1].extend(e2.cpu().numpy())
     return {k: {"vertex_px": float(np.mean(v[0])), "vertex_px_2d": float(np.mean(v[1])), "pairs": len(v[0])}
             for k, v in rows.items()}
 

@@ -110,18 +110,25 @@ class FaceFlow:
     Args:
         meshreg: a :class:`faceflow.nets.MeshReg`; dffnet: a :class:`faceflow.nets.DFFNet`;
         triangles: (F, 3) triangles of the regressed mesh (the morphable model's ``meshreg``
-        subset); device: 'auto' | 'cpu' | 'cuda'; detector: landmark backend for images
-        ('mediapipe' or 'fan', see :func:`faceflow.landmarks.make_detector`).
+        subset, see :func:`meshreg_triangles`); device: 'auto' | 'cpu' | 'cuda'; detector: landmark
+        backend for images ('mediapipe' or 'fan', see :func:`faceflow.landmarks.make_detector`).
+        ``meshreg`` and ``triangles`` may be None for network-only use (evaluation):
+        :meth:`estimate_registered` then needs a given PNCC, or a DFFNet without the PNCC branch
+        (``use_pncc='none'``); :meth:`estimate` needs 3DMeshReg.
     """
 
-    def __init__(self, meshreg: torch.nn.Module, dffnet: torch.nn.Module, triangles, *,
+    def __init__(self, meshreg: torch.nn.Module | None, dffnet: torch.nn.Module, triangles, *,
                  device: str | torch.device | None = "auto", detector: str = "mediapipe"):
         self.device = _device(device)
-        self.meshreg = meshreg.to(self.device).eval()
+        self.meshreg = meshreg.to(self.device).eval() if meshreg is not None else None
         self.dffnet = dffnet.to(self.device).eval()
-        self.triangles = torch.as_tensor(np.asarray(triangles), dtype=torch.long, device=self.device)
-        if self.triangles.ndim != 2 or self.triangles.shape[1] != 3:
-            raise FaceflowError(f"triangles must be (F, 3), got {tuple(self.triangles.shape)}")
+        self.triangles = None
+        if meshreg is not None or triangles is not None:
+            if triangles is None:
+                raise FaceflowError("FaceFlow with a 3DMeshReg needs the triangles of its mesh")
+            self.triangles = torch.as_tensor(np.asarray(triangles), dtype=torch.long, device=self.device)
+            if self.triangles.ndim != 2 or self.triangles.shape[1] != 3:
+                raise FaceflowError(f"triangles must be (F, 3), got {tuple(self.triangles.shape)}")
         nv = getattr(meshreg, "num_vertices", None)
         if nv is not None and int(self.triangles.max()) >= nv:
             raise FaceflowError(f"triangles index vertex {int(self.triangles.max())} but 3DMeshReg regresses {nv}")
@@ -157,11 +164,7 @@ class FaceFlow:
         m = load_weights(files["meshreg"], device=dev)
         d = load_weights(files["dffnet"], device=dev)
         meta_m = m.weights_meta
-        tris = meta_m.get("triangles")
-        if tris is None:
-            from .morphable import MorphableModel
-            tris = MorphableModel.load().subset("meshreg").triangles.cpu().numpy()
-        ff = cls(m, d, np.asarray(tris, dtype=np.int64), device=dev, detector=detector)
+        ff = cls(m, d, meshreg_triangles(m), device=dev, detector=detector)
         ff.info = {"meshreg": str(files["meshreg"]), "dffnet": str(files["dffnet"]),
                    "meshreg_meta": {k: v for k, v in meta_m.items() if k != "triangles"},
                    "dffnet_meta": d.weights_meta}
@@ -169,33 +172,54 @@ class FaceFlow:
 
     # ------------------------------------------------------------------ network part
     @torch.no_grad()
-    def estimate_registered(self, i1: torch.Tensor, i2: torch.Tensor) -> dict[str, torch.Tensor]:
+    def estimate_registered(self, i1: torch.Tensor, i2: torch.Tensor, pncc: torch.Tensor | None = None
+                            ) -> dict[str, torch.Tensor | None]:
         """Batched network part on registered images.
 
         i1, i2: (B, 3, 224, 224) float in [0, 1] (I2 already in I1's registered frame).
         Returns ``flow`` (B, 224, 224, 3) pixels (0 off the mask), ``mask`` (B, 224, 224) bool,
-        ``mesh`` (B, V, 3) the 3DMeshReg mesh of I1 (224 pixels), ``pncc`` (B, 3, 224, 224).
+        ``mesh`` (B, V, 3) the 3DMeshReg mesh of I1 (224 pixels), ``pncc`` (B, 3, 224, 224), and
+        ``dense_flow`` (B, 224, 224, 3): DFFNet's finest prediction at every pixel (``flow`` is
+        it on the mask).
+
+        ``pncc`` (B, 3, 224, 224), optional: fed to DFFNet instead of the PNCC of 3DMeshReg's
+        mesh (e.g. the ground-truth PNCC, an oracle in evaluation); 3DMeshReg is not run
+        (``mesh`` None) and the mask is the PNCC's face (its nonzero pixels). Without 3DMeshReg
+        and without a ``pncc``, a DFFNet with ``use_pncc='none'`` runs alone: ``mesh`` and
+        ``pncc`` are None and the mask is every pixel (no face is known).
         """
         from .render.pncc import pncc as render_pncc
 
-        for name, t in (("i1", i1), ("i2", i2)):
+        for name, t in (("i1", i1), ("i2", i2)) + ((("pncc", pncc),) if pncc is not None else ()):
             if not torch.is_tensor(t) or t.ndim != 4 or t.shape[1] != 3 or not t.is_floating_point():
                 raise FaceflowError(f"estimate_registered: {name} must be a float tensor (B, 3, H, W) in [0, 1], "
                                     f"got {getattr(t, 'shape', type(t))}")
-        if i1.shape != i2.shape:
-            raise FaceflowError(f"estimate_registered: i1 {tuple(i1.shape)} and i2 {tuple(i2.shape)} differ")
+        if i1.shape != i2.shape or (pncc is not None and pncc.shape != i1.shape):
+            raise FaceflowError(f"estimate_registered: i1 {tuple(i1.shape)}, i2 {tuple(i2.shape)}"
+                                + ("" if pncc is None else f" and pncc {tuple(pncc.shape)}") + " differ")
         if tuple(i1.shape[-2:]) != (self.size, self.size):
             raise FaceflowError(f"estimate_registered expects {self.size}x{self.size} registered images, "
                                 f"got {tuple(i1.shape[-2:])}")
+        use_pncc = getattr(self.dffnet, "use_pncc", "full")
+        if pncc is None and self.meshreg is None and use_pncc != "none":
+            raise FaceflowError(f"estimate_registered: without 3DMeshReg a DFFNet with use_pncc={use_pncc!r} "
+                                "needs a pncc")
         i1 = i1.to(self.device, torch.float32)
         i2 = i2.to(self.device, torch.float32)
-        mesh = self.meshreg(i1)                                              # Sec. 4.1: (B, V, 3)
-        # eq. (3), back faces culled as in the training data (annotate, synthetic)
-        code, mask = render_pncc(mesh, self.triangles, (self.size, self.size), cull_backfaces=True)
-        pncc = code.permute(0, 3, 1, 2).contiguous()
-        flow = self.dffnet(i1, i2, pncc)[-1].permute(0, 2, 3, 1)             # Sec. 4.2: finest scale
-        flow = torch.where(mask.unsqueeze(-1), flow, torch.zeros_like(flow))
-        return {"flow": flow, "mask": mask, "mesh": mesh, "pncc": pncc}
+        mesh = None
+        if pncc is not None:
+            pncc = pncc.to(self.device, torch.float32)
+            mask = pncc.amax(1) > 0                                          # eq. (3) is 0 off the face
+        elif self.meshreg is not None:
+            mesh = self.meshreg(i1)                                          # Sec. 4.1: (B, V, 3)
+            # eq. (3), back faces culled as in the training data (annotate, synthetic)
+            code, mask = render_pncc(mesh, self.triangles, (self.size, self.size), cull_backfaces=True)
+            pncc = code.permute(0, 3, 1, 2).contiguous()
+        else:
+            mask = torch.ones(i1.shape[0], self.size, self.size, dtype=torch.bool, device=self.device)
+        dense = self.dffnet(i1, i2, pncc)[-1].permute(0, 2, 3, 1)            # Sec. 4.2: finest scale
+        flow = torch.where(mask.unsqueeze(-1), dense, torch.zeros_like(dense))
+        return {"flow": flow, "mask": mask, "mesh": mesh, "pncc": pncc, "dense_flow": dense}
 
     # ------------------------------------------------------------------ images
     def _landmarks(self, image: np.ndarray, what: str) -> np.ndarray:
@@ -231,6 +255,8 @@ class FaceFlow:
             raise FaceflowError(f"estimate_pairs got {len(landmarks1)} landmark sets for {len(images1)} pairs")
         if int(batch_size) < 1:
             raise FaceflowError(f"batch_size must be >= 1, got {batch_size}")
+        if self.meshreg is None:
+            raise FaceflowError("estimate / estimate_pairs need 3DMeshReg (this FaceFlow was built without one)")
         results: list[FlowResult] = []
         S = self.size
         for start in range(0, len(images1), int(batch_size)):
@@ -265,6 +291,19 @@ class FaceFlow:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+def meshreg_triangles(meshreg: torch.nn.Module, model=None) -> np.ndarray:
+    """(F, 3) int64 triangles of a loaded 3DMeshReg's mesh: the ones its weights file carries
+    (``weights_meta['triangles']``, see :func:`faceflow.nets.weights.load_weights`); older files
+    without them fall back to the ``meshreg`` subset of ``model`` (default: the ICT model)."""
+    tris = (getattr(meshreg, "weights_meta", None) or {}).get("triangles")
+    if tris is None:
+        if model is None:
+            from .morphable import MorphableModel
+            model = MorphableModel.load()
+        tris = model.subset("meshreg").triangles.cpu().numpy()
+    return np.asarray(tris, dtype=np.int64)
 
 
 def warp_mesh_by_flow(mesh: np.ndarray, flow: np.ndarray, mask: np.ndarray, triangles: np.ndarray

@@ -29,7 +29,7 @@ from faceflow.render import interpolate, pncc_to_points, rasterize
 
 from faceflow.data import splits
 from faceflow.data import pseudo
-from faceflow.data.pseudo import AnnotatedPairs, AugmentConfig, augment_pair, describe, split_dirs
+from faceflow.data.pseudo import AnnotatedPairs, describe, split_dirs
 
 OBAMA = "videos/EDTalk_uncrop_Obama.mp4"
 CFG = AnnotateConfig(size=128, max_frames=12, previews=0)  # consecutive + gap pairs
@@ -127,7 +127,7 @@ def ann(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def ds(ann, skin_model):
-    return AnnotatedPairs([ann], model=skin_model)
+    return AnnotatedPairs([ann], head_flow=True, model=skin_model)
 
 
 def _load(ann, name):
@@ -237,7 +237,7 @@ def test_head_flow_equals_flow_for_equal_expressions(ann, ds, skin_model, tmp_pa
     state["stages"]["pairs"] = {}  # annotate redoes the 3D flow with the new expression
     (out / "state.json").write_text(json.dumps(state))
     annotate(media(OBAMA), out, CFG, say=lambda m: None)
-    ds2 = AnnotatedPairs([out], model=skin_model)
+    ds2 = AnnotatedPairs([out], head_flow=True, model=skin_model)
     k = [tuple(p) for p in ds2.clips[0].pairs.tolist()].index((a, b))
     it = ds2[k]
     m = it["mask"]
@@ -252,21 +252,23 @@ def test_head_flow_equals_flow_for_equal_expressions(ann, ds, skin_model, tmp_pa
     torch.testing.assert_close(g["verts2"], g["head"])
 
 
-def test_augment(ds, skin_model):
-    base = ds[0]
-    torch.manual_seed(3)
-    aug = AnnotatedPairs([ds.clips[0].dir], augment=True, model=skin_model)
-    it = aug[0]
-    for k in base:
-        if k in ("i1", "i2"):
-            assert 0 <= it[k].min() and it[k].max() <= 1 and (it[k] - base[k]).abs().mean() > 1e-3
-        else:
-            torch.testing.assert_close(it[k], base[k])
-    # without per-image terms the two images get the same colour map
-    x = base["i1"]
-    y1, y2 = augment_pair(x, x.clone(), AugmentConfig(pair_brightness=0, noise=0))
-    torch.testing.assert_close(y1, y2)
-    assert (y1 - x).abs().mean() > 1e-3
+def test_head_flow_is_opt_in(ds, skin_model):
+    """By default no head-motion flow is computed (training does not read it): zeros and
+    has_head_flow False, everything else identical; both kinds of item collate together."""
+    plain = AnnotatedPairs([ds.clips[0].dir], model=skin_model)
+    assert ds.head_flow and not plain.head_flow
+    for i in (0, len(ds) - 1):
+        full, it = ds[i], plain[i]
+        assert set(it) == set(full)
+        assert bool(full["has_head_flow"]) and not bool(it["has_head_flow"])
+        assert it["head_flow"].shape == full["head_flow"].shape and it["head_flow"].dtype == torch.float32
+        assert (it["head_flow"] == 0).all() and full["head_flow"][full["mask"]].abs().max() > 0.01
+        for k in set(it) - {"head_flow", "has_head_flow"}:
+            assert torch.equal(it[k], full[k]), k
+    batch = torch.utils.data.default_collate([ds[0], plain[0]])
+    assert batch["has_head_flow"].tolist() == [True, False]
+    _, _, a, b = ds.locate(0)
+    assert "head_flow" not in plain.pair_geometry(0, a, b, head_flow=False)
 
 
 # ---------------------------------------------------------------------- directories

@@ -123,6 +123,65 @@ def test_bad_inputs(model, frames):
         ff.estimate_pairs([frames[0]], [])
 
 
+class RecordingFlow(ConstantFlow):
+    """ConstantFlow that keeps the PNCC it was given; ``use_pncc`` like a DFFNet."""
+
+    def __init__(self, f, use_pncc="full"):
+        super().__init__(f)
+        self.use_pncc, self.seen = use_pncc, "not called"
+
+    def forward(self, i1, i2, pncc):
+        self.seen = pncc
+        return super().forward(i1, i2, pncc)
+
+
+def test_estimate_registered_variants(model):
+    """The default path renders 3DMeshReg's PNCC; a given PNCC (the benchmark's oracle) replaces it
+    and sets the mask; a no-PNCC DFFNet runs without 3DMeshReg; ``dense_flow`` is the unmasked
+    prediction in every case."""
+    meshreg, tris = _template_meshreg(model)
+    f = (1.5, -0.5, 2.0)
+    i1, i2 = torch.rand(2, 3, 224, 224), torch.rand(2, 3, 224, 224)
+    full = FaceFlow(meshreg, RecordingFlow(f), tris, device="cpu")
+    out = full.estimate_registered(i1, i2)
+    assert full.dffnet.seen is out["pncc"] and out["mesh"].shape == (2, meshreg.num_vertices, 3)
+    assert torch.equal(out["mask"], out["pncc"].amax(1) > 0) and 5000 < out["mask"][0].sum() < 224 * 224
+    assert torch.equal(out["dense_flow"], torch.tensor(f).expand(2, 224, 224, 3))
+    m = out["mask"]
+    assert torch.equal(out["flow"][m], out["dense_flow"][m]) and (out["flow"][~m] == 0).all()
+    # a given PNCC: fed to DFFNet as is, 3DMeshReg not run, the mask is the PNCC's face
+    given = torch.zeros(2, 3, 224, 224)
+    given[:, :, 50:100, 60:90] = 0.5
+    out = full.estimate_registered(i1, i2, pncc=given)
+    assert torch.equal(full.dffnet.seen, given) and out["mesh"] is None and torch.equal(out["pncc"], given)
+    assert int(out["mask"].sum()) == 2 * 50 * 30
+    assert torch.equal(out["dense_flow"], torch.tensor(f).expand(2, 224, 224, 3))
+    with pytest.raises(FaceflowError, match="pncc"):
+        full.estimate_registered(i1, i2, pncc=given[:, :, :100])
+    # without 3DMeshReg: a no-PNCC DFFNet runs alone (every pixel), a PNCC one needs a pncc
+    alone = FaceFlow(None, RecordingFlow(f, "none"), None, device="cpu")
+    out = alone.estimate_registered(i1, i2)
+    assert alone.dffnet.seen is None and out["mask"].all() and out["mesh"] is None and out["pncc"] is None
+    assert torch.equal(out["flow"], out["dense_flow"])
+    with pytest.raises(FaceflowError, match="needs a pncc"):
+        FaceFlow(None, RecordingFlow(f, "depth"), None, device="cpu").estimate_registered(i1, i2)
+    with pytest.raises(FaceflowError, match="need 3DMeshReg"):
+        alone.estimate(np.zeros((64, 64, 3), np.uint8), np.zeros((64, 64, 3), np.uint8), np.zeros((68, 2)))
+    with pytest.raises(FaceflowError, match="triangles"):
+        FaceFlow(meshreg, RecordingFlow(f), None, device="cpu")
+
+
+def test_meshreg_triangles_from_weights_meta_else_the_model(model):
+    from faceflow.estimate import meshreg_triangles
+
+    net = MeshReg(8, backbone="resnet18")
+    net.weights_meta = {"triangles": [[0, 1, 2], [2, 3, 4]]}
+    got = meshreg_triangles(net)
+    assert got.dtype == np.int64 and got.tolist() == [[0, 1, 2], [2, 3, 4]]
+    net.weights_meta = {"step": 3}  # an older file: the model's 'meshreg' subset
+    np.testing.assert_array_equal(meshreg_triangles(net, model), model.subset("meshreg").triangles.numpy())
+
+
 def test_missing_weights_message(tmp_path):
     with pytest.raises(AssetNotFoundError, match="meshreg weights not found.*python -m faceflow train"):
         FaceFlow.from_pretrained(tmp_path)

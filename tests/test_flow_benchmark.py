@@ -14,7 +14,9 @@ from torch.utils.data import Dataset
 
 from evaluation import flow_benchmark as fb
 from evaluation.baselines import FitDifference, OpenCVFlow, ZeroFlow, fit_difference_flow
+from faceflow.data.splits import evenly_spaced
 from faceflow.errors import FaceflowError
+from faceflow.nets import metrics
 
 S = 224
 
@@ -113,8 +115,10 @@ def test_aepe_matches_brute_force(dims):
     gt = torch.randn(3, 13, 17, 3, generator=g) * 4
     mask = torch.rand(3, 13, 17, generator=g) < torch.tensor([0.2, 0.5, 0.9])[:, None, None]
     pooled, pairs = brute_force_aepe(pred, gt, mask, dims)
-    assert fb.aepe(pred, gt, mask, dims, "pixels") == pytest.approx(pooled, rel=1e-9)
-    assert fb.aepe(pred, gt, mask, dims, "pairs") == pytest.approx(pairs, rel=1e-9)
+    assert metrics.aepe(pred, gt, mask, dims, "pixels") == pytest.approx(pooled, rel=1e-9)
+    assert metrics.aepe(pred, gt, mask, dims, "pairs") == pytest.approx(pairs, rel=1e-9)
+    # the benchmark scores with the very functions training validates with
+    assert fb.aepe is metrics.aepe and fb.endpoint_errors is metrics.endpoint_errors
     assert pooled != pytest.approx(pairs, rel=1e-3)  # the two averages differ: masks differ in size
 
 
@@ -122,30 +126,31 @@ def test_aepe_ignores_off_mask_garbage():
     g = torch.Generator().manual_seed(1)
     pred, gt = torch.randn(2, 20, 20, 3, generator=g), torch.randn(2, 20, 20, 3, generator=g)
     mask = torch.rand(2, 20, 20, generator=g) < 0.4
-    clean = fb.endpoint_errors(pred, gt, mask, 3)
+    clean = metrics.endpoint_errors(pred, gt, mask, 3)
     junk = torch.tensor([float("nan"), float("inf"), 1e9, -1e30])
     idx = torch.randint(0, 4, (2, 20, 20, 3), generator=g)
     pred_g = torch.where(mask[..., None], pred, junk[idx])
     gt_g = torch.where(mask[..., None], gt, junk[idx.flip(-1)])
-    dirty = fb.endpoint_errors(pred_g, gt_g, mask, 3)
+    dirty = metrics.endpoint_errors(pred_g, gt_g, mask, 3)
     assert torch.equal(dirty[1], clean[1])
     assert torch.allclose(dirty[0], clean[0], rtol=0, atol=0)
-    assert np.isfinite(fb.aepe(pred_g, gt_g, mask, 2))
+    assert np.isfinite(metrics.aepe(pred_g, gt_g, mask, 2))
     # a masked pixel does count: changing one moves the result
     b, i, j = (int(v) for v in torch.nonzero(mask)[0])
     pred_g[b, i, j, 0] += 10
-    assert fb.aepe(pred_g, gt_g, mask) > fb.aepe(pred, gt, mask)
+    assert metrics.aepe(pred_g, gt_g, mask) > metrics.aepe(pred, gt, mask)
 
 
-def test_subsample_indices_even_and_deterministic():
-    idx = fb.subsample_indices(100, 5)
-    assert idx[0] == 0 and idx[-1] == 99 and len(idx) == 5
-    assert np.array_equal(idx, fb.subsample_indices(100, 5))
-    assert len(fb.subsample_indices(10, 10)) == 10 and len(fb.subsample_indices(10, None)) == 10
-    gaps = np.diff(fb.subsample_indices(1000, 7))
+def test_evenly_spaced_indices():
+    idx = evenly_spaced(100, 5)
+    assert idx.tolist() == [0, 25, 50, 74, 99] and idx.dtype == np.int64  # round(24.75 k)
+    assert np.array_equal(idx, evenly_spaced(100, 5))
+    assert evenly_spaced(10, 10).tolist() == list(range(10)) == evenly_spaced(10, None).tolist()
+    assert evenly_spaced(10, 50).tolist() == list(range(10)) and evenly_spaced(7, 1).tolist() == [0]
+    gaps = np.diff(evenly_spaced(1000, 7))
     assert gaps.max() - gaps.min() <= 1
-    with pytest.raises(FaceflowError):
-        fb.subsample_indices(10, 0)
+    with pytest.raises(FaceflowError, match="at least 1"):
+        evenly_spaced(10, 0)
 
 
 # ---------------------------------------------------------------------- 2D baselines and warping
@@ -159,9 +164,9 @@ def test_opencv_flow_recovers_translation(algorithm):
     interior = torch.zeros(1, S, S, dtype=torch.bool)
     interior[:, 24:-24, 24:-24] = True
     gt = torch.tensor([3.0, -2.0, 0.0]).expand(1, S, S, 3)
-    assert fb.aepe(pred, gt, interior, dims=2) < 0.25
+    assert metrics.aepe(pred, gt, interior, dims=2) < 0.25
     # the sign convention matters: the backward flow would be 7 px off
-    assert fb.aepe(-pred, gt, interior, dims=2) > 5
+    assert metrics.aepe(-pred, gt, interior, dims=2) > 5
 
 
 def test_photometric_error_zero_for_true_translation():
@@ -285,6 +290,7 @@ def test_cli_errors_for_missing_or_incomplete_data(tmp_path, capsys):
 @pytest.mark.skipif(importlib.util.find_spec("faceflow.nets.weights") is None,
                     reason="faceflow.nets.weights (save_weights/load_weights) is not available yet")
 def test_dffnet_methods_with_random_weights(tmp_path, skin_model):
+    from faceflow.estimate import FaceFlow
     from faceflow.nets import DFFNet, MeshReg
     from faceflow.nets.weights import save_weights
     from faceflow.render.pncc import pncc
@@ -325,6 +331,22 @@ def test_dffnet_methods_with_random_weights(tmp_path, skin_model):
         assert m.meta()["weights"]["dffnet" if m.name.startswith("dffnet_gt") else
                                    m.name]["meta"] == {"test": m.name.replace("_gt_pncc", "")}
     assert not torch.allclose(methods[0](batch), methods[1](batch))  # the PNCC source matters
+    # every row runs FaceFlow's inference path; without triangles in the 3DMeshReg file (as here)
+    # those of the model's 'meshreg' subset are used
+    assert all(isinstance(m.flow, FaceFlow) for m in methods)
+    assert torch.equal(methods[0].flow.triangles.cpu(), reg.triangles) and methods[3].flow.meshreg is None
+
+    # a 3DMeshReg file carrying triangles (as exported by training): the PNCC is rendered with those
+    half = reg.triangles[: len(reg.triangles) // 2]
+    p2 = save_weights(meshreg, "meshreg", {"num_vertices": len(reg), "backbone": "resnet18"}, tmp_path / "m2.pt",
+                      half=False, meta={"triangles": half.tolist()})
+    (m2,), _ = fb.build_methods(fb.BenchmarkConfig(out=str(tmp_path), dffnet=paths["dffnet"], meshreg=p2,
+                                                   methods=("dffnet",)))
+    assert torch.equal(m2.flow.triangles.cpu(), half)
+    with torch.no_grad():
+        code2, _ = pncc(meshreg(batch["i1"]), half, (S, S), cull_backfaces=True)
+        want2 = nets["dffnet"](batch["i1"], batch["i2"], code2.permute(0, 3, 1, 2))[-1].permute(0, 2, 3, 1)
+    assert torch.allclose(m2(batch), want2, atol=1e-4) and not torch.allclose(want2, want["dffnet"].permute(0, 2, 3, 1))
 
     # a full-PNCC file passed as the depth-only network is refused; no 3DMeshReg: skipped with a note
     bad = fb.BenchmarkConfig(out=str(tmp_path), dffnet_depth=paths["dffnet"], meshreg=paths["meshreg"],

@@ -1,18 +1,26 @@
 """evaluation.meshreg_benchmark: vertex errors against brute force, template baseline row."""
 import numpy as np
+import pytest
 import torch
 
-from evaluation.meshreg_benchmark import evaluate, vertex_errors
+from evaluation import meshreg_benchmark
+from evaluation.meshreg_benchmark import evaluate
+from faceflow.errors import FaceflowError
+from faceflow.nets.metrics import vertex_errors
 
 
 def test_vertex_errors_match_a_loop():
     g = torch.Generator().manual_seed(0)
     pred, gt = torch.randn(3, 50, 3, generator=g), torch.randn(3, 50, 3, generator=g)
     e3, e2 = vertex_errors(pred, gt)
+    assert e3.shape == e2.shape == (3,)
     for b in range(3):
         d = [float(np.sqrt(sum((pred[b, v, k] - gt[b, v, k]) ** 2 for k in range(3)))) for v in range(50)]
         d2 = [float(np.sqrt(sum((pred[b, v, k] - gt[b, v, k]) ** 2 for k in range(2)))) for v in range(50)]
-        assert abs(e3[b] - np.mean(d)) < 1e-5 and abs(e2[b] - np.mean(d2)) < 1e-5
+        assert abs(float(e3[b]) - np.mean(d)) < 1e-5 and abs(float(e2[b]) - np.mean(d2)) < 1e-5
+    assert meshreg_benchmark.vertex_errors is vertex_errors  # one implementation (training validates with it)
+    with pytest.raises(FaceflowError, match="both be"):
+        vertex_errors(pred, gt[:, :10])
 
 
 class _Shift(torch.nn.Module):

@@ -472,6 +472,45 @@ def test_meshreg_jitter_moves_image_and_mesh_together(skin_model):
     assert abs(float(s) - 1) <= 0.04 + 1e-6
 
 
+def test_validation_metrics_have_analytic_values():
+    """DFFNet: zero flow against FakeFlowPairs' constant (2, -1, 0.5) on the disc scores |(2, -1, 0.5)|
+    (3D) and |(2, -1)| (2D) however the disc is batched; 3DMeshReg: mesh1 + (3, 4, 12) scores 13 (3D)
+    and 5 (x, y). Both are the benchmarks' metrics (faceflow.nets.metrics)."""
+    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask, MeshRegTask
+
+    class ZeroFlowNet(nn.Module):
+        def forward(self, i1, i2, pncc):
+            return [torch.zeros(i1.shape[0], 3, *i1.shape[-2:])]
+
+    class Offset(nn.Module):
+        def __init__(self, mesh1):
+            super().__init__()
+            self.mesh1 = mesh1
+
+        def forward(self, images):  # the right mesh of each image (i1s, then i2s) moved by (3, 4, 12)
+            return self.mesh1[:images.shape[0]] + torch.tensor([3.0, 4.0, 12.0])
+
+    ds = FakeFlowPairs(3, 64)
+    loader = torch.utils.data.DataLoader(ds, batch_size=2)
+    ctx = StepContext(torch.device("cpu"), seed=0)
+    v = DFFNetTask(DFFNetConfig()).validate({"net": ZeroFlowNet()}, loader, ctx)
+    assert v["val_metric"] == v["aepe_3d"] == pytest.approx(float(np.sqrt(5.25)), rel=1e-6)
+    assert v["aepe_2d"] == pytest.approx(float(np.sqrt(5.0)), rel=1e-6)
+    batch = next(iter(torch.utils.data.DataLoader(ds, batch_size=3)))
+    meshes = torch.cat([batch["mesh1"], batch["mesh2"]])
+    v = MeshRegTask().validate({"net": Offset(meshes)}, [batch], ctx)
+    assert v["val_metric"] == v["vertex_px"] == pytest.approx(13.0, rel=1e-6)
+    assert v["vertex_px_2d"] == pytest.approx(5.0, rel=1e-6)
+
+
+def test_val_subset_is_the_shared_evenly_spaced_selection():
+    from faceflow.data.splits import evenly_spaced
+    from faceflow.train import val_subset
+
+    assert val_subset(10, 0).tolist() == list(range(10)) == val_subset(10, 12).tolist()
+    assert np.array_equal(val_subset(1000, 64), evenly_spaced(1000, 64)) and len(val_subset(1000, 64)) == 64
+
+
 def test_dffnet_colour_jitter_identical_on_both_images():
     from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
 

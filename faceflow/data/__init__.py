@@ -9,9 +9,9 @@ pseudo-ground-truth pairs from annotated real videos (:mod:`.pseudo`) and synthe
 
 from __future__ import annotations
 
-from .pseudo import AnnotatedPairs, AugmentConfig, RealBuildConfig, build_real, describe, split_dirs
-from .splits import (CLIPS, PERSONS, SPLITS, annotation_clips, clips, identity_index, identity_of, split_of,
-                     video_path)
+from .pseudo import AnnotatedPairs, RealBuildConfig, build_real, describe, split_dirs
+from .splits import (CLIPS, PERSONS, SPLITS, annotation_clips, clips, evenly_spaced, identity_index, identity_of,
+                     split_of, video_path)
 
 _LAZY = {"SyntheticPairs": ".synthetic"}
 
@@ -26,6 +26,6 @@ def __getattr__(name: str):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-__all__ = ["AnnotatedPairs", "AugmentConfig", "RealBuildConfig", "build_real", "describe", "split_dirs",
+__all__ = ["AnnotatedPairs", "RealBuildConfig", "build_real", "describe", "split_dirs",
            "SPLITS", "CLIPS", "PERSONS", "clips", "annotation_clips", "split_of", "identity_of",
-           "identity_index", "video_path"]  # SyntheticPairs: lazy, see __getattr__
+           "identity_index", "video_path", "evenly_spaced"]  # SyntheticPairs: lazy, see __getattr__

@@ -16,7 +16,8 @@ key                shape, dtype            meaning
 ``flow``           (224, 224, 3) float32   3D flow I1 -> I2 in pixels (eq. (2)), 0 off mask
 ``mask``           (224, 224) bool         I1 pixels where ``flow`` is valid
 ``head_flow``      (224, 224, 3) float32   flow of the head motion alone (a's expression, b's
-                                           camera); ``has_head_flow`` bool scalar
+                                           camera), 0 off mask; ``has_head_flow`` bool scalar:
+                                           whether it was computed (else zeros)
 ``mesh1/mesh2``    (2713, 3) float32       ``'meshreg'`` vertices of frames a and b in a's
                                            template (what 3DMeshReg regresses)
 ``identity``       int64 scalar            person index (:func:`faceflow.data.splits.identity_index`)
@@ -140,48 +141,6 @@ def head_motion_flow(verts_a: torch.Tensor, verts_head: torch.Tensor, faces: tor
     return flow_ground_truth(verts_a, verts_head, faces, size, cull_backfaces=True)
 
 
-# ---------------------------------------------------------------------- augmentation
-
-@dataclass
-class AugmentConfig:
-    """Photometric augmentation of a pair (geometry untouched). Shared factors model a
-    different camera / grading of the whole clip, the per-image ones a light change between
-    the two frames. Drawn from torch's global RNG (seeded per DataLoader worker)."""
-
-    brightness: float = 0.25  # shared factor in [1 - b, 1 + b]
-    contrast: float = 0.25  # shared, about the image mean
-    saturation: float = 0.3  # shared, about the grey value
-    gamma: float = 0.2  # shared exponent exp(U(-g, g))
-    pair_brightness: float = 0.05  # independent per image
-    noise: float = 0.01  # std of independent Gaussian pixel noise
-
-
-def _uniform(lo: float, hi: float) -> float:
-    return float(torch.empty(()).uniform_(lo, hi))
-
-
-def augment_pair(i1: torch.Tensor, i2: torch.Tensor, cfg: AugmentConfig) -> tuple[torch.Tensor, torch.Tensor]:
-    """Apply one random colour transform to both images (3, H, W) in [0, 1] plus small
-    per-image brightness changes and noise; returns new tensors in [0, 1]."""
-    gamma = float(np.exp(_uniform(-cfg.gamma, cfg.gamma)))
-    bright = _uniform(1 - cfg.brightness, 1 + cfg.brightness)
-    contrast = _uniform(1 - cfg.contrast, 1 + cfg.contrast)
-    sat = _uniform(1 - cfg.saturation, 1 + cfg.saturation)
-    lum_w = torch.tensor([0.299, 0.587, 0.114], dtype=i1.dtype).view(3, 1, 1)
-    xs = [img.clamp(0, 1) ** gamma * bright * _uniform(1 - cfg.pair_brightness, 1 + cfg.pair_brightness)
-          for img in (i1, i2)]
-    pivot = 0.5 * (xs[0].mean() + xs[1].mean())  # one contrast pivot: the same map for both images
-    out = []
-    for x in xs:
-        x = (x - pivot) * contrast + pivot
-        grey = (x * lum_w).sum(0, keepdim=True)
-        x = (x - grey) * sat + grey
-        if cfg.noise > 0:
-            x = x + cfg.noise * torch.randn_like(x)
-        out.append(x.clamp(0, 1))
-    return out[0], out[1]
-
-
 # ---------------------------------------------------------------------- dataset
 
 class _Clip:
@@ -221,16 +180,17 @@ class AnnotatedPairs(Dataset):
     see the module docstring).
 
     dirs: a directory or an iterable of them (each must hold ``manifest.json``);
-    pair_kinds: which pairs ('consecutive' and/or 'gap'); augment: False, True (default
-    :class:`AugmentConfig`) or an :class:`AugmentConfig`; model: a loaded
+    pair_kinds: which pairs ('consecutive' and/or 'gap'); head_flow: compute each item's
+    head-motion flow (``has_head_flow`` True). It is off by default (``head_flow`` zeros,
+    ``has_head_flow`` False): training does not read it, and rasterising frame a's mesh for it
+    triples an item's cost (about 15 ms instead of 5 ms on one CPU thread). model: a loaded
     :class:`~faceflow.morphable.MorphableModel` ('skin', as annotate uses) to avoid reloading.
+    Images are served as stored (training augments them in the task, :mod:`faceflow.nets.tasks`).
     Clips outside the split table get identity indices after :data:`~faceflow.data.splits.PERSONS`,
     one per unknown stem (sorted). Arrays are memory-mapped on first use in each process.
-    An item costs about 15 ms on one CPU thread, two thirds of it the rasterisation of frame
-    a's mesh for ``head_flow``.
     """
 
-    def __init__(self, dirs, pair_kinds=("consecutive", "gap"), augment=False, model=None):
+    def __init__(self, dirs, pair_kinds=("consecutive", "gap"), head_flow: bool = False, model=None):
         from ..morphable import MorphableModel
 
         if isinstance(dirs, (str, Path)):
@@ -244,9 +204,7 @@ class AnnotatedPairs(Dataset):
         if bad or not pair_kinds:
             raise FaceflowError(f"unknown pair kind(s) {sorted(bad)}; use one or more of {sorted(PAIR_KINDS)}")
         self.pair_kinds = tuple(pair_kinds)
-        self.augment = AugmentConfig() if augment is True else (augment or None)
-        if self.augment is not None and not isinstance(self.augment, AugmentConfig):
-            raise FaceflowError(f"augment must be a bool or an AugmentConfig, got {type(augment).__name__}")
+        self.head_flow = bool(head_flow)
         model = model if model is not None else MorphableModel.load("skin")
         if model.variant != "skin":
             raise FaceflowError(f"annotations are made with the 'skin' model, got the {model.variant!r} model")
@@ -296,10 +254,12 @@ class AnnotatedPairs(Dataset):
         a, b = (int(v) for v in c.pairs[k])
         return ci, int(c.pair_index[k]), a, b
 
-    def pair_geometry(self, ci: int, a: int, b: int, exp_b: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+    def pair_geometry(self, ci: int, a: int, b: int, exp_b: torch.Tensor | None = None,
+                      head_flow: bool = True) -> dict[str, torch.Tensor]:
         """Meshes of a pair in frame a's template: ``verts1``, ``verts2`` (V_face, 3) (the
-        'face' subset annotate's flow uses), ``head`` (a's expression, b's camera), and
-        ``head_flow`` (H, W, 3) / ``head_mask`` (H, W). ``exp_b`` (K,) replaces b's expression."""
+        'face' subset annotate's flow uses), ``head`` (a's expression, b's camera), and, with
+        ``head_flow``, ``head_flow`` (H, W, 3) / ``head_mask`` (H, W). ``exp_b`` (K,) replaces
+        b's expression."""
         from ..registration import Similarity
 
         c = self.clips[ci]
@@ -308,8 +268,11 @@ class AnnotatedPairs(Dataset):
             exp[1] = torch.as_tensor(exp_b, dtype=exp.dtype)
         cam = [a, b, b]  # frame a, frame b, head motion only: a's expression under b's camera
         v = template_vertices(c.base, self.exp_basis, exp, c.R[cam], c.t[cam], c.f[cam], Similarity(c.A[a]))
-        hf, hm = head_motion_flow(v[:1], v[2:], self.faces)
-        return {"verts1": v[0], "verts2": v[1], "head": v[2], "head_flow": hf[0], "head_mask": hm[0]}
+        out = {"verts1": v[0], "verts2": v[1], "head": v[2]}
+        if head_flow:
+            hf, hm = head_motion_flow(v[:1], v[2:], self.faces)
+            out.update(head_flow=hf[0], head_mask=hm[0])
+        return out
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         from ..registration import Similarity, warp_image
@@ -321,18 +284,19 @@ class AnnotatedPairs(Dataset):
         crop_b = np.ascontiguousarray(arr["crops"][b])
         i2 = warp_image(crop_b, Similarity(c.A[a]), TEMPLATE, border="border")
         i2 = torch.from_numpy(i2).permute(2, 0, 1).float() / 255
-        if self.augment is not None:
-            i1, i2 = augment_pair(i1, i2, self.augment)
         pncc = torch.from_numpy(np.array(arr["pncc"][a], dtype=np.float32)).permute(2, 0, 1).contiguous()
         flow = torch.from_numpy(np.array(arr["flow"][row], dtype=np.float32))
         mask = torch.from_numpy(np.array(arr["pncc_mask"][a])) & torch.isfinite(flow).all(-1)
         flow = torch.where(mask[..., None], flow, torch.zeros(()))
         with torch.no_grad():
-            g = self.pair_geometry(ci, a, b)
-        head_flow = torch.where(mask[..., None], g["head_flow"], torch.zeros(()))
+            g = self.pair_geometry(ci, a, b, head_flow=self.head_flow)
+        if self.head_flow:
+            head_flow = torch.where(mask[..., None], g["head_flow"], torch.zeros(())).float()
+        else:  # the contract's keys either way, so real and synthetic items collate together
+            head_flow = torch.zeros(TEMPLATE, TEMPLATE, 3)
         return {
             "i1": i1.contiguous(), "i2": i2.contiguous(), "pncc": pncc, "flow": flow, "mask": mask,
-            "head_flow": head_flow.float(), "has_head_flow": torch.tensor(True),
+            "head_flow": head_flow, "has_head_flow": torch.tensor(self.head_flow),
             "mesh1": g["verts1"][self.meshreg_pos].float(), "mesh2": g["verts2"][self.meshreg_pos].float(),
             "identity": torch.tensor(c.identity, dtype=torch.int64), "kind": torch.tensor(KIND_REAL, dtype=torch.int64),
         }
@@ -481,6 +445,6 @@ def run(args) -> int:
     return 0
 
 
-__all__ = ["AnnotatedPairs", "AugmentConfig", "RealBuildConfig", "PAIR_KINDS", "read_manifest", "clip_stem",
-           "split_dirs", "template_vertices", "head_motion_flow", "augment_pair", "describe",
+__all__ = ["AnnotatedPairs", "RealBuildConfig", "PAIR_KINDS", "read_manifest", "clip_stem",
+           "split_dirs", "template_vertices", "head_motion_flow", "describe",
            "format_description", "build_real", "add_arguments", "run"]

@@ -60,6 +60,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..errors import FaceflowError
 
 SPLITS = ("train", "val", "test")
@@ -247,5 +249,16 @@ def table() -> list[dict]:
              "split": _PERSON[c.person].split, "identity": _PERSON_INDEX[c.person]} for c in CLIPS]
 
 
+def evenly_spaced(n: int, k: int | None) -> np.ndarray:
+    """At most ``k`` evenly spaced indices of ``range(n)``, first and last included, sorted and
+    distinct (int64): the deterministic subset of a dataset that validation, the benchmarks and
+    the previews use. All ``n`` indices when ``k`` is None or ``k >= n``; ``k`` must be >= 1."""
+    if k is None or k >= n:
+        return np.arange(n, dtype=np.int64)
+    if k < 1:
+        raise FaceflowError(f"the number of evenly spaced items must be at least 1, got {k}")
+    return np.unique(np.round(np.linspace(0, n - 1, k)).astype(np.int64))
+
+
 __all__ = ["SPLITS", "TIERS", "Person", "Clip", "PERSONS", "CLIPS", "clip", "clips", "annotation_clips",
-           "split_of", "identity_of", "identity_index", "person", "video_path", "table"]
+           "split_of", "identity_of", "identity_index", "person", "video_path", "table", "evenly_spaced"]

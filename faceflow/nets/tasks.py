@@ -10,7 +10,8 @@ registered template of frame 1: ``i1``, ``i2``, ``pncc``, ``flow``, ``mask``, ``
   similarity per image (+-4 px shift, +-4 % scale, +-4 degrees about the image centre) applied
   identically to the image (:func:`faceflow.registration.warp_image`) and the mesh (x, y by the
   similarity, z scaled by its scale: :meth:`faceflow.registration.Similarity.apply_3d`), and a
-  colour jitter. Validation: mean vertex error in pixels (3D, ``val_metric``) and its x, y part.
+  colour jitter. Validation: mean vertex error in pixels (3D, ``val_metric``) and its x, y part
+  (:func:`faceflow.nets.metrics.vertex_errors`).
 - :class:`DFFNetTask` (Sec. 4.2): 3D flow with the loss eq. (5)
   (:func:`faceflow.nets.losses.flow_loss`), PNCC from the dataset (``pncc_source='gt'``, our
   documented choice: the paper feeds the 3DMeshReg PNCC at test time; training on the
@@ -18,7 +19,8 @@ registered template of frame 1: ``i1``, ``i2``, ``pncc``, ``flow``, ``mask``, ``
   identically to i1 and i2 plus a small independent brightness change of i2; the photometric
   term of eq. (5) compares the *un-augmented* images (the augmentation changes the input, not
   the target). Validation: 3D and 2D average end-point error of the finest flow over the mask
-  pixels of the whole validation subset (``val_metric`` = 3D AEPE).
+  pixels of the whole validation subset (``val_metric`` = 3D AEPE;
+  :func:`faceflow.nets.metrics.endpoint_errors`, as in :mod:`evaluation.flow_benchmark`).
 
 Presets (:data:`PRESETS`), number by number:
 
@@ -273,6 +275,7 @@ class MeshRegTask(SimpleTask):
 
     def loss(self, model: nn.Module, batch: dict, ctx: StepContext):
         from .meshreg import mesh_loss
+        from .metrics import vertex_errors
 
         images, meshes = _split_pairs(batch)
         images, meshes = self.augment(images.float(), meshes.float(), ctx)
@@ -281,10 +284,12 @@ class MeshRegTask(SimpleTask):
         pred = pred.float()
         loss = mesh_loss(pred, meshes, self._edges.to(pred.device), self.config.edge_weight)  # eq. (4)
         with torch.no_grad():
-            err = (pred - meshes).norm(dim=-1).mean()
+            err = vertex_errors(pred, meshes)[0].mean()
         return loss, {"vertex_px": err}
 
     def validate(self, models, loader, ctx: StepContext) -> dict[str, float]:
+        from .metrics import vertex_errors
+
         model = models["net"]
         e3 = e2 = 0.0
         n = 0
@@ -293,9 +298,9 @@ class MeshRegTask(SimpleTask):
             images, meshes = images.to(ctx.device).float(), meshes.to(ctx.device).float()
             with ctx.autocast():
                 pred = model(images)
-            d = pred.float() - meshes
-            e3 += float(d.norm(dim=-1).mean(-1).sum())
-            e2 += float(d[..., :2].norm(dim=-1).mean(-1).sum())
+            v3, v2 = vertex_errors(pred.float(), meshes)
+            e3 += float(v3.sum())
+            e2 += float(v2.sum())
             n += images.shape[0]
         return {"val_metric": e3 / max(n, 1), "vertex_px": e3 / max(n, 1), "vertex_px_2d": e2 / max(n, 1)}
 
@@ -436,6 +441,8 @@ class DFFNetTask(SimpleTask):
                        "photometric": parts["photometric"]}
 
     def validate(self, models, loader, ctx: StepContext) -> dict[str, float]:
+        from .metrics import endpoint_errors
+
         model = models["net"]
         s3 = s2 = 0.0
         n = 0
@@ -445,11 +452,11 @@ class DFFNetTask(SimpleTask):
             pncc = None if self.config.use_pncc == "none" else batch["pncc"].to(ctx.device).float()
             with ctx.autocast():
                 fine = model(i1, i2, pncc)[-1]
-            d = fine.float().permute(0, 2, 3, 1) - batch["flow"].to(ctx.device).float()
-            m = batch["mask"].to(ctx.device).bool()
-            s3 += float(d.norm(dim=-1)[m].sum())
-            s2 += float(d[..., :2].norm(dim=-1)[m].sum())
-            n += int(m.sum())
+            pred, gt, m = fine.float().permute(0, 2, 3, 1), batch["flow"].to(ctx.device).float(), batch["mask"]
+            sums3, count = endpoint_errors(pred, gt, m, 3)
+            s3 += float(sums3.sum())
+            s2 += float(endpoint_errors(pred, gt, m, 2)[0].sum())
+            n += int(count.sum())
         return {"val_metric": s3 / max(n, 1), "aepe_3d": s3 / max(n, 1), "aepe_2d": s2 / max(n, 1)}
 
     def export_spec(self, models) -> dict:
