@@ -234,9 +234,13 @@ class ReenactTask(Task):
         return PRESETS
 
     @classmethod
-    def make_config(cls, preset: str, data: str, flow: str, **overrides) -> ReenactConfig:
+    def make_config(cls, preset: str, data: str, flow: str, composite: bool = False, **overrides) -> ReenactConfig:
+        """The task config of ``preset`` for target ``data`` and flow provider ``flow``;
+        ``composite`` switches on the generator's vid2vid-style flow + occlusion-mask head;
+        other keyword arguments override ReenactConfig fields (None = keep the preset's)."""
         t = dict(PRESETS[preset]["task"])
         t["generator"] = asdict(_sub(GeneratorConfig, t["generator"]))
+        t["generator"]["composite"] = bool(composite)
         t["discriminator"] = asdict(_sub(DiscriminatorConfig, t["discriminator"]))
         t["losses"] = asdict(LossWeights())
         t.update({k: v for k, v in overrides.items() if v is not None})

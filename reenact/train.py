@@ -40,6 +40,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vgg-weights", default=None,
                    help="VGG-19 weights file for the perceptual loss (default: $FACEFLOW_VGG19 or the torch "
                         "cache; without it the loss is off and the run says so)")
+    p.add_argument("--composite", action="store_true",
+                   help="vid2vid-style generator head: also predict a flow and an occlusion mask and blend the "
+                        "warped previous frame with the synthesised one (off by default, as in Head2Head++)")
     p.add_argument("--seed", type=int, default=0, help="random seed")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     p.add_argument("--amp", default="off", choices=["off", "fp16", "bf16"], help="mixed precision on CUDA")
@@ -59,7 +62,8 @@ def configs(args) -> tuple[ReenactTask, TrainConfig]:
     kw.update(out=args.model_dir, data=[args.data_dir], device=args.device, amp=args.amp,
               num_workers=args.workers, max_minutes=float(args.minutes or 0.0))
     cfg = TrainConfig(**kw).validate()
-    task_cfg = ReenactTask.make_config(args.preset, args.data_dir, args.flow, seq_len_max=args.seq_len,
+    task_cfg = ReenactTask.make_config(args.preset, args.data_dir, args.flow, composite=args.composite,
+                                       seq_len_max=args.seq_len,
                                        vgg_weights=args.vgg_weights)
     return ReenactTask(task_cfg), cfg
 
