@@ -5,6 +5,7 @@
 - :mod:`.meshreg`: 3DMeshReg (Sec. 4.1) and the mesh loss, eq. (4).
 - :mod:`.dffnet`: DFFNet (Sec. 4.2, Fig. 3).
 - :mod:`.losses`: the flow loss, eq. (5).
+- :mod:`.metrics`: AEPE and vertex errors shared by validation and the benchmarks.
 - :mod:`.weights`: weights files (fp16 export, safe loading).
 - :mod:`.tasks`: the training tasks and presets for :mod:`faceflow.train` (import it directly).
 """
