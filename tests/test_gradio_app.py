@@ -1,0 +1,272 @@
+"""The Gradio front-end (apps.gradio_app), served in-process on a free port and driven with
+gradio_client like a user would: the flow tab on real frames (against a direct FaceFlow call),
+readable errors, the model list, a tiny prepare-and-train then reenact round trip, the
+evaluation tables, the upload limits, and a headless-browser look at the page."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from _media import REPO, media
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+if importlib.util.find_spec("gradio") is None or importlib.util.find_spec("gradio_client") is None:
+    pytest.skip("gradio and gradio_client are not installed", allow_module_level=True)
+
+from gradio_client import Client, handle_file  # noqa: E402
+from gradio_client.exceptions import AppError  # noqa: E402
+
+from apps import gradio_app as ga  # noqa: E402  (imports gradio lazily, in build_app)
+from faceflow import io as vio  # noqa: E402
+
+CLIP = "videos/EDTalk_uncrop_Obama.mp4"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """(app, client, workdir, url) of an app launched in this process; GRADIO_TEMP_DIR restored after."""
+    old_tmp = os.environ.get("GRADIO_TEMP_DIR")
+    root = tmp_path_factory.mktemp("app")
+    work = root / "work"
+    app = ga.build_app(work, device="cpu")
+    _, url, share_url = ga.launch(app, port=_free_port(), block=False, quiet=True)
+    client = Client(url, verbose=False, download_files=str(root / "client"), analytics_enabled=False)
+    try:
+        yield app, client, work, url, share_url
+    finally:
+        app.close()
+        app.faceflow.close()
+        if old_tmp is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = old_tmp
+
+
+@pytest.fixture(scope="module")
+def frames(tmp_path_factory):
+    """Frames 0 and 8 of the shared clip as PNGs (lossless copies of the decoded frames)."""
+    d = tmp_path_factory.mktemp("frames")
+    fr = list(vio.read_frames(media(CLIP), max_frames=9))
+    paths = []
+    for k in (0, 8):
+        vio.write_image(d / f"f{k}.png", fr[k])
+        paths.append(d / f"f{k}.png")
+    return paths, fr[0], fr[8]
+
+
+# ------------------------------------------------------------------ serving policy
+def test_cli_help_and_lazy_gradio_import():
+    code = ("import sys, apps.gradio_app as g; assert 'gradio' not in sys.modules; "
+            "g.main(['--help'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "PYTHONPATH": str(REPO)})
+    assert r.returncode == 0, r.stderr
+    for opt in ("--port", "--host", "--workdir", "--models", "--share"):
+        assert opt in r.stdout
+    assert "default: this machine only" in r.stdout
+
+
+def test_offline_local_and_one_job_at_a_time(served):
+    app, _, work, url, share_url = served
+    assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and app.analytics_enabled is False
+    assert url.startswith("http://127.0.0.1:") and share_url is None
+    assert app.max_file_size == 200 * 2**20                         # uploads refused above 200 MB
+    assert Path(os.environ["GRADIO_TEMP_DIR"]) == work.resolve() / "tmp"
+    long_jobs = {"estimate_flow", "reenact", "prepare_and_train"}
+    fns = {f.api_name: f for f in app.fns.values()}
+    assert long_jobs <= set(fns)
+    for name in long_jobs:  # one queue slot shared by every long job
+        assert fns[name].concurrency_limit == 1 and fns[name].concurrency_id == "jobs"
+
+
+# ------------------------------------------------------------------ tab 1: 3D face flow
+def test_flow_tab_matches_direct_estimate(served, frames):
+    app, client, work, _, _ = served
+    (p0, p8), f0, f8 = frames
+    out = client.predict(handle_file(str(p0)), handle_file(str(p8)), None, 0, 8, api_name="/estimate_flow")
+    *files, summary = out
+    assert [Path(f).name for f in files] == list(ga.FLOW_OUTPUTS)
+    assert all(Path(f).is_file() and Path(f).stat().st_size > 0 for f in files)
+    flow = np.load(files[-1])
+    H, W = f0.shape[:2]
+    assert flow.shape == (H, W, 3) and flow.dtype == np.float32
+    # the job folder on the server holds the mask: finite flow on it, 0 off it
+    jobs = [j for j in (work / "jobs").iterdir() if (j / "mask.npy").is_file()]
+    job = max(jobs, key=lambda j: j.stat().st_mtime)
+    mask = np.load(job / "mask.npy")
+    assert mask.shape == (H, W) and mask.mean() > 0.05
+    assert np.isfinite(flow[mask]).all() and not flow[~mask].any()
+    assert np.abs(flow[mask]).sum(-1).mean() > 0.1                 # frames 0 and 8 differ: the face moves
+    assert f"{int(mask.sum())} face pixels" in summary
+    # the colour pictures: I1's grid for the flows, the 224 template for PNCC and the Fig. 1 panel
+    assert vio.read_image(files[0]).shape == (H, W, 3) and vio.read_image(files[1]).shape == (H, W, 3)
+    assert vio.read_image(files[2]).shape == (224, 224, 3)
+    assert vio.read_image(files[4]).shape == (224, 3 * 224, 3)
+    overlay = vio.read_image(files[3]).astype(np.int16)
+    assert overlay.shape == f0.shape and (np.abs(overlay - f0).sum(-1) > 30)[mask].mean() > 0.02  # wires drawn
+    # the same numbers as calling the library directly (uploads are decoded losslessly)
+    res = app.faceflow.face_flow().estimate(f0, f8)
+    np.testing.assert_allclose(flow, res.flow_image, atol=1e-5)
+    np.testing.assert_array_equal(mask, res.mask_image)
+    # uploads went to the app's own temp folder
+    assert any(p.name == "f0.png" for p in (work / "tmp").rglob("*.png"))
+
+
+def test_flow_tab_video_frames_equal_image_frames(served, frames):
+    app, client, work, _, _ = served
+    _, f0, f8 = frames
+    out = client.predict(None, None, handle_file(str(media(CLIP))), 0, 8, api_name="/estimate_flow")
+    res = app.faceflow.face_flow().estimate(f0, f8)
+    np.testing.assert_allclose(np.load(out[5]), res.flow_image, atol=1e-5)
+    assert "frames 0 and 8 of the video" in out[6]
+    with pytest.raises(AppError, match="has about 500 frames"):
+        client.predict(None, None, handle_file(str(media(CLIP))), 0, 900, api_name="/estimate_flow")
+
+
+def test_flow_tab_readable_errors(served, tmp_path):
+    _, client, work, _, _ = served
+    blank = tmp_path / "blank.png"
+    vio.write_image(blank, np.full((96, 96, 3), 128, np.uint8))
+    n_jobs = len(list((work / "jobs").iterdir()))
+    with pytest.raises(AppError, match="No face found"):
+        client.predict(handle_file(str(blank)), handle_file(str(blank)), None, 0, 8, api_name="/estimate_flow")
+    assert len(list((work / "jobs").iterdir())) == n_jobs           # the failed job left nothing behind
+    with pytest.raises(AppError, match="give two images, or a video"):
+        client.predict(handle_file(str(blank)), None, None, 0, 8, api_name="/estimate_flow")
+    bad = tmp_path / "broken.mp4"
+    bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
+    with pytest.raises(AppError, match="Cannot use this file"):
+        client.predict(None, None, handle_file(str(bad)), 0, 1, api_name="/estimate_flow")
+
+
+# ------------------------------------------------------------------ tab 2: reenact (listing, errors)
+def test_reenact_tab_lists_models_and_rejects_bad_ones(served):
+    app, client, _, _, _ = served
+    models = app.faceflow.config.models_dir
+    (models / "fake" / "checkpoints").mkdir(parents=True)
+    torch.save({"task": "not-reenact"}, models / "fake" / "checkpoints" / "last.pt")
+    (models / "untrained").mkdir()                                  # no checkpoint: not listed
+    (models / "notes.txt").write_text("a file, not a model")
+    assert ga.list_models(models)[:1] == ["fake"] and "untrained" not in ga.list_models(models)
+    update, table = client.predict(api_name="/list_models")
+    names = [c[0] if isinstance(c, (list, tuple)) else c for c in update["choices"]]
+    assert "fake" in names and "untrained" not in names and "| fake |" in table
+    with pytest.raises(AppError, match="not a faceflow training checkpoint"):
+        client.predict("fake", None, "self", False, 4, api_name="/reenact")
+    with pytest.raises(AppError, match="no trained model named 'ghost'"):  # e.g. deleted since listed
+        client.predict("ghost", None, "self", False, 4, api_name="/reenact")
+    with pytest.raises(ga._gradio().Error, match="pick a trained model first"):
+        ga.run_reenact(app.faceflow, None, None, "self")
+    with pytest.raises(AppError, match="upload the source video"):
+        client.predict("fake", None, "head", False, 4, api_name="/reenact")
+    shutil.rmtree(models / "fake")
+    shutil.rmtree(models / "untrained")
+
+
+# ------------------------------------------------------------------ tab 3 then 2: prepare, train, reenact
+def test_prepare_train_then_reenact(served):
+    app, client, _, _, _ = served
+    clip = handle_file(str(media(CLIP)))
+    with pytest.raises(AppError, match="model name"):
+        client.predict(clip, "../evil", "tiny", 64, 24, "none", 2, 0, api_name="/prepare_and_train")
+    log = client.predict(clip, "obama", "tiny", 64, 24, "none", 2, 0, api_name="/prepare_and_train")
+    assert "prepared 24 frames at 64x64" in log and "done: obama at step 2" in log
+    models = app.faceflow.config.models_dir
+    assert ga.list_models(models) == ["obama"]
+    assert (models / "obama" / "data" / "manifest.json").is_file()
+    update, _ = client.predict(api_name="/list_models")
+    assert update["value"] == "obama"
+    video, summary = client.predict("obama", None, "self", True, 4, api_name="/reenact")
+    info = vio.probe(video, exact=True)
+    assert info.num_frames == 4 and info.height == 64 and info.width == 3 * 64   # source | NMFC | result
+    assert "**4 frames**" in summary and "APD" in summary
+    # head reenactment driven by another person's clip
+    src = handle_file(str(media("videos/MimicTalk_Trump_10s.mp4")))
+    video, summary = client.predict("obama", src, "head", False, 6, api_name="/reenact")
+    info = vio.probe(video, exact=True)
+    assert info.num_frames == 6 and (info.width, info.height) == (64, 64) and "head reenactment" in summary
+    assert "APD" not in summary                                     # no ground truth for another person
+    # another video under the same name is refused
+    other = handle_file(str(media("videos/MimicTalk_Trump_10s.mp4")))
+    with pytest.raises(AppError, match="already exists for another video"):
+        client.predict(other, "obama", "tiny", 64, 24, "none", 2, 0, api_name="/prepare_and_train")
+
+
+# ------------------------------------------------------------------ tab 4: evaluate
+def test_evaluate_tab_reads_tables(served, tmp_path):
+    _, client, _, _, _ = served
+    ev = tmp_path / "eval"
+    text, gallery = client.predict(str(ev), api_name="/evaluation")
+    assert "No evaluation results" in text and gallery == []
+    ev.mkdir()
+    text, _ = client.predict(str(ev), api_name="/evaluation")
+    assert "No evaluation tables" in text
+    (ev / "tables").mkdir()
+    (ev / "table.md").write_text("| method | APD |\n|---|---|\n| ours | 7.25 |\n")
+    (ev / "tables" / "fid_score.md").write_text("| method | FID |\n|---|---|\n| ours | 31.5 |\n")
+    heat = np.zeros((32, 48, 3), np.uint8)
+    heat[:, :24, 0] = 255
+    vio.write_image(ev / "heatmap_apd.png", heat)
+    text, gallery = client.predict(str(ev), api_name="/evaluation")
+    assert "| ours | 7.25 |" in text and "### fid score" in text and "| ours | 31.5 |" in text
+    assert text.index("7.25") < text.index("31.5")                  # the main table first
+    assert len(gallery) == 1 and gallery[0]["caption"] == "heatmap apd"
+    np.testing.assert_array_equal(vio.read_image(gallery[0]["image"]), heat)
+
+
+# ------------------------------------------------------------------ limits (no server needed)
+def test_upload_limits(tmp_path):
+    gr = ga._gradio()
+    clip = media(CLIP)                                              # 20 s, about 1 MB
+    small = ga.AppConfig(tmp_path, max_upload_mb=0.01)
+    with pytest.raises(gr.Error, match="the limit is 0 MB"):
+        ga.check_video(small, clip)
+    short = ga.AppConfig(tmp_path, max_video_seconds=10)
+    with pytest.raises(gr.Error, match="lasts 20 s; the limit is 10 s"):
+        ga.check_video(short, clip)
+    assert ga.check_video(ga.AppConfig(tmp_path), clip).num_frames == 500
+    with pytest.raises(gr.Error, match="upload the video first"):
+        ga.check_video(ga.AppConfig(tmp_path), None)
+
+
+# ------------------------------------------------------------------ a real browser
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def test_browser_renders_the_four_tabs(served, tmp_path):
+    exe = _chromium()
+    if exe is None:
+        pytest.skip("no chromium / chromium-browser on PATH: the headless-browser check needs one")
+    _, _, _, url, _ = served
+    base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+            "--virtual-time-budget=15000", f"--user-data-dir={tmp_path / 'profile'}"]
+    dom = subprocess.run(base + ["--dump-dom", url], capture_output=True, text=True, timeout=120).stdout
+    for name in ga.TAB_NAMES:
+        assert name in dom, f"tab {name!r} missing from the rendered page"
+    shot = tmp_path / "app_screenshot.png"
+    subprocess.run(base + ["--hide-scrollbars", "--window-size=1280,900", f"--screenshot={shot}", url],
+                   capture_output=True, timeout=120)
+    img = vio.read_image(shot)
+    assert img.shape == (900, 1280, 3)
+    assert img.astype(np.float32).std() > 10                         # not a blank page
+    assert (img.reshape(-1, 3) != img[0, 0]).any(-1).mean() > 0.01
+    (REPO / "outputs").mkdir(exist_ok=True)
+    shutil.copyfile(shot, REPO / "outputs" / "app_screenshot.png")

@@ -1,0 +1,344 @@
+"""Self-reenactment error tables (evaluation.self_reenact): the metrics against hand computations,
+LPIPS without its weights, the Table 3 layout, and one real end-to-end run (64 px, 30 frames, 3
+training steps, dis2d and no flow) that is resumed without recomputing."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+
+from evaluation import self_reenact as sr
+from faceflow import io as vio
+from faceflow.errors import FaceflowError
+from tests._media import media
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+VIDEO = "videos/EDTalk_uncrop_Obama.mp4"
+NAME = "EDTalk_uncrop_Obama"
+SIZE, FRAMES, ITERS = 64, 30, 3
+
+
+def _rot(axis: str, deg: float) -> np.ndarray:
+    a = math.radians(deg)
+    c, s = math.cos(a), math.sin(a)
+    return {"x": np.array([[1, 0, 0], [0, c, -s], [0, s, c]]), "y": np.array([[c, 0, s], [0, 1, 0], [-s, 0, c]]),
+            "z": np.array([[c, -s, 0], [s, c, 0], [0, 0, 1]])}[axis]
+
+
+def _csv(path) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(path.read_text())))
+
+
+# ------------------------------------------------------------------ metrics by hand
+def test_apd_mapd_and_mouth_apd_on_constructed_images():
+    real = np.zeros((2, 8, 8, 3), np.uint8)
+    fake = real.copy()
+    fake[0, 1, 2] = (3, 4, 0)     # distance 5 at frame 0, row 1, column 2
+    fake[1, 5, 5] = (0, 0, 12)    # distance 12 at frame 1, row 5, column 5
+    assert sr.apd(fake, real) == pytest.approx(17 / 128)
+    mask = np.zeros((2, 8, 8), bool)
+    mask[0, 1, 2] = mask[0, 0, 0] = mask[1, 5, 5] = True
+    assert sr.apd(fake, real, mask) == pytest.approx(17 / 3)           # pooled over the 3 mask pixels
+    assert math.isnan(sr.apd(fake, real, np.zeros_like(mask)))
+    boxes = np.array([[2, 1, 4, 3], [0, 0, 2, 2]])                    # x0, y0, x1, y1 half-open
+    assert sr.mouth_apd(fake, real, boxes) == pytest.approx(5 / 8)     # 4 + 4 box pixels, one of them at 5
+    clipped = np.array([[-3, -3, 3, 2], [4, 4, 99, 99]])              # 3x2 and 4x4 pixels inside the image
+    assert sr.mouth_apd(fake, real, clipped) == pytest.approx(17 / 22)
+    em = sr.error_map(fake, real)
+    assert em.shape == (8, 8) and em[1, 2] == pytest.approx(2.5) and em[5, 5] == pytest.approx(6) and em.sum() == 8.5
+    with pytest.raises(ValueError, match="T, H, W, 3"):
+        sr.apd(fake, real[:1])
+
+
+def test_psnr_of_known_noise_and_ssim_of_identical_frames():
+    rng = np.random.default_rng(0)
+    real = rng.integers(20, 236, (3, 32, 32, 3)).astype(np.uint8)
+    noise = np.where(rng.random(real.shape) < 0.5, -10, 10)
+    fake = (real.astype(int) + noise).astype(np.uint8)               # MSE exactly 100
+    assert sr.psnr(fake, real) == pytest.approx(10 * math.log10(255 ** 2 / 100))
+    assert sr.psnr(real, real) == math.inf
+    assert sr.ssim(real, real) == pytest.approx(1.0)
+    assert sr.ssim(fake, real) < 0.99
+
+
+def test_rotation_expression_and_eye_landmark_distances():
+    rng = np.random.default_rng(1)
+    q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
+    R = q * np.sign(np.linalg.det(q))                                 # a random rotation
+    Ra = np.stack([_rot("z", 30) @ R, _rot("x", -45) @ R, R, _rot("y", 180) @ R])
+    Rb = np.stack([R, R, R, R])
+    assert np.allclose(sr.rotation_difference(Ra, Rb), [30, 45, 0, 180], atol=1e-4)
+    assert np.allclose(sr.rotation_difference(Rb, Ra), [30, 45, 0, 180], atol=1e-4)
+    assert np.allclose(sr.expression_distance([[1.0, -2.0, 0.5]], [[0.0, 0.0, 0.0]]), [3.5])
+    la = rng.normal(size=(2, 68, 2)) * 50
+    lb = la.copy()
+    lb[:, 36:48] += (3.0, 4.0)                                        # eye points moved by 5 px
+    lb[:, :36] += 100.0                                               # other points do not count
+    assert np.allclose(sr.eye_landmark_distance(la, lb), [5.0, 5.0])
+
+
+def _analysis(pts, box, size, index, exp, rot):
+    """A fake analysis whose 68 landmarks are the video points ``pts`` (T, 68, 2) seen in ``box``."""
+    s = size / box["side"]
+    return SimpleNamespace(frame_index=np.asarray(index), exp=np.asarray(exp, np.float32), rotation=np.asarray(rot),
+                           lmk68=((pts - (box["x0"], box["y0"])) * s).astype(np.float32), crop_box=box, size=size)
+
+
+def test_compare_fits_on_common_frames_in_target_pixels():
+    rng = np.random.default_rng(2)
+    video_pts = rng.uniform(50, 200, (5, 68, 2))                     # analysed-video pixels of frames 0..4
+    exp = rng.normal(size=(5, 53))
+    rot = np.stack([_rot("y", 10 * k) for k in range(5)])
+    gen = _analysis(video_pts[[0, 1, 2, 3]], {"x0": 0.0, "y0": 0.0, "side": 128.0}, 256, [0, 1, 2, 3],
+                    exp[[0, 1, 2, 3]] + 0.5, rot[[0, 1, 2, 3]] @ _rot("z", 20))
+    moved = video_pts.copy()
+    moved[:, 36:48, 0] += 8.0                                         # real eyes 8 video px to the right
+    real = _analysis(moved[[1, 2, 3, 4]], {"x0": 10.0, "y0": 20.0, "side": 256.0}, 256, [1, 2, 3, 4],
+                     exp[[1, 2, 3, 4]], rot[[1, 2, 3, 4]])
+    c = sr.compare_fits(gen, real, scale=4.0)                         # video upscaled 4x from the target crop
+    assert c["frames"] == 3
+    assert c["aed"] == pytest.approx(53 * 0.5, rel=1e-5)
+    assert c["ard"] == pytest.approx(20, abs=1e-3)
+    assert c["aeld"] == pytest.approx(2.0, abs=1e-3)                  # 8 analysed px / 4
+    none = sr.compare_fits(gen, _analysis(moved[[4]], real.crop_box, 256, [4], exp[[4]], rot[[4]]))
+    assert none["frames"] == 0 and math.isnan(none["aed"])
+
+
+def test_warping_error_is_zero_for_a_perfectly_warped_sequence():
+    from vid2vid.warp import warp
+
+    rng = np.random.default_rng(3)
+    T, H, W = 4, 16, 16
+    flow = np.zeros((T, H, W, 2), np.float32)
+    flow[..., 0], flow[..., 1] = 1.5, -0.75                          # F_{t->t-1}, sub-pixel
+    frames = [rng.uniform(0, 255, (H, W, 3)).astype(np.float32)]
+    for t in range(1, T):
+        prev = torch.from_numpy(frames[-1]).permute(2, 0, 1)[None]
+        f = torch.from_numpy(flow[t]).permute(2, 0, 1)[None]
+        frames.append(warp(prev, f)[0].permute(1, 2, 0).numpy())
+    frames = np.stack(frames)
+    conf = np.ones((T, H, W), np.float32)
+    assert sr.warping_error(frames, flow, conf) == pytest.approx(0.0, abs=1e-4)
+    bumped = frames.copy()
+    bumped[T - 1] += 6.0                                              # only the last pair is off, by 6
+    assert sr.warping_error(bumped, flow, conf) == pytest.approx(6.0 / (T - 1), abs=1e-4)
+    conf2 = conf.copy()
+    conf2[1:T - 1] = 0                                                # untrusted pairs are skipped
+    assert sr.warping_error(bumped, flow, conf2) == pytest.approx(6.0, abs=1e-4)
+    half = conf.copy()
+    half[:, :, W // 2:] = 0                                           # weights restrict the mean to trusted pixels
+    bumped[T - 1][:, W // 2:] += 50.0
+    assert sr.warping_error(bumped, flow, half) == pytest.approx(6.0 / (T - 1), abs=1e-4)
+    assert math.isnan(sr.warping_error(frames, flow, np.zeros_like(conf)))
+    assert sr.reference_flow({"faceflow3d": {}, "dis2d": {}}) == "dis2d"
+    assert sr.reference_flow({"faceflow3d": {}, "none": {}}) == "faceflow3d" and sr.reference_flow({"none": {}}) is None
+
+
+# ------------------------------------------------------------------ LPIPS
+def test_lpips_without_weights_is_na_with_the_reason(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("FACEFLOW_ALEXNET", raising=False)
+    lp = sr.LPIPSMetric()
+    assert not lp.available
+    assert sr.ALEXNET_FILENAME in lp.reason and str(tmp_path / "torch") in lp.reason and "download" in lp.reason
+    x = np.zeros((1, 32, 32, 3), np.uint8)
+    assert math.isnan(lp(x, x))
+    s = sr.score_frames(x, x + 1, mask=np.ones((1, 32, 32), bool), mouth=np.array([[0, 0, 8, 8]]), lpips_metric=lp)
+    assert s["metrics"]["lpips"] is None and s["metrics"]["apd"] == pytest.approx(math.sqrt(3))
+    assert s["metrics"]["temporal"] is None and s["metrics"]["aed"] is None and len(s["notes"]) == 2
+    assert not tmp_path.joinpath("torch").exists()                   # nothing was downloaded
+
+
+def test_lpips_loads_a_local_alexnet_file(tmp_path):
+    g = torch.Generator().manual_seed(0)
+    shapes = {0: (64, 3, 11, 11), 3: (192, 64, 5, 5), 6: (384, 192, 3, 3), 8: (256, 384, 3, 3), 10: (256, 256, 3, 3)}
+    sd = {}
+    for i, shp in shapes.items():
+        sd[f"features.{i}.weight"] = torch.randn(shp, generator=g) * 0.05
+        sd[f"features.{i}.bias"] = torch.zeros(shp[0])
+    torch.save(sd, tmp_path / "alex.pth")
+    lp = sr.LPIPSMetric(tmp_path / "alex.pth")
+    assert lp.available and lp.reason == ""
+    assert torch.equal(getattr(lp.net.net.slice2, "3").weight, sd["features.3.weight"])
+    rng = np.random.default_rng(4)
+    x = rng.integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
+    y = rng.integers(0, 256, (2, 64, 64, 3)).astype(np.uint8)
+    assert lp(x, x) == pytest.approx(0.0, abs=1e-7) and lp(x, y) > 0
+    torch.save({"features.0.weight": sd["features.0.weight"]}, tmp_path / "bad.pth")
+    with pytest.raises(FaceflowError, match="AlexNet"):
+        sr.LPIPSMetric(tmp_path / "bad.pth")
+
+
+# ------------------------------------------------------------------ tables
+def _record(video, method, apd, temporal=None, lpips=None):
+    m = {k: None for k in sr.METRICS}
+    m.update(apd=apd, ssim=0.5, temporal=temporal, lpips=lpips)
+    return {"metrics": m, "frames": 10, "test_range": [20, 30], "reference_flow": "dis2d", "temporal_real": 1.0,
+            "lpips_reason": "" if lpips is not None else "no AlexNet file", "notes": [],
+            "train": {"step": 3, "elapsed_s": 1.0, "budget": "3 steps", "seed": 0}}
+
+
+def test_tables_have_the_table3_layout(tmp_path):
+    recs = {("vidA", "faceflow3d"): _record("vidA", "faceflow3d", 10.0, 2.0),
+            ("vidB", "faceflow3d"): _record("vidB", "faceflow3d", 20.0, 4.0),
+            ("vidA", "dis2d"): _record("vidA", "dis2d", 12.0, 3.0)}       # dis2d on vidB missing
+    tables = sr.write_tables(tmp_path, recs, ["vidA", "vidB"], ["faceflow3d", "dis2d"])
+    rows = _csv(tmp_path / "table.csv")
+    assert rows[0] == ["method", "vidA", "vidB", "mean"]
+    assert [r[0] for r in rows[1:]] == ["faceflow3d", "dis2d"]
+    assert [float(x) for x in rows[1][1:]] == [10.0, 20.0, 15.0]
+    assert rows[2][1:] == ["12.0", "n/a", "12.0"]                     # mean over the videos it has
+    md = (tmp_path / "table.md").read_text()
+    assert "| Method (APD ↓) | vidA | vidB | Mean |" in md
+    assert md.index("`faceflow3d`") < md.index("`dis2d`")
+    assert "| **10.00** | 20.00 | 15.00 |" in md                        # best of its column in bold
+    assert "LPIPS n/a: no AlexNet file" in md
+    for metric in sr.METRICS:
+        assert (tmp_path / "tables" / f"{metric}.md").is_file() and (tmp_path / "tables" / f"{metric}.csv").is_file()
+    t = _csv(tmp_path / "tables" / "temporal.csv")
+    assert [r[0] for r in t[1:]] == ["faceflow3d", "dis2d", sr.REAL_ROW] and t[3][1:] == ["1.0", "1.0", "1.0"]
+    assert _csv(tmp_path / "tables" / "lpips.csv")[1][1:] == ["n/a", "n/a", "n/a"]
+    assert tables["ssim"][0]["mean"] == 0.5
+    assert "no AlexNet file" in (tmp_path / "tables" / "lpips.md").read_text()
+
+
+def test_heatmap_image_panels_share_one_scale():
+    a = np.zeros((16, 16), np.float32)
+    b = np.full((16, 16), 10.0, np.float32)
+    img = sr.heatmap_image({"x": a, "y": b}, vmax=10.0, display=32)
+    assert img.dtype == np.uint8 and img.shape[1] == 2 * 32 + 2        # two panels and a 2 px gap
+    top = 14                                                          # caption band
+    pa, pb = img[top + 5, 5].astype(int), img[top + 5, 32 + 2 + 5].astype(int)
+    assert pa[2] > 100 and pa[0] < 50                                 # 0 -> blue end of JET
+    assert pb[0] > 100 and pb[2] < 50                                 # vmax -> red end
+    twice = sr.heatmap_image({"x": a, "y": b}, vmax=20.0, display=32)
+    assert pb[1] < 50 and twice[top + 5, 32 + 2 + 5, 1] > 200         # half way up the scale: green
+
+
+# ------------------------------------------------------------------ end to end on a real clip
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    video = media(VIDEO)
+    out = tmp_path_factory.mktemp("selfreenact") / "out"
+    argv = [str(video), "--out", str(out), "--flows", "dis2d", "none", "--iters", str(ITERS), "--size", str(SIZE),
+            "--max-frames", str(FRAMES), "--device", "cpu", "--quiet", "--sample-frames", "6"]
+    assert sr.main(argv) == 0
+    return out, video, argv
+
+
+def test_end_to_end_tables_figures_and_cells(run_dir):
+    out, video, argv = run_dir
+    rows = _csv(out / "table.csv")
+    assert rows[0] == ["method", NAME, "mean"] and [r[0] for r in rows[1:]] == ["dis2d", "none"]
+    md = (out / "table.md").read_text()
+    assert "`dis2d`" in md and "`none`" in md and "temporal reference flow: dis2d" in md
+    manifest = json.loads((out / "data" / NAME / "manifest.json").read_text())
+    assert set(manifest["flows"]) == {"dis2d", "none"}
+    lo, hi = manifest["split"]["test"]
+    for i, flow in enumerate(("dis2d", "none")):
+        rec = json.loads((out / "cells" / NAME / flow / "metrics.json").read_text())
+        m = rec["metrics"]
+        assert rec["test_range"] == [lo, hi] and rec["frames"] == hi - lo == len(rec["per_frame_apd"])
+        assert rec["train"]["step"] == ITERS and rec["train"]["status"] == "done" and rec["reference_flow"] == "dis2d"
+        assert m["apd"] == pytest.approx(np.mean(rec["per_frame_apd"])) and float(rows[i + 1][1]) == pytest.approx(m["apd"])
+        assert 0 < m["apd"] < 255 * math.sqrt(3) and 0 < m["mapd"] and 0 < m["mouth_apd"] and -1 < m["ssim"] < 1
+        assert m["temporal"] > rec["temporal_real"] >= 0
+        # an untrained generator makes no face: the re-fit metrics are n/a with the reason
+        assert (m["aed"] is None) == any("AED/ARD/AELD: n/a" in n for n in rec["notes"])
+        em = np.load(out / "cells" / NAME / flow / "error_map.npy")
+        assert em.shape == (SIZE, SIZE) and em.mean() == pytest.approx(m["apd"], rel=1e-5)
+    assert vio.read_image(out / "heatmaps" / f"{NAME}.png").shape[1] == 3 * 192 + 2 * 2
+    info = vio.probe(out / "samples" / f"{NAME}.mp4", exact=True)
+    assert info.num_frames == 6 and info.width == 3 * SIZE                    # real | dis2d | none
+    cmd = (out / "commands.md").read_text()
+    assert " ".join(argv) in cmd and "torch:" in cmd and "git commit" in cmd and "device: cpu" in cmd
+
+
+def test_rerun_recomputes_nothing_and_refuses_other_options(run_dir):
+    out, video, argv = run_dir
+    paths = [out / "cells" / NAME / f / "metrics.json" for f in ("dis2d", "none")]
+    ckpt = out / "models" / NAME / "dis2d" / "checkpoints" / "last.pt"
+    before = [p.stat().st_mtime_ns for p in paths] + [ckpt.stat().st_mtime_ns]
+    table = (out / "table.csv").read_text()
+    msgs = []
+    res = sr.evaluate([video], out, sr.SelfReenactConfig(iters=ITERS, size=SIZE, max_frames=FRAMES,
+                                                         flows=("dis2d", "none"), device="cpu", progress=False,
+                                                         sample_frames=6), say=msgs.append)
+    assert res["computed"] == [] and set(res["records"]) == {(NAME, "dis2d"), (NAME, "none")}
+    assert [p.stat().st_mtime_ns for p in paths] + [ckpt.stat().st_mtime_ns] == before
+    assert sum("finished earlier" in m for m in msgs) == 2
+    assert (out / "table.csv").read_text() == table                    # rebuilt from the same cells
+    with pytest.raises(FaceflowError, match="other options"):
+        sr.evaluate([video], out, sr.SelfReenactConfig(iters=ITERS + 1, size=SIZE, max_frames=FRAMES,
+                                                       flows=("none",), device="cpu", progress=False))
+
+
+def test_a_perfect_generator_scores_zero_and_a_shift_is_measured(run_dir, tmp_path):
+    out, _, _ = run_dir
+    data = out / "data" / NAME
+    lo, hi = json.loads((data / "manifest.json").read_text())["split"]["test"]
+    d = data / "annotation" / "data"
+    real = np.load(d / "crops.npy")[lo:hi]
+    kw = dict(mask=np.load(d / "face_mask.npy")[lo:hi], mouth=np.load(data / "mouth.npy")[lo:hi],
+              flows=np.load(data / "flows" / "dis2d.npy")[lo:hi], conf=np.load(data / "flows" / "dis2d_conf.npy")[lo:hi],
+              real_refit_dir=tmp_path / "real")
+    s = sr.score_frames(real.copy(), real, refit_dir=tmp_path / "same", **kw)
+    m = s["metrics"]
+    assert m["apd"] == m["mapd"] == m["mouth_apd"] == 0 and m["psnr"] == math.inf and m["ssim"] == pytest.approx(1)
+    assert m["temporal"] == pytest.approx(s["temporal_real"]) and s["fit_frames"] == hi - lo
+    assert m["aed"] == pytest.approx(0, abs=1e-6) and m["ard"] == pytest.approx(0, abs=1e-6)
+    assert m["aeld"] == pytest.approx(0, abs=1e-6)
+    shifted = np.roll(real, 2, axis=2)                                 # the face 2 px to the right
+    m2 = sr.score_frames(shifted, real, refit_dir=tmp_path / "shift", **kw)["metrics"]
+    assert 1.5 < m2["aeld"] < 2.5 and m2["ard"] < 2 and m2["apd"] > 0
+
+
+def test_a_prepared_data_directory_is_used_in_place(run_dir, tmp_path):
+    out, _, _ = run_dir
+    data = out / "data" / NAME
+    before = (data / "manifest.json").stat().st_mtime_ns
+    res = sr.evaluate([data], tmp_path / "o", sr.SelfReenactConfig(iters=1, flows=("none",), device="cpu",
+                                                                   progress=False, sample_frames=2),
+                      say=lambda m: None)
+    rec = res["records"][(NAME, "none")]
+    assert res["computed"] == [(NAME, "none")] and rec["data_dir"] == str(data) and rec["train"]["step"] == 1
+    assert (data / "manifest.json").stat().st_mtime_ns == before and not (tmp_path / "o" / "data").exists()
+    assert [r[0] for r in _csv(tmp_path / "o" / "table.csv")[1:]] == ["none"]
+
+
+def test_minutes_budget_is_shared_by_resumed_runs(run_dir, tmp_path):
+    out, _, _ = run_dir
+    data = out / "data" / NAME
+    cfg = sr.SelfReenactConfig(minutes=1e-6, seed=0, device="cpu", progress=False)
+    cell, model = tmp_path / "cell", tmp_path / "model"
+    cell.mkdir()
+    rec = sr._train_cell(data, model, "none", cell, cfg, "test", lambda m: None)
+    assert rec["status"] == "time budget" and rec["step"] == 1 and rec["budget"] == "1e-06 min"
+    (cell / "train.json").unlink()                                     # as if killed before the record
+    msgs = []
+    rec2 = sr._train_cell(data, model, "none", cell, cfg, "test", msgs.append)
+    assert rec2["step"] == 1 and any("already used" in m for m in msgs)
+
+
+def test_bad_inputs(tmp_path):
+    cfg = sr.SelfReenactConfig(iters=1, size=SIZE, flows=("none",), device="cpu", progress=False)
+    with pytest.raises(FaceflowError, match="not found"):
+        sr.evaluate([tmp_path / "missing.mp4"], tmp_path / "o1", cfg)
+    with pytest.raises(FaceflowError, match="flow provider"):
+        sr.evaluate([media(VIDEO)], tmp_path / "o2", sr.SelfReenactConfig(flows=("flownet2",)))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FaceflowError, match="not a prepared target"):
+        sr.evaluate([tmp_path / "empty"], tmp_path / "o3", cfg)
+    assert sr.main([str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o4")]) == 2
+    noise = np.random.default_rng(5).integers(0, 256, (6, 64, 64, 3)).astype(np.uint8)
+    vio.write_video(tmp_path / "noise.mp4", noise, fps=25)
+    with pytest.raises(FaceflowError, match="face"):
+        sr.evaluate([tmp_path / "noise.mp4"], tmp_path / "o5", cfg, say=lambda m: None)
