@@ -1,2 +1,3 @@
-"""reenact: turns a target video into conditioning (NMFC renders and eye sketches), trains
-per-subject models and performs self, face and head reenactment. Built in a later issue."""
+"""reenact: person-specific head reenactment (Head2Head++): ``preprocess`` a target video into
+conditioning (NMFC renders + eye sketches) and cached flows, ``train`` a renderer on its first two
+thirds, ``run`` self, face and head reenactment. ``python -m reenact --help``."""

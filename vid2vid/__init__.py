@@ -1,3 +1,5 @@
-"""vid2vid: the sequential video generator (conditioning and previous-frame encoders), its
-image, mouth and multi-scale dynamics discriminators and losses. Built in a later issue; the
-package exists so that the layout and imports are stable from the start."""
+"""vid2vid: the sequential video generator (conditioning and previous-frame encoders,
+:mod:`.generator`), its image, mouth and multi-scale dynamics discriminators
+(:mod:`.discriminators`), losses (:mod:`.losses`), the sequential roll-out and loss collector
+(:mod:`.collector`), flow providers between real frames (:mod:`.flow`) and pure-PyTorch
+warping (:mod:`.warp`)."""
