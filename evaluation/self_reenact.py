@@ -80,6 +80,7 @@ import numpy as np
 import torch
 
 from faceflow import io as vio
+from faceflow.assets import find_torch_weights, torch_cache_candidates
 from faceflow.errors import FaceflowError
 
 __all__ = [
@@ -279,24 +280,12 @@ def reference_flow(flows) -> str | None:
 # ============================================================================ LPIPS
 
 def _alexnet_search_paths(path=None) -> list[Path]:
-    if path is not None:
-        return [Path(path).expanduser()]
-    out = []
-    env = os.environ.get("FACEFLOW_ALEXNET")
-    if env:
-        out.append(Path(env).expanduser())
-    torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch").expanduser()
-    out.append(torch_home / "hub" / "checkpoints" / ALEXNET_FILENAME)
-    return out
-
+    return torch_cache_candidates(ALEXNET_FILENAME, "FACEFLOW_ALEXNET", path)
 
 def find_alexnet_weights(path=None) -> Path | None:
     """The local AlexNet ImageNet weights LPIPS needs: ``path`` if given, else
     ``$FACEFLOW_ALEXNET``, else torchvision's cache file; None when absent. Never downloads."""
-    for p in _alexnet_search_paths(path):
-        if p.is_file():
-            return p
-    return None
+    return find_torch_weights(ALEXNET_FILENAME, "FACEFLOW_ALEXNET", path)
 
 
 class LPIPSMetric:

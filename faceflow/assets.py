@@ -64,3 +64,22 @@ def find_asset(name: str) -> Path:
     hint = HOW_TO_GET.get(family, f"Place '{rel}' in one of these directories or set {ENV_VAR}.")
     looked = "\n  ".join(str(t) for t in dict.fromkeys(tried))
     raise AssetNotFoundError(f"Asset '{name}' not found. Looked in:\n  {looked}\n{hint}")
+
+
+def torch_cache_candidates(filename: str, env: str, path=None) -> list[Path]:
+    """Where a pretrained backbone's weights file may be, in order: ``path`` alone when given,
+    else ``$<env>``, else torchvision's cache ``$TORCH_HOME/hub/checkpoints/<filename>``
+    (``TORCH_HOME`` defaults to ``~/.cache/torch``). Nothing is ever downloaded."""
+    if path is not None:
+        return [Path(path).expanduser()]
+    out = []
+    if os.environ.get(env):
+        out.append(Path(os.environ[env]).expanduser())
+    torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch").expanduser()
+    out.append(torch_home / "hub" / "checkpoints" / filename)
+    return out
+
+
+def find_torch_weights(filename: str, env: str, path=None) -> Path | None:
+    """The first existing file of :func:`torch_cache_candidates`, or None."""
+    return next((p for p in torch_cache_candidates(filename, env, path) if p.is_file()), None)

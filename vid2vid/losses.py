@@ -29,6 +29,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from faceflow.assets import find_torch_weights, torch_cache_candidates
 from faceflow.errors import FaceflowError
 
 from .warp import warp
@@ -130,26 +131,14 @@ _VGG_TAPS = (1, 6, 11, 20, 29)
 _VGG_WEIGHTS = (1.0 / 32, 1.0 / 16, 1.0 / 8, 1.0 / 4, 1.0)
 
 
-def _vgg19_search_paths(path: str | Path | None = None) -> list[Path]:
-    if path is not None:
-        return [Path(path).expanduser()]
-    out = []
-    env = os.environ.get("FACEFLOW_VGG19")
-    if env:
-        out.append(Path(env).expanduser())
-    torch_home = Path(os.environ.get("TORCH_HOME") or Path.home() / ".cache" / "torch").expanduser()
-    out.append(torch_home / "hub" / "checkpoints" / VGG19_FILENAME)
-    return out
-
+def _vgg19_search_paths(path=None) -> list[Path]:
+    return torch_cache_candidates(VGG19_FILENAME, "FACEFLOW_VGG19", path)
 
 def find_vgg19_weights(path: str | Path | None = None) -> Path | None:
     """The local VGG19 ImageNet weights file: ``path`` if given (None when it is not a file),
     else ``$FACEFLOW_VGG19``, else ``$TORCH_HOME/hub/checkpoints/vgg19-dcbbb26e.pth``
     (``TORCH_HOME`` defaults to ``~/.cache/torch``). Never downloads."""
-    for p in _vgg19_search_paths(path):
-        if p.is_file():
-            return p
-    return None
+    return find_torch_weights(VGG19_FILENAME, "FACEFLOW_VGG19", path)
 
 
 def _vgg19_trunk() -> nn.Sequential:
