@@ -20,7 +20,6 @@ feature list whose last element is the prediction (the pix2pixHD convention).
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Mapping, Sequence, Union
