@@ -697,23 +697,16 @@ def generate_self(model_dir, device="cpu") -> tuple[np.ndarray, int, int, float]
     """Self-reenact a model's held-out frames as ``python -m reenact run --mode self`` does:
     returns (generated (T, S, S, 3) uint8, first and end kept frame of the test part, frames per
     second of the generator)."""
-    from reenact.data import to_signed, to_uint8
     from reenact.drive import drive_self
-    from reenact.run import load_model
-    from vid2vid.collector import StreamGenerator
+    from reenact.run import generate_frames, load_model
 
     G, tc, _ = load_model(model_dir, device)
     data = Path(tc.data)
     manifest = json.loads((data / "manifest.json").read_text())
     lo, hi = (int(x) for x in manifest["split"]["test"])
     d = drive_self(data / "annotation", lo, hi)
-    stream = StreamGenerator(G.G, G.n_frames)
-    dev = next(G.parameters()).device
-    fake = np.zeros((len(d.cond), d.size, d.size, 3), np.uint8)
-    t0 = time.perf_counter()
-    for t in range(len(d.cond)):
-        fake[t] = to_uint8(stream(to_signed(d.cond[t]).unsqueeze(0).to(dev))[0])
-    return fake, lo, hi, len(fake) / max(time.perf_counter() - t0, 1e-9)
+    fake, fps = generate_frames(G, d.cond, next(G.parameters()).device)
+    return fake, lo, hi, fps
 
 
 def _analysis_video(path: Path, frames: np.ndarray, fps: float, rewrite: bool) -> float:

@@ -392,7 +392,7 @@ class TrackConfig:
             raise FaceflowError(f"TrackConfig.smooth must be None or a number >= 0, got {self.smooth!r}")
 
 
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
+def true_runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """Half-open [start, end) runs of True in a 1-D bool array."""
     m = np.concatenate([[False], np.asarray(mask, bool), [False]])
     d = np.flatnonzero(np.diff(m.astype(np.int8)))
@@ -444,7 +444,7 @@ class Track:
         out = []
         if T and not self.detected.any():
             out.append(f"no face in any of the {T} frames")
-        for a, b in _runs(st == "lost"):
+        for a, b in true_runs(st == "lost"):
             out.append(f"face lost in frames {a}-{b - 1} ({b - a} frames): segment ended"
                        + (f", face found again at frame {b}" if b < T else ""))
         n_jump = int((st == "jump").sum())
@@ -474,7 +474,7 @@ class Track:
             "status_counts": {s: int((st == s).sum()) for s in STATUSES},
             "frames_with_face": int((self.num_faces > 0).sum()),
             "frames_multiple_faces": int((self.num_faces > 1).sum()),
-            "multiple_faces_ranges": [[a, b] for a, b in _runs(self.num_faces > 1)],
+            "multiple_faces_ranges": [[a, b] for a, b in true_runs(self.num_faces > 1)],
             "max_faces": int(self.num_faces.max()) if len(self.num_faces) else 0,
             "smoothing_lambda": [float(v) for v in self.lam],
             "messages": self.messages(),

@@ -27,6 +27,7 @@ import numpy as np
 from faceflow import annotate as ann
 from faceflow import io as vio
 from faceflow.errors import FaceflowError, MediaError
+from faceflow.landmarks import true_runs
 
 from .conditioning import mouth_boxes, render_conditioning
 
@@ -146,13 +147,6 @@ def _load(data: Path, name: str, mmap: bool = False) -> np.ndarray:
     if not p.is_file():
         raise FaceflowError(f"annotation file {p} is missing")
     return np.load(p, mmap_mode="r" if mmap else None)
-
-
-def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
-    """Half-open [start, end) runs of True in a 1-D bool array."""
-    m = np.concatenate([[False], np.asarray(mask, bool), [False]])
-    d = np.flatnonzero(np.diff(m.astype(np.int8)))
-    return [(int(a), int(b)) for a, b in zip(d[::2], d[1::2])]
 
 
 def _model(model):
@@ -281,7 +275,7 @@ def analyse_source(video, work_dir, size: int, max_frames: int | None = None, *,
         if i is not None:
             pupils[i] = pupil_centres(crop_image(frame, box, size), lmk_c[i])
     n = len(seg)
-    dropped = _runs(seg < 0)
+    dropped = true_runs(seg < 0)
     notes = list(sm.messages())
     if dropped:
         notes.append(f"{int((seg < 0).sum())} of {n} source frames dropped (no tracked face): "

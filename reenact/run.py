@@ -27,7 +27,7 @@ import torch
 
 from faceflow import io as vio
 from faceflow.errors import FaceflowError
-from faceflow.train import checkpoint_path, load_checkpoint
+from faceflow.train import checkpoint_path, load_checkpoint, resolve_device
 
 from .data import to_signed, to_uint8
 
@@ -72,29 +72,32 @@ def side_by_side(panels: list[np.ndarray], height: int) -> np.ndarray:
     return np.concatenate(out, 1)
 
 
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FaceflowError("--device cuda requested but CUDA is not available")
-    return dev
+def generate_frames(G, cond: np.ndarray, device: torch.device, progress: bool = False) -> tuple[np.ndarray, float]:
+    """Run a loaded model (:func:`load_model`) frame by frame over conditioning ``cond``
+    (T, S, S, 6) uint8, exactly as in training's roll-out. Returns the frames (T, S, S, 3) uint8
+    and the generator's frames per second."""
+    from tqdm import tqdm
 
+    from vid2vid.collector import StreamGenerator
+
+    stream = StreamGenerator(G.G, G.n_frames)
+    fake = np.zeros((*cond.shape[:3], 3), np.uint8)
+    t0 = time.perf_counter()
+    for t in tqdm(range(len(cond)), unit="frame", desc="reenact", disable=not progress):
+        fake[t] = to_uint8(stream(to_signed(cond[t]).unsqueeze(0).to(device))[0])
+    return fake, len(cond) / max(time.perf_counter() - t0, 1e-9)
 
 def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Path | None = None, *,
             side: bool = False, max_frames: int | None = None, device: str = "auto", work_dir=None,
             progress: bool = True, say=print) -> dict:
     """Drive a trained model and write ``out`` (mp4). Returns a summary (frames, fps, APD in
     self mode)."""
-    from tqdm import tqdm
-
-    from vid2vid.collector import StreamGenerator
-
     from . import drive as drv
+    from .task import apd
 
     if mode not in ("self", "face", "head"):
         raise FaceflowError(f"unknown mode {mode!r}; use self, face or head")
-    dev = _device(device)
+    dev = resolve_device(device)
     G, tc, step = load_model(model_dir, dev)
     data_dir = Path(tc.data)
     ann = data_dir / "annotation"
@@ -125,23 +128,15 @@ def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Pat
                             f"{size}x{size}")
     T = len(d.cond)
     say(f"reenacting {T} frames ({mode}) with {model_dir} (step {step}) on {dev}")
-    stream = StreamGenerator(G.G, G.n_frames)
-    fake_all = np.zeros((T, size, size, 3), np.uint8)
+    fake, gen_fps = generate_frames(G, d.cond, dev, progress)
     out.parent.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
     with vio.VideoWriter(out, d.fps, audio_from=d.audio) as writer:
-        for t in tqdm(range(T), unit="frame", desc="reenact", disable=not progress):
-            x = to_signed(d.cond[t]).unsqueeze(0).to(dev)
-            y = to_uint8(stream(x)[0])
-            fake_all[t] = y
-            frame = y if not side else side_by_side([d.source[t], d.cond[t][..., :3], y], size)
-            writer.write(frame)
-    seconds = time.perf_counter() - t0
+        for t, y in enumerate(fake):
+            writer.write(y if not side else side_by_side([d.source[t], d.cond[t][..., :3], y], size))
     summary = {"frames": T, "mode": mode, "out": str(out.resolve()), "fps_video": d.fps,
-               "generation_fps": T / max(seconds, 1e-9), "checkpoint_step": step}
+               "generation_fps": gen_fps, "checkpoint_step": step}
     if d.real is not None:
-        diff = fake_all.astype(np.float32) - np.asarray(d.real, np.float32)
-        summary["apd"] = float(np.linalg.norm(diff, axis=-1).mean())
+        summary["apd"] = float(apd(to_signed(fake), to_signed(np.asarray(d.real))))
     return summary
 
 

@@ -35,7 +35,7 @@ from vid2vid.losses import LossWeights, VGG19Loss, weighted_total
 
 from .data import SequenceDataset, TargetData, to_uint8
 
-__all__ = ["ReenactConfig", "ReenactTask", "apd", "seq_len_at", "build_generator", "PRESETS"]
+__all__ = ["ReenactConfig", "ReenactTask", "apd", "seq_len_at", "PRESETS"]
 
 
 @dataclass
@@ -56,20 +56,16 @@ class ReenactConfig:
     vgg_weights: str | None = None
 
 
-def _train_kw(**kw) -> dict:
-    return kw
-
-
 PRESETS = {
     # the thesis' networks and optimiser; a long budget for a GPU
-    "paper": {"train": _train_kw(iterations=40000, batch_size=2, lr=2e-4, warmup_steps=0,
+    "paper": {"train": dict(iterations=40000, batch_size=2, lr=2e-4, warmup_steps=0,
                                  lr_milestones=[0.5, 0.75], lr_gamma=0.5, val_every=2000, val_samples=8,
                                  ckpt_every=500, log_every=50),
               "task": {"generator": "paper", "discriminator": "paper", "seq_len_start": 3, "seq_len_max": 12,
                        "seq_len_double_every": 5000, "val_len": 32, "lambda_l1": 0.0}},
     # narrow networks that learn a face on a CPU in minutes; the L1 term stands in for the VGG
     # loss when VGG-19 weights are not on the machine (the usual offline case)
-    "tiny": {"train": _train_kw(iterations=600, batch_size=1, lr=2e-4, warmup_steps=0,
+    "tiny": {"train": dict(iterations=600, batch_size=1, lr=2e-4, warmup_steps=0,
                                 lr_milestones=[0.7], lr_gamma=0.5, val_every=100, val_samples=4,
                                 ckpt_every=25, log_every=10),
              "task": {"generator": "tiny", "discriminator": "tiny", "seq_len_start": 3, "seq_len_max": 6,
@@ -103,10 +99,6 @@ def _sub(cfg_cls, preset_or_dict):
         return presets[preset_or_dict]
     names = {f.name for f in fields(cfg_cls)}
     return cfg_cls(**{k: v for k, v in dict(preset_or_dict).items() if k in names})
-
-
-def build_generator(cfg: ReenactConfig) -> Generator:
-    return Generator(_sub(GeneratorConfig, cfg.generator))
 
 
 class ReenactTask(Task):
