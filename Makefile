@@ -4,13 +4,16 @@
 #               (DEMO_VIDEO, default: the Obama clip of ../shared/media; skipped with a note if absent),
 #               then open the Gradio app on http://127.0.0.1:7860 (Ctrl-C stops it; APP=0 skips it)
 # make app    - only open the Gradio app (APP_ARGS="--port 7861" etc.)
-# make test   - set up the environment if needed and run the test suite
+# make test   - set up the environment if needed and run the whole test suite (what CI runs)
+# make test-fast - the same without the tests marked slow (training, whole clips, the app): the
+#               developer's loop, about a minute
 # make bench  - rasteriser benchmark (JSON)
 # make env    - only set up the environment (prints the venv path)
+# make lock   - regenerate requirements.lock from pyproject.toml (needs `uv`: pip install uv)
 SHELL := /bin/bash
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: env demo app test bench
+.PHONY: env demo app test test-fast bench lock
 
 APP ?= 1
 APP_ARGS ?=
@@ -21,18 +24,28 @@ env:
 DEMO_VIDEO ?= $(or $(FACEFLOW_MEDIA),$(CURDIR)/../shared/media)/videos/EDTalk_uncrop_Obama.mp4
 
 demo:
-	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m faceflow render --out outputs/demo && \
+	@venv="$$(scripts/env.sh)" && "$$venv/bin/faceflow" render --out outputs/demo && \
 	if [ -f "$(DEMO_VIDEO)" ]; then \
-		"$$venv/bin/python" -m faceflow annotate "$(DEMO_VIDEO)" outputs/annotate --max-frames 50 && \
-		"$$venv/bin/python" -m faceflow flow "$(DEMO_VIDEO):0" "$(DEMO_VIDEO):8" --out outputs/flow; \
+		"$$venv/bin/faceflow" annotate "$(DEMO_VIDEO)" outputs/annotate --max-frames 50 && \
+		"$$venv/bin/faceflow" flow "$(DEMO_VIDEO):0" "$(DEMO_VIDEO):8" --out outputs/flow; \
 	else echo "note: $(DEMO_VIDEO) not found; set DEMO_VIDEO=clip.mp4 to annotate a real video"; fi && \
-	if [ "$(APP)" != "0" ]; then "$$venv/bin/python" -m apps.gradio_app $(APP_ARGS); fi
+	if [ "$(APP)" != "0" ]; then "$$venv/bin/faceflow" app $(APP_ARGS); fi
 
 app:
-	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m apps.gradio_app $(APP_ARGS)
+	@venv="$$(scripts/env.sh)" && "$$venv/bin/faceflow" app $(APP_ARGS)
 
 test:
 	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m pytest -q $(PYTEST_ARGS)
 
+test-fast:
+	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+# The exact set every machine installs: all packages, transitive ones included, for CPython 3.11 on
+# x86-64 Linux (the project's machines), torch / torchvision capped by scripts/lock-caps.txt.
+lock:
+	uv pip compile pyproject.toml --extra test --constraint scripts/lock-caps.txt \
+		--python-version 3.11 --python-platform x86_64-manylinux_2_28 --annotation-style line \
+		-o requirements.lock
+
 bench:
-	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m faceflow.bench render --json
+	@venv="$$(scripts/env.sh)" && "$$venv/bin/faceflow" bench render --json

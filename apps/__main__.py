@@ -1,8 +1,6 @@
-"""``python -m apps [--port N] [--host 127.0.0.1] [--workdir outputs/app] [--models DIR] [--share]``:
-the Gradio front-end (:mod:`apps.gradio_app`)."""
-
-from faceflow.errors import run_cli
+"""``python -m apps [--port N] [--host 127.0.0.1] [--workdir outputs/app] ...``: the Gradio
+front-end (:mod:`apps.gradio_app`; also ``faceflow app``)."""
 
 from .gradio_app import main
 
-raise SystemExit(run_cli(main))
+raise SystemExit(main())

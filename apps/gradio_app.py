@@ -9,7 +9,7 @@ Four tabs over the toolkit's entry points:
 2. **Reenact**: a trained person-specific model (``MODELS/<name>/checkpoints/last.pt``) driven by an
    uploaded source video (:func:`reenact.run.reenact`), head or face reenactment (or self).
 3. **Prepare and train**: a target video -> :func:`reenact.preprocess.preprocess` -> the training
-   harness (:mod:`reenact.train`) into ``MODELS/<name>``, with a live log; the model then appears
+   harness (:mod:`reenact.commands.train`) into ``MODELS/<name>``, with a live log; the model then appears
    in the Reenact tab.
 4. **Evaluate**: the self-reenactment tables (``OUT/table.md``, ``OUT/tables/*.md``, heatmaps) of
    an evaluation folder (default ``WORKDIR/eval``).
@@ -29,19 +29,23 @@ import contextlib
 import os
 import re
 import shutil
+import sys
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
 from faceflow.errors import FaceflowError, MediaError
 
+if TYPE_CHECKING:  # imported in build_app (GRADIO_ANALYTICS_ENABLED must be set first)
+    import gradio as gr
+
 __all__ = ["AppConfig", "AppContext", "TAB_NAMES", "build_app", "launch", "list_models", "check_video", "estimate_flow",
-           "run_reenact", "prepare_and_train", "read_evaluation", "main"]
+           "run_reenact", "prepare_and_train", "read_evaluation", "add_arguments", "run", "main"]
 
 TAB_NAMES = ("3D face flow", "Reenact", "Prepare and train", "Evaluate")
 FLOW_OUTPUTS = ("flow3d.png", "flow2d.png", "pncc.png", "mesh_overlay.png", "mesh_warped.png", "flow3d.npy")
@@ -64,7 +68,9 @@ def _gradio():
 @dataclass
 class AppConfig:
     """Where the app works and its limits. ``models_dir`` defaults to ``workdir/models``,
-    ``eval_dir`` to ``workdir/eval``; ``device``: 'auto' | 'cpu' | 'cuda' for every job."""
+    ``eval_dir`` to ``workdir/eval``; ``device``: 'auto' | 'cpu' | 'cuda' for every job.
+    ``results_root`` (default: ``workdir``): the Evaluate tab reads folders under it (or under
+    ``eval_dir``) only, never the app's own ``jobs/`` and ``tmp/`` (other users' uploads and results)."""
 
     workdir: Path
     models_dir: Path | None = None
@@ -72,11 +78,13 @@ class AppConfig:
     max_upload_mb: float = 200.0
     max_video_seconds: float = 300.0
     device: str = "auto"
+    results_root: Path | None = None
 
     def __post_init__(self):
         self.workdir = Path(self.workdir).resolve()
         self.models_dir = Path(self.models_dir).resolve() if self.models_dir else self.workdir / "models"
         self.eval_dir = Path(self.eval_dir).resolve() if self.eval_dir else self.workdir / "eval"
+        self.results_root = Path(self.results_root).resolve() if self.results_root else self.workdir
         if not self.max_upload_mb > 0 or not self.max_video_seconds > 0:
             raise FaceflowError(f"upload limits must be positive, got {self.max_upload_mb} MB and "
                                 f"{self.max_video_seconds} s")
@@ -358,7 +366,7 @@ def run_reenact(ctx: AppContext, model, source, mode: str = "head", side: bool =
 # ----------------------------------------------------------------------------- tab 3: prepare and train
 def _train_args(data_dir: Path, model_dir: Path, preset: str, flow: str, iterations, minutes, device: str):
     """The ``python -m reenact train`` arguments, as its parser makes them."""
-    from reenact.train import add_arguments
+    from reenact.commands.train import add_arguments
 
     p = argparse.ArgumentParser(add_help=False)
     add_arguments(p)
@@ -388,11 +396,10 @@ def prepare_and_train(ctx: AppContext, video, name: str, preset: str = "tiny", s
                       flow: str = "faceflow3d", iterations=0, minutes=0, progress=None) -> Iterator[str]:
     """The prepare-and-train tab (a generator of the growing log text): preprocess ``video`` into
     ``MODELS/name/data`` and train ``MODELS/name``. Rerunning with the same settings resumes."""
+    from faceflow.train import train
+    from reenact.commands.train import configs
     from reenact.preprocess import PreprocessConfig, preprocess
     from reenact.task import PRESETS
-    from reenact.train import configs
-
-    from faceflow.train import train
 
     cfg = ctx.config
     step = progress or (lambda *a, **k: None)
@@ -459,26 +466,84 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 # ----------------------------------------------------------------------------- tab 4: evaluate
-def read_evaluation(folder: str | Path) -> tuple[str, list[tuple[np.ndarray, str]]]:
+MAX_WALK_ENTRIES = 20000  # folder entries looked at when listing heatmaps
+
+
+def _inside(path: str, root: str) -> bool:
+    """``path`` is ``root`` or below it (both real, absolute paths; compared by components)."""
+    try:
+        return os.path.commonpath([path, root]) == root
+    except ValueError:  # e.g. different drives
+        return False
+
+
+def _served(cfg: AppConfig, real: str) -> bool:
+    """Whether the Evaluate tab may read the real path ``real``: under ``results_root`` or
+    ``eval_dir``, and not in the app's own ``jobs/`` or ``tmp/`` (other users' uploads and results)."""
+    roots = {os.path.realpath(r) for r in (cfg.results_root, cfg.eval_dir)}
+    private = [os.path.realpath(cfg.workdir / sub) for sub in ("jobs", "tmp")]
+    return any(_inside(real, r) for r in roots) and not any(_inside(real, q) for q in private)
+
+
+def _results_folder(cfg: AppConfig, folder) -> Path:
+    """The real path of the evaluation folder typed in the Evaluate tab (empty: ``eval_dir``).
+    A relative path is taken relative to ``results_root``; symlinks and '..' are resolved first,
+    and anything not served (see :func:`_served`) is refused before it is looked at."""
+    text = str(folder).strip() if folder is not None else ""
+    if not text:
+        return Path(os.path.realpath(cfg.eval_dir))
+    if "\x00" in text or len(text) > 4096:
+        raise _fail("not a folder name")
+    p = Path(text)
+    real = os.path.realpath(p if p.is_absolute() else cfg.results_root / p)
+    if not _served(cfg, real):
+        raise _fail(f"`{text}` is outside the evaluation results this app serves: give a folder under "
+                    f"`{cfg.results_root}` (absolute, or relative to it, e.g. `eval`)")
+    return Path(real)
+
+
+def _heatmaps(d: Path, ok) -> list[tuple[Path, Path]]:
+    """(path, real path) of the PNGs below ``d`` (not following symlinked folders) whose real path
+    ``ok`` accepts, sorted, at most :data:`MAX_HEATMAPS`."""
+    found, seen = [], 0
+    for top, dirs, files in os.walk(d, followlinks=False):
+        dirs[:] = sorted(x for x in dirs if ok(os.path.realpath(os.path.join(top, x))))
+        seen += len(dirs) + len(files)
+        for f in files:
+            if f.endswith(".png"):
+                real = os.path.realpath(os.path.join(top, f))
+                if ok(real) and os.path.isfile(real):
+                    found.append((Path(top) / f, Path(real)))
+        if seen > MAX_WALK_ENTRIES:
+            break
+    return sorted(found)[:MAX_HEATMAPS]
+
+
+def read_evaluation(folder: str | Path, served=None) -> tuple[str, list[tuple[np.ndarray, str]]]:
     """The evaluate tab: Markdown of ``folder/table.md`` and ``folder/tables/*.md`` (each under a
     heading) and the heatmap PNGs in the folder (as (image, caption) pairs); a readable message
-    when there are none."""
+    when there are none. Only files whose real path (symlinks resolved) ``served(real path)``
+    accepts are read; by default, those inside ``folder`` itself."""
     from faceflow import io as vio
 
     d = Path(folder).expanduser()
+    if served is None:
+        top = os.path.realpath(d)
+        served = lambda real: _inside(real, top)  # noqa: E731
     if not d.is_dir():
         return (f"No evaluation results in `{d}` yet (the folder does not exist). Run the self-reenactment "
                 f"evaluation (evaluation/self_reenact.py) with this folder as its output, then press Refresh."), []
     parts = []
     for p in [d / "table.md"] + sorted((d / "tables").glob("*.md")):
-        if p.is_file():
-            text = p.read_bytes()[:MAX_TABLE_BYTES].decode("utf-8", "replace").strip()
+        real = os.path.realpath(p)
+        if served(real) and os.path.isfile(real):
+            text = Path(real).read_bytes()[:MAX_TABLE_BYTES].decode("utf-8", "replace").strip()
             parts.append(text if p.name == "table.md" and p.parent == d
                          else f"### {p.stem.replace('_', ' ')}\n\n{text}")
     images = []
-    for p in sorted(d.rglob("*.png"))[:MAX_HEATMAPS]:
+    for p, real in _heatmaps(d, served):
         try:
-            images.append((vio.read_image(p), p.stem.replace("_", " ")))
+            images.append((vio.read_image(real), p.stem.replace("_", " ")))
         except FaceflowError:
             continue
     if not parts:
@@ -490,13 +555,14 @@ def read_evaluation(folder: str | Path) -> tuple[str, list[tuple[np.ndarray, str
 # ----------------------------------------------------------------------------- the app
 def build_app(workdir: str | Path = "outputs/app", models_dir: str | Path | None = None, *,
               eval_dir: str | Path | None = None, max_upload_mb: float = 200.0, max_video_seconds: float = 300.0,
-              device: str = "auto") -> gr.Blocks:
+              device: str = "auto", results_root: str | Path | None = None) -> gr.Blocks:
     """The app's :class:`gr.Blocks` (not launched; see :func:`launch`). Sets ``GRADIO_TEMP_DIR`` to
     ``workdir/tmp`` so that uploads stay under the workdir. ``app.faceflow`` holds its
-    :class:`AppContext`."""
+    :class:`AppContext`. The Evaluate tab serves folders under ``results_root`` (default:
+    ``workdir``) or ``eval_dir`` only (see :class:`AppConfig`)."""
     from reenact.task import PRESETS
 
-    cfg = AppConfig(Path(workdir), models_dir, eval_dir, max_upload_mb, max_video_seconds, device)
+    cfg = AppConfig(Path(workdir), models_dir, eval_dir, max_upload_mb, max_video_seconds, device, results_root)
     for sub in ("jobs", "tmp"):
         (cfg.workdir / sub).mkdir(parents=True, exist_ok=True)
     cfg.models_dir.mkdir(parents=True, exist_ok=True)
@@ -519,8 +585,8 @@ def build_app(workdir: str | Path = "outputs/app", models_dir: str | Path | None
         names = list_models(cfg.models_dir)
         return gr.Dropdown(choices=names, value=names[-1] if names else None), models_markdown(cfg.models_dir)
 
-    def eval_fn(folder):
-        return read_evaluation(folder.strip() if folder and folder.strip() else cfg.eval_dir)
+    def eval_fn(folder):  # only results under results_root / eval_dir: the folder is typed by any user
+        return read_evaluation(_results_folder(cfg, folder), served=lambda real: _served(cfg, real))
 
     limits = f"Uploads: at most {cfg.max_upload_mb:.0f} MB; videos at most {cfg.max_video_seconds / 60:g} min."
     with gr.Blocks(title="FaceFlow: 3D facial flow and head reenactment", analytics_enabled=False) as app:
@@ -608,30 +674,33 @@ def build_app(workdir: str | Path = "outputs/app", models_dir: str | Path | None
 def launch(app: gr.Blocks, *, host: str = "127.0.0.1", port: int | None = None, share: bool = False,
            block: bool = True, quiet: bool = False):
     """Serve ``app`` (from :func:`build_app`) offline; ``block=False`` returns at once
-    (``prevent_thread_lock``). Returns gradio's (app, local_url, share_url)."""
+    (``prevent_thread_lock``). Returns gradio's (app, local_url, share_url). Of the server's files,
+    gradio serves only uploads and the results of the jobs (``WORKDIR/jobs``): not the models,
+    their training data or anything else under the workdir."""
     cfg: AppConfig = app.faceflow.config
     return app.launch(server_name=host, server_port=port, share=bool(share), prevent_thread_lock=not block,
-                      inbrowser=False, show_error=True, quiet=quiet, allowed_paths=[str(cfg.workdir),
-                                                                                   str(cfg.models_dir)],
+                      inbrowser=False, show_error=True, quiet=quiet, allowed_paths=[str(cfg.workdir / "jobs")],
                       max_file_size=int(cfg.max_upload_mb * 2**20), ssr_mode=False, mcp_server=False, pwa=False,
                       enable_monitoring=False)
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m apps.gradio_app", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_arguments(p) -> None:
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: this machine only)")
     p.add_argument("--port", type=int, default=None, help="port (default: the first free one from 7860)")
     p.add_argument("--workdir", default="outputs/app", help="where uploads, jobs and (by default) models go")
     p.add_argument("--models", default=None, help="folder of trained reenactment models (default: WORKDIR/models)")
     p.add_argument("--eval-dir", default=None, help="evaluation output folder shown first (default: WORKDIR/eval)")
+    p.add_argument("--results-root", default=None,
+                   help="the only folder whose evaluation results the Evaluate tab reads (default: WORKDIR)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of every job")
     p.add_argument("--max-upload-mb", type=float, default=200.0, help="largest upload")
     p.add_argument("--max-minutes", type=float, default=5.0, help="longest video")
     p.add_argument("--share", action="store_true", help="also make a public gradio.live link (off by default)")
-    args = p.parse_args(argv)
-    app = build_app(args.workdir, args.models, eval_dir=args.eval_dir, max_upload_mb=args.max_upload_mb,
-                    max_video_seconds=args.max_minutes * 60.0, device=args.device)
+
+
+def run(args) -> int:
+    app = build_app(args.workdir, args.models, eval_dir=args.eval_dir, results_root=args.results_root,
+                    max_upload_mb=args.max_upload_mb, max_video_seconds=args.max_minutes * 60.0, device=args.device)
     try:
         launch(app, host=args.host, port=args.port, share=args.share)
     finally:
@@ -639,7 +708,12 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    from faceflow.errors import run_cli
+def main(argv: list[str] | None = None) -> int:
+    """``python -m apps.gradio_app`` (also ``faceflow app`` and ``python -m apps``)."""
+    from faceflow.cli import run_module
 
-    raise SystemExit(run_cli(main))
+    return run_module(sys.modules[__name__], argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -45,8 +45,6 @@ with the same options; ``--overwrite`` starts afresh). All files are written ato
 
 from __future__ import annotations
 
-import argparse
-import hashlib
 import json
 import sys
 import time
@@ -60,6 +58,7 @@ import torch.nn.functional as F
 from faceflow.data.splits import evenly_spaced
 from faceflow.errors import FaceflowError
 from faceflow.nets.metrics import aepe, endpoint_errors
+from faceflow.provenance import file_sha256, portable_json, portable_path, provenance
 
 __all__ = [
     "BenchmarkConfig", "METHODS", "endpoint_errors", "aepe", "warp_backward", "photometric_error",
@@ -70,18 +69,8 @@ __all__ = [
 TEMPLATE = 224
 STATE_VERSION = 1
 
-# name -> (table label, weights option it needs, needs 3DMeshReg weights)
-METHODS = {
-    "dffnet": ("DFFNet (PNCC from 3DMeshReg)", "dffnet", True),
-    "dffnet_gt_pncc": ("DFFNet (ground-truth PNCC, oracle)", "dffnet", False),
-    "dffnet_depth": ("DFFNet, depth-only PNCC (from 3DMeshReg)", "dffnet_depth", True),
-    "dffnet_depth_gt_pncc": ("DFFNet, depth-only PNCC (ground truth, oracle)", "dffnet_depth", False),
-    "dffnet_nopncc": ("DFFNet without PNCC", "dffnet_nopncc", False),
-    "fit_difference": ("3DMM fit difference (ITWMM-style)", None, False),
-    "dis": ("DIS optical flow (OpenCV, medium)", None, False),
-    "farneback": ("Farneback (OpenCV)", None, False),
-    "zero": ("Zero flow", None, False),
-}
+from .methods import METHODS  # noqa: E402  (re-exported)
+
 _PNCC_MODE = {"dffnet": "full", "dffnet_depth": "depth", "dffnet_nopncc": "none"}
 DATASETS = ("synthetic", "real")
 KINDS = {0: "consecutive", 1: "gap"}
@@ -203,18 +192,16 @@ def _weights_info(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FaceflowError(f"weights file {p} not found")
-    try:
-        d = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # corrupt or not a torch file
-        raise FaceflowError(f"cannot read weights file {p}: {e}") from None
+    from faceflow.nets.weights import (
+        load_tensors,  # weights_only=True; refuses files holding other objects
+    )
+
+    d = load_tensors(p, "weights file", "cannot read weights file (corrupt or truncated?)")
     if not isinstance(d, dict) or "kind" not in d:
         raise FaceflowError(f"{p} is not a faceflow weights file (no 'kind' entry)")
-    h = hashlib.sha256()
-    with open(p, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    # the absolute path stays in memory (run_benchmark's results make it portable)
     return {"path": str(p.resolve()), "kind": d.get("kind"), "format": d.get("format"),
-            "config": d.get("config"), "meta": d.get("meta"), "sha256": h.hexdigest()}
+            "config": d.get("config"), "meta": d.get("meta"), "sha256": file_sha256(p)}
 
 
 def _load_net(path: str, kind: str, device):
@@ -667,7 +654,7 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True, say=print) -> dic
                                               state=state, progress=progress)
             first = next(iter(records[dname].values()))
             kinds = {kn: sum(1 for r in first.values() if r["kind"] == k) for k, kn in KINDS.items()}
-            ds_info[dname] = {"path": str(Path(path).resolve()), "split": getattr(ds, "split", "test"),
+            ds_info[dname] = {"path": portable_path(path, out, climb=True), "split": getattr(ds, "split", "test"),
                               "pairs": len(idx), "pairs_total": n,
                               "kinds": {k: v for k, v in kinds.items() if v} or None, "clips": clips,
                               "indices": [int(i) for i in idx]}
@@ -677,12 +664,19 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True, say=print) -> dic
     weights = {}
     for m in methods:
         weights.update(getattr(m, "weights", {}) or {})
-    results = {"config": asdict(cfg), "datasets": ds_info,
+    config = asdict(cfg)
+    for k in ("synthetic", "real_root"):  # data relative to OUT (or by name); weights by name + sha256
+        if config[k] is not None:
+            config[k] = portable_path(config[k], out, climb=True)
+    results = {"config": config, "datasets": ds_info,
                "methods": {m.name: {"label": m.label, "dims": m.dims, "meta": m.meta()} for m in methods},
                "skipped": skipped, "weights": weights,
                "averaging": "pixel_pooled: mean over the GT-mask pixels of all pairs; per_pair: mean of per-pair means",
-               **summarize(records)}
-    return results
+               **summarize(records),
+               "provenance": provenance(weights={k: w.get("path") for k, w in weights.items()}, device=cfg.device,
+                                        base=out)}
+    # no absolute paths of this machine in results.json / flow_benchmark.md (weights files: their names)
+    return portable_json(results, out)
 
 
 def write_outputs(results: dict, out: str | Path) -> str:
@@ -712,51 +706,13 @@ def _jsonable(o):
     return str(o)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog="python -m evaluation.flow_benchmark",
-        description=__doc__.split("\n\n")[0] + "\n\n" + __doc__.split("\n\n", 1)[1],
-        formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--synthetic", metavar="DIR", default=None,
-                   help="synthetic test dataset directory (with manifest.json)")
-    p.add_argument("--real-root", metavar="DIR", default=None,
-                   help="directory of annotated clips (`python -m faceflow annotate` outputs); the test persons' "
-                        "clips are used")
-    p.add_argument("--meshreg", metavar="W.pt", default=None, help="3DMeshReg weights (PNCC input of DFFNet)")
-    p.add_argument("--dffnet", metavar="W.pt", default=None, help="DFFNet weights, full PNCC (use_pncc='full')")
-    p.add_argument("--dffnet-depth", metavar="W.pt", default=None, help="DFFNet weights, depth-only PNCC")
-    p.add_argument("--dffnet-nopncc", metavar="W.pt", default=None, help="DFFNet weights without PNCC")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="NAME",
-                   help="methods to run (default: all; those without weights are skipped): " + ", ".join(METHODS))
-    p.add_argument("--max-pairs", type=int, default=None, metavar="N",
-                   help="evaluate at most N evenly spaced pairs of each split (default: all)")
-    p.add_argument("--batch-size", type=int, default=4, help="pairs per batch (default: 4)")
-    p.add_argument("--device", default="cpu", help="torch device of the networks, e.g. cpu or cuda:0 (default: cpu)")
-    p.add_argument("--no-fit-dense", dest="fit_dense", action="store_false",
-                   help="fit_difference: fit the 68 landmarks only (by default also mediapipe's dense points)")
-    p.add_argument("--overwrite", action="store_true", help="discard the per-pair records of an earlier run in --out")
-    p.add_argument("--out", metavar="DIR", required=True, help="output directory (flow_benchmark.md, results.json)")
-    return p
-
-
-def run(args) -> int:
-    cfg = BenchmarkConfig(out=args.out, synthetic=args.synthetic, real_root=args.real_root, meshreg=args.meshreg,
-                          dffnet=args.dffnet, dffnet_depth=args.dffnet_depth, dffnet_nopncc=args.dffnet_nopncc,
-                          methods=tuple(dict.fromkeys(args.methods)), max_pairs=args.max_pairs,
-                          batch_size=args.batch_size, device=args.device, fit_dense=args.fit_dense,
-                          overwrite=args.overwrite)
-    results = run_benchmark(cfg)
-    text = write_outputs(results, cfg.out)
-    print(text)
-    print(f"-> {Path(cfg.out) / 'flow_benchmark.md'}, {Path(cfg.out) / 'results.json'}")
-    return 0
-
-
 def main(argv: list[str] | None = None) -> int:
-    from faceflow.errors import run_cli
+    """``python -m evaluation.flow_benchmark`` (also ``faceflow evaluate flow``)."""
+    from faceflow.cli import run_module
 
-    args = build_parser().parse_args(argv)
-    return run_cli(run, args)
+    from .commands import flow
+
+    return run_module(flow, argv)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ and ``results.json`` in ``--out``.
 """
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -17,7 +16,7 @@ import numpy as np
 import torch
 
 from faceflow.data.splits import evenly_spaced
-from faceflow.errors import FaceflowError, run_cli
+from faceflow.errors import FaceflowError
 from faceflow.nets.metrics import vertex_errors
 
 
@@ -38,52 +37,58 @@ def evaluate(net: torch.nn.Module, dataset, max_pairs: int, batch_size: int = 8)
             for k, v in rows.items()}
 
 
+def results_record(weights: str | Path, res: dict, out: str | Path) -> dict:
+    """``results.json``: the weights file by name (with its sha256 in the provenance) and the
+    results; no absolute paths of this machine."""
+    from faceflow.provenance import portable_json, provenance
+
+    return portable_json({"weights": Path(weights).name, "results": res,
+                          "provenance": provenance(weights={"meshreg": weights}, device="cpu", base=out)}, out)
+
+
+def run_benchmark(meshreg: str, out: str, synthetic: str | None = None, real_root: str | None = None,
+                  max_pairs: int = 200) -> str:
+    """Score the weights file ``meshreg`` on the synthetic and / or real test split, write
+    ``results.json`` and ``meshreg_benchmark.md`` into ``out``; returns the Markdown table."""
+    from faceflow.data.pseudo import AnnotatedPairs, split_dirs
+    from faceflow.data.synthetic import SyntheticPairs
+    from faceflow.io import atomic_path, save_json
+    from faceflow.nets.weights import load_weights
+
+    if not synthetic and not real_root:
+        raise FaceflowError("give --synthetic and/or --real-root")
+    net = load_weights(meshreg, kind="meshreg")
+    res = {}
+    if synthetic:
+        res["synthetic test"] = evaluate(net, SyntheticPairs(synthetic), max_pairs)
+    if real_root:
+        dirs = split_dirs(real_root, "test")
+        if not dirs:
+            raise FaceflowError(f"no annotated test clips under {real_root}")
+        res["real test"] = evaluate(net, AnnotatedPairs(dirs), max_pairs)
+    cols = list(res)
+    lines = ["| method | " + " | ".join(f"{c}: 3D / 2D px" for c in cols) + " |",
+             "|---|" + "---|" * len(cols)]
+    for m in ("meshreg", "template"):
+        name = "3DMeshReg" if m == "meshreg" else "template (mean face)"
+        lines.append(f"| {name} | " + " | ".join(
+            f"{res[c][m]['vertex_px']:.2f} / {res[c][m]['vertex_px_2d']:.2f}" for c in cols) + " |")
+    table = "\n".join(lines)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    save_json(out / "results.json", results_record(meshreg, res, out))
+    with atomic_path(out / "meshreg_benchmark.md") as tmp:
+        Path(tmp).write_text(table + "\n")
+    return table
+
+
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m evaluation.meshreg_benchmark", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--meshreg", required=True, help="3DMeshReg weights file")
-    p.add_argument("--synthetic", default=None, help="synthetic test dataset directory")
-    p.add_argument("--real-root", default=None, help="directory of annotated clips (the test persons are used)")
-    p.add_argument("--max-pairs", type=int, default=200, help="evenly spaced pairs per split (default: 200)")
-    p.add_argument("--out", required=True, help="output directory")
-    args = p.parse_args(argv)
+    """``python -m evaluation.meshreg_benchmark`` (also ``faceflow evaluate meshreg``)."""
+    from faceflow.cli import run_module
 
-    def body(args) -> int:
-        from faceflow.data.pseudo import AnnotatedPairs, split_dirs
-        from faceflow.data.synthetic import SyntheticPairs
-        from faceflow.io import save_json
-        from faceflow.nets.weights import load_weights
+    from .commands import meshreg
 
-        if not args.synthetic and not args.real_root:
-            raise FaceflowError("give --synthetic and/or --real-root")
-        net = load_weights(args.meshreg, kind="meshreg")
-        res = {}
-        if args.synthetic:
-            res["synthetic test"] = evaluate(net, SyntheticPairs(args.synthetic), args.max_pairs)
-        if args.real_root:
-            dirs = split_dirs(args.real_root, "test")
-            if not dirs:
-                raise FaceflowError(f"no annotated test clips under {args.real_root}")
-            res["real test"] = evaluate(net, AnnotatedPairs(dirs), args.max_pairs)
-        cols = list(res)
-        lines = ["| method | " + " | ".join(f"{c}: 3D / 2D px" for c in cols) + " |",
-                 "|---|" + "---|" * len(cols)]
-        for m in ("meshreg", "template"):
-            name = "3DMeshReg" if m == "meshreg" else "template (mean face)"
-            lines.append(f"| {name} | " + " | ".join(
-                f"{res[c][m]['vertex_px']:.2f} / {res[c][m]['vertex_px_2d']:.2f}" for c in cols) + " |")
-        table = "\n".join(lines)
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_json(out / "results.json", {"weights": str(args.meshreg), "results": res})
-        from faceflow.io import atomic_path
-
-        with atomic_path(out / "meshreg_benchmark.md") as tmp:
-            Path(tmp).write_text(table + "\n")
-        print(table)
-        return 0
-
-    return run_cli(body, args)
+    return run_module(meshreg, argv)
 
 
 if __name__ == "__main__":

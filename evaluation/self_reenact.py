@@ -61,15 +61,12 @@ cells on every run (also those of earlier runs into the same OUT).
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import json
 import math
-import os
 import platform
 import re
 import shlex
-import subprocess
 import sys
 import time
 import warnings
@@ -80,7 +77,7 @@ import numpy as np
 import torch
 
 from faceflow import io as vio
-from faceflow.assets import find_torch_weights, torch_cache_candidates
+from faceflow.assets import ALEXNET_FILENAME, find_torch_weights, torch_cache_candidates
 from faceflow.errors import FaceflowError
 
 __all__ = [
@@ -89,12 +86,11 @@ __all__ = [
     "expression_distance", "eye_landmark_distance", "warping_error", "find_alexnet_weights", "LPIPSMetric",
     "compare_fits", "reference_flow", "score_frames", "metric_table", "format_table_md", "format_table_csv",
     "write_tables",
-    "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "build_parser", "run", "main",
+    "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "Stopped", "main",
 ]
 
 FORMAT = "self-reenact/1"
 ANALYSIS_MIN_SIZE = 256  # frames are upscaled to at least this before the re-fit (real and generated alike)
-ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1 file
 EYE_POINTS = slice(36, 48)  # the 68-point eye landmarks (both eyes)
 
 # key -> (label, better, decimals)
@@ -315,10 +311,12 @@ class LPIPSMetric:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-        try:
-            sd = torch.load(self.weights_path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise FaceflowError(f"{self.weights_path}: not a readable AlexNet weights file ({e})") from e
+        from faceflow.nets.weights import (
+            load_tensors,  # weights_only=True; refuses files holding other objects
+        )
+
+        sd = load_tensors(self.weights_path, "AlexNet weights file",
+                          "not a readable AlexNet weights file (corrupt or truncated?)")
         if not isinstance(sd, dict):
             raise FaceflowError(f"{self.weights_path}: expected a state dict, got {type(sd).__name__}")
         target = {}
@@ -576,7 +574,7 @@ class SelfReenactConfig:
                 "size": self.size, "max_frames": self.max_frames}
 
 
-class _Stopped(Exception):
+class Stopped(Exception):
     """Training stopped by a signal: the run ends, rerun to resume."""
 
 
@@ -630,8 +628,11 @@ def _prepare(name: str, path: Path, is_dir: bool, out: Path, cfg: SelfReenactCon
         m = json.loads((data / "manifest.json").read_text())
         missing = [f for f in cfg.flows if f not in m.get("flows", {})]
         if missing:
-            src = m.get("source")
-            if not src or not Path(src).is_file():
+            from faceflow.provenance import resolve_recorded
+
+            src = m.get("source")  # relative to the data directory (absolute in older manifests)
+            src = resolve_recorded(src, data) if src else None
+            if not src or not src.is_file():
                 raise FaceflowError(f"{data} lacks the {', '.join(missing)} flow and its source video {src} is gone; "
                                     f"prepare it with --flow {' '.join(cfg.flows)}")
             say(f"[{name}] adding the {', '.join(missing)} flow to {data}")
@@ -657,6 +658,7 @@ def _prepare(name: str, path: Path, is_dir: bool, out: Path, cfg: SelfReenactCon
 
 def _train_cell(data: Path, model_dir: Path, flow: str, cell: Path, cfg: SelfReenactConfig, command, say) -> dict:
     """Train (or resume, or reuse) the model of a cell; returns the training record."""
+    from faceflow.provenance import portable_path as _portable_path
     from faceflow.train import TrainConfig, checkpoint_path, load_checkpoint, train
     from reenact.task import PRESETS, ReenactTask
 
@@ -683,11 +685,11 @@ def _train_cell(data: Path, model_dir: Path, flow: str, cell: Path, cfg: SelfRee
         say(f"  training {model_dir} ({cfg.preset} preset, {budget}, seed {cfg.seed}, device {cfg.device})")
         summary = train(task, tcfg, command=command, progress=cfg.progress)
     if summary["status"] not in ("done", "time budget"):
-        raise _Stopped(f"training of {model_dir} stopped ({summary['status']}) at step {summary['step']}; "
+        raise Stopped(f"training of {model_dir} stopped ({summary['status']}) at step {summary['step']}; "
                        f"rerun the same command to resume")
     rec = {"step": int(summary["step"]), "iterations": iterations, "status": summary["status"],
            "elapsed_s": float(summary.get("elapsed_s", 0.0)), "budget": budget, "seed": cfg.seed,
-           "preset": cfg.preset, "model_dir": str(model_dir)}
+           "preset": cfg.preset, "model_dir": _portable_path(model_dir, cell, climb=True)}  # relative to the cell
     vio.save_json(rec_path, rec)
     return rec
 
@@ -779,7 +781,10 @@ def score_frames(fake, real, *, mask, mouth, flows=None, conf=None, lpips_metric
 
 
 def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, train_rec: dict,
-                lp: LPIPSMetric, dev: torch.device, say) -> dict:
+                lp: LPIPSMetric, dev: torch.device, say, command: str | None = None) -> dict:
+    from faceflow.provenance import portable_json, portable_path, provenance
+    from faceflow.train import checkpoint_path
+
     t0 = time.perf_counter()
     say("  self-reenacting the held-out frames")
     fake, lo, hi, gen_fps = generate_self(model_dir, dev)
@@ -800,10 +805,17 @@ def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, t
                      refit_dir=cell / "analysis", real_refit_dir=cell.parent / "real", fps=fps, device=dev)
     rec = {"format": FORMAT, "video": name, "method": flow, **s, "frames": int(len(fake)), "test_range": [lo, hi],
            "reference_flow": ref, "lpips_reason": "" if lp.available else lp.reason,
-           "lpips_weights": str(lp.weights_path) if lp.available else None, "train": train_rec,
-           "data_dir": str(data), "model_dir": str(model_dir), "generation_fps": gen_fps,
+           "lpips_weights": Path(lp.weights_path).name if lp.available else None, "train": train_rec,
+           # relative to this file's directory (the cell): faceflow.provenance.resolve_recorded
+           "data_dir": portable_path(data, cell, climb=True), "model_dir": portable_path(model_dir, cell, climb=True),
+           "generation_fps": gen_fps,
            "per_frame_apd": [float(x) for x in pixel_distance(fake, real).mean((1, 2))],
            "seconds": time.perf_counter() - t0}
+    out = cell.parents[2]  # OUT/cells/<video>/<flow>
+    rec["provenance"] = provenance(command, device=dev, base=out,
+                                   weights={"generator": checkpoint_path(model_dir), "lpips_alexnet": lp.weights_path
+                                            if lp.available else None})
+    rec = portable_json(rec, cell)
     vio.save_json(cell / "metrics.json", rec)  # written last: the cell is finished
     return rec
 
@@ -821,6 +833,7 @@ def _read_cells(out: Path) -> dict:
 
 
 def _write_figures(out: Path, records: dict, videos: list[str], methods: list[str], sample_frames: int, say) -> None:
+    from faceflow.provenance import resolve_recorded
     from reenact.run import side_by_side
 
     for v in videos:
@@ -828,7 +841,10 @@ def _write_figures(out: Path, records: dict, videos: list[str], methods: list[st
         if not ms:
             continue
         r0 = records[(v, ms[0])]
-        data = Path(r0["data_dir"])
+        data = resolve_recorded(r0["data_dir"], out / "cells" / v / ms[0])  # relative to its metrics.json
+        if not (data / "manifest.json").is_file():
+            say(f"note: no heatmap or sample for {v}: its prepared data {data} is gone")
+            continue
         lo, hi = r0["test_range"]
         crops = np.load(data / "annotation" / "data" / "crops.npy", mmap_mode="r")
         maps = {m: np.load(out / "cells" / v / m / "error_map.npy") for m in ms}
@@ -849,43 +865,21 @@ def _write_figures(out: Path, records: dict, videos: list[str], methods: list[st
     say(f"heatmaps in {out / 'heatmaps'}, side-by-side samples in {out / 'samples'}")
 
 
-def _versions() -> dict:
-    from importlib import metadata
-
-    v = {"python": platform.python_version(), "platform": platform.platform()}
-    for pkg in ("torch", "torchvision", "numpy", "scikit-image", "opencv-python", "opencv-python-headless",
-                "mediapipe", "lpips"):
-        try:
-            v[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            pass
-    return v
-
-
-def _git() -> str:
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, timeout=10)
-        if head.returncode:
-            return "not a git checkout"
-        dirty = subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True, timeout=20)
-        return head.stdout.strip() + (" (with uncommitted changes)" if dirty.stdout.strip() else "")
-    except (OSError, subprocess.SubprocessError):
-        return "unknown (git not available)"
-
-
-def _device_text(dev: torch.device) -> str:
-    if dev.type == "cuda":
-        return f"{dev} ({torch.cuda.get_device_name(dev)})"
-    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
-
-
 def _log_command(out: Path, command: str, cfg: SelfReenactConfig, dev: torch.device) -> None:
+    """Append this invocation to ``OUT/commands.md``: command, options, git commit, device and
+    versions (:func:`faceflow.provenance.provenance`), no absolute paths of this machine."""
+    from faceflow.provenance import portable_json, provenance
+
+    prov = provenance(command, device=dev, libraries=("torchvision", "cv2", "mediapipe", "skimage", "lpips"))
+    commit = prov["git_commit"] or "unknown (not a git checkout, or git not available)"
+    if prov["git_dirty"]:
+        commit += " (with uncommitted changes)"
     path = out / "commands.md"
     old = path.read_text() if path.is_file() else "# Commands and environment of this evaluation\n"
-    lines = [f"\n## {datetime.datetime.now().isoformat(timespec='seconds')}\n", "```", command, "```",
-             f"- options: `{json.dumps(asdict(cfg))}`", f"- git commit: {_git()}", f"- device: {_device_text(dev)}"]
-    lines += [f"- {k}: {v}" for k, v in _versions().items()]
+    lines = [f"\n## {datetime.datetime.now().isoformat(timespec='seconds')}\n", "```", prov["command"], "```",
+             f"- options: `{json.dumps(portable_json(asdict(cfg), out))}`", f"- git commit: {commit}",
+             f"- device: {prov['device']}", f"- platform: {platform.platform()}"]
+    lines += [f"- {k}: {v}" for k, v in prov["versions"].items()]
     _write_text(path, old + "\n".join(lines) + "\n")
 
 
@@ -948,7 +942,7 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
                 lp = LPIPSMetric(cfg.lpips_weights, dev)
                 if not lp.available:
                     say(f"note: {lp.reason}")
-            r = _score_cell(name, flow, data, model_dir, cell, rec, lp, dev, say)
+            r = _score_cell(name, flow, data, model_dir, cell, rec, lp, dev, say, command=command)
             say(f"  APD {r['metrics']['apd']:.2f}, MAPD {r['metrics']['mapd']:.2f} -> {cell / 'metrics.json'}")
             computed.append((name, flow))
     records = _read_cells(out)
@@ -963,53 +957,13 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
 
 # ============================================================================ CLI
 
-def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m evaluation.self_reenact",
-                                description="Self-reenactment error tables (DeepFaceFlow Table 3): one Head2Head++ "
-                                            "model per video and flow provider, scored on the held-out last third.")
-    p.add_argument("inputs", nargs="+", metavar="VIDEO_OR_DATA_DIR",
-                   help="target videos, or directories prepared by python -m reenact preprocess")
-    p.add_argument("--out", required=True, help="output directory (rerun the same command to resume)")
-    p.add_argument("--flows", nargs="+", default=["dis2d", "faceflow3d"], choices=["faceflow3d", "dis2d", "none"],
-                   help="flow providers to compare (one table row each)")
-    p.add_argument("--preset", default="tiny", help="training preset of reenact.task.PRESETS (tiny, paper)")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--iters", type=int, default=None, help="training steps per model (default: the preset's)")
-    g.add_argument("--minutes", type=float, default=None, help="training minutes per model instead of steps")
-    p.add_argument("--seed", type=int, default=0, help="training seed (the same for every model)")
-    p.add_argument("--size", type=int, default=256, help="crop size for videos (prepared directories keep theirs)")
-    p.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="device for the flows, training and scoring")
-    p.add_argument("--lpips-weights", default=None,
-                   help=f"AlexNet ImageNet weights for LPIPS (default: $FACEFLOW_ALEXNET or the torch cache's "
-                        f"{ALEXNET_FILENAME}; without them LPIPS is n/a)")
-    p.add_argument("--sample-frames", type=int, default=300, help="frames in each side-by-side sample video")
-    p.add_argument("--quiet", action="store_true", help="no progress bars")
-    return p
-
-
-def run(args) -> int:
-    """The CLI action: evaluate, print where the table is; 143 when training was stopped by a signal."""
-    cfg = SelfReenactConfig(preset=args.preset, iters=args.iters, minutes=args.minutes, seed=args.seed,
-                            size=args.size, max_frames=args.max_frames, flows=tuple(dict.fromkeys(args.flows)),
-                            device=args.device, lpips_weights=args.lpips_weights, sample_frames=args.sample_frames,
-                            progress=not args.quiet)
-    try:
-        evaluate(args.inputs, args.out, cfg, command=args.command)
-    except _Stopped as e:
-        print(f"stopped: {e}", file=sys.stderr)
-        return 143
-    return 0
-
-
 def main(argv=None) -> int:
-    from faceflow.errors import run_cli
+    """``python -m evaluation.self_reenact`` (also ``faceflow evaluate self-reenact``)."""
+    from faceflow.cli import run_module
 
-    args = build_parser().parse_args(argv)
-    args.command = shlex.join(["python", "-m", "evaluation.self_reenact"]
-                              + (sys.argv[1:] if argv is None else [str(a) for a in argv]))
-    return run_cli(run, args)
+    from .commands import self_reenact
+
+    return run_module(self_reenact, argv)
 
 
 if __name__ == "__main__":

@@ -1,54 +1,35 @@
-"""Command-line entry point: ``python -m faceflow COMMAND ...``."""
+"""``python -m faceflow COMMAND ...``: the DeepFaceFlow commands (render, annotate, flow, data,
+train, bench). The installed ``faceflow`` command (:mod:`apps.cli`) has these and every other
+job of the toolkit (reenact, evaluate, app)."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from .errors import run_cli
+from .bench import COMMANDS as BENCH
+from .cli import Command, Group, dispatch, program_name
 
-
-class _RawDefaults(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    """Keep the description's layout and show the default of every option that takes a value."""
-
-    def _get_help_string(self, action):
-        if action.nargs == 0:  # on/off flags: their help says what they change
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _command(sub, name: str, module, help: str, formatter=_RawDefaults) -> argparse.ArgumentParser:
-    """A sub-command whose options come from ``module.add_arguments`` and which runs ``module.run``."""
-    c = sub.add_parser(name, help=help, description=module.__doc__, formatter_class=formatter)
-    module.add_arguments(c)
-    c.set_defaults(func=module.run)
-    return c
-
-
-def build_parser() -> argparse.ArgumentParser:
-    from . import annotate, estimate, render_demo
-    from . import train as train_cmd
-    from .data import pseudo, synthetic
-
-    p = argparse.ArgumentParser(prog="python -m faceflow", description="3D facial flow toolkit.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _command(sub, "render", render_demo, "render a morphable-model face in two poses: shaded, PNCC, NMFC, 3D flow, "
-             "meshes", argparse.ArgumentDefaultsHelpFormatter)
-    _command(sub, "annotate", annotate, "turn a talking-head video into a 3D-flow / reenactment dataset")
-    _command(sub, "flow", estimate, "3D facial flow between two face images (DeepFaceFlow), with pictures")
-    d = sub.add_parser("data", help="build DeepFaceFlow training / evaluation data (synthetic pairs, real pseudo-GT)",
-                       description="Build the flow datasets: 'synth' renders synthetic pairs with exact 3D flow, "
-                                   "'real' annotates every clip of the identity split (pseudo ground truth).")
-    dsub = d.add_subparsers(dest="data_command", required=True, metavar="KIND")
-    _command(dsub, "synth", synthetic, "synthetic face pairs with exact 3D flow and head-only flow")
-    _command(dsub, "real", pseudo, "annotate every clip of the identity splits (pseudo ground truth)")
-    _command(sub, "train", train_cmd, "train 3DMeshReg / DFFNet (resumable, DDP) or export a run as a weights file")
-    return p
+COMMANDS = Group("faceflow", "3D facial flow toolkit (DeepFaceFlow).", (
+    Command("render", "faceflow.commands.render",
+            "render a morphable-model face in two poses: shaded, PNCC, NMFC, 3D flow, meshes"),
+    Command("annotate", "faceflow.commands.annotate", "turn a talking-head video into a 3D-flow / reenactment dataset"),
+    Command("flow", "faceflow.commands.flow", "3D facial flow between two face images (DeepFaceFlow), with pictures"),
+    Group("data", "build DeepFaceFlow training / evaluation data (synthetic pairs, real pseudo-GT)", (
+        Command("synth", "faceflow.commands.data_synth", "synthetic face pairs with exact 3D flow and head-only flow"),
+        Command("real", "faceflow.commands.data_real", "annotate every clip of the identity splits (pseudo ground truth)"),
+    ), "Build the flow datasets: 'synth' renders synthetic pairs with exact 3D flow, 'real' annotates every "
+       "clip of the identity split (pseudo ground truth)."),
+    Group("train", "train 3DMeshReg / DFFNet (resumable, DDP) or export a run as a weights file", (
+        Command("meshreg", "faceflow.commands.train:MESHREG", "train 3DMeshReg: image -> face mesh, eq. (4)"),
+        Command("dffnet", "faceflow.commands.train:DFFNET", "train DFFNet: (I1, I2, PNCC) -> 3D flow, eq. (5)"),
+        Command("export", "faceflow.commands.train:EXPORT", "write a run's best (or last) checkpoint as a weights file"),
+    ), "Train with the one harness (faceflow.train): rerun the same command to resume; torchrun for DDP."),
+    BENCH,
+))
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    return run_cli(args.func, args)
+    return dispatch(COMMANDS, argv, program_name())
 
 
 if __name__ == "__main__":

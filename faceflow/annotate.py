@@ -20,18 +20,20 @@ M = pairs): see :data:`LAYOUT`, also copied into the manifest.
 
 from __future__ import annotations
 
-import argparse
 import json
 import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
 from . import io as vio
 from .errors import FaceflowError, MediaError
+
+if TYPE_CHECKING:  # torch is imported where used, so the command's --help does not load it
+    import torch
 
 STATE_VERSION = 1
 TEMPLATE = 224
@@ -131,7 +133,13 @@ def track_landmarks(video: Path, max_frames: int | None = None, detector: str = 
                     total: int | None = None):
     """Landmarks of every frame, following one face (:func:`faceflow.landmarks.track_video`),
     then smoothed. Returns (raw, smoothed) :class:`~faceflow.landmarks.Track`."""
-    from .landmarks import NoFaceError, TrackConfig, make_detector, smooth_track, track_video
+    from .landmarks import (
+        NoFaceError,
+        TrackConfig,
+        make_detector,
+        smooth_track,
+        track_video,
+    )
 
     det = make_detector(detector)
     try:
@@ -221,6 +229,8 @@ def render_nmfc(model, verts: torch.Tensor, size: int) -> tuple[torch.Tensor, to
     """The NMFC as stored in ``data/nmfc.npy`` (Head2Head++ eq. (7.2)): image-space vertices of
     ``model.subset("face")`` (B, Vf, 3) -> (uint8 (B, S, S, 3), bool face mask (B, S, S)), the
     face subset coloured by its mean-face coordinates (:func:`~faceflow.render.pncc.nmfc_colors`)."""
+    import torch
+
     from .render.pncc import nmfc, nmfc_colors
 
     face = model.subset("face")
@@ -230,6 +240,8 @@ def render_nmfc(model, verts: torch.Tensor, size: int) -> tuple[torch.Tensor, to
 
 def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
     """Apply per-frame similarities A (B, 2, 3) to image-space vertices (B, V, 3); z scales."""
+    import torch
+
     A = torch.from_numpy(A).to(verts)
     s = torch.sqrt(torch.det(A[:, :, :2]).abs())
     xy = torch.einsum("bij,bvj->bvi", A[:, :, :2], verts[..., :2]) + A[:, None, :, 2]
@@ -237,6 +249,7 @@ def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
 
 
 def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig, state: _State, say) -> None:
+    import torch
     from tqdm import tqdm
 
     from .eyes import eye_masks, eye_sketch, pupil_centres
@@ -353,6 +366,7 @@ def gap_pairs_rule(mean_flow, max_gap: int) -> int:
 
 def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, say):
     """The flow pairs (a, b) of kept frames and their kinds (0 consecutive, 1 gap), ordered by a."""
+    import torch
     from tqdm import tqdm
 
     from .render.flow import flow_ground_truth
@@ -385,6 +399,7 @@ def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, 
 
 
 def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _State, say) -> dict:
+    import torch
     from tqdm import tqdm
 
     from .render.flow import flow_ground_truth
@@ -453,6 +468,7 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _St
 def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -> list[str]:
     """PNG previews of a few frames: crop with the fitted mesh wireframe, NMFC, PNCC, eyes, flow."""
     import cv2
+    import torch
 
     from .flowviz import flow3d_to_rgb
     from .render.overlay import draw_points, draw_wireframe
@@ -549,8 +565,13 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
     t_track = state.get("track")["seconds"]
     t_fit = state.get("fit")["seconds"]
     segs = state.get("track")["summary"]["segments"]
+    from .provenance import file_record, portable_json, portable_path, provenance
+
     manifest = {
-        "source": str(video.resolve()), "fps": info.fps, "frames_in_video": info.num_frames,
+        # source: the video relative to OUT (faceflow.provenance.resolve_recorded), or its bare name when the
+        # two share no folder; source_file: its name, size and sha256
+        "source": portable_path(video, out, climb=True), "source_file": file_record(video, out),
+        "fps": info.fps, "frames_in_video": info.num_frames,
         "frames_read": n_frames, "frames_kept": int(len(keep)), "image_size": [info.height, info.width],
         "segments": segs, "crop_box": box.to_dict(), "crop_size": cfg.size, "template_size": TEMPLATE,
         "tracking": state.get("track")["summary"],
@@ -563,7 +584,9 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
                     "landmarks_and_fit_fps": n_frames / max(t_track + t_fit, 1e-9),
                     "this_run_s": time.perf_counter() - t_all},
         "options": asdict(cfg), "layout": LAYOUT, "previews": previews, "complete": True,
+        "provenance": provenance(weights={"morphable_model": model.path}, base=out),
     }
+    manifest = portable_json(manifest, out)
     if not fit.stats["plausible"]:
         say(f"warning: implausible identity (||i||^2 = {fit.stats['id_norm2']:.1f} > "
             f"{fit.stats['chi2_threshold']:.1f}); the fit may have failed")
@@ -571,32 +594,3 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
         say("note: " + msg)
     vio.save_json(out / "manifest.json", manifest)
     return manifest
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="input video (any format ffmpeg reads)")
-    p.add_argument("out", help="output directory (created; rerun the same command to resume)")
-    p.add_argument("--max-frames", type=int, default=None, help="only the first N frames")
-    p.add_argument("--size", type=int, default=256, help="crop size in pixels (synthesis side)")
-    p.add_argument("--pairs", nargs="*", default=["consecutive", "gap"], choices=["consecutive", "gap"],
-                   help="which 3D-flow pairs to make (none: pass --pairs with no value)")
-    p.add_argument("--max-gap", type=int, default=10, help="longest temporal gap of a gap pair")
-    p.add_argument("--gap-stride", type=int, default=1, help="start a gap pair at every N-th frame")
-    p.add_argument("--no-dense", dest="dense", action="store_false",
-                   help="fit to the 68 landmarks only (by default mediapipe's dense points are used too)")
-    p.add_argument("--previews", type=int, default=6, help="number of preview PNGs")
-    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan"], help="landmark backend")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing annotation in OUT")
-
-
-def run(args) -> int:
-    cfg = AnnotateConfig(size=args.size, max_frames=args.max_frames, pairs=tuple(args.pairs),
-                         max_gap=args.max_gap, gap_stride=args.gap_stride, dense=args.dense,
-                         previews=args.previews, detector=args.detector)
-    m = annotate(args.video, args.out, cfg, overwrite=args.overwrite)
-    rep = m["fit"]["reprojection"]
-    print(f"done: {m['frames_kept']}/{m['frames_read']} frames kept in {len(m['segments'])} segment(s), "
-          f"{m['pairs']['pairs']} flow pairs; landmark error median {rep['median_px']:.2f} px "
-          f"({100 * rep['median_iod']:.1f}% IOD); {m['timings']['landmarks_and_fit_fps']:.1f} fps "
-          f"(landmarks + fit) -> {args.out}/manifest.json")
-    return 0

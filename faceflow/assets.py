@@ -16,6 +16,8 @@ from pathlib import Path
 
 from .errors import AssetNotFoundError
 
+ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1 file (LPIPS)
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 ENV_VAR = "FACEFLOW_ASSETS"
 

@@ -425,6 +425,7 @@ def build_correspondence(videos: Sequence[str | os.PathLike] = DEFAULT_CLIPS, co
 
     from .landmarks import MediapipeDetector
     from .morphable import MorphableModel
+    from .provenance import portable_command as _portable_command  # no absolute paths in the committed map
 
     cfg = config or BuildConfig()
     if len(videos) == 0:
@@ -468,7 +469,7 @@ def build_correspondence(videos: Sequence[str | os.PathLike] = DEFAULT_CLIPS, co
         "built_from": built_from,
         "frames_total": int(stats.frames),
         "config": asdict(cfg),
-        "command": command or "python -m faceflow.correspondence build",
+        "command": _portable_command(command) if command else "python -m faceflow.correspondence build",
         "model": MODEL_NAME,
         "build_seconds": round(time.perf_counter() - t0, 1),
         "hit_fraction": [round(float(h), 3) for h in stats.hit_fraction],

@@ -136,6 +136,7 @@ class FaceFlow:
         self._detector = None
         self.size = TEMPLATE_SIZE
         self.info: dict = {}
+        self.weights_files: dict[str, Path] = {}  # {"meshreg", "dffnet": weights file} (from_pretrained)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -168,6 +169,7 @@ class FaceFlow:
         ff.info = {"meshreg": str(files["meshreg"]), "dffnet": str(files["dffnet"]),
                    "meshreg_meta": {k: v for k, v in meta_m.items() if k != "triangles"},
                    "dffnet_meta": d.weights_meta}
+        ff.weights_files = dict(files)
         return ff
 
     # ------------------------------------------------------------------ network part
@@ -335,21 +337,18 @@ def warp_mesh_by_flow(mesh: np.ndarray, flow: np.ndarray, mask: np.ndarray, tria
 
 
 # ----------------------------------------------------------------------------- CLI
-def add_arguments(p) -> None:
-    p.add_argument("img1", help="first image (the flow lives on its pixel grid); VIDEO:N takes frame N of a video")
-    p.add_argument("img2", help="second image (or VIDEO:N)")
-    p.add_argument("--out", required=True, help="output directory (manifest.json is written last)")
-    p.add_argument("--weights", default=None,
-                   help="directory with meshreg.pt and dffnet.pt (default: the shipped weights)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan"], help="landmark backend")
-
-
-def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None) -> Path:
+def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None, *,
+                  weights: dict | None = None, device=None, inputs: dict | None = None) -> Path:
     """Write one result: ``flow3d.npy`` (H, W, 3) and ``mask.npy`` on I1's grid, the registered
     ``flow3d_registered.npy`` / ``mask_registered.npy``, colour-coded ``flow3d.png`` / ``flow2d.png``,
     ``pncc.png``, ``mesh.obj`` (I1 pixels), ``mesh_warped.obj`` and ``mesh_warped.png`` (Fig. 1:
-    I1 with its mesh | I2 with the mesh moved by the flow | the 3D flow), then ``manifest.json``."""
+    I1 with its mesh | I2 with the mesh moved by the flow | the 3D flow), then ``manifest.json``.
+
+    The manifest holds ``extra`` (absolute paths made portable), ``inputs`` ({name: image or
+    video file} -> name, size and sha256 under ``"input_files"``) and ``"provenance"``
+    (:func:`faceflow.provenance.provenance` with the ``weights`` files {role: path}, by default
+    those named in ``extra["weights"]`` (:attr:`FaceFlow.info`), and ``device``)."""
+    from .provenance import file_record, portable_json, provenance
     from . import io as vio
     from .flowviz import flow2d_to_rgb, flow3d_to_rgb
     from .meshio import write_obj
@@ -379,7 +378,20 @@ def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None) -
                 "median_flow_px": float(np.median(mag)), "p95_flow_px": float(np.percentile(mag, 95)),
                 "visible_vertices": int(visible.sum()), "transform": res.transform.to_dict(),
                 **(extra or {})}
-    vio.save_json(out / "manifest.json", manifest)
+    if weights is None:  # the files FaceFlow.info names
+        info = (extra or {}).get("weights")
+        weights = {k: info[k] for k in ("meshreg", "dffnet")
+                   if isinstance(info, dict) and isinstance(info.get(k), (str, Path)) and Path(info[k]).is_file()}
+    if inputs:
+        manifest["input_files"] = {}
+        for k, spec in inputs.items():
+            path, _, frame = str(spec).rpartition(":")  # VIDEO:N (see load_input)
+            if Path(spec).is_file():
+                manifest["input_files"][k] = file_record(spec, out)
+            elif path and frame.isdigit() and Path(path).is_file():
+                manifest["input_files"][k] = {**file_record(path, out), "frame": int(frame)}
+    manifest["provenance"] = provenance(weights=weights, device=device, base=out)
+    vio.save_json(out / "manifest.json", portable_json(manifest, out))
     return out
 
 
@@ -395,19 +407,3 @@ def load_input(spec: str) -> np.ndarray:
             raise MediaError(f"{path} has no frame {frame}")
         return frames[0]
     return vio.read_image(spec)
-
-
-def run(args) -> int:
-    import time
-
-    t0 = time.perf_counter()
-    img1, img2 = load_input(args.img1), load_input(args.img2)
-    ff = FaceFlow.from_pretrained(args.weights, device=args.device, detector=args.detector)
-    with ff:
-        res = ff.estimate(img1, img2)
-    out = write_outputs(res, args.out, {"img1": str(args.img1), "img2": str(args.img2), "weights": ff.info,
-                                        "seconds": round(time.perf_counter() - t0, 3)})
-    mag = np.linalg.norm(res.flow[res.mask], axis=-1)
-    print(f"3D flow on {int(res.mask_image.sum())} face pixels of img1 (median |F| {np.median(mag):.2f} px "
-          f"in the 224 template) -> {out}")
-    return 0

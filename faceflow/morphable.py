@@ -83,6 +83,7 @@ class MorphableModel:
     rigid_verts: torch.Tensor  # long
     variant: str = "skin"
     meta: dict = field(default_factory=dict)
+    path: str | None = None  # the file it was loaded from (for provenance records)
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -115,7 +116,7 @@ class MorphableModel:
             region_names=[str(n) for n in d["region_names"]],
             narrow_face_mask=torch.from_numpy(np.asarray(d["narrow_face_mask"], dtype=bool)).to(device),
             fitting_verts=i64("fitting_verts"), rigid_verts=i64("rigid_verts"),
-            variant=variant, meta=meta,
+            variant=variant, meta=meta, path=str(path),
         )
 
     def to(self, device: str | torch.device) -> "MorphableModel":

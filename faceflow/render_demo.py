@@ -4,21 +4,21 @@ the two (eq. (2) of DeepFaceFlow), its colour codings and the meshes."""
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from . import io as fio
-from .camera import Camera, frame_face
 from .errors import FaceflowError
-from .flowviz import colour_wheel, flow2d_to_rgb, flow3d_to_rgb
-from .meshio import write_obj
-from .morphable import MorphableModel
-from .render import flow_ground_truth, nmfc, nmfc_colors, pncc, rasterize, shade
+from .provenance import provenance
+
+if TYPE_CHECKING:  # imported where used, so the command's --help does not load torch
+    import torch
+
+    from .camera import Camera
+    from .morphable import MorphableModel
 
 
 @dataclass
@@ -47,6 +47,8 @@ class RenderConfig:
 
 def identity_coeffs(model: MorphableModel, seed: int, scale: float = 1.0) -> torch.Tensor:
     """A reproducible identity (1, K_id) drawn from the prior N(0, scale^2)."""
+    import torch
+
     g = torch.Generator().manual_seed(seed)
     return (torch.randn(1, model.num_id, generator=g) * scale).to(model.device)
 
@@ -58,6 +60,10 @@ def posed_mesh(model: MorphableModel, id_coeffs: torch.Tensor, pose: FacePose, s
     The camera frames the identity's neutral landmarks: their centre goes to the image centre
     and the head height (chin to crown of the mean, 22 cm) spans ``fill`` of the image.
     """
+    import torch
+
+    from .camera import frame_face
+
     S = model.shape(id_coeffs, model.expression(pose.expression))
     neutral_centre = model.shape(id_coeffs)[:, model.lmk68].mean(1)
     angles = torch.tensor([[math.radians(pose.pitch), math.radians(pose.yaw), math.radians(pose.roll)]],
@@ -73,6 +79,12 @@ def as_image(img: torch.Tensor) -> np.ndarray:
 
 def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) -> dict:
     """Render the demo into directory ``out``; returns a summary (also written to render.json)."""
+    from . import io as fio
+    from .flowviz import colour_wheel, flow2d_to_rgb, flow3d_to_rgb
+    from .meshio import write_obj
+    from .morphable import MorphableModel
+    from .render import flow_ground_truth, nmfc, nmfc_colors, pncc, rasterize, shade
+
     if not 16 <= cfg.size <= 4096:
         raise FaceflowError(f"--size {cfg.size} is out of range (16..4096)")
     model = model or MorphableModel.load(cfg.model)
@@ -109,54 +121,7 @@ def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) ->
         "foreground_pixels": int(mask.sum()),
         "flow_magnitude_px": {"mean": float(mags.mean()), "max": float(mags.max())} if mags.numel() else None,
         "files": sorted({p.name for p in out.iterdir() if not p.name.startswith(".")} | {"render.json"}),
+        "provenance": provenance(weights={"morphable_model": model.path}, device=model.device, base=out),
     }
     fio.save_json(out / "render.json", summary, indent=2)
     return summary
-
-
-def parse_weights(items: list[str] | None) -> dict[str, float] | None:
-    """['jawOpen=0.7', 'mouthSmile_L=0.4'] -> {'jawOpen': 0.7, ...}; None when not given."""
-    if items is None:
-        return None
-    out = {}
-    for it in items:
-        name, sep, val = it.partition("=")
-        try:
-            out[name.strip()] = float(val)
-        except ValueError:
-            sep = ""
-        if not sep:
-            raise FaceflowError(f"expression weight {it!r} is not of the form NAME=VALUE (e.g. jawOpen=0.7)")
-    return out
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = RenderConfig()
-    p.add_argument("--out", type=Path, default=Path("outputs/render"), help="output directory (default: %(default)s)")
-    p.add_argument("--seed", type=int, default=d.seed, help="identity seed; the identity is drawn from N(0, 1) (default: %(default)s)")
-    p.add_argument("--id-scale", type=float, default=d.id_scale, help="std of the identity draw; 0 gives the mean face (default: %(default)s)")
-    p.add_argument("--size", type=int, default=d.size, help="square image size in pixels (default: %(default)s)")
-    p.add_argument("--model", choices=["skin", "full"], default=d.model, help="skin: face, head and neck; full: with mouth interior, teeth and eyes")
-    for tag, pose, label in (("", d.first, "first"), ("2", d.second, "second")):
-        p.add_argument(f"--exp{tag}", nargs="*", metavar="NAME=W",
-                       help=f"expression of the {label} frame as blendshape weights in [0, 1], e.g. jawOpen=0.7 "
-                            f"(default: {' '.join(f'{k}={v}' for k, v in pose.expression.items())})")
-        for ang in ("yaw", "pitch", "roll"):
-            p.add_argument(f"--{ang}{tag}", type=float, default=getattr(pose, ang),
-                           help=f"{ang} of the {label} frame in degrees (default: %(default)s)")
-
-
-def run(args: argparse.Namespace) -> int:
-    d = RenderConfig()
-    poses = []
-    for tag, default in (("", d.first), ("2", d.second)):
-        exp = parse_weights(getattr(args, f"exp{tag}"))
-        poses.append(FacePose(default.expression if exp is None else exp,
-                              getattr(args, f"yaw{tag}"), getattr(args, f"pitch{tag}"), getattr(args, f"roll{tag}")))
-    cfg = RenderConfig(seed=args.seed, id_scale=args.id_scale, size=args.size, model=args.model,
-                       first=poses[0], second=poses[1])
-    summary = render(cfg, args.out)
-    print(f"wrote {len(summary['files'])} files to {args.out}: {', '.join(summary['files'])}")
-    if summary["flow_magnitude_px"]:
-        print("3D flow magnitude (px): mean {mean:.2f}, max {max:.2f}".format(**summary["flow_magnitude_px"]))
-    return 0

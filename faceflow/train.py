@@ -41,7 +41,6 @@ import contextlib
 import csv
 import importlib
 import json
-import math
 import os
 import random
 import shutil
@@ -49,7 +48,7 @@ import signal
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -58,6 +57,14 @@ import torch
 import torch.nn as nn
 
 from .errors import FaceflowError
+from .threads import worker_threads
+from .train_config import (
+    AMP_MODES,
+    DEVICES,
+    TrainConfig,
+    add_common_arguments,
+    config_from_args,
+)
 
 CHECKPOINT_FORMAT = "faceflow-checkpoint/1"
 CONFIG_FORMAT = "faceflow-train-config/1"
@@ -67,78 +74,11 @@ RESUMABLE_KEYS = ("out", "iterations", "max_minutes", "val_every", "ckpt_every",
                   "num_workers", "tensorboard")
 # the files a run writes in OUT (removed by --overwrite; nothing else in OUT is touched)
 RUN_FILES = ("checkpoints", "config.json", "log.csv", "val.csv", "tb", "manifest.json", "samples")
-AMP_MODES = ("off", "fp16", "bf16")
-DEVICES = ("auto", "cpu", "cuda")
-
 # training tasks of `python -m faceflow train NAME`: "module:Class"
 TASKS = {
     "meshreg": "faceflow.nets.tasks:MeshRegTask",
     "dffnet": "faceflow.nets.tasks:DFFNetTask",
 }
-
-
-# ============================================================================ configuration
-@dataclass
-class TrainConfig:
-    """Options of one training run (saved as ``OUT/config.json`` with the task's config).
-
-    ``batch_size`` is the global batch (split over DDP ranks); ``max_minutes`` 0 = no time
-    budget; ``grad_clip`` 0 = no clipping (max global gradient norm per optimizer otherwise);
-    ``val_samples`` 0 = the whole validation set, else that many evenly spaced pairs;
-    ``amp`` is ignored (with a note) on CPU.
-    """
-
-    out: str = "runs/run"
-    data: list[str] = field(default_factory=list)
-    val_data: list[str] = field(default_factory=list)
-    iterations: int = 2000
-    batch_size: int = 8
-    lr: float = 1e-4
-    weight_decay: float = 0.0
-    warmup_steps: int = 50
-    lr_milestones: list[float] = field(default_factory=lambda: [0.5, 0.7, 0.85])
-    lr_gamma: float = 0.5
-    seed: int = 0
-    val_every: int = 200
-    val_samples: int = 64
-    ckpt_every: int = 100
-    log_every: int = 10
-    num_workers: int = 0
-    device: str = "auto"
-    amp: str = "off"
-    max_minutes: float = 0.0
-    grad_clip: float = 0.0
-    tensorboard: bool = False
-
-    def validate(self) -> "TrainConfig":
-        """Check every field; return self."""
-        ints = {"iterations": 1, "batch_size": 1, "warmup_steps": 0, "seed": 0, "val_every": 1,
-                "val_samples": 0, "ckpt_every": 1, "log_every": 1, "num_workers": 0}
-        for name, lo in ints.items():
-            v = getattr(self, name)
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-                raise FaceflowError(f"train config: {name} must be an integer >= {lo}, got {v!r}")
-        for name in ("lr", "weight_decay", "lr_gamma", "max_minutes", "grad_clip"):
-            v = getattr(self, name)
-            if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise FaceflowError(f"train config: {name} must be a finite number >= 0, got {v!r}")
-        if not self.lr > 0:
-            raise FaceflowError(f"train config: lr must be > 0, got {self.lr}")
-        ms = list(self.lr_milestones)
-        if any(not 0 < m < 1 for m in ms) or ms != sorted(ms):
-            raise FaceflowError(f"train config: lr_milestones must be increasing fractions in (0, 1), got {ms}")
-        if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
-            raise FaceflowError(f"train config: device must be one of {DEVICES}, got {self.device!r}")
-        if self.amp not in AMP_MODES:
-            raise FaceflowError(f"train config: amp must be one of {AMP_MODES}, got {self.amp!r}")
-        return self
-
-    def to_dict(self) -> dict:
-        d = asdict(self)
-        d["data"] = [str(Path(p).resolve()) for p in self.data]
-        d["val_data"] = [str(Path(p).resolve()) for p in self.val_data]
-        d["lr_milestones"] = [float(m) for m in self.lr_milestones]
-        return d
 
 
 def lr_factor(step: int, iterations: int, warmup_steps: int = 50, milestones=(0.5, 0.7, 0.85),
@@ -293,6 +233,13 @@ class Task:
         that ``train export`` writes (see :mod:`faceflow.nets.weights`), or None."""
         return None
 
+    def weights_files(self) -> dict:
+        """``{role: path}`` of the pretrained weights files the run reads, recorded with their
+        sha256 in ``manifest.json`` (:mod:`faceflow.provenance`). Default: the task-config
+        fields ending in ``_path`` or ``_weights`` that name an existing file."""
+        return {k: v for k, v in self.config_dict().items()
+                if isinstance(v, str) and k.endswith(("_path", "_weights")) and Path(v).is_file()}
+
     def config_dict(self) -> dict:
         return asdict(self.config) if self.config is not None else {}
 
@@ -408,6 +355,7 @@ def _worker_init(_):
     # Ctrl-C is handled by the main process (it finishes the step and checkpoints); a worker
     # dying on SIGINT would abort the run instead
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    torch.set_num_threads(1)  # data-loader workers run beside the main process: one thread each
 
 
 def _to_device(batch, device: torch.device):
@@ -457,11 +405,11 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FaceflowError(f"checkpoint not found: {p}")
-    try:
-        ck = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise FaceflowError(f"{p}: unreadable checkpoint (corrupt or truncated?): "
-                            f"{type(e).__name__}: {str(e)[:200]}") from e
+    from .nets.weights import (
+        load_tensors,  # weights_only=True; refuses files holding other objects
+    )
+
+    ck = load_tensors(p, "checkpoint", "unreadable checkpoint (corrupt or truncated?)")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
         raise FaceflowError(f"{p}: not a faceflow training checkpoint")
     return ck
@@ -569,6 +517,10 @@ class _Dist:
 
         if not dist.is_available():
             raise FaceflowError("WORLD_SIZE > 1 but torch.distributed is not available in this PyTorch build")
+        if device.type == "cpu" and "OMP_NUM_THREADS" not in os.environ:
+            # the processes of this machine share its cores: one pool each of cores / processes
+            local = int(os.environ.get("LOCAL_WORLD_SIZE", self.world))
+            torch.set_num_threads(worker_threads(local))
         if not dist.is_initialized():
             backend = "nccl" if device.type == "cuda" else "gloo"
             if device.type == "cuda":
@@ -650,6 +602,22 @@ def _config_record(task: Task, cfg: TrainConfig) -> dict:
                                   "task_config": task.config_dict()}))
 
 
+def portable_record(record: dict, out) -> dict:
+    """A config record (:func:`_config_record`, a checkpoint's ``config``) without the machine's
+    absolute paths, as ``config.json`` and exported weights store it: data directories relative
+    to the run directory ``out`` (or their names when the two share no folder), other absolute
+    paths by name or relative to the repository (:mod:`faceflow.provenance`). Idempotent."""
+    from .provenance import portable_json, portable_path
+
+    rec = json.loads(json.dumps(record))
+    train = rec.get("train")
+    if isinstance(train, dict):
+        for k in ("data", "val_data"):
+            if isinstance(train.get(k), list):
+                train[k] = [portable_path(p, out, climb=True) if os.path.isabs(str(p)) else p for p in train[k]]
+    return portable_json(rec, out)
+
+
 def _config_diff(old: dict, new: dict) -> list[str]:
     diffs = []
     if old.get("task") != new.get("task"):
@@ -698,6 +666,9 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
         notes.append(note)
         say(note)
     record = _config_record(task, cfg)
+    if command is None:  # the command line as typed (kept in checkpoints and exported weights)
+        from .provenance import command_line
+        command = command_line()
 
     # ---- existing run: refuse a different config, or start over with overwrite
     last = checkpoint_path(out, "last")
@@ -720,8 +691,8 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
             old = json.loads((out / "config.json").read_text())
         except (OSError, ValueError):
             old = None
-    if old is not None:
-        diffs = _config_diff(old, record)
+    if old is not None:  # compared path-portably: config.json holds no absolute paths, checkpoints do
+        diffs = _config_diff(portable_record(old, out), portable_record(record, out))
         if diffs:
             raise FaceflowError(
                 f"{out} holds a run with a different configuration ({'; '.join(diffs)}); only "
@@ -779,7 +750,10 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").unlink(missing_ok=True)
         from .io import save_json
-        save_json(out / "config.json", record)
+        from .provenance import provenance
+        save_json(out / "config.json", {**portable_record(record, out),
+                                        "provenance": provenance(command, weights=task.weights_files(),
+                                                                 device=device, base=out)})
         log = CsvLog(out / "log.csv", keep_until=step if ckpt is not None else None)
         vlog = CsvLog(out / "val.csv", keep_until=step if ckpt is not None else None)
         if cfg.tensorboard:
@@ -968,9 +942,14 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
     if dist.main:
         if status == "done":
             from .io import save_json
-            save_json(out / "manifest.json", {"complete": True, **summary, "command": command,
-                                              "task": task.name, "checkpoints": ["checkpoints/last.pt"]
-                                              + (["checkpoints/best.pt"] if best is not None else [])})
+            from .provenance import portable_json, provenance
+            ckpts = ["checkpoints/last.pt"] + (["checkpoints/best.pt"] if best is not None else [])
+            prov = provenance(command, weights={**task.weights_files(),
+                                                **{Path(c).stem + "_checkpoint": out / c for c in ckpts}},
+                              device=device, base=out)
+            save_json(out / "manifest.json", portable_json(
+                {"complete": True, **summary, "command": prov["command"], "task": task.name, "checkpoints": ckpts,
+                 "provenance": prov}, out))
             say(f"done: {step} steps in {out}")
         elif status == "time budget":
             say(f"time budget of {cfg.max_minutes} min used at step {step}/{cfg.iterations}; saved {last}; "
@@ -980,119 +959,6 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
     return summary
 
 
-# ============================================================================ command line
-class _Help(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
-    def _get_help_string(self, action):
-        if action.nargs == 0 or action.default is None:
-            return action.help
-        return super()._get_help_string(action)
-
-
-def _preset_help(presets: dict, section: str, key: str) -> str:
-    vals = [f"{name} {p[section][key]}" for name, p in presets.items() if key in p[section]]
-    if vals:
-        return f" (default: from the preset: {', '.join(vals)})"
-    default = {f.name: f for f in fields(TrainConfig)}[key]
-    value = default.default_factory() if callable(default.default_factory) else default.default
-    return f" (default: {' '.join(map(str, value)) if isinstance(value, list) else value})"
-
-
-def add_common_arguments(p: argparse.ArgumentParser, presets: dict) -> None:
-    """The harness options of ``train TASK``; unset values come from the preset."""
-    h = lambda key: _preset_help(presets, "train", key)  # noqa: E731
-    p.add_argument("--preset", choices=sorted(presets), default="tiny",
-                   help="tiny: small networks for a CPU (seconds per step: use --max-minutes and rerun the "
-                        "same command to continue); paper: DeepFaceFlow's sizes for a GPU")
-    p.add_argument("--data", nargs="+", required=True, metavar="DIR",
-                   help="training dataset directories (synthetic or annotated, recognised by their manifest.json)")
-    p.add_argument("--val-data", nargs="+", default=[], metavar="DIR",
-                   help="validation dataset directories (none: no validation, no best.pt)")
-    p.add_argument("--out", required=True, metavar="RUN_DIR", help="run directory (checkpoints, logs, config)")
-    p.add_argument("--iterations", type=int, help="number of optimisation steps" + h("iterations"))
-    p.add_argument("--batch-size", type=int, help="global batch size (split over DDP processes)" + h("batch_size"))
-    p.add_argument("--lr", type=float, help="base learning rate of Adam" + h("lr"))
-    p.add_argument("--weight-decay", type=float, help="Adam weight decay" + h("weight_decay"))
-    p.add_argument("--warmup-steps", type=int, help="linear LR warm-up steps" + h("warmup_steps"))
-    p.add_argument("--lr-milestones", type=float, nargs="+", metavar="FRAC",
-                   help="fractions of the iterations where the LR is multiplied by --lr-gamma" + h("lr_milestones"))
-    p.add_argument("--lr-gamma", type=float, help="LR factor at each milestone" + h("lr_gamma"))
-    p.add_argument("--seed", type=int, help="seed of the data order, augmentation and initialisation" + h("seed"))
-    p.add_argument("--val-every", type=int, help="validate every N steps" + h("val_every"))
-    p.add_argument("--val-samples", type=int, help="validation pairs used (0: all)" + h("val_samples"))
-    p.add_argument("--ckpt-every", type=int, help="write last.pt every N steps" + h("ckpt_every"))
-    p.add_argument("--log-every", type=int, help="log.csv row every N steps" + h("log_every"))
-    p.add_argument("--num-workers", type=int, help="DataLoader worker processes" + h("num_workers"))
-    p.add_argument("--max-minutes", type=float,
-                   help="time budget of this invocation: checkpoint and stop cleanly when used (0: none)"
-                   + h("max_minutes"))
-    p.add_argument("--device", choices=DEVICES, help="auto: CUDA when available" + h("device"))
-    p.add_argument("--amp", choices=AMP_MODES, help="mixed precision on CUDA (ignored on CPU)" + h("amp"))
-    p.add_argument("--grad-clip", type=float, help="max gradient norm (0: no clipping)" + h("grad_clip"))
-    p.add_argument("--overwrite", action="store_true",
-                   help="start over, deleting this run's checkpoints and logs, even if the config differs")
-    p.add_argument("--tensorboard", action="store_true", help="also write TensorBoard events to RUN_DIR/tb")
-
-
-_ARG_TO_FIELD = {"iterations": "iterations", "batch_size": "batch_size", "lr": "lr", "weight_decay": "weight_decay",
-                 "warmup_steps": "warmup_steps", "lr_milestones": "lr_milestones", "lr_gamma": "lr_gamma",
-                 "seed": "seed", "val_every": "val_every", "val_samples": "val_samples", "ckpt_every": "ckpt_every",
-                 "log_every": "log_every", "num_workers": "num_workers", "max_minutes": "max_minutes",
-                 "device": "device", "amp": "amp", "grad_clip": "grad_clip"}
-
-
-def config_from_args(args, preset_train: dict) -> TrainConfig:
-    """TrainConfig = defaults <- preset <- explicit command-line values."""
-    kw = dict(preset_train)
-    for a, f in _ARG_TO_FIELD.items():
-        v = getattr(args, a, None)
-        if v is not None:
-            kw[f] = v
-    kw.update(out=args.out, data=list(args.data), val_data=list(args.val_data or []),
-              tensorboard=bool(args.tensorboard))
-    names = {f.name for f in fields(TrainConfig)}
-    return TrainConfig(**{k: v for k, v in kw.items() if k in names}).validate()
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """``python -m faceflow train {TASK ...,export} ...``."""
-    sub = parser.add_subparsers(dest="train_command", required=True,
-                                metavar="{" + ",".join(list(TASKS) + ["export"]) + "}")
-    for name in TASKS:
-        cls = load_task(name)
-        doc = (cls.__doc__ or "").strip()
-        sp = sub.add_parser(name, help=doc.splitlines()[0] if doc else name, description=doc, formatter_class=_Help)
-        add_common_arguments(sp, cls.presets())
-        cls.add_arguments(sp)
-        sp.set_defaults(train_task=name)
-    e = sub.add_parser("export", help="write a run's best (or last) checkpoint as a weights file",
-                       description="Export a training run as a weights file (faceflow.nets.weights): "
-                                   "loadable with load_weights(path), float32 in eval mode.",
-                       formatter_class=_Help)
-    e.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
-    e.add_argument("--out", required=True, metavar="FILE.pt", help="weights file to write")
-    e.add_argument("--which", choices=("best", "last"), default="best",
-                   help="checkpoint to export (best falls back to last when the run had no validation)")
-    e.add_argument("--half", action="store_true", help="store parameters in float16 (half the size)")
-    e.set_defaults(train_task="export")
-
-
-def run(args) -> int:
-    """Entry point of ``python -m faceflow train`` (wrap in :func:`faceflow.errors.run_cli`)."""
-    if args.train_task == "export":
-        from .nets.weights import export_run
-        path = export_run(args.run_dir, args.out, half=args.half, which=args.which)
-        print(path)
-        return 0
-    cls = load_task(args.train_task)
-    preset = cls.presets()[args.preset]
-    cfg = config_from_args(args, preset["train"])
-    task = cls.from_args(args, preset["task"])
-    summary = train(task, cfg, overwrite=args.overwrite, command=" ".join(sys.argv))
-    if dist_rank() == 0:
-        print(json.dumps({k: summary[k] for k in ("step", "status", "best", "seconds_per_step")}))
-    return 143 if summary["status"] == "SIGTERM" else 0
-
-
 def dist_rank() -> int:
     return int(os.environ.get("RANK", "0"))
 
@@ -1100,4 +966,5 @@ def dist_rank() -> int:
 __all__ = ["TrainConfig", "Task", "SimpleTask", "StepContext", "train", "lr_factor", "resolve_amp",
            "resolve_device", "step_indices", "epoch_permutation", "StepBatchSampler", "sample_seed",
            "checkpoint_path", "load_checkpoint", "atomic_torch_save", "read_csv", "CsvLog", "TASKS",
-           "load_task", "add_arguments", "run", "config_from_args", "RESUMABLE_KEYS", "CHECKPOINT_FORMAT"]
+           "load_task", "add_common_arguments", "config_from_args", "RESUMABLE_KEYS", "CHECKPOINT_FORMAT",
+           "AMP_MODES", "DEVICES"]

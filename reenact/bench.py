@@ -10,24 +10,28 @@ not depend on them). Prints JSON with ``--json``.
 
 from __future__ import annotations
 
-import argparse
 import json
 import platform
 import sys
 import time
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 
-from faceflow.errors import run_cli
+if TYPE_CHECKING:  # torch is imported where used, so --help does not load it
+    import torch
 
 
 def _sync(dev: torch.device) -> None:
+    import torch
+
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
 
 
 def bench_generator(preset: str, size: int, frames: int, dev: torch.device, amp: bool = False) -> dict:
+    import torch
+
     from vid2vid.collector import StreamGenerator
     from vid2vid.generator import Generator, count_parameters, presets
 
@@ -76,33 +80,48 @@ def bench_conditioning(size: int, frames: int) -> dict:
     return {"size": size, "ms_per_frame": round(dt * 1e3, 2), "fps": round(1.0 / dt, 1)}
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m reenact.bench", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+def bench_provenance(dev) -> dict:
+    """Command, versions, git commit and device of a benchmark run (:mod:`faceflow.provenance`);
+    the weights are random, so none are recorded."""
+    from faceflow.provenance import provenance
+
+    return provenance(device=dev)
+
+
+def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print JSON only")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--size", type=int, default=256, help="frame size")
     p.add_argument("--frames", type=int, default=20, help="timed frames per measurement")
-    p.add_argument("--presets", nargs="+", default=["tiny", "paper"], choices=["tiny", "paper"])
+    p.add_argument("--presets", nargs="+", default=["tiny", "paper"], choices=["tiny", "paper"],
+                   help="generator presets to time")
     p.add_argument("--amp", action="store_true", help="also time fp16 autocast on CUDA")
-    args = p.parse_args(argv)
 
-    def go() -> int:
-        dev = torch.device(args.device)
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            from faceflow.errors import FaceflowError
-            raise FaceflowError("--device cuda requested but CUDA is not available")
-        res = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
-               "threads": torch.get_num_threads(), "torch": torch.__version__, "generator": [],
-               "conditioning": bench_conditioning(args.size, min(args.frames, 10))}
-        for pr in args.presets:
-            res["generator"].append(bench_generator(pr, args.size, args.frames, dev))
-            if args.amp and dev.type == "cuda":
-                res["generator"].append(bench_generator(pr, args.size, args.frames, dev, amp=True))
-        print(json.dumps(res, indent=None if args.json else 1))
-        return 0
 
-    return run_cli(go)
+def run(args) -> int:
+    import torch
+
+    dev = torch.device(args.device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from faceflow.errors import FaceflowError
+        raise FaceflowError("--device cuda requested but CUDA is not available")
+    res = {"device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else platform.processor() or "cpu",
+           "threads": torch.get_num_threads(), "torch": torch.__version__, "generator": [],
+           "conditioning": bench_conditioning(args.size, min(args.frames, 10))}
+    for pr in args.presets:
+        res["generator"].append(bench_generator(pr, args.size, args.frames, dev))
+        if args.amp and dev.type == "cuda":
+            res["generator"].append(bench_generator(pr, args.size, args.frames, dev, amp=True))
+    res["provenance"] = bench_provenance(dev)
+    print(json.dumps(res, indent=None if args.json else 1))
+    return 0
+
+
+def main(argv=None) -> int:
+    """``python -m reenact.bench`` (also ``faceflow bench reenact``)."""
+    from faceflow.cli import run_module
+
+    return run_module(sys.modules[__name__], argv)
 
 
 if __name__ == "__main__":

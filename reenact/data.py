@@ -64,9 +64,15 @@ class TargetData:
         if self.manifest.get("format") != MANIFEST_FORMAT:
             raise FaceflowError(f"{mf}: unknown format {self.manifest.get('format')!r} (expected {MANIFEST_FORMAT})")
         if flow not in self.manifest["flows"]:
+            import os
+
+            from faceflow.provenance import resolve_recorded
+
+            # the source is recorded relative to the data directory (absolute in older manifests)
+            src = os.path.normpath(resolve_recorded(self.manifest.get("source", "VIDEO"), self.root))
             raise FaceflowError(f"{self.root} has no cached {flow!r} flow (it has: "
                                 f"{', '.join(sorted(self.manifest['flows'])) or 'none'}); add it with "
-                                f"python -m reenact preprocess {self.manifest['source']} {self.root} --flow {flow}")
+                                f"python -m reenact preprocess {src} {self.root} --flow {flow}")
         d = self.root / "annotation" / "data"
         load = lambda name: np.load(d / f"{name}.npy", mmap_mode="r")  # noqa: E731
         self.crops, self.nmfc, self.eyes = load("crops"), load("nmfc"), load("eyes")

@@ -22,7 +22,6 @@ kept). Asking for another flow provider later only computes that one.
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from dataclasses import asdict, dataclass, field
@@ -32,8 +31,9 @@ import numpy as np
 
 from faceflow import io as vio
 from faceflow.errors import FaceflowError
+from faceflow.provenance import file_record, portable_json, portable_path, provenance, weights_records
 
-__all__ = ["PreprocessConfig", "preprocess", "split_frames", "add_arguments", "run", "MANIFEST_FORMAT"]
+__all__ = ["PreprocessConfig", "preprocess", "split_frames", "MANIFEST_FORMAT"]
 
 MANIFEST_FORMAT = "reenact-data/1"
 TRAIN_FRACTION = 2.0 / 3.0  # the paper's self-reenactment protocol
@@ -123,7 +123,8 @@ def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | 
                 "convention": "flows[t] = F_{t->t-1} in crop pixels (x right, y down[, z depth]); 0 at segment starts",
                 "confidence": f"||I_t - W(I_t-1, F)||_2 < {cfg.conf_tau} on RGB in [0, 1]",
                 "mean_confidence": float(conf.astype(np.float32).mean()) if N else 0.0,
-                "pairs": pairs, "seconds": time.perf_counter() - t1}
+                "pairs": pairs, "seconds": time.perf_counter() - t1,
+                "weights": weights_records(_flow_weight_files(name, cfg.flow_weights))}
         vio.save_json(meta_path, info)  # written last: the flow is complete
         flow_info[name] = info
     for p in sorted(flows_dir.glob("*.json")):  # providers computed by earlier runs stay listed
@@ -138,44 +139,44 @@ def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | 
                 vio.write_video(out, np.load(d / f"{name}.npy", mmap_mode="r"), fps=float(ann["fps"]))
             videos[name] = out.name
 
+    used = {}
+    for name in flow_info:
+        used.update(_flow_weight_files(name, cfg.flow_weights))
+    prov = provenance(weights=used, device=_device_name(cfg.device), base=data_dir)
+    prov["weights"] = {**(ann.get("provenance") or {}).get("weights", {}), **prov["weights"]}  # + the fit's model
     manifest = {
-        "format": MANIFEST_FORMAT, "complete": True, "source": ann["source"], "fps": ann["fps"],
+        # source: the video relative to this directory (resolve_recorded), else its name; source_file: its
+        # name, size and sha256
+        "format": MANIFEST_FORMAT, "complete": True, "source": portable_path(video, data_dir, climb=True),
+        "source_file": file_record(video, data_dir), "fps": ann["fps"],
         "size": cfg.size, "frames": N, "segments": ann["segments"], "split": split,
         "flows": flow_info, "videos": videos, "annotation": "annotation/manifest.json",
-        "fit": ann["fit"], "options": json.loads(json.dumps(asdict(cfg))),
+        "fit": ann["fit"], "options": portable_json(json.loads(json.dumps(asdict(cfg))), data_dir),
         "layout": {"annotation/": "faceflow annotate output (crops, nmfc, eyes, masks, fits: see its manifest)",
                    "mouth.npy": "(N, 4) int64 mouth boxes x0, y0, x1, y1 in crop pixels",
                    "flows/<provider>.npy": "(N, S, S, C) float16 F_{t->t-1}",
                    "flows/<provider>_conf.npy": "(N, S, S) float16 flow confidence",
                    "split.json": "train / test kept-frame ranges"},
-        "seconds": time.perf_counter() - t0,
+        "seconds": time.perf_counter() - t0, "provenance": prov,
     }
     vio.save_json(data_dir / "manifest.json", manifest)
     return manifest
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("video", help="the target's video (one person, any format ffmpeg reads)")
-    p.add_argument("data_dir", help="output directory (rerun the same command to resume)")
-    p.add_argument("--size", type=int, default=256, help="crop size in pixels (the synthesis resolution)")
-    p.add_argument("--flow", nargs="+", default=["faceflow3d"], choices=["faceflow3d", "dis2d", "none"],
-                   help="flow provider(s) between consecutive real frames; several may be cached side by side")
-    p.add_argument("--max-frames", type=int, default=None, help="only the first N frames of the video")
-    p.add_argument("--flow-weights", default=None,
-                   help="directory with DeepFaceFlow's meshreg.pt and dffnet.pt (default: the shipped weights)")
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help="device of the flow network")
-    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan"], help="landmark backend")
-    p.add_argument("--no-videos", dest="videos", action="store_false",
-                   help="skip writing nmfc.mp4 and eyes.mp4 (by default they are written)")
-    p.add_argument("--overwrite", action="store_true", help="redo everything in DATA_DIR")
+def _flow_weight_files(provider: str, weights_dir: str | None) -> dict:
+    """{role: path} of the weights files a flow provider uses (DeepFaceFlow's for faceflow3d)."""
+    if provider != "faceflow3d":
+        return {}
+    from faceflow.estimate import DFFNET_FILE, MESHREG_FILE, WEIGHTS_DIR
+
+    root = Path(weights_dir) if weights_dir else WEIGHTS_DIR
+    return {"meshreg": root / MESHREG_FILE, "dffnet": root / DFFNET_FILE}
 
 
-def run(args) -> int:
-    cfg = PreprocessConfig(size=args.size, flows=tuple(args.flow), max_frames=args.max_frames,
-                           flow_weights=args.flow_weights, device=args.device, detector=args.detector,
-                           videos=args.videos)
-    m = preprocess(args.video, args.data_dir, cfg, overwrite=args.overwrite)
-    tr, te = m["split"]["train"], m["split"]["test"]
-    print(f"done: {m['frames']} frames ({tr[1] - tr[0]} train, {te[1] - te[0]} test), flows: "
-          f"{', '.join(sorted(m['flows']))} -> {Path(args.data_dir) / 'manifest.json'}")
-    return 0
+def _device_name(device: str) -> str:
+    """The torch device ``device`` ('auto', 'cpu', 'cuda', ...) resolves to, for the record."""
+    if device == "auto":
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device

@@ -6,18 +6,18 @@
 - ``head``: the source's expression and head pose (camera adapted to the target's
   scale / translation statistics) on the target's identity, with the source's eyes.
 - ``face``: the source's expression only; the target's pose and eyes.
-- ``cycle``: head reenactment of the source onto the target, then of that result back onto the
-  source's own model (``--back-model``): a round trip whose output should resemble the source.
 
 The conditioning (NMFC + eye sketches) comes from :mod:`reenact.drive`; the generator runs frame
 by frame exactly as in training (:class:`vid2vid.collector.StreamGenerator`). The output is an
 mp4 at the source's frame rate with the source's audio; ``--side-by-side`` writes source | NMFC |
-result. Written atomically: an interrupted run leaves no OUT.mp4.
+result. Written atomically: an interrupted run leaves no OUT.mp4. Beside it, ``OUT.json``
+records the run (summary, model, target data and source video relative to OUT's folder or by
+name, the source's sha256, and the provenance: command, versions, commit, device, the
+checkpoint's sha256).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 from pathlib import Path
@@ -31,13 +31,13 @@ from faceflow.train import checkpoint_path, load_checkpoint, resolve_device
 
 from .data import to_signed, to_uint8
 
-__all__ = ["load_model", "reenact", "side_by_side", "add_arguments", "run"]
+__all__ = ["load_model", "reenact", "side_by_side"]
 
 
 def load_model(model_dir: str | Path, device: torch.device | str = "cpu", which: str = "last"):
     """(generator :class:`vid2vid.collector.SequenceGenerator` in eval mode, task config dict,
     checkpoint step) of a training run directory."""
-    from .task import ReenactTask, ReenactConfig
+    from .task import ReenactConfig, ReenactTask
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -76,6 +76,7 @@ def generate_frames(G, cond: np.ndarray, device: torch.device, progress: bool = 
     """Run a loaded model (:func:`load_model`) frame by frame over conditioning ``cond``
     (T, S, S, 6) uint8, exactly as in training's roll-out. Returns the frames (T, S, S, 3) uint8
     and the generator's frames per second."""
+
     from tqdm import tqdm
 
     from vid2vid.collector import StreamGenerator
@@ -137,26 +138,25 @@ def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Pat
                "generation_fps": gen_fps, "checkpoint_step": step}
     if d.real is not None:
         summary["apd"] = float(apd(to_signed(fake), to_signed(np.asarray(d.real))))
+    _write_record(out, summary, model_dir, data_dir, source, dev)
     return summary
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("model_dir", help="a trained model (python -m reenact train DATA_DIR MODEL_DIR)")
-    p.add_argument("--mode", required=True, choices=["self", "face", "head"],
-                   help="self: the target's held-out frames; face: source expression; head: source expression + pose")
-    p.add_argument("--source", default=None, help="driving video (face and head modes)")
-    p.add_argument("--out", required=True, help="output .mp4")
-    p.add_argument("--side-by-side", dest="side", action="store_true",
-                   help="write source | NMFC | result instead of the result alone")
-    p.add_argument("--max-frames", type=int, default=None, help="only the first N driving frames")
-    p.add_argument("--device", default="auto", help="auto, cpu or cuda")
-    p.add_argument("--work-dir", default=None,
-                   help="where the source's tracking and fit are cached (default: beside --out)")
+def _write_record(out: Path, summary: dict, model_dir, data_dir: Path, source, dev) -> None:
+    """``OUT.json`` beside ``OUT.mp4``: the summary, the model, target data and source video
+    (relative to OUT's folder, or by name), the source's size and sha256, and the provenance
+    (command, versions, commit, device, the checkpoint's sha256); no absolute paths."""
+    from faceflow.provenance import (
+        file_record,
+        portable_json,
+        portable_path,
+        provenance,
+    )
 
-
-def run(args) -> int:
-    s = reenact(args.model_dir, args.mode, args.out, args.source, side=args.side, max_frames=args.max_frames,
-                device=args.device, work_dir=args.work_dir)
-    extra = f", APD {s['apd']:.2f}" if "apd" in s else ""
-    print(f"done: {s['frames']} frames at {s['generation_fps']:.1f} fps (generator){extra} -> {s['out']}")
-    return 0
+    base = out.parent
+    rec = {**summary, "out": out.name, "model_dir": portable_path(model_dir, base, climb=True),
+           "target_data": portable_path(data_dir, base, climb=True),
+           "source": portable_path(source, base, climb=True) if source is not None else None,
+           "source_file": file_record(source, base) if source is not None and Path(source).is_file() else None,
+           "provenance": provenance(weights={"generator": checkpoint_path(model_dir, "last")}, device=dev, base=base)}
+    vio.save_json(out.with_suffix(".json"), portable_json(rec, base))

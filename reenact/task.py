@@ -34,6 +34,7 @@ from vid2vid.generator import Generator, GeneratorConfig
 from vid2vid.losses import LossWeights, VGG19Loss, weighted_total
 
 from .data import SequenceDataset, TargetData, to_uint8
+from .presets import PRESETS  # noqa: F401  (re-exported: reenact.task.PRESETS)
 
 __all__ = ["ReenactConfig", "ReenactTask", "apd", "seq_len_at", "PRESETS"]
 
@@ -54,23 +55,6 @@ class ReenactConfig:
     seq_len_double_every: int = 200
     val_len: int = 16
     vgg_weights: str | None = None
-
-
-PRESETS = {
-    # the thesis' networks and optimiser; a long budget for a GPU
-    "paper": {"train": dict(iterations=40000, batch_size=2, lr=2e-4, warmup_steps=0,
-                                 lr_milestones=[0.5, 0.75], lr_gamma=0.5, val_every=2000, val_samples=8,
-                                 ckpt_every=500, log_every=50),
-              "task": {"generator": "paper", "discriminator": "paper", "seq_len_start": 3, "seq_len_max": 12,
-                       "seq_len_double_every": 5000, "val_len": 32, "lambda_l1": 0.0}},
-    # narrow networks that learn a face on a CPU in minutes; the L1 term stands in for the VGG
-    # loss when VGG-19 weights are not on the machine (the usual offline case)
-    "tiny": {"train": dict(iterations=600, batch_size=1, lr=2e-4, warmup_steps=0,
-                                lr_milestones=[0.7], lr_gamma=0.5, val_every=100, val_samples=4,
-                                ckpt_every=25, log_every=10),
-             "task": {"generator": "tiny", "discriminator": "tiny", "seq_len_start": 3, "seq_len_max": 6,
-                      "seq_len_double_every": 200, "val_len": 12, "lambda_l1": 10.0}},
-}
 
 
 def seq_len_at(step: int, start: int, maximum: int, every: int) -> int:
@@ -149,6 +133,13 @@ class ReenactTask(Task):
             if not self._vgg.available and dist_rank() == 0:
                 print(f"note: VGG-19 perceptual loss off: {self._vgg.reason}", flush=True)
         return self._vgg.to(device)
+
+    def weights_files(self) -> dict:
+        """The VGG-19 file the perceptual loss read (found in the cache when not given)."""
+        files = super().weights_files()
+        if self._vgg is not None and self._vgg.available and self._vgg.weights_path is not None:
+            files["vgg_weights"] = self._vgg.weights_path
+        return files
 
     # ---- one step
     def train_step(self, batch: dict, models: dict[str, nn.Module], ctx: StepContext) -> dict[str, float]:

@@ -33,6 +33,8 @@ from _media import MEDIA, REPO, media
 from faceflow.annotate import LAYOUT, TEMPLATE, AnnotateConfig, annotate, gap_pairs_rule
 from faceflow.errors import FaceflowError
 
+pytestmark = pytest.mark.slow  # annotates real clips
+
 OBAMA = "videos/EDTalk_uncrop_Obama.mp4"  # 450 x 450, 25 fps, one frontal talking face
 STILL = "stills/deepface_img32.jpg"
 REAL_CFG = AnnotateConfig(size=128, max_frames=20, previews=1)  # consecutive + gap pairs
@@ -162,6 +164,24 @@ def test_real_clip_manifest_and_layout(real):
     np.testing.assert_array_equal(d["frame_index"], np.arange(20))
     np.testing.assert_array_equal(d["segment"], np.zeros(20))
     assert m["previews"] and all((out / "previews" / p).is_file() for p in m["previews"])
+
+
+def test_real_clip_manifest_records_the_source_and_provenance(real, skin_model):
+    import hashlib
+
+    from _portable import assert_portable
+
+    out, m, _ = real
+    assert assert_portable(out / "manifest.json", out.parent) == json.loads(json.dumps(m, default=float))
+    video = media(OBAMA)
+    assert m["source_file"] == {"file": video.name, "bytes": video.stat().st_size,
+                                "sha256": hashlib.sha256(video.read_bytes()).hexdigest()}
+    assert Path(m["source"]).name == video.name                # relative to OUT, or the bare name
+    prov = m["provenance"]
+    assert {"faceflow", "python", "torch", "numpy", "cv2", "mediapipe"} <= set(prov["versions"])
+    w = prov["weights"]["morphable_model"]
+    assert w["sha256"] == hashlib.sha256(Path(skin_model.path).read_bytes()).hexdigest()
+    assert prov["command"] and "git_commit" in prov
 
 
 # ---------------------------------------------------------------------------- 2. storage conventions

@@ -180,6 +180,7 @@ def test_left_right_symmetry(corr, mean, stills):
     assert np.abs(mean[corr.vertices[mid], 0]).max() < 0.25
 
 
+@pytest.mark.slow
 def test_small_rebuild_reproduces_committed_map(corr, skin_model, mean):
     """8 frames of a clip that is not among the build clips, through the same pipeline: most
     points' median hit lands within 0.5 cm of the committed vertex (measured 98%, median 0.11 cm)."""
@@ -201,6 +202,7 @@ def test_small_rebuild_reproduces_committed_map(corr, skin_model, mean):
     assert np.mean(wrong < 0.5) < 0.5
 
 
+@pytest.mark.slow
 def test_dense_term_lowers_held_out_error(skin_model, stills):
     """Fit a photo (never used by the build) with the 68 points alone and with 68 + half of the
     mapped points; the other half is held out.  The held-out points' reprojection error must

@@ -356,12 +356,18 @@ def test_build_real_skips_complete_resumes_others(tmp_path, monkeypatch, capsys)
     assert "LatentSync_demo1_video_facecrop512" in names and "LatentSync_demo1_video" not in names
     saved = json.loads((root / "build_real.json").read_text())
     assert saved["splits"] == ["train"] and saved["clips"] == splits.annotation_clips("train", "A")
+    from _portable import assert_portable
+    pseudo.build_real(root, splits=("val",), media_root=tmp_path / "media", say=lambda m: None)
+    saved = assert_portable(root / "build_real.json", tmp_path)
+    assert saved["media_root"] == "../media" and saved["provenance"]["versions"]["faceflow"]
     # the CLI: one line per clip, the counts table, exit code 2 on failure
+    from faceflow.commands import data_real as real_cmd
+
     p = argparse.ArgumentParser()
-    pseudo.add_arguments(p)
-    assert run_cli(pseudo.run, p.parse_args(["--out", str(root), "--splits", "val"])) == 0
+    real_cmd.add_arguments(p)
+    assert run_cli(real_cmd.run, p.parse_args(["--out", str(root), "--splits", "val"])) == 0
     text = capsys.readouterr().out
     assert "[1/2] HelloMeme_xzy1 (val): complete, skipped" in text and "| val | 2 | 1 |" in text
-    assert run_cli(pseudo.run, p.parse_args(["--out", str(root), "--splits", "train", "--tiers", "A"])) == 2
-    assert run_cli(pseudo.run, p.parse_args(["--out", str(root), "--splits", "train", "--tiers", "A",
+    assert run_cli(real_cmd.run, p.parse_args(["--out", str(root), "--splits", "train", "--tiers", "A"])) == 2
+    assert run_cli(real_cmd.run, p.parse_args(["--out", str(root), "--splits", "train", "--tiers", "A",
                                              "--allow-failures"])) == 0

@@ -205,7 +205,9 @@ def test_still_pair_has_zero_flow_and_same_expression_gives_head_flow(gen):
     np.testing.assert_allclose(r["flow"][r["mask"]], np.tile([3.0, -2.0, 0.0], (int(r["mask"].sum()), 1)), atol=1e-3)
     _, r = special_pair(gen, 2, exp2=p0.exp1.copy(), rot_change=np.array([0.0, 4.0, 1.0], np.float32))
     assert np.abs(r["flow"][r["mask"]]).max() > 1.0
-    np.testing.assert_array_equal(r["flow"], r["head_flow"])
+    # frame 2 and the head-motion mesh are different rows of batched shape/projection ops: equal
+    # only up to float32 rounding (kernel-dependent), far below the 1e-3 px used above
+    np.testing.assert_allclose(r["flow"], r["head_flow"], rtol=0, atol=1e-4)
     _, r = special_pair(gen, 2, exp2=np.clip(p0.exp1 + 0.3, 0, 1).astype(np.float32))
     diff = np.abs(r["flow"] - r["head_flow"])[r["mask"]]
     assert diff.max() > 0.5  # an expression change is not head motion
@@ -310,6 +312,12 @@ def test_layout_manifest_and_no_cross_split_leakage(generated, annotated):
     assert man["kind"] == "synthetic" and man["split"] == "train" and man["num_pairs"] == 6
     assert set(man["layout"]) == set(syn.LAYOUT) and (out / "state.json").is_file()
     assert cfg["sources"] == [TRAIN] and [s["stem"] for s in man["sources"]] == [TRAIN]
+    # no absolute path of this machine; the clips relative to the set, the model files hashed
+    from _portable import assert_portable
+    from faceflow.provenance import resolve_recorded
+    assert assert_portable(out / "manifest.json", out.parent, annotated) == json.loads(json.dumps(man))
+    assert resolve_recorded(man["sources"][0]["dir"], out).resolve() == (annotated / TRAIN).resolve()
+    assert {"morphable_model_skin", "morphable_model_full"} <= set(man["provenance"]["weights"])
     for name, desc in syn.LAYOUT.items():
         assert a[name[:-4]].shape[0] == 6, name
     assert a["i1"].dtype == np.uint8 and a["pncc"].dtype == np.float16 and a["mask"].dtype == bool
@@ -337,6 +345,7 @@ def test_layout_manifest_and_no_cross_split_leakage(generated, annotated):
     assert (out / "previews").is_dir() and man["previews"]
 
 
+@pytest.mark.slow
 def test_pairs_are_reproducible_alone_after_resume_and_after_interruption(generated, annotated, tmp_path,
                                                                           monkeypatch):
     out, _ = generated
@@ -375,6 +384,7 @@ def test_pairs_are_reproducible_alone_after_resume_and_after_interruption(genera
         np.testing.assert_array_equal(got[name], ref[name], err_msg=name)
 
 
+@pytest.mark.slow
 def test_other_config_is_refused_unless_overwrite(generated, annotated, tmp_path):
     out, _ = generated
     with pytest.raises(FaceflowError, match="seed"):
@@ -498,9 +508,11 @@ def test_dataset_refuses_incomplete_directory(tmp_path):
 
 
 def test_cli(generated, annotated, capsys):
+    from faceflow.commands import data_synth as syn_cmd
+
     out, _ = generated
     p = argparse.ArgumentParser()
-    syn.add_arguments(p)
+    syn_cmd.add_arguments(p)
     help_text = p.format_help()
     assert "--annotated" in help_text and "--overwrite" in help_text and "--split" in help_text
     with pytest.raises(SystemExit):
@@ -508,7 +520,7 @@ def test_cli(generated, annotated, capsys):
     args = p.parse_args(["--annotated", str(annotated), "--split", "train", "--pairs", "6", "--seed", "3",
                          "--textures", "3", "--previews", "1", "--out", str(out)])
     # same configuration as the fixture except chunk (bookkeeping): resumes, nothing to do
-    assert syn.run(args) == 0
+    assert syn_cmd.run(args) == 0
     assert "6 synthetic train pairs" in capsys.readouterr().out
 
 

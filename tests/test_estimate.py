@@ -202,6 +202,7 @@ def test_warp_mesh_by_flow_moves_visible_vertices_only():
     np.testing.assert_array_equal(moved[~visible], verts[~visible])
 
 
+@pytest.mark.slow
 def test_flow_cli_writes_outputs_and_from_pretrained_roundtrip(model, frames, tmp_path):
     from faceflow import io as vio
     from faceflow.__main__ import main
@@ -241,6 +242,20 @@ def test_flow_cli_writes_outputs_and_from_pretrained_roundtrip(model, frames, tm
     assert main(["flow", f"{video}:0", f"{video}:1", "--out", str(out2), "--weights", str(wdir),
                  "--device", "cpu"]) == 0
     np.testing.assert_allclose(np.load(out2 / "flow3d.npy"), flow, atol=1e-4)
+    # the manifests: no absolute path of this machine; inputs and weights by name, size and sha256
+    import hashlib
+
+    from _portable import assert_portable
+    man = assert_portable(out / "manifest.json", tmp_path)
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert man["input_files"]["img1"] == {"file": "a.png", "bytes": a.stat().st_size, "sha256": sha(a)}
+    w = man["provenance"]["weights"]
+    assert w["dffnet"] == {"file": "dffnet.pt", "bytes": (wdir / "dffnet.pt").stat().st_size,
+                           "sha256": sha(wdir / "dffnet.pt")} and w["meshreg"]["sha256"] == sha(wdir / "meshreg.pt")
+    assert man["weights"]["dffnet"] == "dffnet.pt" and man["provenance"]["device"].startswith("cpu")
+    man2 = assert_portable(out2 / "manifest.json", tmp_path)
+    assert man2["input_files"]["img2"] == {"file": video.name, "bytes": video.stat().st_size, "sha256": sha(video),
+                                           "frame": 1}
     # no face: exit code 2 and no manifest
     blank = tmp_path / "blank.png"
     vio.write_image(blank, np.full((120, 120, 3), 90, np.uint8))
@@ -248,6 +263,7 @@ def test_flow_cli_writes_outputs_and_from_pretrained_roundtrip(model, frames, tm
     assert not (tmp_path / "out3" / "manifest.json").exists()
 
 
+@pytest.mark.slow
 def test_shipped_weights_on_a_real_pair(model, frames):
     """The weights in faceflow/weights/ on two frames of a test person (Obama, never trained on):
     3DMeshReg's mesh lies on the face better than its own starting point (the mean-face template),

@@ -186,7 +186,9 @@ def test_pupil_recovers_a_dark_disc_at_a_sub_pixel_position(config):
         assert got.shape == (2, 2) and got.dtype == np.float32
         err = np.linalg.norm(got - truth, axis=1)
         assert err.max() < 0.1, (truth, got)  # the task asks for 0.5 px; the rule does much better
-        np.testing.assert_array_equal(eyes.pupil_centres(img[..., 0], lmk, config), got)  # grey input
+        # grey input: the colour path's grey (float32 dot with 0.299/0.587/0.114) equals the grey
+        # channel only up to rounding (BLAS-dependent), so compare far below the 0.1 px asserted above
+        np.testing.assert_allclose(eyes.pupil_centres(img[..., 0], lmk, config), got, rtol=0, atol=1e-3)
 
 
 def test_uniform_eye_gives_the_polygon_pixel_centroid():

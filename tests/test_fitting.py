@@ -103,6 +103,7 @@ def fit_noisy(skin_model, scene):
 
 # ----------------------------------------------------------------------------- 1. synthetic recovery
 
+@pytest.mark.slow
 def test_video_recovery_with_dense_points(skin_model, scene, fit_dense):
     e = fit_errors(skin_model, fit_dense, scene)
     report("video + dense", e)
@@ -117,6 +118,7 @@ def test_video_recovery_with_dense_points(skin_model, scene, fit_dense):
     assert (fit_dense.exp >= 0).all() and (fit_dense.exp <= 1).all()
 
 
+@pytest.mark.slow
 def test_video_recovery_landmarks_only(skin_model, scene):
     fit = F.fit_video(skin_model, scene["lmk"])
     e = fit_errors(skin_model, fit, scene)
@@ -127,6 +129,7 @@ def test_video_recovery_landmarks_only(skin_model, scene):
     assert fit.stats["dense_points"] == 0
 
 
+@pytest.mark.slow
 def test_video_recovery_with_landmark_noise(skin_model, scene, fit_noisy):
     e = fit_errors(skin_model, fit_noisy, scene)
     report("video + dense, 0.5 px noise", e)
@@ -136,6 +139,7 @@ def test_video_recovery_with_landmark_noise(skin_model, scene, fit_noisy):
     assert 0.3 < e["lmk"].mean() < 1.0
 
 
+@pytest.mark.slow
 def test_output_cameras_are_temporally_smooth(skin_model, scene, fit_noisy):
     true_ang = np.degrees(rotation_to_euler(torch.from_numpy(scene["R"])).numpy())
     err = fit_noisy.angles - true_ang
@@ -144,6 +148,7 @@ def test_output_cameras_are_temporally_smooth(skin_model, scene, fit_noisy):
     assert jitter.max() < 0.1
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("yaw", [35.0, -35.0])
 def test_image_turned_head_needs_jaw_marching(skin_model, yaw):
     sc = make_scene(skin_model, 1, seed=1, yaw=0.0, yaw0=yaw, pitch=0.0, roll=0.0)
@@ -345,6 +350,7 @@ def _solve(p, cfg, id_prior, seg, ident):
                                  np.full(ke, cfg.exp_bounds[1]), ke, ident)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(CASES))
 def test_solve_coefficients_is_the_exact_minimiser(small_problem, exact_optima, case):
     """With enough solver iterations the compressed sparse problem has the dense problem's optimum
@@ -559,6 +565,7 @@ def test_fit_image_real_frontal_still(skin_model):
     assert np.allclose(fit.rotation[0] @ fit.rotation[0].T, np.eye(3), atol=1e-5)
 
 
+@pytest.mark.slow
 def test_fit_video_real_clip(skin_model):
     from faceflow.io import read_frames
     from faceflow.landmarks import smooth_track, track_video

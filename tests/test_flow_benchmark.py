@@ -289,6 +289,7 @@ def test_cli_errors_for_missing_or_incomplete_data(tmp_path, capsys):
 
 @pytest.mark.skipif(importlib.util.find_spec("faceflow.nets.weights") is None,
                     reason="faceflow.nets.weights (save_weights/load_weights) is not available yet")
+@pytest.mark.slow
 def test_dffnet_methods_with_random_weights(tmp_path, skin_model):
     from faceflow.estimate import FaceFlow
     from faceflow.nets import DFFNet, MeshReg
@@ -360,6 +361,7 @@ def test_dffnet_methods_with_random_weights(tmp_path, skin_model):
 
 # ---------------------------------------------------------------------- the 3DMM baseline on real frames
 
+@pytest.mark.slow
 def test_fit_difference_on_real_consecutive_frames(skin_model):
     from _media import media
 
@@ -400,3 +402,31 @@ def test_fit_difference_on_real_consecutive_frames(skin_model):
         assert fd.last_coverage[0] == pytest.approx(1.0)
     finally:
         fd.close()
+
+
+def test_results_hold_no_absolute_paths_and_hash_the_weights(tmp_path, monkeypatch):
+    import hashlib
+    import os
+
+    from _portable import assert_portable
+    from faceflow.nets import DFFNet
+    from faceflow.nets.weights import save_weights
+
+    syn = tmp_path / "data" / "syn"
+    syn.mkdir(parents=True)
+    (syn / "manifest.json").write_text("{}")
+    monkeypatch.setattr(fb, "open_synthetic", lambda p: FakePairs(2))
+    (tmp_path / "w").mkdir()
+    w = save_weights(DFFNet(width=0.125), "dffnet", {"use_pncc": "full", "width": 0.125}, tmp_path / "w" / "dff.pt",
+                     half=False, meta={"run_dir": str(tmp_path / "runs" / "r")})
+    out = tmp_path / "bench"
+    cfg = fb.BenchmarkConfig(out=str(out), synthetic=str(syn), dffnet=w, methods=("zero", "dffnet_gt_pncc"),
+                             batch_size=2)
+    fb.write_outputs(fb.run_benchmark(cfg, progress=False, say=lambda m: None), out)
+    r = assert_portable(out / "results.json", tmp_path)
+    assert r["config"]["synthetic"] == "../data/syn" and r["datasets"]["synthetic"]["path"] == "../data/syn"
+    sha = hashlib.sha256(open(w, "rb").read()).hexdigest()
+    assert r["weights"]["dffnet"]["path"] == "dff.pt" and r["weights"]["dffnet"]["sha256"] == sha
+    assert r["weights"]["dffnet"]["meta"]["run_dir"] == "r"
+    assert r["provenance"]["weights"]["dffnet"] == {"file": "dff.pt", "bytes": os.path.getsize(w), "sha256": sha}
+    assert str(tmp_path) not in (out / "flow_benchmark.md").read_text()

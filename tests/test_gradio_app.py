@@ -19,7 +19,7 @@ import torch
 
 from _media import REPO, media
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # slow: starts the app
 
 if importlib.util.find_spec("gradio") is None or importlib.util.find_spec("gradio_client") is None:
     pytest.skip("gradio and gradio_client are not installed", allow_module_level=True)
@@ -210,12 +210,12 @@ def test_prepare_train_then_reenact(served):
 
 
 # ------------------------------------------------------------------ tab 4: evaluate
-def test_evaluate_tab_reads_tables(served, tmp_path):
-    _, client, _, _, _ = served
-    ev = tmp_path / "eval"
+def test_evaluate_tab_reads_tables(served):
+    _, client, work, _, _ = served
+    ev = work / "results" / "run1"                                  # results live under the workdir
     text, gallery = client.predict(str(ev), api_name="/evaluation")
     assert "No evaluation results" in text and gallery == []
-    ev.mkdir()
+    ev.mkdir(parents=True)
     text, _ = client.predict(str(ev), api_name="/evaluation")
     assert "No evaluation tables" in text
     (ev / "tables").mkdir()
@@ -229,6 +229,134 @@ def test_evaluate_tab_reads_tables(served, tmp_path):
     assert text.index("7.25") < text.index("31.5")                  # the main table first
     assert len(gallery) == 1 and gallery[0]["caption"] == "heatmap apd"
     np.testing.assert_array_equal(vio.read_image(gallery[0]["image"]), heat)
+    # a relative folder is taken relative to the workdir (the results root)
+    text2, gallery2 = client.predict("results/run1", api_name="/evaluation")
+    assert text2 == text and len(gallery2) == 1
+
+
+SECRET = "TOPSECRET-7f3a"
+
+
+def _outside_results(tmp_path) -> tuple[Path, np.ndarray]:
+    """An evaluation-looking folder outside the app's workdir: tables and a PNG with secret content."""
+    out = tmp_path / "outside"
+    (out / "tables").mkdir(parents=True)
+    (out / "table.md").write_text(f"| secret |\n|---|\n| {SECRET} |\n")
+    (out / "tables" / "leak.md").write_text(f"| secret |\n|---|\n| {SECRET}-2 |\n")
+    (out / "sub").mkdir()
+    secret_img = np.zeros((20, 30, 3), np.uint8)
+    secret_img[:, :, 2] = 201
+    vio.write_image(out / "secret.png", secret_img)
+    vio.write_image(out / "sub" / "secret_sub.png", secret_img)
+    return out, secret_img
+
+
+def _refused(client, folder) -> str:
+    with pytest.raises(AppError) as ei:
+        client.predict(folder, api_name="/evaluation")
+    msg = str(ei.value)
+    assert "outside the evaluation results this app serves" in msg, msg
+    assert SECRET not in msg and "secret.png" not in msg
+    return msg
+
+
+def test_evaluate_tab_refuses_folders_outside_the_workdir(served, tmp_path):
+    _, client, work, _, _ = served
+    out, _ = _outside_results(tmp_path)
+    assert os.path.commonpath([out, work.resolve()]) != str(work.resolve())
+    _refused(client, str(out))                                      # absolute path elsewhere
+    _refused(client, "/etc")
+    _refused(client, str(Path.home()))
+    _refused(client, os.path.relpath(out, work))                    # ../../.../outside
+    _refused(client, "../../")
+    _refused(client, "results/../../..")
+    _refused(client, f"{work}/../{work.name}/../..")                # '..' inside an absolute path
+    _refused(client, "tmp")                                         # other users' uploads ...
+    _refused(client, "jobs")                                        # ... and results
+    # a symlink inside the workdir pointing outside: refused, it is resolved first
+    (work / "results").mkdir(exist_ok=True)
+    link = work / "results" / "link_out"
+    link.symlink_to(out, target_is_directory=True)
+    try:
+        _refused(client, "results/link_out")
+        _refused(client, str(link))
+    finally:
+        link.unlink()
+
+
+def test_evaluate_tab_skips_symlinked_files_pointing_outside(served, tmp_path):
+    _, client, work, _, _ = served
+    out, secret_img = _outside_results(tmp_path)
+    ev = work / "results" / "mixed"
+    ev.mkdir(parents=True)
+    (ev / "table.md").symlink_to(out / "table.md")                  # the main table: outside
+    (ev / "tables").symlink_to(out / "tables", target_is_directory=True)
+    (ev / "stolen.png").symlink_to(out / "secret.png")
+    (ev / "sub").symlink_to(out / "sub", target_is_directory=True)
+    own = np.zeros((16, 16, 3), np.uint8)
+    own[:, :8, 1] = 255
+    vio.write_image(ev / "heatmap_own.png", own)
+    (ev / "alias.png").symlink_to(ev / "heatmap_own.png")          # a link inside the root: fine
+    text, gallery = client.predict("results/mixed", api_name="/evaluation")
+    assert SECRET not in text and "No evaluation tables" in text
+    assert sorted(g["caption"] for g in gallery) == ["alias", "heatmap own"]
+    for g in gallery:
+        img = vio.read_image(g["image"])
+        np.testing.assert_array_equal(img, own)
+        assert not (img.shape == secret_img.shape and (img == secret_img).all())
+    # a real table next to the links is still shown
+    shutil.rmtree(ev)
+    ev.mkdir()
+    (ev / "table.md").write_text("| method | APD |\n|---|---|\n| ours | 4.5 |\n")
+    (ev / "tables").mkdir()
+    (ev / "tables" / "leak.md").symlink_to(out / "tables" / "leak.md")
+    text, _ = client.predict(str(ev), api_name="/evaluation")
+    assert "| ours | 4.5 |" in text and SECRET not in text and "### leak" not in text
+    shutil.rmtree(ev)
+
+
+def test_results_root_option(tmp_path):
+    gr = ga._gradio()
+    out, _ = _outside_results(tmp_path)
+    cfg = ga.AppConfig(tmp_path / "work", results_root=tmp_path / "res")
+    assert cfg.results_root == (tmp_path / "res").resolve()
+    assert ga._results_folder(cfg, "run") == (tmp_path / "res" / "run").resolve()
+    assert ga._results_folder(cfg, "") == cfg.eval_dir          # the configured eval folder is served too
+    for bad in (str(out), "../outside", str(tmp_path / "work"), "/"):
+        with pytest.raises(gr.Error, match="outside the evaluation results"):
+            ga._results_folder(cfg, bad)
+    # read_evaluation alone (library use) reads nothing outside the folder it is given
+    ev = tmp_path / "ev"
+    ev.mkdir()
+    (ev / "table.md").symlink_to(out / "table.md")
+    (ev / "x.png").symlink_to(out / "secret.png")
+    text, images = ga.read_evaluation(ev)
+    assert SECRET not in text and images == []
+
+
+def test_server_files_are_not_served(served):
+    """Inputs must be uploads and only job results are downloadable: a server path given as the
+    video, or a file of the workdir asked for by path, is refused."""
+    import httpx
+
+    app, client, work, url, _ = served
+    models = app.faceflow.config.models_dir
+    (work / "eval").mkdir(exist_ok=True)
+    (work / "eval" / "table.md").write_text(SECRET)
+    (models / "m1").mkdir(exist_ok=True)
+    (models / "m1" / "notes.txt").write_text(SECRET)
+    for f in (work / "eval" / "table.md", models / "m1" / "notes.txt", Path("/etc/hostname")):
+        r = httpx.get(f"{url.rstrip('/')}/gradio_api/file={f}")
+        assert r.status_code in (403, 404) and SECRET not in r.text, (f, r.status_code)
+    # a server path posted as the target video (not uploaded): refused before the handler runs
+    data = [{"path": str(media(CLIP)), "meta": {"_type": "gradio.FileData"}}, "pathmodel", "tiny", 64, 24, "none",
+            2, 0]
+    r = httpx.post(f"{url.rstrip('/')}/gradio_api/call/prepare_and_train", json={"data": data})
+    assert r.status_code == 200, r.text
+    ev = httpx.get(f"{url.rstrip('/')}/gradio_api/call/prepare_and_train/{r.json()['event_id']}", timeout=60)
+    assert "event: error" in ev.text and "prepared" not in ev.text
+    assert not (models / "pathmodel").exists()
+    shutil.rmtree(models / "m1")
 
 
 # ------------------------------------------------------------------ limits (no server needed)
@@ -254,7 +382,10 @@ def _chromium() -> str | None:
 def test_browser_renders_the_four_tabs(served, tmp_path):
     exe = _chromium()
     if exe is None:
-        pytest.skip("no chromium / chromium-browser on PATH: the headless-browser check needs one")
+        msg = "no chromium / chromium-browser on PATH: the headless-browser check needs one (scripts/chromium.sh)"
+        if os.environ.get("FACEFLOW_REQUIRE_BROWSER") == "1":  # CI: .ci/run installs it, so its absence is a failure
+            pytest.fail(msg)
+        pytest.skip(msg)
     _, _, _, url, _ = served
     base = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
             "--virtual-time-budget=15000", f"--user-data-dir={tmp_path / 'profile'}"]

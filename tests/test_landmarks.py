@@ -8,6 +8,7 @@ synthetic clips made by pasting face crops from the stills onto a grey canvas.
 from __future__ import annotations
 
 import json
+import sys
 
 import cv2
 import numpy as np
@@ -191,15 +192,22 @@ def test_mediapipe_is_quiet(capfd, stills):
     assert capfd.readouterr().err == ""
 
 
-def test_fan_without_weights_explains(monkeypatch, tmp_path):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("face_alignment")
+def _no_downloads(monkeypatch, tmp_path):
+    """torch.hub points at tmp_path and fails any download attempt."""
+    import torch
+
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
 
     def no_download(*a, **k):
         raise AssertionError("tried to download")
     monkeypatch.setattr(torch.hub, "download_url_to_file", no_download)
     monkeypatch.setattr(torch.hub, "load_state_dict_from_url", no_download)
+
+
+def test_fan_without_weights_explains(monkeypatch, tmp_path):
+    # runs with or without the optional face-alignment package (the `fan` extra): the weight
+    # check comes first, and the file names fall back to defaults when it is absent
+    _no_downloads(monkeypatch, tmp_path)
     for make in (lambda: lm.FanDetector(), lambda: make_detector("fan")):
         with pytest.raises(AssetNotFoundError) as info:
             make()
@@ -207,6 +215,21 @@ def test_fan_without_weights_explains(monkeypatch, tmp_path):
         assert str(tmp_path / "checkpoints") in msg and "mediapipe" in msg
         assert "2DFAN4" in msg and "s3fd" in msg
     assert not any(tmp_path.rglob("*.pth*"))
+
+
+def test_fan_with_weights_but_without_the_package_explains(monkeypatch, tmp_path):
+    _no_downloads(monkeypatch, tmp_path)
+    monkeypatch.setitem(sys.modules, "face_alignment", None)  # import face_alignment -> ImportError
+    names = lm._fan_weight_files()
+    assert names == ["2DFAN4-11f355bf06.pth.tar", "s3fd-619a316812.pth"]  # the fallback names
+    (tmp_path / "checkpoints").mkdir()
+    for n in names:
+        (tmp_path / "checkpoints" / n).write_bytes(b"")
+    for make in (lambda: lm.FanDetector(), lambda: make_detector("fan")):
+        with pytest.raises(FaceflowError, match="face-alignment package") as info:
+            make()
+        assert not isinstance(info.value, AssetNotFoundError)  # the weights were found
+    assert sorted(p.name for p in tmp_path.rglob("*")) == sorted(["checkpoints", *names])  # nothing fetched
 
 
 # ----------------------------------------------------------------------------- following (scripted detector)

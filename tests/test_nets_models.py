@@ -172,6 +172,7 @@ def test_meshreg_outputs_template_at_init_and_shapes():
     assert torch.equal(net.template, template)
 
 
+@pytest.mark.slow
 def test_meshreg_resnet50_and_weights_loading(tmp_path):
     import torchvision
 

@@ -69,6 +69,7 @@ def test_correlation_peak_at_true_shift():
     assert torch.all(k == ((2 + 6) // 2) * D + (-4 + 6) // 2)
 
 
+@pytest.mark.slow
 def test_correlation_gradcheck():
     g = torch.Generator().manual_seed(3)
     f1 = torch.randn(2, 2, 4, 5, generator=g, dtype=torch.float64, requires_grad=True)

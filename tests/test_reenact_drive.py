@@ -22,7 +22,7 @@ from reenact.conditioning import mouth_boxes, mouth_side, render_conditioning
 from reenact.drive import (adapt_cameras, analyse_source, drive_from_source, drive_self, held_out_start,
                            pingpong_indices)
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # slow: tracks and fits real clips
 
 TARGET = "extra/DPE_d.mp4"  # 256 x 256, 25 fps, no audio
 OTHER = "extra/EDTalk_mouth_source.mp4"  # another person, 256 x 256
@@ -263,7 +263,10 @@ def test_head_mode_from_another_person(target, work, skin_model):
     np.testing.assert_array_equal(d.params["exp"], src.exp)
     _, _, r, shift = adapt_cameras(src.scale, src.translation, f_t, t_t)
     for k in (0, 29):
-        ref = eye_sketch(src.lmk68[k] * r + shift, src.pupils[k] * r + shift, (S, S))
+        # map in float64 as drive_from_source does: float32 lmk * r would round differently and the
+        # exact (sub-pixel) rasterisation could then flip a pixel at an outline or disc edge
+        ref = eye_sketch(src.lmk68[k].astype(np.float64) * r + shift, src.pupils[k].astype(np.float64) * r + shift,
+                         (S, S))
         np.testing.assert_array_equal(d.cond[k, ..., 3:], ref)
     # the adapted face sits where the target's does on average
     cy = lambda m: (m * np.arange(S)[:, None]).sum((1, 2)) / m.sum((1, 2))  # noqa: E731

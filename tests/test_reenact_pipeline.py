@@ -19,7 +19,7 @@ from reenact.preprocess import PreprocessConfig, preprocess
 from reenact.task import ReenactTask
 from tests._media import REPO, media
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # slow: trains, preprocesses and reenacts real clips
 
 TARGET = "videos/EDTalk_uncrop_Obama.mp4"
 SOURCE = "videos/MimicTalk_Trump_10s.mp4"
@@ -80,6 +80,26 @@ def test_preprocess_outputs(target):
     assert ((centre >= boxes[:, :2]) & (centre <= boxes[:, 2:])).all()
     info = vio.probe(data / "nmfc.mp4", exact=True)
     assert info.num_frames == N and (info.width, info.height) == (SIZE, SIZE)
+
+
+def test_preprocess_manifest_records_the_source_and_weights_portably(target):
+    import hashlib
+    import json
+
+    from _portable import assert_portable
+
+    data, m = target
+    assert assert_portable(data / "manifest.json", data.parent) == json.loads(json.dumps(m))
+    video = media(TARGET)
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    assert m["source_file"] == {"file": video.name, "bytes": video.stat().st_size, "sha256": sha(video)}
+    assert os.path.basename(m["source"]) == video.name
+    w = m["provenance"]["weights"]
+    from faceflow.estimate import WEIGHTS_DIR
+    assert w["dffnet"]["sha256"] == sha(WEIGHTS_DIR / "dffnet.pt") and w["dffnet"]["file"] == "faceflow/weights/dffnet.pt"
+    assert "morphable_model" in w and m["provenance"]["device"].startswith("cpu")
+    flow_meta = json.loads((data / "flows" / "faceflow3d.json").read_text())
+    assert flow_meta["weights"]["meshreg"]["sha256"] == sha(WEIGHTS_DIR / "meshreg.pt")
 
 
 def test_preprocess_rerun_is_cached_and_rejects_bad_options(target, tmp_path):
@@ -170,6 +190,14 @@ def test_self_reenactment_writes_the_held_out_frames(model, target, tmp_path):
     assert info.num_frames == hi - lo and info.width == SIZE
     s = reenact(model, "self", tmp_path / "sbs.mp4", side=True, max_frames=4, progress=False, say=lambda m: None)
     assert s["frames"] == 4 and vio.probe(tmp_path / "sbs.mp4").width == 3 * SIZE
+    # OUT.json beside the video: the run, reproducibly, without absolute paths
+    import hashlib
+
+    from _portable import assert_portable
+    rec = assert_portable(tmp_path / "sbs.json", tmp_path, model)
+    assert rec["out"] == "sbs.mp4" and rec["frames"] == 4 and rec["mode"] == "self" and rec["source"] is None
+    ck = checkpoint_path(model, "last")
+    assert rec["provenance"]["weights"]["generator"]["sha256"] == hashlib.sha256(ck.read_bytes()).hexdigest()
 
 
 @pytest.mark.parametrize("mode", ["face", "head"])

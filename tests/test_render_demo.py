@@ -38,6 +38,7 @@ def test_render_writes_consistent_outputs(tmp_path, skin_model):
     assert meta["foreground_pixels"] == int(mask.sum())
 
 
+@pytest.mark.slow
 def test_render_cli_errors_exit_nonzero(tmp_path):
     cmd = [sys.executable, "-m", "faceflow", "render", "--out", str(tmp_path / "x")]
     bad = subprocess.run(cmd + ["--exp", "jawOpen"], capture_output=True, text=True)
@@ -58,3 +59,25 @@ def test_render_without_assets_says_where_it_looked(tmp_path, monkeypatch, capsy
     err = capsys.readouterr().err
     assert rc == 2 and "ict_facekit.npz" in err and str(tmp_path / "empty") in err and "ICT" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+def test_render_json_records_provenance_without_absolute_paths(tmp_path, skin_model):
+    import hashlib
+    import os
+    from pathlib import Path
+
+    from _portable import assert_portable
+
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "PYTHONPATH": str(repo)}
+    r = subprocess.run([sys.executable, "-m", "faceflow", "render", "--out", str(tmp_path / "r"), "--size", "32"],
+                       cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    meta = assert_portable(tmp_path / "r" / "render.json", tmp_path)
+    prov = meta["provenance"]
+    assert prov["command"] == "python -m faceflow render --out r --size 32"
+    assert {"faceflow", "python", "torch", "numpy"} <= set(prov["versions"]) and prov["device"].startswith("cpu")
+    w = prov["weights"]["morphable_model"]
+    assert Path(w["file"]).name == Path(skin_model.path).name and not Path(w["file"]).is_absolute()
+    assert w["sha256"] == hashlib.sha256(Path(skin_model.path).read_bytes()).hexdigest()

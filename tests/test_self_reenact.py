@@ -234,6 +234,7 @@ def run_dir(tmp_path_factory):
     return out, video, argv
 
 
+@pytest.mark.slow
 def test_end_to_end_tables_figures_and_cells(run_dir):
     out, video, argv = run_dir
     rows = _csv(out / "table.csv")
@@ -259,9 +260,26 @@ def test_end_to_end_tables_figures_and_cells(run_dir):
     info = vio.probe(out / "samples" / f"{NAME}.mp4", exact=True)
     assert info.num_frames == 6 and info.width == 3 * SIZE                    # real | dis2d | none
     cmd = (out / "commands.md").read_text()
-    assert " ".join(argv) in cmd and "torch:" in cmd and "git commit" in cmd and "device: cpu" in cmd
+    typed = [video.name, "--out", out.name] + argv[3:]  # the words as typed, absolute paths shortened
+    assert " ".join(typed) in cmd and "torch:" in cmd and "git commit" in cmd and "device: cpu" in cmd
+    assert str(out.parent) not in cmd and "/work/" not in cmd and "/root/" not in cmd
+    # metrics.json: no absolute paths; data and model relative to the cell, the generator's checkpoint hashed
+    import hashlib
+
+    from _portable import assert_portable
+    from faceflow.provenance import resolve_recorded
+    cell = out / "cells" / NAME / "dis2d"
+    rec = assert_portable(cell / "metrics.json", out.parent)
+    assert resolve_recorded(rec["data_dir"], cell).resolve() == (out / "data" / NAME).resolve()
+    ck = out / "models" / NAME / "dis2d" / "checkpoints" / "last.pt"
+    assert rec["provenance"]["weights"]["generator"] == {"file": f"models/{NAME}/dis2d/checkpoints/last.pt",
+                                                         "bytes": ck.stat().st_size,
+                                                         "sha256": hashlib.sha256(ck.read_bytes()).hexdigest()}
+    assert_portable(cell / "train.json", out.parent)
+    assert_portable(out / "data" / NAME / "manifest.json", out.parent)
 
 
+@pytest.mark.slow
 def test_rerun_recomputes_nothing_and_refuses_other_options(run_dir):
     out, video, argv = run_dir
     paths = [out / "cells" / NAME / f / "metrics.json" for f in ("dis2d", "none")]
@@ -281,6 +299,7 @@ def test_rerun_recomputes_nothing_and_refuses_other_options(run_dir):
                                                        flows=("none",), device="cpu", progress=False))
 
 
+@pytest.mark.slow
 def test_a_perfect_generator_scores_zero_and_a_shift_is_measured(run_dir, tmp_path):
     out, _, _ = run_dir
     data = out / "data" / NAME
@@ -301,6 +320,7 @@ def test_a_perfect_generator_scores_zero_and_a_shift_is_measured(run_dir, tmp_pa
     assert 1.5 < m2["aeld"] < 2.5 and m2["ard"] < 2 and m2["apd"] > 0
 
 
+@pytest.mark.slow
 def test_a_prepared_data_directory_is_used_in_place(run_dir, tmp_path):
     out, _, _ = run_dir
     data = out / "data" / NAME
@@ -309,11 +329,15 @@ def test_a_prepared_data_directory_is_used_in_place(run_dir, tmp_path):
                                                                    progress=False, sample_frames=2),
                       say=lambda m: None)
     rec = res["records"][(NAME, "none")]
-    assert res["computed"] == [(NAME, "none")] and rec["data_dir"] == str(data) and rec["train"]["step"] == 1
+    from faceflow.provenance import resolve_recorded
+    cell = tmp_path / "o" / "cells" / NAME / "none"
+    assert res["computed"] == [(NAME, "none")] and rec["train"]["step"] == 1
+    assert resolve_recorded(rec["data_dir"], cell).resolve() == data.resolve()  # relative to its metrics.json
     assert (data / "manifest.json").stat().st_mtime_ns == before and not (tmp_path / "o" / "data").exists()
     assert [r[0] for r in _csv(tmp_path / "o" / "table.csv")[1:]] == ["none"]
 
 
+@pytest.mark.slow
 def test_minutes_budget_is_shared_by_resumed_runs(run_dir, tmp_path):
     out, _, _ = run_dir
     data = out / "data" / NAME

@@ -17,9 +17,9 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from faceflow.errors import AssetNotFoundError, FaceflowError
-from faceflow.train import (SimpleTask, StepBatchSampler, StepContext, TrainConfig, add_arguments,
-                            checkpoint_path, config_from_args, epoch_permutation, load_checkpoint, lr_factor,
-                            read_csv, resolve_amp, run, sample_seed, step_indices, train)
+from faceflow.train import (SimpleTask, StepBatchSampler, StepContext, TrainConfig, checkpoint_path,
+                            config_from_args, epoch_permutation, load_checkpoint, lr_factor, read_csv, resolve_amp,
+                            sample_seed, step_indices, train)
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -382,6 +382,7 @@ def _with_data(task_cls, train_ds, val_ds):
     return T
 
 
+@pytest.mark.slow
 def test_dffnet_task_overfits_a_batch_and_exports(tmp_path):
     from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
     from faceflow.nets.weights import export_run, load_weights
@@ -411,6 +412,7 @@ def test_dffnet_task_overfits_a_batch_and_exports(tmp_path):
         assert torch.equal(exact(b["i1"], b["i2"], b["pncc"])[-1], want)
 
 
+@pytest.mark.slow
 def test_meshreg_task_overfits_a_batch_and_exports(tmp_path, skin_model):
     from faceflow.nets.tasks import MeshRegConfig, MeshRegTask, meshreg_template
     from faceflow.nets.weights import export_run, load_weights
@@ -529,16 +531,18 @@ def test_dffnet_colour_jitter_identical_on_both_images():
 
 
 # ============================================================================ command line, datasets
-def _parser():
-    p = argparse.ArgumentParser(prog="train")
-    add_arguments(p)
-    return p
+def _parser(task: str) -> argparse.ArgumentParser:
+    """The parser of ``faceflow train TASK`` as the command line builds it."""
+    from faceflow import cli
+    from faceflow.commands import train as train_cmd
+
+    return cli.command_parser(getattr(train_cmd, task.upper()), f"faceflow train {task}")
 
 
 def test_cli_presets_overrides_and_help(tmp_path, capsys):
     from faceflow.nets.tasks import DFFNetTask, MeshRegTask
 
-    args = _parser().parse_args(["dffnet", "--data", "a", "b", "--out", str(tmp_path), "--width", "0.5",
+    args = _parser("dffnet").parse_args(["--data", "a", "b", "--out", str(tmp_path), "--width", "0.5",
                                  "--iterations", "7", "--preset", "paper"])
     cls = DFFNetTask
     preset = cls.presets()[args.preset]
@@ -547,12 +551,12 @@ def test_cli_presets_overrides_and_help(tmp_path, capsys):
     assert cfg.data == ["a", "b"] and cfg.val_data == []
     task = cls.from_args(args, preset["task"])
     assert task.config.width == 0.5 and task.config.alpha == 10.0 and task.config.use_pncc == "full"
-    args = _parser().parse_args(["meshreg", "--data", "a", "--out", str(tmp_path)])
+    args = _parser("meshreg").parse_args(["--data", "a", "--out", str(tmp_path)])
     cfg = config_from_args(args, MeshRegTask.presets()["tiny"]["train"])
     assert (cfg.iterations, cfg.batch_size, cfg.val_every, cfg.val_samples, cfg.ckpt_every) == (2000, 8, 200, 64, 100)
     assert MeshRegTask.from_args(args, MeshRegTask.presets()["tiny"]["task"]).config.backbone == "resnet18"
     with pytest.raises(SystemExit):
-        _parser().parse_args(["dffnet", "--help"])
+        _parser("dffnet").parse_args(["--help"])
     text = capsys.readouterr().out
     for opt in ("--max-minutes", "--amp", "--use-pncc", "--alpha", "--overwrite", "--tensorboard"):
         assert opt in text
@@ -564,8 +568,9 @@ def test_cli_export(tmp_path):
     from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
     task = _with_data(DFFNetTask, FakeFlowPairs(2, 64), None)(DFFNetConfig(width=0.125))
     train(task, _cfg(out, iterations=1, batch_size=2), progress=False)
-    args = _parser().parse_args(["export", str(out), "--out", str(tmp_path / "w.pt"), "--half", "--which", "last"])
-    assert run(args) == 0
+    args = _parser("export").parse_args([str(out), "--out", str(tmp_path / "w.pt"), "--half", "--which", "last"])
+    from faceflow.commands import train as train_cmd
+    assert train_cmd.EXPORT.run(args) == 0
     from faceflow.nets.weights import weights_info
     info = weights_info(tmp_path / "w.pt")
     assert info["kind"] == "dffnet" and info["config"] == {"use_pncc": "full", "width": 0.125,
@@ -594,3 +599,73 @@ def test_dataset_directories_are_recognised_by_manifest(tmp_path):
     with pytest.raises(FaceflowError, match="not found"):
         dataset_kind(tmp_path / "nope")
     assert open_flow_datasets([]) is None
+
+
+# ============================================================================ provenance
+@dataclass
+class FakeConfigWithInit(FakeConfig):
+    init_path: str | None = None  # a "pretrained" file: recorded with its sha256
+
+
+def _as_typed(monkeypatch, argv):
+    """sys.argv as the console script `faceflow` would see it."""
+    import sys
+    import types
+
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setitem(sys.modules, "__main__", types.SimpleNamespace(__spec__=None))
+
+
+def test_run_config_and_manifest_hold_no_absolute_paths(tmp_path, monkeypatch):
+    import hashlib
+
+    from _portable import assert_portable
+
+    data, init, out = tmp_path / "data", tmp_path / "init.pt", tmp_path / "runs" / "run"
+    data.mkdir()
+    init.write_bytes(b"pretrained")
+    _as_typed(monkeypatch, [str(tmp_path / "venv" / "bin" / "faceflow"), "train", "fake", "--data", str(data),
+                            "--out", str(out)])
+    task = FakeTask(FakeConfigWithInit(init_path=str(init)))
+    train(task, _cfg(out, iterations=2, data=[str(data)]), progress=False)
+    conf = assert_portable(out / "config.json", tmp_path)
+    assert conf["train"]["data"] == ["../../data"] and conf["task_config"]["init_path"] == "init.pt"
+    assert conf["provenance"]["command"] == "faceflow train fake --data data --out run"
+    assert conf["provenance"]["weights"]["init_path"]["sha256"] == hashlib.sha256(b"pretrained").hexdigest()
+    man = assert_portable(out / "manifest.json", tmp_path)
+    assert man["command"] == conf["provenance"]["command"] and man["provenance"]["device"].startswith("cpu")
+    w = man["provenance"]["weights"]
+    last = out / "checkpoints" / "last.pt"
+    assert w["last_checkpoint"] == {"file": "checkpoints/last.pt", "bytes": last.stat().st_size,
+                                    "sha256": hashlib.sha256(last.read_bytes()).hexdigest()}
+    assert w["init_path"]["file"] == "init.pt"
+    # the portable config.json still identifies the run: resuming from it alone is accepted ...
+    import shutil
+    shutil.rmtree(out / "checkpoints")
+    train(FakeTask(FakeConfigWithInit(init_path=str(init))), _cfg(out, iterations=2, data=[str(data)]),
+          progress=False)
+    # ... and other data is still refused
+    (tmp_path / "other").mkdir()
+    with pytest.raises(FaceflowError, match=r"train\.data"):
+        train(FakeTask(FakeConfigWithInit(init_path=str(init))), _cfg(out, iterations=2, data=[str(tmp_path / "other")]),
+              progress=False)
+
+
+def test_exported_weights_meta_holds_no_absolute_paths(tmp_path, monkeypatch):
+    import hashlib
+
+    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.nets.weights import export_run, weights_info
+
+    out = tmp_path / "run"
+    _as_typed(monkeypatch, [str(tmp_path / "venv" / "bin" / "faceflow"), "train", "dffnet", "--out", str(out)])
+    task = _with_data(DFFNetTask, FakeFlowPairs(2, 64), None)(DFFNetConfig(width=0.125))
+    train(task, _cfg(out, iterations=1, batch_size=2, data=[str(tmp_path / "data")]), progress=False)
+    meta = weights_info(export_run(out, tmp_path / "w.pt", which="last"))["meta"]
+    text = json.dumps(meta)
+    assert str(tmp_path) not in text and "/root/" not in text and "/work/" not in text, text[:500]
+    assert meta["run_dir"] == "run" and meta["data"] == ["../data"] and meta["command"] == "faceflow train dffnet --out run"
+    ck = meta["provenance"]["weights"]["checkpoint"]
+    assert ck["file"] == "checkpoints/last.pt"
+    assert ck["sha256"] == hashlib.sha256(checkpoint_path(out, "last").read_bytes()).hexdigest()
+    assert {"faceflow", "torch", "numpy", "python"} <= set(meta["provenance"]["versions"])

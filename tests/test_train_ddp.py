@@ -16,6 +16,8 @@ import torch
 from faceflow.train import checkpoint_path, load_checkpoint, read_csv, train
 from test_train import FakeConfig, FakeTask, _cfg
 
+pytestmark = pytest.mark.slow  # starts two training processes
+
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent
 

@@ -3,3 +3,7 @@
 (:mod:`.discriminators`), losses (:mod:`.losses`), the sequential roll-out and loss collector
 (:mod:`.collector`), flow providers between real frames (:mod:`.flow`) and pure-PyTorch
 warping (:mod:`.warp`)."""
+
+from faceflow.threads import prefer_passive_wait
+
+prefer_passive_wait()  # before torch loads: see faceflow.threads

@@ -155,10 +155,9 @@ def _vgg19_trunk() -> nn.Sequential:
 def _load_vgg19_state(trunk: nn.Sequential, path: Path) -> None:
     """Load torchvision VGG19 weights (``features.N.weight`` keys; classifier keys ignored; a
     bare features state dict with ``N.weight`` keys works too) into ``trunk``."""
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # not a torch file, truncated, or holds non-tensor objects
-        raise FaceflowError(f"could not read VGG19 weights file {path}: {e}") from e
+    from faceflow.nets.weights import load_tensors  # weights_only=True; refuses files holding other objects
+
+    state = load_tensors(path, "VGG19 weights file", "could not read VGG19 weights file (corrupt or truncated?)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict):

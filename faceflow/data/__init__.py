@@ -9,16 +9,17 @@ pseudo-ground-truth pairs from annotated real videos (:mod:`.pseudo`) and synthe
 
 from __future__ import annotations
 
-from .pseudo import AnnotatedPairs, RealBuildConfig, build_real, describe, split_dirs
 from .splits import (CLIPS, PERSONS, SPLITS, annotation_clips, clips, evenly_spaced, identity_index, identity_of,
                      split_of, video_path)
 
-_LAZY = {"SyntheticPairs": ".synthetic"}
+# imported on first use: they load torch (and synthetic its renderer), which the light parts of
+# this package (the identity split, the command-line options) do not need
+_LAZY = {"AnnotatedPairs": ".pseudo", "RealBuildConfig": ".pseudo", "build_real": ".pseudo",
+         "describe": ".pseudo", "split_dirs": ".pseudo", "SyntheticPairs": ".synthetic"}
 
 
 def __getattr__(name: str):
-    """``SyntheticPairs`` is imported on first use, so this package imports even when
-    :mod:`.synthetic` (or its heavier dependencies) is unavailable."""
+    """The names of :data:`_LAZY`, imported from their module on first use."""
     if name in _LAZY:
         import importlib
 
@@ -28,4 +29,4 @@ def __getattr__(name: str):
 
 __all__ = ["AnnotatedPairs", "RealBuildConfig", "build_real", "describe", "split_dirs",
            "SPLITS", "CLIPS", "PERSONS", "clips", "annotation_clips", "split_of", "identity_of",
-           "identity_index", "video_path", "evenly_spaced"]  # SyntheticPairs: lazy, see __getattr__
+           "identity_index", "video_path", "evenly_spaced", "SyntheticPairs"]

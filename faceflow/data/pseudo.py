@@ -389,8 +389,11 @@ def build_real(annotated_root: str | Path, splits=_splits.SPLITS, max_frames: in
                           media_root=None if media_root is None else str(media_root),
                           clips=[stem for _, stem in todo])
     from ..io import save_json
+    from ..provenance import portable_json, portable_path, provenance
 
-    save_json(root / "build_real.json", asdict(cfg))
+    rec = asdict(cfg)  # media_root relative to the root (or its name), with the provenance of this run
+    rec["media_root"] = None if media_root is None else portable_path(media_root, root, climb=True)
+    save_json(root / "build_real.json", portable_json({**rec, "provenance": provenance(base=root)}, root))
     acfg = AnnotateConfig(size=size, max_frames=max_frames, gap_stride=gap_stride, previews=previews)
     done, failed = [], []
     n = len(todo)
@@ -420,31 +423,6 @@ def build_real(annotated_root: str | Path, splits=_splits.SPLITS, max_frames: in
     return done
 
 
-def add_arguments(p) -> None:
-    """Options of ``python -m faceflow data real``."""
-    p.add_argument("--out", required=True, help="annotated root: one annotate directory per clip (resumable)")
-    p.add_argument("--splits", nargs="+", default=list(_splits.SPLITS), choices=list(_splits.SPLITS),
-                   help="which identity splits to annotate")
-    p.add_argument("--max-frames", type=int, default=300, help="first N frames of each clip (0: all frames)")
-    p.add_argument("--gap-stride", type=int, default=4, help="start a temporal-gap pair at every N-th frame")
-    p.add_argument("--tiers", nargs="+", default=None, choices=list(_splits.TIERS),
-                   help="only clips of these tiers (default: all)")
-    p.add_argument("--size", type=int, default=256, help="crop size of the annotations")
-    p.add_argument("--previews", type=int, default=6, help="preview PNGs per clip")
-    p.add_argument("--media", default=None, help="media root (default: $FACEFLOW_MEDIA or ../shared/media)")
-    p.add_argument("--allow-failures", action="store_true",
-                   help="exit 0 even when some clips fail (they are listed)")
-
-
-def run(args) -> int:
-    """``python -m faceflow data real``: build, then print the per-split counts."""
-    dirs = build_real(args.out, tuple(args.splits), args.max_frames or None, gap_stride=args.gap_stride,
-                      size=args.size, previews=args.previews, tiers=args.tiers, media_root=args.media,
-                      strict=not args.allow_failures)
-    print(format_description(describe(dirs)))
-    return 0
-
-
 __all__ = ["AnnotatedPairs", "RealBuildConfig", "PAIR_KINDS", "read_manifest", "clip_stem",
            "split_dirs", "template_vertices", "head_motion_flow", "describe",
-           "format_description", "build_real", "add_arguments", "run"]
+           "format_description", "build_real"]

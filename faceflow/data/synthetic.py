@@ -38,7 +38,6 @@ generation resumes after an interruption and may be split across processes. Stor
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import shutil
@@ -51,6 +50,7 @@ import torch
 
 from .. import io as fio
 from ..errors import FaceflowError
+from ..provenance import morphable_model_files, portable_path, provenance
 from .synth_geometry import HeadGeometry, load_geometry, project_fitted
 from .synth_render import (SIZE, albedo, background, colour_jitter, composite, pose_meshes,
                            render_pair)
@@ -291,9 +291,11 @@ def generate(out_dir: str | Path, config: SyntheticConfig, sources, *, progress:
     previews = write_previews(out, config.previews)
     manifest = {
         "kind": "synthetic", "format": FORMAT, "split": config.split, "num_pairs": N, "size": SIZE,
-        "sources": [{"stem": c.stem, "dir": str(c.path.resolve()), "frames": len(c)} for c in clips],
+        # dir: the annotated clip relative to this directory (faceflow.provenance.resolve_recorded) or its name
+        "sources": [{"stem": c.stem, "dir": portable_path(c.path, out, climb=True), "frames": len(c)} for c in clips],
         "textures": int(config.textures), "pairs_per_second": rate,
         "this_run_s": time.perf_counter() - t0, "previews": previews, "layout": LAYOUT, "complete": True,
+        "provenance": provenance(weights=morphable_model_files("skin", "full"), base=out),
     }
     fio.save_json(man_path, manifest)
     return manifest
@@ -388,43 +390,9 @@ class SyntheticPairs(torch.utils.data.Dataset):
 
 # ---------------------------------------------------------------------- command line
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of ``python -m faceflow data synth``."""
-    d = SyntheticConfig()
-    p.add_argument("--annotated", required=True, nargs="+", metavar="DIR",
-                   help="annotated clips (output of python -m faceflow annotate): a directory holding them or "
-                        "clip directories; only complete clips of --split are used")
-    p.add_argument("--split", required=True, choices=["train", "val", "test"],
-                   help="identity split whose clips give textures, expressions and backgrounds")
-    p.add_argument("--out", required=True, type=Path, help="output directory (rerun the same command to resume)")
-    p.add_argument("--pairs", type=int, default=d.num_pairs, help="number of pairs (a larger number extends a set)")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed; pair k depends only on (seed, k)")
-    p.add_argument("--textures", type=int, default=d.textures, help="size of the texture bank (real frames)")
-    p.add_argument("--pairs-per-identity", type=int, default=d.pairs_per_identity,
-                   help="consecutive pairs sharing a synthetic identity and texture")
-    p.add_argument("--previews", type=int, default=d.previews, help="number of preview PNGs")
-    p.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (rendering is many small operations: one thread is usually fastest)")
-    p.add_argument("--overwrite", action="store_true", help="replace a set made with another configuration")
-
-
-def run(args: argparse.Namespace) -> int:
-    if args.threads < 1:
-        raise FaceflowError(f"--threads must be >= 1, got {args.threads}")
-    torch.set_num_threads(args.threads)
-    cfg = SyntheticConfig(split=args.split, num_pairs=args.pairs, seed=args.seed, textures=args.textures,
-                          pairs_per_identity=args.pairs_per_identity, previews=args.previews)
-    m = generate(args.out, cfg, args.annotated, overwrite=args.overwrite)
-    rate = m["pairs_per_second"]
-    print(f"done: {m['num_pairs']} synthetic {m['split']} pairs from {len(m['sources'])} clip(s) "
-          f"({', '.join(s['stem'] for s in m['sources'])})" + (f", {rate:.2f} pairs/s" if rate else "")
-          + f" -> {args.out}/manifest.json")
-    return 0
-
-
 __all__ = [
     "SIZE", "FORMAT", "LAYOUT", "SyntheticConfig", "HeadGeometry", "load_geometry", "project_fitted", "Clip",
     "load_clip", "find_clips", "sample_texture", "build_texture_bank", "PairParams", "sample_params",
     "pose_meshes", "albedo", "background", "composite", "colour_jitter", "render_pair", "pair_record",
-    "Generator", "prepare", "generate", "write_previews", "SyntheticPairs", "add_arguments", "run",
+    "Generator", "prepare", "generate", "write_previews", "SyntheticPairs",
 ]

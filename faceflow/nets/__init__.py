@@ -7,7 +7,9 @@
 - :mod:`.losses`: the flow loss, eq. (5).
 - :mod:`.metrics`: AEPE and vertex errors shared by validation and the benchmarks.
 - :mod:`.weights`: weights files (fp16 export, safe loading).
-- :mod:`.tasks`: the training tasks and presets for :mod:`faceflow.train` (import it directly).
+- :mod:`.tasks`: the training tasks for :mod:`faceflow.train` (import it directly); their options and
+  presets live in :mod:`faceflow.task_options` (no torch, for the command line).
+- :mod:`.resnet`: the ResNet trunks of 3DMeshReg.
 """
 
 from .correlation import benchmark_correlation, correlation, correlation_channels

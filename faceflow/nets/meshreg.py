@@ -1,6 +1,7 @@
 """3DMeshReg: regression of a dense image-space face mesh from one image (DeepFaceFlow, Sec. 4.1).
 
-The network is a torchvision ResNet (50 or 18) without its average pooling and classifier,
+The network is a ResNet (50 or 18, :mod:`faceflow.nets.resnet`, with torchvision's parameter
+names) without its average pooling and classifier,
 followed by a 3x3 convolution with 512 channels (+BatchNorm+ReLU), global average pooling and a
 linear layer regressing ``V * 3`` values. The output is the image-space mesh ``(B, V, 3)`` of the
 model's ``meshreg`` vertex subset (:meth:`faceflow.morphable.MorphableModel.subset`): x, y in
@@ -20,38 +21,36 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torchvision
 
 from ..errors import AssetNotFoundError, FaceflowError
+from .resnet import ARCHITECTURES, ResNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 INPUT_SIZE = 224
 
-_BACKBONES = {"resnet50": (torchvision.models.resnet50, 2048),
-              "resnet18": (torchvision.models.resnet18, 512)}
-
 
 def _load_backbone(backbone: str, pretrained_path: str | Path | None) -> tuple[nn.Module, int]:
-    if backbone not in _BACKBONES:
-        raise FaceflowError(f"unknown MeshReg backbone {backbone!r}; choose one of {sorted(_BACKBONES)}")
-    ctor, channels = _BACKBONES[backbone]
-    net = ctor(weights=None)  # architecture only: never downloads
+    if backbone not in ARCHITECTURES:
+        raise FaceflowError(f"unknown MeshReg backbone {backbone!r}; choose one of {sorted(ARCHITECTURES)}")
+    net = ResNet(backbone)
     if pretrained_path is not None:
         path = Path(pretrained_path)
         if not path.is_file():
             raise AssetNotFoundError(f"ImageNet weights for {backbone} not found at {path}")
+        from .weights import (
+            load_tensors,  # weights_only=True; refuses files holding other objects
+        )
+
+        state = load_tensors(path, f"{backbone} ImageNet weights file",
+                             f"could not load {backbone} ImageNet weights (corrupt or truncated?)")
         try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
             if isinstance(state, dict) and "state_dict" in state:
                 state = state["state_dict"]
-            net.load_state_dict(state)
+            net.load_classifier_state(state)
         except Exception as e:  # corrupt file or weights of another architecture
             raise FaceflowError(f"could not load {backbone} ImageNet weights from {path}: {e}") from e
-    # remove avgpool and fc: keep conv1 ... layer4 -> (B, C, 7, 7) for a 224 input
-    trunk = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool,
-                          net.layer1, net.layer2, net.layer3, net.layer4)
-    return trunk, channels
+    return net.trunk(), net.channels  # conv1 ... layer4 -> (B, C, 7, 7) for a 224 input
 
 
 class MeshReg(nn.Module):

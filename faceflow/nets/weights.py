@@ -14,6 +14,8 @@ parameter whose fp16 copy would overflow is kept in float32 too. :func:`load_wei
 returns a float32 module in eval mode.
 
 - :func:`save_weights` / :func:`load_weights` / :func:`weights_info`;
+- :func:`load_tensors`: the one ``torch.load`` of user-supplied weights and checkpoint files
+  (``weights_only=True``; :class:`UnsafeFileError` for a file holding other objects);
 - :func:`export_run`: a training run directory (``faceflow.train``) -> weights file.
 """
 from __future__ import annotations
@@ -98,15 +100,156 @@ def save_weights(model: nn.Module, kind: str, config: dict, path: str | os.PathL
     return os.path.abspath(os.fspath(path))
 
 
+# ----------------------------------------------------------------------------- safe loading
+class UnsafeFileError(FaceflowError):
+    """A weights or checkpoint file holding objects other than tensors and plain containers:
+    refused by :func:`load_tensors`, never unpickled (nothing in it was executed)."""
+
+
+# pieces of torch's weights-only refusals that mean "this file holds other objects"
+_OBJECT_MARKERS = ("unsupported global", "allowed global", "is blocked", "trying to call reduce",
+                   "can only build", "can only create new object", "add_safe_globals")
+# lines of torch's messages that are advice on getting round the refusal: never repeated
+_ADVICE = ("weights_only", "weights only load failed", "likely succeed", "trusted source", "file an issue",
+           "check the documentation", "add_safe_globals", "allowlist", "arbitrary code")
+_STRING_OPS = {"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "BINUNICODE", "SHORT_BINUNICODE",
+               "BINUNICODE8"}
+_SCAN_BYTES = 64 << 20
+
+
+def _allowed_globals() -> set[str]:
+    """``module.name`` of the globals torch's weights-only unpickler accepts."""
+    try:
+        from torch import _weights_only_unpickler as wu
+
+        names = set(wu._get_allowed_globals())
+        if hasattr(wu, "_get_user_allowed_globals"):
+            names |= set(wu._get_user_allowed_globals())
+        return names
+    except Exception:  # a torch without these private helpers: tensors, storages, dtypes, containers
+        return {"collections.OrderedDict", "collections.Counter", "builtins.set", "builtins.frozenset",
+                "builtins.bytearray", "builtins.complex", "_codecs.encode", "torch.Size", "torch.Tensor",
+                "torch._utils._rebuild_tensor", "torch._utils._rebuild_tensor_v2", "torch._utils._rebuild_parameter",
+                "torch._utils._rebuild_parameter_with_state", "torch._tensor._rebuild_from_type_v2"} | {
+            f"torch.{n}" for n in dir(torch) if n.endswith(("Storage", "Tensor")) or
+            isinstance(getattr(torch, n, None), torch.dtype)}
+
+
+def _pickle_globals(data: bytes, max_pickles: int = 8) -> list[str]:
+    """``module.name`` of every global (class or function) the pickle stream(s) in ``data``
+    refer to, found with :mod:`pickletools` (which only parses: nothing is imported or run).
+    Reads successive pickles (torch's legacy format holds several) until the bytes stop parsing."""
+    import io
+    import pickletools
+
+    names: list[str] = []
+    f = io.BytesIO(data)
+    for _ in range(max_pickles):
+        if f.tell() >= len(data):
+            break
+        recent: list = []  # the values pushed last: STACK_GLOBAL takes its module and name from them
+        memo: dict = {}
+        found: list[str] = []  # kept once the pickle parses to its STOP (not from garbage bytes)
+        try:
+            for op, arg, _pos in pickletools.genops(f):
+                name = op.name
+                if name in ("GLOBAL", "INST"):
+                    found.append(".".join(str(arg).split(" ", 1)))
+                    recent.append(None)
+                elif name == "STACK_GLOBAL":
+                    mod, attr = (recent[-2:] if len(recent) >= 2 else [None, None])
+                    found.append(f"{mod}.{attr}" if isinstance(mod, str) and isinstance(attr, str) else "?")
+                    recent.append(None)
+                elif name == "STOP":
+                    names.extend(found)
+                elif name in _STRING_OPS:
+                    recent.append(arg.decode("latin-1") if isinstance(arg, bytes) else arg)
+                elif name == "MEMOIZE":
+                    memo[len(memo)] = recent[-1] if recent else None
+                elif name in ("PUT", "BINPUT", "LONG_BINPUT"):
+                    memo[arg] = recent[-1] if recent else None
+                elif name in ("GET", "BINGET", "LONG_BINGET"):
+                    recent.append(memo.get(arg))
+                elif name not in ("FRAME", "PROTO"):
+                    recent.append(None)
+                del recent[:-4]
+        except Exception:  # not (or no longer) a pickle: raw storage bytes, truncation, garbage
+            break
+    return names
+
+
+def _foreign_globals(path: Path) -> list[str]:
+    """The globals the file's pickles refer to that torch's weights-only unpickler refuses
+    (classes, functions: what a file of tensors never needs); [] when none or unreadable."""
+    import zipfile
+
+    chunks = []
+    try:
+        if zipfile.is_zipfile(path):  # torch's format: ARCHIVE/data.pkl (+ ARCHIVE/data/N storages)
+            with zipfile.ZipFile(path) as z:
+                for info in z.infolist():
+                    if info.filename.rsplit("/", 1)[-1].endswith(".pkl") and info.file_size <= _SCAN_BYTES:
+                        chunks.append(z.read(info))
+        else:  # torch's legacy format or a bare pickle
+            with open(path, "rb") as f:
+                chunks.append(f.read(_SCAN_BYTES))
+    except Exception:
+        return []
+    import _compat_pickle  # Python 2 names (protocol <= 2 pickles), as the unpickler maps them
+
+    def py3(n: str) -> str:
+        mod, _, attr = n.rpartition(".")
+        mod, attr = _compat_pickle.NAME_MAPPING.get((mod, attr), (mod, attr))
+        return f"{_compat_pickle.IMPORT_MAPPING.get(mod, mod)}.{attr}"
+
+    allowed = _allowed_globals()
+    found = [py3(n) for data in chunks for n in _pickle_globals(data)]
+    return list(dict.fromkeys(n for n in found if n not in allowed))
+
+
+def _torch_reason(e: BaseException) -> str:
+    """torch's error message without its advice on how to load the file anyway."""
+    msg = str(e).replace("\x1b[1m", "").replace("\x1b[0m", "")
+    if "WeightsUnpickler error:" in msg:
+        msg = msg.split("WeightsUnpickler error:", 1)[1]
+    keep = [ln.strip() for ln in msg.splitlines()
+            if ln.strip() and not any(a in ln.lower() for a in _ADVICE)]
+    reason = " ".join(keep)[:200]
+    return f"{type(e).__name__}: {reason}" if reason else type(e).__name__
+
+
+def load_tensors(path: str | os.PathLike, what: str = "weights file", unreadable: str | None = None):
+    """``torch.load(path, map_location='cpu', weights_only=True)`` of a user-supplied file, with
+    errors that name it. Never loads with ``weights_only=False`` and never advises to.
+
+    Raises :class:`UnsafeFileError` when the file holds objects other than tensors and plain
+    containers (a pickled class or function: refused for safety, nothing in it is executed), and
+    :class:`FaceflowError` ``"PATH: UNREADABLE: reason"`` when it is corrupt, truncated or not a
+    torch file (``unreadable`` defaults to ``"not a readable WHAT (corrupt or truncated?)"``).
+    ``what`` names the kind of file in the messages ("weights file", "checkpoint", ...).
+    """
+    p = Path(path)
+    try:
+        return torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # truncated, corrupt, not a torch file, or pickled objects
+        err = e
+    foreign = _foreign_globals(p)
+    if foreign or any(m in str(err).lower() for m in _OBJECT_MARKERS):
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        raise UnsafeFileError(
+            f"{p}: refused for safety: this {what} holds objects other than tensors"
+            f"{f' ({shown})' if shown else ''}, which could run code when loaded; it was not loaded and "
+            f"nothing in it was executed. Use a {what} that holds only tensors (e.g. a state dict), "
+            f"from a source you trust.") from None
+    msg = unreadable or f"not a readable {what} (corrupt or truncated?)"
+    raise FaceflowError(f"{p}: {msg}: {_torch_reason(err)}") from None  # torch's own text advises otherwise
+
+
 def _read(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise AssetNotFoundError(f"weights file not found: {p}")
-    try:
-        obj = torch.load(p, map_location="cpu", weights_only=True)
-    except Exception as e:  # truncated, corrupt, not a torch file, or pickled objects
-        raise FaceflowError(f"{p}: not a readable weights file (corrupt, truncated or not made by "
-                            f"faceflow): {type(e).__name__}: {str(e)[:200]}") from e
+    obj = load_tensors(p, "weights file", "not a readable weights file (corrupt, truncated or not made by faceflow)")
     fmt = obj.get("format") if isinstance(obj, dict) else None
     if fmt != FORMAT:
         if isinstance(fmt, str) and fmt.startswith("faceflow-checkpoint"):
@@ -175,18 +318,24 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, half: bool = 
         model.load_state_dict(ckpt["models"][spec["model"]], strict=True)
     except (KeyError, RuntimeError) as e:
         raise FaceflowError(f"{path}: checkpoint does not hold the {spec['kind']} network: {e}") from e
-    cfg = ckpt.get("config", {})
+    from ..provenance import portable_command, provenance
+    from ..train import portable_record
+
+    # no absolute paths of this machine: the run directory by name, data relative to it (or by name)
+    cfg = portable_record(ckpt.get("config", {}), run_dir)
     train_cfg = cfg.get("train", {})
     meta = {
-        "run_dir": str(run_dir.resolve()), "checkpoint": path.name, "step": ckpt.get("step"),
+        "run_dir": run_dir.resolve().name, "checkpoint": path.name, "step": ckpt.get("step"),
         "iterations": train_cfg.get("iterations"), "task": ckpt.get("task"),
-        "command": ckpt.get("command"), "data": train_cfg.get("data"), "val_data": train_cfg.get("val_data"),
-        "train_config": train_cfg, "task_config": cfg.get("task_config"),
+        "command": portable_command(ckpt.get("command")), "data": train_cfg.get("data"),
+        "val_data": train_cfg.get("val_data"), "train_config": train_cfg, "task_config": cfg.get("task_config"),
         "val_metrics": ckpt.get("val_metrics"), "best_val_metric": ckpt.get("best"),
+        # the export: its command, versions, commit and the checkpoint's sha256
+        "provenance": provenance(weights={"checkpoint": path}, base=run_dir),
     }
     meta.update(spec.get("meta") or {})  # task-specific extras (e.g. the mesh triangles of 3DMeshReg)
     return save_weights(model, spec["kind"], spec["config"], out, half=half, meta=meta)
 
 
 __all__ = ["FORMAT", "KINDS", "model_class", "build_model", "half_state_dict", "save_weights",
-           "load_weights", "weights_info", "export_run"]
+           "load_weights", "weights_info", "export_run", "load_tensors", "UnsafeFileError"]

@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+from typing import TYPE_CHECKING
 
-from faceflow.train import TrainConfig, dist_rank, train
+from reenact.presets import PRESETS
 
-from .task import PRESETS, ReenactTask
+if TYPE_CHECKING:  # imported where used, so --help does not load torch
+    from faceflow.train import TrainConfig
+    from reenact.task import ReenactTask
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -52,6 +54,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def configs(args) -> tuple[ReenactTask, TrainConfig]:
+    """The task and the harness config of the parsed options: defaults <- preset <- options."""
+    from faceflow.train import TrainConfig
+    from reenact.task import ReenactTask
+
     preset = PRESETS[args.preset]
     kw = dict(preset["train"])
     for a, f in (("max_iters", "iterations"), ("batch_size", "batch_size"), ("lr", "lr"),
@@ -69,8 +75,10 @@ def configs(args) -> tuple[ReenactTask, TrainConfig]:
 
 
 def run(args) -> int:
+    from faceflow.train import dist_rank, train
+
     task, cfg = configs(args)
-    summary = train(task, cfg, overwrite=args.overwrite, command=" ".join(["python -m reenact"] + sys.argv[1:]),
+    summary = train(task, cfg, overwrite=args.overwrite, command=getattr(args, "command_line", None),
                     progress=not args.quiet)
     if dist_rank() == 0:
         print(json.dumps({k: summary[k] for k in ("step", "status", "seconds_per_step")}

@@ -1,0 +1,64 @@
+"""``faceflow train meshreg|dffnet|export``: train 3DMeshReg or DFFNet with the one harness
+(:mod:`faceflow.train`: resumable, DDP under torchrun, AMP on CUDA), or export a run as a
+weights file."""
+
+from __future__ import annotations
+
+import json
+
+from faceflow.task_options import (
+    add_dffnet_arguments,
+    add_meshreg_arguments,
+    task_presets,
+)
+from faceflow.train_config import add_common_arguments
+
+
+class TrainTask:
+    """``faceflow train NAME``: the harness options with the presets' defaults, then the task's."""
+
+    def __init__(self, name: str, add_task_arguments, doc: str):
+        self.name, self._add_task_arguments, self.__doc__ = name, add_task_arguments, doc
+
+    def add_arguments(self, p) -> None:
+        add_common_arguments(p, task_presets(self.name))
+        self._add_task_arguments(p)
+
+    def run(self, args) -> int:
+        from faceflow.train import config_from_args, dist_rank, load_task, train
+
+        cls = load_task(self.name)
+        preset = cls.presets()[args.preset]
+        cfg = config_from_args(args, preset["train"])
+        task = cls.from_args(args, preset["task"])
+        summary = train(task, cfg, overwrite=args.overwrite, command=getattr(args, "command_line", None))
+        if dist_rank() == 0:
+            print(json.dumps({k: summary[k] for k in ("step", "status", "best", "seconds_per_step")}))
+        return 143 if summary["status"] == "SIGTERM" else 0
+
+
+class Export:
+    """Export a training run as a weights file (faceflow.nets.weights): loadable with
+    load_weights(path), float32 in eval mode, with the run's config and provenance."""
+
+    def add_arguments(self, p) -> None:
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory")
+        p.add_argument("--out", required=True, metavar="FILE.pt", help="weights file to write")
+        p.add_argument("--which", choices=("best", "last"), default="best",
+                       help="checkpoint to export (best falls back to last when the run had no validation)")
+        p.add_argument("--half", action="store_true", help="store parameters in float16 (half the size)")
+
+    def run(self, args) -> int:
+        from faceflow.nets.weights import export_run
+
+        print(export_run(args.run_dir, args.out, half=args.half, which=args.which))
+        return 0
+
+
+MESHREG = TrainTask("meshreg", add_meshreg_arguments, """Train 3DMeshReg (DeepFaceFlow Sec. 4.1): image ->
+2,713-vertex face mesh, loss eq. (4); each pair contributes its two images. Rerun the same command
+to resume; torchrun --nproc_per_node N trains with DistributedDataParallel.""")
+DFFNET = TrainTask("dffnet", add_dffnet_arguments, """Train DFFNet (DeepFaceFlow Sec. 4.2): (I1, I2, PNCC of
+I1) -> 3D flow, loss eq. (5). Rerun the same command to resume; torchrun --nproc_per_node N trains
+with DistributedDataParallel.""")
+EXPORT = Export()
