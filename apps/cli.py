@@ -39,7 +39,7 @@ COMMANDS = Group("faceflow", "3D facial flow (DeepFaceFlow) and head reenactment
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dispatch(COMMANDS, argv, program_name())
+    return dispatch(COMMANDS, argv, program_name("apps.cli", argv))
 
 
 if __name__ == "__main__":

@@ -282,7 +282,7 @@ def estimate_flow(ctx: AppContext, image1, image2, video=None, frame1=0, frame2=
         with ctx._lock:  # one estimate at a time on the shared detector
             res = ff.estimate(img1, img2)
         step(0.8, desc="writing the results")
-        write_outputs(res, job, {"input": what})
+        write_outputs(res, job, {"input": what}, weights=ff.weights_files, device=ff.device)
         vio.write_image(job / "mesh_overlay.png", draw_wireframe(img1, res.mesh_image, res.triangles))
     mag = np.linalg.norm(res.flow[res.mask], axis=-1) if res.mask.any() else np.zeros(1)
     summary = (f"3D flow from {what}: {int(res.mask_image.sum())} face pixels of image 1 "
@@ -479,9 +479,10 @@ def _inside(path: str, root: str) -> bool:
 
 def _served(cfg: AppConfig, real: str) -> bool:
     """Whether the Evaluate tab may read the real path ``real``: under ``results_root`` or
-    ``eval_dir``, and not in the app's own ``jobs/`` or ``tmp/`` (other users' uploads and results)."""
+    ``eval_dir``, and not in the app's own ``jobs/`` or ``tmp/`` (other users' uploads and results)
+    nor in the models folder (previews and samples made from the targets' videos)."""
     roots = {os.path.realpath(r) for r in (cfg.results_root, cfg.eval_dir)}
-    private = [os.path.realpath(cfg.workdir / sub) for sub in ("jobs", "tmp")]
+    private = [os.path.realpath(cfg.workdir / sub) for sub in ("jobs", "tmp")] + [os.path.realpath(cfg.models_dir)]
     return any(_inside(real, r) for r in roots) and not any(_inside(real, q) for q in private)
 
 
@@ -532,7 +533,7 @@ def read_evaluation(folder: str | Path, served=None) -> tuple[str, list[tuple[np
         served = lambda real: _inside(real, top)  # noqa: E731
     if not d.is_dir():
         return (f"No evaluation results in `{d}` yet (the folder does not exist). Run the self-reenactment "
-                f"evaluation (evaluation/self_reenact.py) with this folder as its output, then press Refresh."), []
+                f"evaluation (`faceflow evaluate self-reenact VIDEOS --out FOLDER`) with this folder as its output, then press Refresh."), []
     parts = []
     for p in [d / "table.md"] + sorted((d / "tables").glob("*.md")):
         real = os.path.realpath(p)
@@ -548,7 +549,7 @@ def read_evaluation(folder: str | Path, served=None) -> tuple[str, list[tuple[np
             continue
     if not parts:
         return (f"No evaluation tables in `{d}` (no table.md or tables/*.md). Run the self-reenactment "
-                f"evaluation (evaluation/self_reenact.py) with this folder as its output, then press Refresh."), images
+                f"evaluation (`faceflow evaluate self-reenact VIDEOS --out FOLDER`) with this folder as its output, then press Refresh."), images
     return "\n\n".join(parts), images
 
 
@@ -710,9 +711,9 @@ def run(args) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m apps.gradio_app`` (also ``faceflow app`` and ``python -m apps``)."""
-    from faceflow.cli import run_module
+    from faceflow.cli import program_name, run_module
 
-    return run_module(sys.modules[__name__], argv)
+    return run_module(sys.modules[__name__], argv, program_name("apps.gradio_app", argv))
 
 
 if __name__ == "__main__":

@@ -71,7 +71,9 @@ def bench_startup(repeat: int = 3, images: tuple[str, str] | None = None) -> dic
             manifest = json.loads((out / "manifest.json").read_text())
             runs.append((wall, manifest["seconds"], manifest.get("stage_seconds", {})))
     wall, compute, stages = sorted(runs)[len(runs) // 2]
-    return {"benchmark": "startup", "repeat": repeat, "help_target_s": HELP_TARGET_S,
+    from faceflow.provenance import provenance
+
+    return {"benchmark": "startup", "provenance": provenance(), "repeat": repeat, "help_target_s": HELP_TARGET_S,
             "help_s": {k: round(v, 3) for k, v in helps.items()},
             "slowest_help": max(helps, key=helps.get), "slowest_help_s": round(max(helps.values()), 3),
             "flow": {"pair": [Path(p).name for p in pair], "process_s": round(wall, 3),

@@ -708,11 +708,11 @@ def _jsonable(o):
 
 def main(argv: list[str] | None = None) -> int:
     """``python -m evaluation.flow_benchmark`` (also ``faceflow evaluate flow``)."""
-    from faceflow.cli import run_module
+    from faceflow.cli import program_name, run_module
 
     from .commands import flow
 
-    return run_module(flow, argv)
+    return run_module(flow, argv, program_name("evaluation.flow_benchmark", argv))
 
 
 if __name__ == "__main__":

@@ -84,11 +84,11 @@ def run_benchmark(meshreg: str, out: str, synthetic: str | None = None, real_roo
 
 def main(argv=None) -> int:
     """``python -m evaluation.meshreg_benchmark`` (also ``faceflow evaluate meshreg``)."""
-    from faceflow.cli import run_module
+    from faceflow.cli import program_name, run_module
 
     from .commands import meshreg
 
-    return run_module(meshreg, argv)
+    return run_module(meshreg, argv, program_name("evaluation.meshreg_benchmark", argv))
 
 
 if __name__ == "__main__":

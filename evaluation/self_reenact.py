@@ -959,11 +959,11 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
 
 def main(argv=None) -> int:
     """``python -m evaluation.self_reenact`` (also ``faceflow evaluate self-reenact``)."""
-    from faceflow.cli import run_module
+    from faceflow.cli import program_name, run_module
 
     from .commands import self_reenact
 
-    return run_module(self_reenact, argv)
+    return run_module(self_reenact, argv, program_name("evaluation.self_reenact", argv))
 
 
 if __name__ == "__main__":

@@ -18,7 +18,7 @@ __all__ = ["FaceFlow", "FaceflowError", "AssetNotFoundError", "MediaError", "__v
 
 
 def __getattr__(name: str):
-    # FaceFlow (faceflow.estimate) pulls in torch, torchvision and the networks: import it on demand
+    # FaceFlow (faceflow.estimate) pulls in torch and the networks: import it on demand
     if name == "FaceFlow":
         from .estimate import FaceFlow
 

@@ -29,7 +29,7 @@ COMMANDS = Group("faceflow", "3D facial flow toolkit (DeepFaceFlow).", (
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dispatch(COMMANDS, argv, program_name())
+    return dispatch(COMMANDS, argv, program_name("faceflow", argv))
 
 
 if __name__ == "__main__":

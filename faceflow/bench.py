@@ -303,6 +303,7 @@ class FitBench:
         p.add_argument("--videos", nargs="+", default=None, help="videos (default: the tier-A clips)")
         p.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
         p.add_argument("--overlays", default=None, help="save mesh overlays into this directory")
+        p.add_argument("--json", action="store_true", help="accepted for symmetry: the result is always JSON")
 
     def run(self, args) -> int:
         from .assets import media_dir
@@ -344,7 +345,7 @@ COMMANDS = Group("bench", "speed benchmarks as JSON: rasteriser, fitting, flow p
 
 def main(argv=None) -> int:
     """``python -m faceflow.bench render|fit|flow`` (also ``faceflow bench ...``)."""
-    return dispatch(COMMANDS, argv, program_name())
+    return dispatch(COMMANDS, argv, program_name("faceflow.bench", argv))
 
 
 if __name__ == "__main__":

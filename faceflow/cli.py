@@ -74,15 +74,19 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {value})"
 
 
-def program_name(default: str = "faceflow") -> str:
-    """The command the user typed: ``python -m PKG`` when Python runs a module with ``-m``
-    (``__main__`` then has a spec), else the script's name (``faceflow`` for the installed one)."""
+def program_name(module: str, argv: list[str] | None = None) -> str:
+    """The command the user typed, for usage lines and manifests. Called by ``main(argv)`` of
+    module ``module``: with ``argv`` given (a call from Python) it is ``python -m MODULE``;
+    otherwise ``python -m PKG`` when Python runs a module with ``-m`` (``__main__`` then has a
+    spec), else the script's name (``faceflow`` for the installed command)."""
+    if argv is not None:
+        return f"python -m {module}"
     spec = getattr(sys.modules.get("__main__"), "__spec__", None)
     if spec is not None and spec.name:
         name = spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
         return f"python -m {name}"
     arg0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
-    return arg0 if arg0 and not arg0.endswith(".py") and arg0 != "-c" else default
+    return arg0 if arg0 and not arg0.endswith(".py") and arg0 != "-c" else f"python -m {module}"
 
 
 def _group_parser(group: Group, prog: str) -> argparse.ArgumentParser:
@@ -109,7 +113,7 @@ def run_module(module, argv: list[str] | None = None, prog: str | None = None) -
     from .threads import prefer_passive_wait
 
     prefer_passive_wait()
-    prog = prog or program_name()
+    prog = prog or program_name(module.__name__, argv)
     words = list(sys.argv[1:] if argv is None else argv)
     args = command_parser(module, prog).parse_args(words)
     args.command_line = shlex.join(prog.split() + [str(w) for w in words])  # as typed, for manifests
@@ -120,7 +124,7 @@ def dispatch(group: Group, argv: list[str] | None = None, prog: str | None = Non
     """Run the command that ``argv`` (default ``sys.argv[1:]``) names in ``group``; only that
     command's module is imported."""
     words = list(sys.argv[1:] if argv is None else argv)
-    prog = prog or program_name()
+    prog = prog or program_name(group.name, argv)
     node: Group | Command = group
     while isinstance(node, Group):
         names = {c.name: c for c in node.commands}
@@ -129,7 +133,12 @@ def dispatch(group: Group, argv: list[str] | None = None, prog: str | None = Non
             return 2  # not reached
         node, prog = names[words[0]], f"{prog} {words[0]}"
         words = words[1:]
-    return run_module(load_target(node.target), words, prog)
+    from .errors import run_cli
+
+    module = run_cli(lambda: load_target(node.target))  # Ctrl-C or a user error while importing: no traceback
+    if isinstance(module, int):
+        return module
+    return run_module(module, words, prog)
 
 
 def load_target(target: str):

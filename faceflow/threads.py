@@ -4,16 +4,21 @@ OpenMP (torch's CPU thread pool) by default spins while it waits for work. When 
 is busy on one of the cores, the spinning threads and the neighbour fight for the cores and a
 ResNet-18 forward pass at batch 1 on a 2-core machine goes from about 110 ms to about 950 ms
 (measured: 946 ms with the default policy, 110 ms with ``OMP_WAIT_POLICY=PASSIVE``). Users meet
-that all the time: the app trains next to its flow tab, data-loader workers run beside the main
-process, several jobs share a workstation.
+that all the time: a training job runs beside the app or a flow estimation, data-loader workers
+run beside the main process, several jobs share a workstation. The price of passive waiting is
+paid on a quiet machine: waking a sleeping thread for each parallel region makes many small
+operations (batch 1, the rasteriser) about 1.5x slower; ``OMP_WAIT_POLICY=ACTIVE`` gets the
+spinning speed back on a dedicated machine (see the README's "Threads on a busy machine").
 
 - :func:`prefer_passive_wait` sets ``OMP_WAIT_POLICY=PASSIVE`` unless the user chose a policy;
   it must run before torch is first imported (OpenMP reads it once, when it loads). Every entry
   point (the ``faceflow`` command, ``python -m`` of each package, the app) calls it first, and so
   does importing ``faceflow``, ``vid2vid``, ``reenact``, ``evaluation`` or ``apps``.
-- :func:`worker_threads` sizes the thread pool of one of several concurrent workers, and
-  :func:`subprocess_env` gives a child process (the app's jobs, later Ray workers) that size.
-- torch's DataLoader already gives each worker process one thread.
+- :func:`worker_threads` sizes the thread pool of one of several concurrent workers (the
+  training harness uses it for DDP processes on a CPU), and :func:`subprocess_env` gives a child
+  process that size (for worker processes started by the toolkit, such as the dataset builder's).
+- Data-loader workers run one thread each (the harness's worker init, as torch's DataLoader does).
+- The app runs one job at a time (its jobs share one queue slot), in threads of its own process.
 """
 
 from __future__ import annotations

@@ -74,7 +74,8 @@ RESUMABLE_KEYS = ("out", "iterations", "max_minutes", "val_every", "ckpt_every",
                   "num_workers", "tensorboard")
 # the files a run writes in OUT (removed by --overwrite; nothing else in OUT is touched)
 RUN_FILES = ("checkpoints", "config.json", "log.csv", "val.csv", "tb", "manifest.json", "samples")
-# training tasks of `python -m faceflow train NAME`: "module:Class"
+# training tasks of `faceflow train NAME`: "module:Class", imported when a run starts (the
+# command's options and presets come from faceflow.task_options without importing them)
 TASKS = {
     "meshreg": "faceflow.nets.tasks:MeshRegTask",
     "dffnet": "faceflow.nets.tasks:DFFNetTask",
@@ -243,7 +244,8 @@ class Task:
     def config_dict(self) -> dict:
         return asdict(self.config) if self.config is not None else {}
 
-    # ---- command line (``python -m faceflow train NAME``)
+    # ---- command line (``faceflow train NAME``: faceflow/commands/train.py reads the options and
+    # presets of the registered tasks from faceflow.task_options, then builds the task with from_args)
     @classmethod
     def presets(cls) -> dict[str, dict]:
         """``{preset: {"train": TrainConfig kwargs, "task": task-config kwargs}}``."""
@@ -691,8 +693,11 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
             old = json.loads((out / "config.json").read_text())
         except (OSError, ValueError):
             old = None
-    if old is not None:  # compared path-portably: config.json holds no absolute paths, checkpoints do
-        diffs = _config_diff(portable_record(old, out), portable_record(record, out))
+    if old is not None:
+        # a checkpoint holds the full paths: compare them as they are; config.json holds portable
+        # paths only (faceflow.provenance), so then compare the portable forms
+        diffs = (_config_diff(old, record) if ckpt is not None
+                 else _config_diff(portable_record(old, out), portable_record(record, out)))
         if diffs:
             raise FaceflowError(
                 f"{out} holds a run with a different configuration ({'; '.join(diffs)}); only "

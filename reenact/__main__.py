@@ -19,7 +19,7 @@ COMMANDS = Group("reenact", "person-specific head reenactment (Head2Head++): pre
 
 
 def main(argv: list[str] | None = None) -> int:
-    return dispatch(COMMANDS, argv, program_name())
+    return dispatch(COMMANDS, argv, program_name("reenact", argv))
 
 
 if __name__ == "__main__":

@@ -119,9 +119,9 @@ def run(args) -> int:
 
 def main(argv=None) -> int:
     """``python -m reenact.bench`` (also ``faceflow bench reenact``)."""
-    from faceflow.cli import run_module
+    from faceflow.cli import program_name, run_module
 
-    return run_module(sys.modules[__name__], argv)
+    return run_module(sys.modules[__name__], argv, program_name("reenact.bench", argv))
 
 
 if __name__ == "__main__":

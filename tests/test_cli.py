@@ -128,10 +128,11 @@ def test_program_name(monkeypatch):
 
     monkeypatch.setitem(sys.modules, "__main__", types.SimpleNamespace(__spec__=None))
     monkeypatch.setattr(sys, "argv", ["/venv/bin/faceflow", "flow"])
-    assert cli.program_name() == "faceflow"
+    assert cli.program_name("apps.cli") == "faceflow"
+    assert cli.program_name("apps.cli", ["flow"]) == "python -m apps.cli"  # main(argv) called from Python
     spec = types.SimpleNamespace(name="reenact.__main__")
     monkeypatch.setitem(sys.modules, "__main__", types.SimpleNamespace(__spec__=spec))
-    assert cli.program_name() == "python -m reenact"
+    assert cli.program_name("reenact") == "python -m reenact"
 
 
 def test_passive_wait_policy_unless_the_user_chose_one():

@@ -19,7 +19,8 @@ import torch
 
 from _media import REPO, media
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # slow: starts the app
+pytestmark = pytest.mark.usefixtures("one_thread")
+needs_server = pytest.mark.slow  # the tests that start the app (a module-scoped server)
 
 if importlib.util.find_spec("gradio") is None or importlib.util.find_spec("gradio_client") is None:
     pytest.skip("gradio and gradio_client are not installed", allow_module_level=True)
@@ -83,6 +84,7 @@ def test_cli_help_and_lazy_gradio_import():
     assert "default: this machine only" in r.stdout
 
 
+@needs_server
 def test_offline_local_and_one_job_at_a_time(served):
     app, _, work, url, share_url = served
     assert os.environ["GRADIO_ANALYTICS_ENABLED"] == "False" and app.analytics_enabled is False
@@ -97,6 +99,7 @@ def test_offline_local_and_one_job_at_a_time(served):
 
 
 # ------------------------------------------------------------------ tab 1: 3D face flow
+@needs_server
 def test_flow_tab_matches_direct_estimate(served, frames):
     app, client, work, _, _ = served
     (p0, p8), f0, f8 = frames
@@ -129,6 +132,7 @@ def test_flow_tab_matches_direct_estimate(served, frames):
     assert any(p.name == "f0.png" for p in (work / "tmp").rglob("*.png"))
 
 
+@needs_server
 def test_flow_tab_video_frames_equal_image_frames(served, frames):
     app, client, work, _, _ = served
     _, f0, f8 = frames
@@ -140,6 +144,7 @@ def test_flow_tab_video_frames_equal_image_frames(served, frames):
         client.predict(None, None, handle_file(str(media(CLIP))), 0, 900, api_name="/estimate_flow")
 
 
+@needs_server
 def test_flow_tab_readable_errors(served, tmp_path):
     _, client, work, _, _ = served
     blank = tmp_path / "blank.png"
@@ -157,6 +162,7 @@ def test_flow_tab_readable_errors(served, tmp_path):
 
 
 # ------------------------------------------------------------------ tab 2: reenact (listing, errors)
+@needs_server
 def test_reenact_tab_lists_models_and_rejects_bad_ones(served):
     app, client, _, _, _ = served
     models = app.faceflow.config.models_dir
@@ -181,6 +187,7 @@ def test_reenact_tab_lists_models_and_rejects_bad_ones(served):
 
 
 # ------------------------------------------------------------------ tab 3 then 2: prepare, train, reenact
+@needs_server
 def test_prepare_train_then_reenact(served):
     app, client, _, _, _ = served
     clip = handle_file(str(media(CLIP)))
@@ -210,6 +217,7 @@ def test_prepare_train_then_reenact(served):
 
 
 # ------------------------------------------------------------------ tab 4: evaluate
+@needs_server
 def test_evaluate_tab_reads_tables(served):
     _, client, work, _, _ = served
     ev = work / "results" / "run1"                                  # results live under the workdir
@@ -260,6 +268,7 @@ def _refused(client, folder) -> str:
     return msg
 
 
+@needs_server
 def test_evaluate_tab_refuses_folders_outside_the_workdir(served, tmp_path):
     _, client, work, _, _ = served
     out, _ = _outside_results(tmp_path)
@@ -273,6 +282,7 @@ def test_evaluate_tab_refuses_folders_outside_the_workdir(served, tmp_path):
     _refused(client, f"{work}/../{work.name}/../..")                # '..' inside an absolute path
     _refused(client, "tmp")                                         # other users' uploads ...
     _refused(client, "jobs")                                        # ... and results
+    _refused(client, "models")                                      # the targets' previews and samples
     # a symlink inside the workdir pointing outside: refused, it is resolved first
     (work / "results").mkdir(exist_ok=True)
     link = work / "results" / "link_out"
@@ -284,6 +294,7 @@ def test_evaluate_tab_refuses_folders_outside_the_workdir(served, tmp_path):
         link.unlink()
 
 
+@needs_server
 def test_evaluate_tab_skips_symlinked_files_pointing_outside(served, tmp_path):
     _, client, work, _, _ = served
     out, secret_img = _outside_results(tmp_path)
@@ -334,6 +345,7 @@ def test_results_root_option(tmp_path):
     assert SECRET not in text and images == []
 
 
+@needs_server
 def test_server_files_are_not_served(served):
     """Inputs must be uploads and only job results are downloadable: a server path given as the
     video, or a file of the workdir asked for by path, is refused."""
@@ -379,6 +391,7 @@ def _chromium() -> str | None:
     return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 
 
+@needs_server
 def test_browser_renders_the_four_tabs(served, tmp_path):
     exe = _chromium()
     if exe is None:

@@ -261,7 +261,7 @@ def test_end_to_end_tables_figures_and_cells(run_dir):
     assert info.num_frames == 6 and info.width == 3 * SIZE                    # real | dis2d | none
     cmd = (out / "commands.md").read_text()
     typed = [video.name, "--out", out.name] + argv[3:]  # the words as typed, absolute paths shortened
-    assert " ".join(typed) in cmd and "torch:" in cmd and "git commit" in cmd and "device: cpu" in cmd
+    assert "python -m evaluation.self_reenact " + " ".join(typed) in cmd and "torch:" in cmd and "git commit" in cmd and "device: cpu" in cmd
     assert str(out.parent) not in cmd and "/work/" not in cmd and "/root/" not in cmd
     # metrics.json: no absolute paths; data and model relative to the cell, the generator's checkpoint hashed
     import hashlib

@@ -29,12 +29,11 @@ Pair k depends only on (config, k) and the texture bank (itself a function of th
 generation resumes after an interruption and may be split across processes. Storage: see
 :data:`LAYOUT`; a directory is complete when ``manifest.json`` (written last) exists.
 """
-# (This docstring is also the --help text of ``python -m faceflow data synth``.) Modules: the
-# draws of a pair (.synth_sampling: SyntheticConfig, sample_params), the render head
-# (.synth_geometry), the annotated source clips (.synth_sources), the texture bank
-# (.synth_texture) and the rendering (.synth_render); this module stores the pairs (generate),
-# serves them (SyntheticPairs) and holds the command line. All their public names are
-# importable from here.
+# Modules: the draws of a pair (.synth_sampling: SyntheticConfig, sample_params), the render
+# head (.synth_geometry), the annotated source clips (.synth_sources), the texture bank
+# (.synth_texture) and the rendering (.synth_render); this module stores the pairs (generate) and
+# serves them (SyntheticPairs); the command line is faceflow/commands/data_synth.py. All their
+# public names are importable from here.
 
 from __future__ import annotations
 
@@ -387,8 +386,6 @@ class SyntheticPairs(torch.utils.data.Dataset):
             "kind": torch.tensor(0, dtype=torch.int64),
         }
 
-
-# ---------------------------------------------------------------------- command line
 
 __all__ = [
     "SIZE", "FORMAT", "LAYOUT", "SyntheticConfig", "HeadGeometry", "load_geometry", "project_fitted", "Clip",
