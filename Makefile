@@ -7,13 +7,14 @@
 # make test   - set up the environment if needed and run the whole test suite (what CI runs)
 # make test-fast - the same without the tests marked slow (training, whole clips, the app): the
 #               developer's loop, about a minute
+# make lint   - the lint gate: ruff with the pyproject.toml settings (CI runs it before the tests)
 # make bench  - rasteriser benchmark (JSON)
 # make env    - only set up the environment (prints the venv path)
 # make lock   - regenerate requirements.lock from pyproject.toml (needs `uv`: pip install uv)
 SHELL := /bin/bash
 export PYTHONPATH := $(CURDIR)
 
-.PHONY: env demo app test test-fast bench lock
+.PHONY: env demo app test test-fast lint bench lock
 
 APP ?= 1
 APP_ARGS ?=
@@ -36,6 +37,9 @@ app:
 
 test:
 	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m pytest -q $(PYTEST_ARGS)
+
+lint:
+	@venv="$$(scripts/env.sh)" && "$$venv/bin/ruff" check .
 
 test-fast:
 	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m pytest -q -m "not slow" $(PYTEST_ARGS)

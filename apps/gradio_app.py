@@ -223,7 +223,7 @@ def _in_thread(fn) -> tuple[threading.Thread, dict]:
     def target():
         try:
             box["result"] = fn()
-        except BaseException as e:  # noqa: BLE001 - handed back to the caller
+        except BaseException as e:
             box["error"] = e
 
     t = threading.Thread(target=target, daemon=True, name="faceflow-app-job")
@@ -530,10 +530,11 @@ def read_evaluation(folder: str | Path, served=None) -> tuple[str, list[tuple[np
     d = Path(folder).expanduser()
     if served is None:
         top = os.path.realpath(d)
-        served = lambda real: _inside(real, top)  # noqa: E731
+        served = lambda real: _inside(real, top)
     if not d.is_dir():
         return (f"No evaluation results in `{d}` yet (the folder does not exist). Run the self-reenactment "
-                f"evaluation (`faceflow evaluate self-reenact VIDEOS --out FOLDER`) with this folder as its output, then press Refresh."), []
+                f"evaluation (`faceflow evaluate self-reenact VIDEOS --out FOLDER`) with this folder as its output, "
+                f"then press Refresh."), []
     parts = []
     for p in [d / "table.md"] + sorted((d / "tables").glob("*.md")):
         real = os.path.realpath(p)
@@ -549,7 +550,8 @@ def read_evaluation(folder: str | Path, served=None) -> tuple[str, list[tuple[np
             continue
     if not parts:
         return (f"No evaluation tables in `{d}` (no table.md or tables/*.md). Run the self-reenactment "
-                f"evaluation (`faceflow evaluate self-reenact VIDEOS --out FOLDER`) with this folder as its output, then press Refresh."), images
+                f"evaluation (`faceflow evaluate self-reenact VIDEOS --out FOLDER`) with this folder as its output, "
+                f"then press Refresh."), images
     return "\n\n".join(parts), images
 
 

@@ -9,8 +9,8 @@ shading), :mod:`~faceflow.flowviz` (flow colour coding), :mod:`~faceflow.meshio`
 
 __version__ = "0.1.0"
 
-from .errors import AssetNotFoundError, FaceflowError, MediaError  # noqa: E402
-from .threads import prefer_passive_wait  # noqa: E402
+from .errors import AssetNotFoundError, FaceflowError, MediaError
+from .threads import prefer_passive_wait
 
 prefer_passive_wait()  # OMP_WAIT_POLICY=PASSIVE before torch loads, unless set: see faceflow.threads
 

@@ -16,13 +16,15 @@ COMMANDS = Group("faceflow", "3D facial flow toolkit (DeepFaceFlow).", (
     Command("flow", "faceflow.commands.flow", "3D facial flow between two face images (DeepFaceFlow), with pictures"),
     Group("data", "build DeepFaceFlow training / evaluation data (synthetic pairs, real pseudo-GT)", (
         Command("synth", "faceflow.commands.data_synth", "synthetic face pairs with exact 3D flow and head-only flow"),
-        Command("real", "faceflow.commands.data_real", "annotate every clip of the identity splits (pseudo ground truth)"),
+        Command("real", "faceflow.commands.data_real",
+                "annotate every clip of the identity splits (pseudo ground truth)"),
     ), "Build the flow datasets: 'synth' renders synthetic pairs with exact 3D flow, 'real' annotates every "
        "clip of the identity split (pseudo ground truth)."),
     Group("train", "train 3DMeshReg / DFFNet (resumable, DDP) or export a run as a weights file", (
         Command("meshreg", "faceflow.commands.train:MESHREG", "train 3DMeshReg: image -> face mesh, eq. (4)"),
         Command("dffnet", "faceflow.commands.train:DFFNET", "train DFFNet: (I1, I2, PNCC) -> 3D flow, eq. (5)"),
-        Command("export", "faceflow.commands.train:EXPORT", "write a run's best (or last) checkpoint as a weights file"),
+        Command("export", "faceflow.commands.train:EXPORT",
+                "write a run's best (or last) checkpoint as a weights file"),
     ), "Train with the one harness (faceflow.train): rerun the same command to resume; torchrun for DDP."),
     BENCH,
 ))

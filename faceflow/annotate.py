@@ -374,7 +374,8 @@ def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, 
     pairs, kinds = [], []
     for a in range(N - 1):
         if "consecutive" in cfg.pairs and segment[a + 1] == segment[a]:
-            pairs.append((a, a + 1)); kinds.append(0)
+            pairs.append((a, a + 1))
+            kinds.append(0)
     say("choosing gap pairs" if "gap" in cfg.pairs else "no gap pairs")
     if "gap" in cfg.pairs:
         with torch.no_grad():
@@ -393,7 +394,8 @@ def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, 
 
                 g = gap_pairs_rule(mean_flow, cfg.max_gap)
                 if g > 1:
-                    pairs.append((a, a + g)); kinds.append(1)
+                    pairs.append((a, a + g))
+                    kinds.append(1)
     order = sorted(range(len(pairs)), key=lambda m: (pairs[m][0], kinds[m]))  # pairs of one frame together:
     return [pairs[m] for m in order], [kinds[m] for m in order]  # one rasterisation serves them
 

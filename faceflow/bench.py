@@ -197,7 +197,7 @@ def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=No
             regs["r1"] = np.stack([warp_image(frames[0], T, S, border="border") for _ in range(batch)])
             regs["r2"] = np.stack([warp_image(frames[1], T, S, border="border") for _ in range(batch)])
 
-        to_t = lambda r: torch.from_numpy(r).permute(0, 3, 1, 2).float().div(255).to(dev)  # noqa: E731
+        to_t = lambda r: torch.from_numpy(r).permute(0, 3, 1, 2).float().div(255).to(dev)
         reg_ms = _timeit(register, repeat, dev)
         i1, i2 = to_t(regs["r1"]), to_t(regs["r2"])
         with torch.no_grad():
@@ -241,7 +241,7 @@ def busy_neighbour_row(ff, frames, T, repeat: int, dev) -> dict:
     def pipeline():
         r1 = warp_image(frames[0], T, ff.size, border="border")
         r2 = warp_image(frames[1], T, ff.size, border="border")
-        to_t = lambda r: torch.from_numpy(np.ascontiguousarray(r)).permute(2, 0, 1)[None].float().div(255).to(dev)  # noqa: E731
+        to_t = lambda r: torch.from_numpy(np.ascontiguousarray(r)).permute(2, 0, 1)[None].float().div(255).to(dev)
         with torch.no_grad():
             ff.estimate_registered(to_t(r1), to_t(r2))
 

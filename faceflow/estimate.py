@@ -271,7 +271,7 @@ class FaceFlow:
             # edge-replicated like the training frames (annotate registers with border="border")
             r1 = np.stack([warp_image(x, t, S, border="border") for x, t in zip(a, T)])
             r2 = np.stack([warp_image(x, t, S, border="border") for x, t in zip(b, T)])
-            to_t = lambda r: torch.from_numpy(r).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
+            to_t = lambda r: torch.from_numpy(r).permute(0, 3, 1, 2).float().div(255)
             out = self.estimate_registered(to_t(r1), to_t(r2))
             tris = self.triangles.cpu().numpy()
             for j, k in enumerate(chunk):
@@ -348,10 +348,10 @@ def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None, *
     video file} -> name, size and sha256 under ``"input_files"``) and ``"provenance"``
     (:func:`faceflow.provenance.provenance` with the ``weights`` files {role: path}, by default
     those named in ``extra["weights"]`` (:attr:`FaceFlow.info`), and ``device``)."""
-    from .provenance import file_record, portable_json, provenance
     from . import io as vio
     from .flowviz import flow2d_to_rgb, flow3d_to_rgb
     from .meshio import write_obj
+    from .provenance import file_record, portable_json, provenance
     from .render.overlay import draw_wireframe
 
     out = Path(out)

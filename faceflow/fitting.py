@@ -42,7 +42,6 @@ fixed point-to-vertex correspondence (:mod:`faceflow.correspondence`).
 
 from __future__ import annotations
 
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 
@@ -57,13 +56,15 @@ from .camera import Camera, axis_angle_to_rotation, euler_to_rotation, rotation_
 from .errors import FaceflowError
 from .morphable import MorphableModel
 
+
 def _es(*args):
     return np.einsum(*args, optimize=True)  # BLAS-backed contraction paths
 
 
 def _bsolve(A: np.ndarray, B: np.ndarray) -> np.ndarray:
     """Batched dense solve (torch's batched LAPACK is much faster than numpy's loop here)."""
-    return torch.linalg.solve(torch.from_numpy(np.ascontiguousarray(A)), torch.from_numpy(np.ascontiguousarray(B))).numpy()
+    A, B = torch.from_numpy(np.ascontiguousarray(A)), torch.from_numpy(np.ascontiguousarray(B))
+    return torch.linalg.solve(A, B).numpy()
 
 
 CHIN = (7, 8, 9)  # jaw landmarks kept on their fixed vertices
@@ -120,7 +121,7 @@ class VideoFit:
         return np.degrees(rotation_to_euler(torch.from_numpy(self.rotation.astype(np.float64))).numpy())
 
     def camera(self, device="cpu") -> Camera:
-        f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)  # noqa: E731
+        f = lambda a: torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32)).to(device)
         return Camera(f(self.rotation), f(self.translation), f(self.scale))
 
     def vertices(self, model: MorphableModel, frames=slice(None), vertex_idx=None) -> torch.Tensor:
@@ -166,7 +167,8 @@ def identity_prior(model: MorphableModel, cfg: "FitConfig", frames: int = 1) -> 
     face = model.subset("face").indices
     mean = model.mean[face].double().cpu().numpy()
     c = mean - mean.mean(0)
-    fields = [np.cross(np.eye(3)[a], c) for a in range(3)] + [np.broadcast_to(np.eye(3)[a], c.shape) for a in range(3)] + [c]
+    fields = ([np.cross(np.eye(3)[a], c) for a in range(3)]
+              + [np.broadcast_to(np.eye(3)[a], c.shape) for a in range(3)] + [c])
     Q, _ = np.linalg.qr(np.stack([f.ravel() for f in fields], 1))  # (3N, 7) orthonormal
     U = model.id_basis[:, face].double().cpu().numpy().reshape(k, -1).T  # (3N, K_id)
     QU = Q.T @ U
@@ -432,7 +434,8 @@ def _solve_coefficients(G: np.ndarray, h: np.ndarray, segment_ids: np.ndarray, c
     Lt = torch.linalg.cholesky(torch.from_numpy(np.ascontiguousarray(Gee)))  # (T, kf, kf) lower; R_uu = L^T
     L = Lt.numpy()
     Rei = torch.linalg.solve_triangular(Lt, torch.from_numpy(np.ascontiguousarray(Gei)), upper=False).numpy()
-    ce = torch.linalg.solve_triangular(Lt, torch.from_numpy(np.ascontiguousarray(h[:, :kf, None])), upper=False).numpy()[..., 0]
+    hf = torch.from_numpy(np.ascontiguousarray(h[:, :kf, None]))
+    ce = torch.linalg.solve_triangular(Lt, hf, upper=False).numpy()[..., 0]
     if ki:
         S = (Gii - _es("tki,tkj->tij", Rei, Rei)).sum(0) + id_prior
         si = (h[:, kf:] - _es("tki,tk->ti", Rei, ce)).sum(0)
@@ -446,13 +449,19 @@ def _solve_coefficients(G: np.ndarray, h: np.ndarray, segment_ids: np.ndarray, c
     Ree = L.transpose(0, 2, 1)
     iu, ju = np.triu_indices(kf)
     fr = np.repeat(np.arange(T), len(iu))
-    rows.append(fr * kf + np.tile(iu, T)); cols.append(fr * kf + np.tile(ju, T)); vals.append(Ree[:, iu, ju].ravel())
+    rows.append(fr * kf + np.tile(iu, T))
+    cols.append(fr * kf + np.tile(ju, T))
+    vals.append(Ree[:, iu, ju].ravel())
     ii, jj = np.meshgrid(np.arange(kf), np.arange(ki), indexing="ij")
     fr = np.repeat(np.arange(T), kf * ki)
-    rows.append(fr * kf + np.tile(ii.ravel(), T)); cols.append(T * kf + np.tile(jj.ravel(), T)); vals.append(Rei.reshape(-1))
+    rows.append(fr * kf + np.tile(ii.ravel(), T))
+    cols.append(T * kf + np.tile(jj.ravel(), T))
+    vals.append(Rei.reshape(-1))
     r0 = T * kf
     iu2, ju2 = np.triu_indices(ki)
-    rows.append(r0 + iu2); cols.append(T * kf + ju2); vals.append(Li.T[iu2, ju2])
+    rows.append(r0 + iu2)
+    cols.append(T * kf + ju2)
+    vals.append(Li.T[iu2, ju2])
     r0 += ki
     rhs = [ce.ravel(), ci]
     f0 = np.flatnonzero((segment_ids[:-2] == segment_ids[1:-1]) & (segment_ids[1:-1] == segment_ids[2:]))
@@ -462,7 +471,9 @@ def _solve_coefficients(G: np.ndarray, h: np.ndarray, segment_ids: np.ndarray, c
         rr = r0 + np.arange(m)
         base = (f0[:, None] * kf + np.arange(ke)[None]).ravel()
         for d, c in ((0, 1.0), (1, -2.0), (2, 1.0)):
-            rows.append(rr); cols.append(base + d * kf); vals.append(np.full(m, c * ws))
+            rows.append(rr)
+            cols.append(base + d * kf)
+            vals.append(np.full(m, c * ws))
         rhs.append(np.zeros(m))
         r0 += m
     A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(r0, n))
@@ -521,7 +532,8 @@ def fit_video(model: MorphableModel, lmk68: np.ndarray, dense: np.ndarray | None
             raise FaceflowError(f"dense_vertices must be (P,) vertex indices in [0, {model.num_vertices})")
         dense = np.asarray(dense, np.float64)[..., :2]
         if dense.shape[:2] != (T, len(dense_vertices)) or not np.isfinite(dense).all():
-            raise FaceflowError(f"dense points must be finite (T, P, 2) with P = {len(dense_vertices)}, got {dense.shape}")
+            raise FaceflowError(f"dense points must be finite (T, P, 2) with P = {len(dense_vertices)}, "
+                                f"got {dense.shape}")
     say = progress or (lambda msg: None)
     t0 = time.perf_counter()
     ident = None
@@ -542,7 +554,8 @@ def fit_video(model: MorphableModel, lmk68: np.ndarray, dense: np.ndarray | None
     return fit
 
 
-def _fit(model, lmk68, dense, dense_vertices, seg, cfg: FitConfig, say, ident_fixed) -> VideoFit:
+# complexity: issue 13 splits it into the five steps its docstring names
+def _fit(model, lmk68, dense, dense_vertices, seg, cfg: FitConfig, say, ident_fixed) -> VideoFit:  # noqa: C901
     """The fit proper (see :func:`fit_video`); ``ident_fixed`` (K_id,) or None to estimate it."""
     T = len(lmk68)
     use_dense = dense is not None

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import math
 import json
+import math
 import os
 import re
 import subprocess

@@ -512,7 +512,8 @@ def track_video(frames: Iterable[np.ndarray], detector=None, config: TrackConfig
             detector.close()
 
 
-def _follow(frames, detector, cfg: TrackConfig, progress: bool, total: int | None) -> Track:
+# complexity: one pass of the tracking rules over the frames, kept in their order
+def _follow(frames, detector, cfg: TrackConfig, progress: bool, total: int | None) -> Track:  # noqa: C901
     from tqdm import tqdm
 
     K = cfg.lose_track
@@ -644,7 +645,6 @@ def smooth_track(track: Track, config: TrackConfig | None = None) -> Track:
     from scipy.interpolate import make_smoothing_spline
 
     cfg = config if config is not None else TrackConfig()
-    T = len(track.status)
     lmk = np.full_like(track.lmk68, np.nan)
     dense = np.full_like(track.dense, np.nan) if track.dense is not None else None
     status = list(track.status)

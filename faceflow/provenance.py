@@ -152,7 +152,9 @@ def _scrub_text(s: str, base) -> str:
         return s
     if os.path.isabs(s) and "\n" not in s and " " not in s:
         return portable_path(s, base)
-    return _ABS.sub(lambda m: portable_path(m.group(0).rstrip("."), base) + ("." if m.group(0).endswith(".") else ""), s)
+    def one(m: re.Match) -> str:  # a sentence-ending full stop stays outside the path
+        return portable_path(m.group(0).rstrip("."), base) + ("." if m.group(0).endswith(".") else "")
+    return _ABS.sub(one, s)
 
 
 def portable_json(obj: Any, base: str | os.PathLike | None = None) -> Any:

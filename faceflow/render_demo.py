@@ -40,7 +40,8 @@ class RenderConfig:
     size: int = 256
     model: str = "skin"
     fill: float = 0.8
-    first: FacePose = field(default_factory=lambda: FacePose({"mouthSmile_L": 0.3, "mouthSmile_R": 0.3}, -15.0, 0.0, 0.0))
+    first: FacePose = field(default_factory=lambda: FacePose({"mouthSmile_L": 0.3, "mouthSmile_R": 0.3},
+                                                             -15.0, 0.0, 0.0))
     second: FacePose = field(default_factory=lambda: FacePose({"jawOpen": 0.6, "browInnerUp_L": 0.5,
                                                                "browInnerUp_R": 0.5}, 10.0, 6.0, 4.0))
 

@@ -657,7 +657,8 @@ def train(task: Task, cfg: TrainConfig, overwrite: bool = False, command: str | 
         dist.close()
 
 
-def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, progress: bool,
+# complexity: the training loop in one function; issue 13 splits it into the harness's named steps
+def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, progress: bool,  # noqa: C901
            dist: _Dist, device: torch.device) -> dict:
     t_start = time.perf_counter()
     out = Path(cfg.out)

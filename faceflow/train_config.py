@@ -91,7 +91,7 @@ def _preset_help(presets: dict, section: str, key: str) -> str:
 
 def add_common_arguments(p: argparse.ArgumentParser, presets: dict) -> None:
     """The harness options of ``train TASK``; unset values come from the preset."""
-    h = lambda key: _preset_help(presets, "train", key)  # noqa: E731
+    h = lambda key: _preset_help(presets, "train", key)
     p.add_argument("--preset", choices=sorted(presets), default="tiny",
                    help="tiny: small networks for a CPU (seconds per step: use --max-minutes and rerun the "
                         "same command to continue); paper: DeepFaceFlow's sizes for a GPU")

@@ -12,7 +12,8 @@ import sys
 from faceflow.cli import Command, Group, dispatch, program_name
 
 COMMANDS = Group("reenact", "person-specific head reenactment (Head2Head++): preprocess, train, run", (
-    Command("preprocess", "reenact.commands.preprocess", "turn a target video into conditioning, mouth boxes and cached flows"),
+    Command("preprocess", "reenact.commands.preprocess",
+            "turn a target video into conditioning, mouth boxes and cached flows"),
     Command("train", "reenact.commands.train", "train a person-specific renderer (resumable; torchrun for DDP)"),
     Command("run", "reenact.commands.run", "self / face / head reenactment with a trained model -> mp4"),
 ), __doc__)

@@ -74,7 +74,7 @@ class TargetData:
                                 f"{', '.join(sorted(self.manifest['flows'])) or 'none'}); add it with "
                                 f"python -m reenact preprocess {src} {self.root} --flow {flow}")
         d = self.root / "annotation" / "data"
-        load = lambda name: np.load(d / f"{name}.npy", mmap_mode="r")  # noqa: E731
+        load = lambda name: np.load(d / f"{name}.npy", mmap_mode="r")
         self.crops, self.nmfc, self.eyes = load("crops"), load("nmfc"), load("eyes")
         self.face_mask = load("face_mask")
         self.segment = np.load(d / "segment.npy")

@@ -34,7 +34,7 @@ from vid2vid.generator import Generator, GeneratorConfig
 from vid2vid.losses import LossWeights, VGG19Loss, weighted_total
 
 from .data import SequenceDataset, TargetData, to_uint8
-from .presets import PRESETS  # noqa: F401  (re-exported: reenact.task.PRESETS)
+from .presets import PRESETS
 
 __all__ = ["ReenactConfig", "ReenactTask", "apd", "seq_len_at", "PRESETS"]
 

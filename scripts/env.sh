@@ -36,10 +36,12 @@ fail() {
     echo "env.sh: $1 (full log: $log)" >&2
     exit 1
 }
+mkdir -p "$root"
+exec 9>"$venv.lock"
+flock 9  # one set-up of this venv at a time: two commands started together would clobber each other
 if [ ! -f "$venv/.ready" ]; then
     echo "env.sh: creating $venv from requirements.lock (first run installs PyTorch and friends; several minutes)" >&2
     rm -rf "$venv"
-    mkdir -p "$root"
     "$py" -m venv "$venv"
     "$venv/bin/python" -m pip install --no-deps -r "$lock" >"$log" 2>&1 || fail "install failed"
     "$venv/bin/python" -m pip check >>"$log" 2>&1 || fail "pip check found broken requirements"

@@ -28,8 +28,8 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
 from _media import MEDIA, REPO, media
+
 from faceflow.annotate import LAYOUT, TEMPLATE, AnnotateConfig, annotate, gap_pairs_rule
 from faceflow.errors import FaceflowError
 

@@ -2,11 +2,9 @@
 
 import math
 
-import numpy as np
-import pytest
 import torch
 
-from faceflow.camera import Camera, frame_face
+from faceflow.camera import frame_face
 from faceflow.render import flow_ground_truth, interpolate, nmfc, nmfc_colors, pncc, pncc_to_points, rasterize
 
 SIZE = (96, 112)  # H, W: non-square on purpose
@@ -115,7 +113,8 @@ def test_nmfc_gives_the_same_colour_to_the_same_point_for_everyone(skin_model):
     assert torch.allclose(face.amin(0), torch.zeros(3)) and torch.allclose(face.amax(0), torch.ones(3))
     nose = int(m.lmk68[30])
     seen = []
-    for seed, exp, ang in ((1, {}, (0, 0, 0)), (2, {"jawOpen": 0.5}, (5, 20, 0)), (3, {"mouthSmile_R": 1.0}, (-5, -25, 8))):
+    cases = ((1, {}, (0, 0, 0)), (2, {"jawOpen": 0.5}, (5, 20, 0)), (3, {"mouthSmile_R": 1.0}, (-5, -25, 8)))
+    for seed, exp, ang in cases:
         g = torch.Generator().manual_seed(seed)
         S, cam = posed(m, torch.randn(1, 100, generator=g) * 1.5, m.expression(exp), ang, size=(224, 224))
         V = cam.project(S)

@@ -16,13 +16,24 @@ import json
 import numpy as np
 import pytest
 import torch
+from _media import media
 
 from faceflow import correspondence as corr_mod
-from faceflow.correspondence import (DEFAULT_CLIPS, IRIS, NUM_POINTS, BuildConfig, HitStats, canonical_positions,
-                                     hit_stats, load_correspondence, read_correspondence, surface_hits, vote)
+from faceflow.correspondence import (
+    DEFAULT_CLIPS,
+    IRIS,
+    NUM_POINTS,
+    BuildConfig,
+    HitStats,
+    canonical_positions,
+    hit_stats,
+    load_correspondence,
+    read_correspondence,
+    surface_hits,
+    vote,
+)
 from faceflow.errors import FaceflowError, MediaError
 from faceflow.landmarks import MP68
-from _media import media
 
 FRONTAL = ("deepface_img32", "face_recognition_biden2")
 HELD_OUT_CLIP = "videos/EDTalk_pose_source2.mp4"  # tier A, not one of the build clips

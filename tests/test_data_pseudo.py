@@ -20,16 +20,14 @@ import shutil
 import numpy as np
 import pytest
 import torch
-
 from _media import MEDIA, media
+
 from faceflow.annotate import AnnotateConfig, annotate
+from faceflow.data import pseudo, splits
+from faceflow.data.pseudo import AnnotatedPairs, describe, split_dirs
 from faceflow.errors import FaceflowError, run_cli
 from faceflow.registration import Similarity, warp_image
 from faceflow.render import interpolate, pncc_to_points, rasterize
-
-from faceflow.data import splits
-from faceflow.data import pseudo
-from faceflow.data.pseudo import AnnotatedPairs, describe, split_dirs
 
 OBAMA = "videos/EDTalk_uncrop_Obama.mp4"
 CFG = AnnotateConfig(size=128, max_frames=12, previews=0)  # consecutive + gap pairs

@@ -314,6 +314,7 @@ def test_layout_manifest_and_no_cross_split_leakage(generated, annotated):
     assert cfg["sources"] == [TRAIN] and [s["stem"] for s in man["sources"]] == [TRAIN]
     # no absolute path of this machine; the clips relative to the set, the model files hashed
     from _portable import assert_portable
+
     from faceflow.provenance import resolve_recorded
     assert assert_portable(out / "manifest.json", out.parent, annotated) == json.loads(json.dumps(man))
     assert resolve_recorded(man["sources"][0]["dir"], out).resolve() == (annotated / TRAIN).resolve()

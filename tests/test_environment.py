@@ -26,8 +26,8 @@ def test_lock_pins_every_package_exactly():
     assert not any(name.startswith("opencv") and name != "opencv-contrib-python" for name in pins)
 
 
-in_locked_venv = pytest.mark.skipif(sys.prefix == sys.base_prefix,
-                                    reason="not running in a virtual environment (scripts/env.sh builds the locked one)")
+in_locked_venv = pytest.mark.skipif(
+    sys.prefix == sys.base_prefix, reason="not running in a virtual environment (scripts/env.sh builds the locked one)")
 
 
 @in_locked_venv

@@ -4,14 +4,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _media import media
 
 from faceflow.errors import AssetNotFoundError, FaceflowError
 from faceflow.estimate import FaceFlow, warp_mesh_by_flow
 from faceflow.landmarks import NoFaceError
 from faceflow.nets import DFFNet, MeshReg
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -247,7 +245,7 @@ def test_flow_cli_writes_outputs_and_from_pretrained_roundtrip(model, frames, tm
 
     from _portable import assert_portable
     man = assert_portable(out / "manifest.json", tmp_path)
-    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
     assert man["input_files"]["img1"] == {"file": "a.png", "bytes": a.stat().st_size, "sha256": sha(a)}
     w = man["provenance"]["weights"]
     assert w["dffnet"] == {"file": "dffnet.pt", "bytes": (wdir / "dffnet.pt").stat().st_size,

@@ -13,12 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _media import media
 
 from faceflow import eyes
 from faceflow.errors import FaceflowError
 from faceflow.eyes import LEFT_EYE, RIGHT_EYE, PupilConfig
-from _media import media
-
 
 try:  # the 478 -> 68 mediapipe map; faceflow.landmarks may not exist yet
     from faceflow.landmarks import MP68
@@ -402,6 +401,7 @@ def write_checks(folder: Path, frames, lmk, iris, pupils) -> None:
     """Per frame: the eyes zoomed with mediapipe's iris (green) and the pupil (red) over the
     eye polygons, above the same crop of the eye sketch; and frame | eye sketch."""
     import cv2
+
     from faceflow.io import write_image
     folder.mkdir(parents=True, exist_ok=True)
     for t in range(0, len(frames), 2):

@@ -12,10 +12,10 @@ FACEFLOW_REQUIRE_ASSETS=1).
 """
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 import torch
+from _media import media
 from scipy.optimize import least_squares, lsq_linear
 from scipy.spatial.transform import Rotation
 from scipy.stats import chi2
@@ -23,7 +23,6 @@ from scipy.stats import chi2
 from faceflow import fitting as F
 from faceflow.camera import Camera, euler_to_rotation, rotation_to_euler
 from faceflow.errors import FaceflowError
-from _media import media
 
 FLIP2 = np.array([1.0, -1.0])  # image y down, model y up
 
@@ -505,7 +504,7 @@ def test_smooth_series_reduces_noise():
     truth = np.stack([np.sin(2 * np.pi * tt / 40), np.cos(2 * np.pi * tt / 25)], 1)
     noisy = truth + rng.normal(0, 0.2, truth.shape)
     sm = F.smooth_series(noisy)
-    rms = lambda a: float(np.sqrt((a ** 2).mean()))  # noqa: E731
+    rms = lambda a: float(np.sqrt((a ** 2).mean()))
     assert rms(sm - truth) < 0.5 * rms(noisy - truth)
     # columns are independent and the shape is kept
     y3 = noisy.reshape(120, 1, 2)

@@ -37,7 +37,7 @@ def translated_pair(dx: int, dy: int, seed: int = 0, size: int = S, margin: int 
     big = smooth_texture(size + 2 * margin, size + 2 * margin, seed)
     i1 = big[margin:margin + size, margin:margin + size]
     i2 = big[margin - dy:margin - dy + size, margin - dx:margin - dx + size]  # I2(p + d) = I1(p)
-    f = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)  # noqa: E731
+    f = lambda a: torch.from_numpy(np.ascontiguousarray(a)).permute(2, 0, 1)
     return f(i1), f(i2)
 
 
@@ -184,7 +184,7 @@ def test_photometric_error_subpixel_on_linear_ramp():
     # bilinear interpolation is exact on an affine image, so a fractional shift warps back exactly
     d = torch.tensor([0.4, -1.3])
     yy, xx = torch.meshgrid(torch.arange(S) + 0.5, torch.arange(S) + 0.5, indexing="ij")
-    ramp = lambda x, y: torch.stack([0.2 + x / 400, 0.3 + y / 500, 0.5 + (x - y) / 1000])  # noqa: E731
+    ramp = lambda x, y: torch.stack([0.2 + x / 400, 0.3 + y / 500, 0.5 + (x - y) / 1000])
     i1, i2 = ramp(xx, yy), ramp(xx - d[0], yy - d[1])  # I2(p + d) = I1(p)
     mask = disk_mask(90)[None]
     s, n = fb.photometric_error(i1[None], i2[None], d.expand(1, S, S, 2), mask)
@@ -391,7 +391,7 @@ def test_fit_difference_on_real_consecutive_frames(skin_model):
 
     fd = FitDifference(skin_model, dense=True)
     try:
-        t = lambda a: torch.from_numpy(a).permute(2, 0, 1).float() / 255  # noqa: E731
+        t = lambda a: torch.from_numpy(a).permute(2, 0, 1).float() / 255
         batch = {"i1": torch.stack([t(i1), t(i1)]), "i2": torch.stack([t(i2), torch.zeros(3, S, S)]),
                  "mask": torch.stack([mask, mask])}
         out = fd(batch)
@@ -409,6 +409,7 @@ def test_results_hold_no_absolute_paths_and_hash_the_weights(tmp_path, monkeypat
     import os
 
     from _portable import assert_portable
+
     from faceflow.nets import DFFNet
     from faceflow.nets.weights import save_weights
 

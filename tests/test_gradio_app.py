@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _media import REPO, media
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -25,11 +24,12 @@ needs_server = pytest.mark.slow  # the tests that start the app (a module-scoped
 if importlib.util.find_spec("gradio") is None or importlib.util.find_spec("gradio_client") is None:
     pytest.skip("gradio and gradio_client are not installed", allow_module_level=True)
 
+# after the skip above: these need gradio_client
 from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from apps import gradio_app as ga  # noqa: E402  (imports gradio lazily, in build_app)
-from faceflow import io as vio  # noqa: E402
+from faceflow import io as vio  # noqa: E402  (after the skip, with the imports above)
 
 CLIP = "videos/EDTalk_uncrop_Obama.mp4"
 

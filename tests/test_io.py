@@ -14,11 +14,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from _media import media
 
 from faceflow import io
 from faceflow.errors import MediaError
-from _media import media
-
 
 
 def ffmpeg(*args: str) -> None:

@@ -13,13 +13,26 @@ import sys
 import cv2
 import numpy as np
 import pytest
+from _media import media
 
 from faceflow import landmarks as lm
 from faceflow.errors import AssetNotFoundError, FaceflowError, MediaError
-from faceflow.landmarks import (IBUG_FLIP, IRIS_CENTRES, MP68, Face, MediapipeDetector, MultipleFacesError,
-                                NoFaceError, Track, TrackConfig, detect_image, gcv_lambda, make_detector,
-                                smooth_track, track_video)
-from _media import media
+from faceflow.landmarks import (
+    IBUG_FLIP,
+    IRIS_CENTRES,
+    MP68,
+    Face,
+    MediapipeDetector,
+    MultipleFacesError,
+    NoFaceError,
+    Track,
+    TrackConfig,
+    detect_image,
+    gcv_lambda,
+    make_detector,
+    smooth_track,
+    track_video,
+)
 
 FRONTAL = ("deepface_img32", "face_recognition_biden2", "deepface_img11")
 STILLS = FRONTAL + ("LivePortrait_d12", "3DDFA_V2_emma_rightcrop")

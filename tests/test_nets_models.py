@@ -296,7 +296,7 @@ def test_flow_loss_epe_constant_offset_and_masked_average():
 def test_flow_loss_photometric_term_translation():
     B, H, W = 1, 48, 64
     ys, xs = torch.meshgrid(torch.arange(H) + 0.5, torch.arange(W) + 0.5, indexing="ij")
-    pattern = lambda x, y: torch.stack([torch.sin(x / 3) * 0.5 + 0.5, torch.cos(y / 4) * 0.5 + 0.5,  # noqa: E731
+    pattern = lambda x, y: torch.stack([torch.sin(x / 3) * 0.5 + 0.5, torch.cos(y / 4) * 0.5 + 0.5,
                                         torch.sin((x + y) / 5) * 0.5 + 0.5])
     i1 = pattern(xs, ys).unsqueeze(0)
     i2 = pattern(xs - 3, ys - 2).unsqueeze(0)  # content moved by (+3, +2) pixels

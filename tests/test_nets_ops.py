@@ -9,7 +9,6 @@ from faceflow.errors import FaceflowError
 from faceflow.nets import correlation, correlation_channels, moved_zbuffer, warp_by_flow
 from faceflow.render.pncc import pncc_to_points
 
-
 # ----------------------------------------------------------------------------- correlation
 
 def naive_correlation(f1, f2, md, s, k=1):
@@ -143,7 +142,8 @@ def test_warp_subpixel_translation_smooth_image():
     H, W, tx, ty = 32, 32, 1.37, -0.61
     ys, xs = torch.meshgrid(torch.arange(H, dtype=torch.float64) + 0.5,
                             torch.arange(W, dtype=torch.float64) + 0.5, indexing="ij")
-    f = lambda x, y: 0.5 + 0.25 * torch.sin(0.3 * x) * torch.cos(0.25 * y)
+    def f(x, y):
+        return 0.5 + 0.25 * torch.sin(0.3 * x) * torch.cos(0.25 * y)
     I2 = f(xs, ys)[None, None]
     pts = plane_points(H, W)
     flow = torch.tensor([tx, ty, 0.0], dtype=torch.float64).expand(1, H, W, 3)

@@ -60,7 +60,8 @@ def test_provenance_fields(tmp_path):
     import numpy
     import torch
     assert v["torch"] == torch.__version__ and v["numpy"] == numpy.__version__
-    assert rec["weights"] == {"dffnet": {"file": "net.pt", "bytes": 7, "sha256": hashlib.sha256(b"weights").hexdigest()}}
+    sha = hashlib.sha256(b"weights").hexdigest()
+    assert rec["weights"] == {"dffnet": {"file": "net.pt", "bytes": 7, "sha256": sha}}
     assert rec["device"].startswith("cpu (")
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True)
     if (REPO / ".git").exists() and head.returncode == 0:

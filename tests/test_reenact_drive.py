@@ -13,14 +13,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
 from _media import media
+
 from faceflow import annotate as ann
 from faceflow.annotate import AnnotateConfig, annotate
 from faceflow.errors import FaceflowError
 from reenact.conditioning import mouth_boxes, mouth_side, render_conditioning
-from reenact.drive import (adapt_cameras, analyse_source, drive_from_source, drive_self, held_out_start,
-                           pingpong_indices)
+from reenact.drive import adapt_cameras, analyse_source, drive_from_source, drive_self, held_out_start, pingpong_indices
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # slow: tracks and fits real clips
 
@@ -28,7 +27,7 @@ TARGET = "extra/DPE_d.mp4"  # 256 x 256, 25 fps, no audio
 OTHER = "extra/EDTalk_mouth_source.mp4"  # another person, 256 x 256
 AUDIO = "videos/EDTalk_uncrop_Obama.mp4"  # has an audio track
 S, N = 128, 24
-quiet = lambda s: None  # noqa: E731
+quiet = lambda s: None
 
 
 def load(out, name):
@@ -269,7 +268,7 @@ def test_head_mode_from_another_person(target, work, skin_model):
                          (S, S))
         np.testing.assert_array_equal(d.cond[k, ..., 3:], ref)
     # the adapted face sits where the target's does on average
-    cy = lambda m: (m * np.arange(S)[:, None]).sum((1, 2)) / m.sum((1, 2))  # noqa: E731
+    cy = lambda m: (m * np.arange(S)[:, None]).sum((1, 2)) / m.sum((1, 2))
     assert abs(cy(d.face_mask).mean() - cy(load(target, "face_mask")).mean()) < 0.05 * S
 
 

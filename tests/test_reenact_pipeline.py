@@ -19,7 +19,8 @@ from reenact.preprocess import PreprocessConfig, preprocess
 from reenact.task import ReenactTask
 from tests._media import REPO, media
 
-pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # slow: trains, preprocesses and reenacts real clips
+# slow: trains, preprocesses and reenacts real clips
+pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]
 
 TARGET = "videos/EDTalk_uncrop_Obama.mp4"
 SOURCE = "videos/MimicTalk_Trump_10s.mp4"
@@ -91,12 +92,13 @@ def test_preprocess_manifest_records_the_source_and_weights_portably(target):
     data, m = target
     assert assert_portable(data / "manifest.json", data.parent) == json.loads(json.dumps(m))
     video = media(TARGET)
-    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+    sha = lambda p: hashlib.sha256(p.read_bytes()).hexdigest()
     assert m["source_file"] == {"file": video.name, "bytes": video.stat().st_size, "sha256": sha(video)}
     assert os.path.basename(m["source"]) == video.name
     w = m["provenance"]["weights"]
     from faceflow.estimate import WEIGHTS_DIR
-    assert w["dffnet"]["sha256"] == sha(WEIGHTS_DIR / "dffnet.pt") and w["dffnet"]["file"] == "faceflow/weights/dffnet.pt"
+    assert w["dffnet"]["sha256"] == sha(WEIGHTS_DIR / "dffnet.pt")
+    assert w["dffnet"]["file"] == "faceflow/weights/dffnet.pt"
     assert "morphable_model" in w and m["provenance"]["device"].startswith("cpu")
     flow_meta = json.loads((data / "flows" / "faceflow3d.json").read_text())
     assert flow_meta["weights"]["meshreg"]["sha256"] == sha(WEIGHTS_DIR / "meshreg.pt")

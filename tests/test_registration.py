@@ -13,15 +13,24 @@ import math
 import numpy as np
 import pytest
 import torch
+from _media import media
 from scipy.optimize import least_squares
 
 from faceflow import registration as reg
 from faceflow.errors import FaceflowError
-from faceflow.registration import (CropBox, Similarity, crop_box, crop_image, estimate_similarity,
-                                   flow_to_image, register_image, register_landmarks, template_landmarks,
-                                   warp_back, warp_image)
-from _media import media
-
+from faceflow.registration import (
+    CropBox,
+    Similarity,
+    crop_box,
+    crop_image,
+    estimate_similarity,
+    flow_to_image,
+    register_image,
+    register_landmarks,
+    template_landmarks,
+    warp_back,
+    warp_image,
+)
 
 
 def random_similarity(rng, scale=(0.5, 2.0), shift=50.0) -> Similarity:

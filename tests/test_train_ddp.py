@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_train import FakeConfig, FakeTask, _cfg
 
 from faceflow.train import checkpoint_path, load_checkpoint, read_csv, train
-from test_train import FakeConfig, FakeTask, _cfg
 
 pytestmark = pytest.mark.slow  # starts two training processes
 

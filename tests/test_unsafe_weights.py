@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
 from _media import REPO
+
 from faceflow.errors import FaceflowError
 from faceflow.nets.weights import UnsafeFileError, load_tensors, load_weights, save_weights
 
@@ -89,7 +89,7 @@ def test_unsafe_files_are_refused_without_running(tmp_path):
 def _err(fn, *a) -> BaseException:
     try:
         fn(*a)
-    except BaseException as e:  # noqa: BLE001
+    except BaseException as e:
         return e
     raise AssertionError(f"{fn.__name__}{a} did not raise")
 

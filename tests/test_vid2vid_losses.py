@@ -11,9 +11,18 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from faceflow.errors import FaceflowError
-from vid2vid.losses import (VGG19_FILENAME, LossWeights, VGG19Loss, discriminator_loss,
-                            feature_matching_loss, find_vgg19_weights, generator_adv_loss,
-                            lsgan_loss, temporal_warp_loss, weighted_total)
+from vid2vid.losses import (
+    VGG19_FILENAME,
+    LossWeights,
+    VGG19Loss,
+    discriminator_loss,
+    feature_matching_loss,
+    find_vgg19_weights,
+    generator_adv_loss,
+    lsgan_loss,
+    temporal_warp_loss,
+    weighted_total,
+)
 from vid2vid.warp import warp
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -10,9 +10,19 @@ import torch
 import torch.nn as nn
 
 from faceflow.errors import FaceflowError
-from vid2vid.discriminators import (DiscriminatorConfig, DynamicsDiscriminator, MultiscaleDiscriminator,
-                                    NLayerDiscriminator, build_discriminators, dynamics_inputs, mouth_boxes,
-                                    mouth_crop, mouth_size, strided_flows, temporal_windows)
+from vid2vid.discriminators import (
+    DiscriminatorConfig,
+    DynamicsDiscriminator,
+    MultiscaleDiscriminator,
+    NLayerDiscriminator,
+    build_discriminators,
+    dynamics_inputs,
+    mouth_boxes,
+    mouth_crop,
+    mouth_size,
+    strided_flows,
+    temporal_windows,
+)
 from vid2vid.discriminators import presets as d_presets
 from vid2vid.generator import Generator, GeneratorConfig, count_parameters
 from vid2vid.generator import presets as g_presets

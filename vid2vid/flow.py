@@ -102,7 +102,7 @@ class FlowProvider:
             cur, prev = np.asarray(frames[idx]), np.asarray(frames[idx - 1])
             f = self.pairs(cur, prev, None if lmk68 is None else np.asarray(lmk68[idx]))
             flows[idx] = f.astype(np.float16)
-            to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div(255)  # noqa: E731
+            to_t = lambda a: torch.from_numpy(a).permute(0, 3, 1, 2).float().div(255)
             conf[idx] = flow_confidence(to_t(cur), to_t(prev),
                                         torch.from_numpy(f).permute(0, 3, 1, 2).float(), tau).numpy()
             bar.update(len(idx))
@@ -116,7 +116,7 @@ def _dis_pairs() -> Callable:
     from evaluation.baselines import OpenCVFlow
 
     dis = OpenCVFlow("dis")
-    grey = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)  # noqa: E731
+    grey = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
 
     def pairs(cur, prev, _lmk):
         return np.stack([dis.flow2d(grey(a), grey(b)) for a, b in zip(cur, prev)]).astype(np.float32)

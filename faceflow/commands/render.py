@@ -34,7 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=d.seed, help="identity seed; the identity is drawn from N(0, 1)")
     p.add_argument("--id-scale", type=float, default=d.id_scale, help="std of the identity draw; 0 gives the mean face")
     p.add_argument("--size", type=int, default=d.size, help="square image size in pixels")
-    p.add_argument("--model", choices=["skin", "full"], default=d.model, help="skin: face, head and neck; full: with mouth interior, teeth and eyes")
+    p.add_argument("--model", choices=["skin", "full"], default=d.model,
+                   help="skin: face, head and neck; full: with mouth interior, teeth and eyes")
     for tag, pose, label in (("", d.first, "first"), ("2", d.second, "second")):
         p.add_argument(f"--exp{tag}", nargs="*", metavar="NAME=W",
                        help=f"expression of the {label} frame as blendshape weights in [0, 1], e.g. jawOpen=0.7 "

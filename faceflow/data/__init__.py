@@ -9,8 +9,18 @@ pseudo-ground-truth pairs from annotated real videos (:mod:`.pseudo`) and synthe
 
 from __future__ import annotations
 
-from .splits import (CLIPS, PERSONS, SPLITS, annotation_clips, clips, evenly_spaced, identity_index, identity_of,
-                     split_of, video_path)
+from .splits import (
+    CLIPS,
+    PERSONS,
+    SPLITS,
+    annotation_clips,
+    clips,
+    evenly_spaced,
+    identity_index,
+    identity_of,
+    split_of,
+    video_path,
+)
 
 # imported on first use: they load torch (and synthetic its renderer), which the light parts of
 # this package (the identity split, the command-line options) do not need

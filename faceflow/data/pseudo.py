@@ -155,7 +155,7 @@ class _Clip:
             raise FaceflowError(f"{directory}: annotation lacks {', '.join(missing)} (made by another version of "
                                 "annotate? rerun it with --overwrite)")
         self.stem = clip_stem(directory, self.manifest)
-        load = lambda n: np.load(data / f"{n}.npy")  # noqa: E731
+        load = lambda n: np.load(data / f"{n}.npy")
         pairs, kind = load("pairs"), load("pair_kind")
         sel = np.isin(kind, sorted(kinds))
         self.pairs, self.pair_kind, self.pair_index = pairs[sel], kind[sel], np.flatnonzero(sel)

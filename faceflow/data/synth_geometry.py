@@ -122,5 +122,5 @@ def project_fitted(verts: torch.Tensor, rotation, translation, scale) -> torch.T
     :mod:`faceflow.camera`) -> (1, V, 3) crop pixels."""
     from ..camera import project
 
-    t = lambda a: torch.as_tensor(np.asarray(a, np.float32)).reshape(1, *np.shape(a))  # noqa: E731
+    t = lambda a: torch.as_tensor(np.asarray(a, np.float32)).reshape(1, *np.shape(a))
     return project(verts, t(rotation), t(translation), t(scale).reshape(1))

@@ -59,7 +59,7 @@ def load_clip(path: str | Path, split: str) -> Clip:
     missing = [n for n in _CLIP_FILES if not (data / n).is_file()]
     if missing:
         raise FaceflowError(f"annotated clip {path} lacks {', '.join('data/' + n for n in missing)}")
-    ld = lambda n, **kw: np.load(data / n, allow_pickle=False, **kw)  # noqa: E731
+    ld = lambda n, **kw: np.load(data / n, allow_pickle=False, **kw)
     crops = ld("crops.npy", mmap_mode="r")
     exp = ld("exp.npy").astype(np.float32)
     n = len(exp)
@@ -119,7 +119,7 @@ def find_clips(sources, split: str) -> list[Clip]:
         where = ", ".join(str(s) for s in sources)
         try:
             wanted = ", ".join(split_clips(split))
-        except Exception:  # noqa: BLE001 (only for the message)
+        except Exception:
             wanted = "?"
         raise FaceflowError(f"no complete annotated clip of the {split!r} split in {where} (clips of that split: "
                             f"{wanted}); make them with: python -m faceflow annotate VIDEO "

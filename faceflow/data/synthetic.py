@@ -51,8 +51,7 @@ from .. import io as fio
 from ..errors import FaceflowError
 from ..provenance import morphable_model_files, portable_path, provenance
 from .synth_geometry import HeadGeometry, load_geometry, project_fitted
-from .synth_render import (SIZE, albedo, background, colour_jitter, composite, pose_meshes,
-                           render_pair)
+from .synth_render import SIZE, albedo, background, colour_jitter, composite, pose_meshes, render_pair
 from .synth_sampling import PairParams, SyntheticConfig, sample_params
 from .synth_sources import Clip, find_clips, load_clip
 from .synth_texture import build_texture_bank, sample_texture
@@ -374,7 +373,7 @@ class SyntheticPairs(torch.utils.data.Dataset):
         if not 0 <= k < self.num_pairs:
             raise IndexError(f"pair {k} out of range for {self.num_pairs} pairs")
         a = self._open()
-        t = lambda x, dt=torch.float32: torch.from_numpy(np.array(x, copy=True)).to(dt)  # noqa: E731
+        t = lambda x, dt=torch.float32: torch.from_numpy(np.array(x, copy=True)).to(dt)
         i1, i2 = (t(a[n][k]).permute(2, 0, 1).div_(255.0).contiguous() for n in ("i1", "i2"))
         return {
             "i1": i1, "i2": i2,

@@ -80,7 +80,7 @@ class DFFNet(nn.Module):
             raise FaceflowError(f"DFFNet width must be positive, got {width}")
         self.use_pncc, self.width, self.flow_div = use_pncc, float(width), float(flow_div)
         self.max_displacement, self.stride2 = int(max_displacement), int(stride2)
-        c = lambda n: _ch(n, width)  # noqa: E731
+        c = lambda n: _ch(n, width)
         self.pncc_channels = {"full": 3, "depth": 1, "none": 0}[use_pncc]
 
         # shared feature tower (Fig. 3, top)

@@ -52,7 +52,7 @@ import torch
 import torch.nn as nn
 
 from ..errors import FaceflowError
-from ..task_options import (  # noqa: F401
+from ..task_options import (  # noqa: F401  (the presets and configs are re-exported from here)
     DFFNET_PRESETS,
     MESHREG_PRESETS,
     PRESETS,

@@ -8,7 +8,8 @@ Both colour the visible surface of an image-space mesh by 3D coordinates:
   already in pixels, so ``PNCC = (p_x / W, p_y / H, 1/2 - p_z / D)``: the depth channel is
   centred on the camera's depth origin and grows toward the viewer. D defaults to twice the
   larger image side, so any depth within one image size of the origin (a whole head framed in
-  the image) is encoded without clipping. It is invertible (:func:`pncc_to_points`), which DFFNet's warping loss relies on.
+  the image) is encoded without clipping. It is invertible (:func:`pncc_to_points`), which DFFNet's warping
+  loss relies on.
 - NMFC, eq. (7.2) of Head2Head++: every vertex coloured by the model's *mean face*
   coordinates normalised to [0, 1]; the same semantic point gets the same colour for every
   person and expression.
