@@ -20,12 +20,13 @@ frees what it holds. :class:`FitDifference` also sets ``last_failed`` and ``last
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
 import numpy as np
 import torch
 
 from faceflow.errors import FaceflowError
+from faceflow.opticalflow import DISFlow, FarnebackParams, farneback_flow, grey
 
 __all__ = ["ZeroFlow", "OpenCVFlow", "FarnebackParams", "FitDifference", "fit_difference_flow",
            "to_uint8_images", "nan_dz"]
@@ -69,23 +70,6 @@ class ZeroFlow(_Method):
         return torch.zeros(B, H, W, 3)
 
 
-@dataclass
-class FarnebackParams:
-    """``cv2.calcOpticalFlowFarneback`` settings for 224x224 registered faces: a 4-level
-    pyramid halving each time (224 -> 28 px at the top, so motions of ~10+ px of gap pairs are
-    caught), a 15 px averaging window (about a third of an eye width: smooth but local),
-    3 iterations per level, polynomial expansion over 5x5 neighbourhoods with sigma 1.1
-    (OpenCV's recommended pairing for poly_n = 5)."""
-
-    pyr_scale: float = 0.5
-    levels: int = 4
-    winsize: int = 15
-    iterations: int = 3
-    poly_n: int = 5
-    poly_sigma: float = 1.1
-    flags: int = 0
-
-
 class OpenCVFlow(_Method):
     """2D optical flow with OpenCV on grayscale uint8 I1 -> I2 (forward: flow[y, x] is where
     I1's pixel (x, y) moved in I2, i.e. p2 - p1). ``algorithm``: 'dis' (DIS optical flow,
@@ -103,26 +87,21 @@ class OpenCVFlow(_Method):
         self.algorithm = self.name = algorithm
         self.label = {"dis": "DIS optical flow (OpenCV, medium)", "farneback": "Farneback (OpenCV)"}[algorithm]
         self.params = farneback or FarnebackParams()
-        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM) if algorithm == "dis" else None
+        self._dis = DISFlow() if algorithm == "dis" else None
 
     def flow2d(self, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
         """Grayscale uint8 (H, W) images -> forward flow (H, W, 2) float32 (dx, dy) in pixels."""
         if self.algorithm == "dis":
-            return self._dis.calc(g1, g2, None)
-        p = self.params
-        return self._cv2.calcOpticalFlowFarneback(g1, g2, None, p.pyr_scale, p.levels, p.winsize, p.iterations,
-                                                  p.poly_n, p.poly_sigma, p.flags)
+            return self._dis(g1, g2)
+        return farneback_flow(g1, g2, self.params)
 
     def __call__(self, batch: dict) -> torch.Tensor:
-        cv2 = self._cv2
         a, b = to_uint8_images(batch["i1"]), to_uint8_images(batch["i2"])
-        out = np.stack([self.flow2d(cv2.cvtColor(x, cv2.COLOR_RGB2GRAY), cv2.cvtColor(y, cv2.COLOR_RGB2GRAY))
-                        for x, y in zip(a, b)])
-        return nan_dz(out)
+        return nan_dz(np.stack([self.flow2d(grey(x), grey(y)) for x, y in zip(a, b)]))
 
     def meta(self) -> dict:
         if self.algorithm == "dis":
-            return {"opencv": self._cv2.__version__, "preset": "DISOPTICAL_FLOW_PRESET_MEDIUM", "input": "gray uint8"}
+            return {"opencv": self._cv2.__version__, "preset": DISFlow.preset, "input": "gray uint8"}
         return {"opencv": self._cv2.__version__, "input": "gray uint8", **asdict(self.params)}
 
 

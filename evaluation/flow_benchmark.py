@@ -63,7 +63,7 @@ from faceflow.provenance import file_sha256, portable_json, portable_path, prove
 __all__ = [
     "BenchmarkConfig", "METHODS", "endpoint_errors", "aepe", "warp_backward", "photometric_error",
     "DFFNetMethod", "build_methods", "evaluate_dataset", "summarize",
-    "format_markdown", "run_benchmark", "write_outputs", "main",
+    "format_markdown", "run_benchmark", "write_outputs",
 ]
 
 TEMPLATE = 224
@@ -192,9 +192,7 @@ def _weights_info(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FaceflowError(f"weights file {p} not found")
-    from faceflow.nets.weights import (
-        load_tensors,  # weights_only=True; refuses files holding other objects
-    )
+    from faceflow.safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
     d = load_tensors(p, "weights file", "cannot read weights file (corrupt or truncated?)")
     if not isinstance(d, dict) or "kind" not in d:
@@ -706,14 +704,7 @@ def _jsonable(o):
     return str(o)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m evaluation.flow_benchmark`` (also ``faceflow evaluate flow``)."""
-    from faceflow.cli import program_name, run_module
+if __name__ == "__main__":  # python -m evaluation.flow_benchmark: the command of evaluation/commands/flow.py
+    from evaluation.commands.flow import main
 
-    from .commands import flow
-
-    return run_module(flow, argv, program_name("evaluation.flow_benchmark", argv))
-
-
-if __name__ == "__main__":
     sys.exit(main())

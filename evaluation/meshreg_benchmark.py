@@ -82,14 +82,7 @@ def run_benchmark(meshreg: str, out: str, synthetic: str | None = None, real_roo
     return table
 
 
-def main(argv=None) -> int:
-    """``python -m evaluation.meshreg_benchmark`` (also ``faceflow evaluate meshreg``)."""
-    from faceflow.cli import program_name, run_module
+if __name__ == "__main__":  # python -m evaluation.meshreg_benchmark: the command of evaluation/commands/meshreg.py
+    from evaluation.commands.meshreg import main
 
-    from .commands import meshreg
-
-    return run_module(meshreg, argv, program_name("evaluation.meshreg_benchmark", argv))
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -5,7 +5,7 @@ frames (DeepFaceFlow Table 3: "Head2Head++ with 2D optical flow vs with 3D facia
 [--preset tiny] [--iters N | --minutes M] [--seed 0] [--size 256] [--max-frames N] [--device auto]``
 
 For every input (a video, or a directory prepared by ``python -m reenact preprocess``) and every
-flow provider (:mod:`vid2vid.flow`) this
+flow provider (:mod:`reenact.flows`) this
 
 1. preprocesses the video once into ``OUT/data/<video>`` (all providers' flows side by side,
    plus ``dis2d`` as the temporal metric's reference flow; cached, resumable);
@@ -44,7 +44,7 @@ Metrics (Y~_t generated, Y_t real, both RGB on 0-255, t over the T held-out fram
 - **Temporal** (warping error, temporal stability): ``mean_t [sum_p c_t(p) |Y~_t(p) -
   W(Y~_{t-1}, F_t)(p)|_1 / (3 sum_p c_t(p))]`` over consecutive held-out pairs with a trusted
   pixel, where F_t = F_{t->t-1} is the flow between the REAL frames t and t-1 and c_t its
-  photometric confidence (:mod:`vid2vid.flow`), W backward warping (:func:`vid2vid.warp.warp`),
+  photometric confidence (:mod:`reenact.flows`), W backward warping (:func:`vid2vid.warp.warp`),
   |.|_1 / 3 the mean absolute difference over the RGB channels. One reference flow serves every
   method of a video (``dis2d`` when cached, else ``faceflow3d``; said under the table), so the
   rows are comparable; the real frames' own warping error is given as a reference row.
@@ -86,7 +86,7 @@ __all__ = [
     "expression_distance", "eye_landmark_distance", "warping_error", "find_alexnet_weights", "LPIPSMetric",
     "compare_fits", "reference_flow", "score_frames", "metric_table", "format_table_md", "format_table_csv",
     "write_tables",
-    "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "Stopped", "main",
+    "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "Stopped",
 ]
 
 FORMAT = "self-reenact/1"
@@ -311,9 +311,7 @@ class LPIPSMetric:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-        from faceflow.nets.weights import (
-            load_tensors,  # weights_only=True; refuses files holding other objects
-        )
+        from faceflow.safeload import load_tensors  # weights_only=True; refuses other objects
 
         sd = load_tensors(self.weights_path, "AlexNet weights file",
                           "not a readable AlexNet weights file (corrupt or truncated?)")
@@ -584,7 +582,7 @@ def _safe_name(name: str) -> str:
 
 def _resolve_inputs(inputs, cfg: SelfReenactConfig) -> list[tuple[str, Path, bool]]:
     """[(name, path, is_data_dir)], checked before any work."""
-    from vid2vid.flow import flow_channels
+    from reenact.flows import flow_channels
 
     if not inputs:
         raise FaceflowError("no input: give one or more videos or prepared data directories")
@@ -957,14 +955,7 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
 
 # ============================================================================ CLI
 
-def main(argv=None) -> int:
-    """``python -m evaluation.self_reenact`` (also ``faceflow evaluate self-reenact``)."""
-    from faceflow.cli import program_name, run_module
+if __name__ == "__main__":  # python -m evaluation.self_reenact: the command of evaluation/commands/self_reenact.py
+    from evaluation.commands.self_reenact import main
 
-    from .commands import self_reenact
-
-    return run_module(self_reenact, argv, program_name("evaluation.self_reenact", argv))
-
-
-if __name__ == "__main__":
     sys.exit(main())

@@ -225,19 +225,6 @@ def crop_fit(fit, box, size: int):
     return replace(fit, translation=t.astype(np.float32), scale=(fit.scale * sim.scale).astype(np.float32))
 
 
-def render_nmfc(model, verts: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The NMFC as stored in ``data/nmfc.npy`` (Head2Head++ eq. (7.2)): image-space vertices of
-    ``model.subset("face")`` (B, Vf, 3) -> (uint8 (B, S, S, 3), bool face mask (B, S, S)), the
-    face subset coloured by its mean-face coordinates (:func:`~faceflow.render.pncc.nmfc_colors`)."""
-    import torch
-
-    from .render.pncc import nmfc, nmfc_colors
-
-    face = model.subset("face")
-    img, mask = nmfc(verts, face.triangles, nmfc_colors(model.mean[face.indices]), (size, size))
-    return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8), mask
-
-
 def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
     """Apply per-frame similarities A (B, 2, 3) to image-space vertices (B, V, 3); z scales."""
     import torch
@@ -254,7 +241,7 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
 
     from .eyes import eye_masks, eye_sketch, pupil_centres
     from .registration import Similarity, crop_image, register_landmarks, warp_image
-    from .render.pncc import pncc
+    from .render.pncc import face_nmfc_uint8, pncc
 
     data = state.out / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -316,7 +303,7 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
             code, mask = pncc(_to_template(v, A[idx]), tris, (TEMPLATE, TEMPLATE), cull_backfaces=True)
             big["pncc"][idx] = code.numpy().astype(np.float16)
             big["pncc_mask"][idx] = mask.numpy()
-            img, fmask = render_nmfc(model, v, S)
+            img, fmask = face_nmfc_uint8(model, v, S)
             big["nmfc"][idx] = img.numpy()
             big["face_mask"][idx] = fmask.numpy()
         bar.update(len(buf))

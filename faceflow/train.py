@@ -407,9 +407,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FaceflowError(f"checkpoint not found: {p}")
-    from .nets.weights import (
-        load_tensors,  # weights_only=True; refuses files holding other objects
-    )
+    from .safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
     ck = load_tensors(p, "checkpoint", "unreadable checkpoint (corrupt or truncated?)")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:

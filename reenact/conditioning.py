@@ -4,7 +4,7 @@ The generator sees, in the target's crop of size S, ``X = [NMFC | eye sketch]`` 
 the NMFC render of the face mesh (eq. (7.2)) and the eye sketch (eye outlines and pupils,
 eq. (7.3) for the pupils, :mod:`faceflow.eyes`). :func:`render_conditioning` draws both from
 morphable-model parameters exactly as ``python -m faceflow annotate`` stores them
-(:func:`faceflow.annotate.render_nmfc`), so a model trained on an annotation's ``nmfc.npy`` /
+(:func:`faceflow.render.pncc.face_nmfc_uint8`), so a model trained on an annotation's ``nmfc.npy`` /
 ``eyes.npy`` is driven by the same kind of image. :func:`mouth_boxes` gives the square mouth
 regions the mouth discriminator looks at.
 
@@ -58,9 +58,9 @@ def render_conditioning(model, identity, exp, R, t, f, lmk68=None, pupils=None, 
     ``face_mask`` (T, S, S) bool (pixels of the NMFC), ``lmk68_model`` (T, 68, 2) float32 the
     model's 68 landmark vertices projected into the crop.
     """
-    from faceflow.annotate import render_nmfc
     from faceflow.camera import Camera
     from faceflow.eyes import eye_sketch
+    from faceflow.render.pncc import face_nmfc_uint8
 
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise FaceflowError(f"size must be a positive integer (crop pixels), got {size!r}")
@@ -109,7 +109,7 @@ def render_conditioning(model, identity, exp, R, t, f, lmk68=None, pupils=None, 
                 cam = Camera(*(torch.from_numpy(np.ascontiguousarray(x[a:b])).to(dev) for x in (R, t, f)))
                 # same operations as VideoFit.image_vertices, which the annotation renders from
                 verts = cam.project(model.shape(i, e, face_idx))
-                img, fm = render_nmfc(model, verts, S)  # eq. (7.2) of Head2Head++
+                img, fm = face_nmfc_uint8(model, verts, S)  # eq. (7.2) of Head2Head++
                 cond[a:b, ..., :3] = img.cpu().numpy()
                 mask[a:b] = fm.cpu().numpy()
                 lmk_model[a:b] = cam.project(model.shape(i, e, model.lmk68))[..., :2].cpu().numpy()

@@ -10,7 +10,7 @@ on eye sketches. This command makes them, with everything else training and eval
    (scaled with the crop), centred on the mouth landmarks (the mouth discriminator's crops).
 3. ``flows/<provider>.npy`` (N, S, S, C) float16 and ``flows/<provider>_conf.npy`` (N, S, S)
    float16: the flow between consecutive REAL frames from each selected provider
-   (:mod:`vid2vid.flow`; ``flows[t] = F_{t->t-1}``), computed once and cached.
+   (:mod:`reenact.flows`; ``flows[t] = F_{t->t-1}``), computed once and cached.
 4. ``split.json``: the self-reenactment protocol: the first two thirds of the kept frames train,
    the last third is held out for testing.
 5. ``nmfc.mp4``, ``eyes.mp4``: the conditioning as videos (for looking at), at the video's fps.
@@ -49,7 +49,7 @@ class PreprocessConfig:
     flow_weights: str | None = None  # DeepFaceFlow weights directory (default: the shipped ones)
     device: str = "auto"
     detector: str = "mediapipe"
-    conf_tau: float = 0.1  # photometric confidence threshold of the flows (vid2vid.flow)
+    conf_tau: float = 0.1  # photometric confidence threshold of the flows (reenact.flows)
     videos: bool = True
     extra: dict = field(default_factory=dict)
 
@@ -71,7 +71,7 @@ def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | 
                overwrite: bool = False, say=_say) -> dict:
     """Run (or resume) preprocessing of ``video`` into ``data_dir``; returns the manifest."""
     from faceflow.annotate import AnnotateConfig, annotate
-    from vid2vid.flow import flow_channels, make_provider
+    from reenact.flows import flow_channels, make_provider
 
     from .conditioning import mouth_boxes
 

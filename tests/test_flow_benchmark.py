@@ -14,6 +14,7 @@ from torch.utils.data import Dataset
 
 from evaluation import flow_benchmark as fb
 from evaluation.baselines import FitDifference, OpenCVFlow, ZeroFlow, fit_difference_flow
+from evaluation.commands import flow as flow_cmd
 from faceflow.data.splits import evenly_spaced
 from faceflow.errors import FaceflowError
 from faceflow.nets import metrics
@@ -276,12 +277,13 @@ def test_evaluate_summarize_and_tables(tmp_path):
 
 
 def test_cli_errors_for_missing_or_incomplete_data(tmp_path, capsys):
-    assert fb.main(["--synthetic", str(tmp_path / "missing"), "--methods", "zero", "--out", str(tmp_path / "o")]) == 2
+    out = str(tmp_path / "o")
+    assert flow_cmd.main(["--synthetic", str(tmp_path / "missing"), "--methods", "zero", "--out", out]) == 2
     assert "does not exist" in capsys.readouterr().err
     (tmp_path / "half").mkdir()
-    assert fb.main(["--synthetic", str(tmp_path / "half"), "--methods", "zero", "--out", str(tmp_path / "o")]) == 2
+    assert flow_cmd.main(["--synthetic", str(tmp_path / "half"), "--methods", "zero", "--out", out]) == 2
     assert "incomplete" in capsys.readouterr().err
-    assert fb.main(["--methods", "zero", "--out", str(tmp_path / "o")]) == 2
+    assert flow_cmd.main(["--methods", "zero", "--out", str(tmp_path / "o")]) == 2
     assert "nothing to evaluate" in capsys.readouterr().err
 
 

@@ -8,11 +8,11 @@ import pytest
 import torch
 
 from reenact.data import to_signed, to_uint8, window_starts
+from reenact.flows import flow_channels, flow_confidence, segment_starts
 from reenact.preprocess import split_frames
 from reenact.task import apd, seq_len_at
 from vid2vid import collector
 from vid2vid.discriminators import DiscriminatorConfig, build_discriminators
-from vid2vid.flow import flow_channels, flow_confidence, segment_starts
 from vid2vid.generator import Generator, GeneratorConfig
 from vid2vid.losses import LossWeights, weighted_total
 

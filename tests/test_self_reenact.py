@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from evaluation import self_reenact as sr
+from evaluation.commands import self_reenact as sr_cmd
 from faceflow import io as vio
 from faceflow.errors import FaceflowError
 from tests._media import media
@@ -230,7 +231,7 @@ def run_dir(tmp_path_factory):
     out = tmp_path_factory.mktemp("selfreenact") / "out"
     argv = [str(video), "--out", str(out), "--flows", "dis2d", "none", "--iters", str(ITERS), "--size", str(SIZE),
             "--max-frames", str(FRAMES), "--device", "cpu", "--quiet", "--sample-frames", "6"]
-    assert sr.main(argv) == 0
+    assert sr_cmd.main(argv) == 0
     return out, video, argv
 
 
@@ -365,7 +366,7 @@ def test_bad_inputs(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(FaceflowError, match="not a prepared target"):
         sr.evaluate([tmp_path / "empty"], tmp_path / "o3", cfg)
-    assert sr.main([str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o4")]) == 2
+    assert sr_cmd.main([str(tmp_path / "missing.mp4"), "--out", str(tmp_path / "o4")]) == 2
     noise = np.random.default_rng(5).integers(0, 256, (6, 64, 64, 3)).astype(np.uint8)
     vio.write_video(tmp_path / "noise.mp4", noise, fps=25)
     with pytest.raises(FaceflowError, match="face"):

@@ -1,8 +1,8 @@
 """vid2vid: the sequential video generator (conditioning and previous-frame encoders,
 :mod:`.generator`), its image, mouth and multi-scale dynamics discriminators
 (:mod:`.discriminators`), losses (:mod:`.losses`), the sequential roll-out and loss collector
-(:mod:`.collector`), flow providers between real frames (:mod:`.flow`) and pure-PyTorch
-warping (:mod:`.warp`)."""
+(:mod:`.collector`) and pure-PyTorch warping (:mod:`.warp`). The flows between real frames
+that feed it come from reenactment's providers (:mod:`reenact.flows`)."""
 
 from faceflow.threads import prefer_passive_wait
 

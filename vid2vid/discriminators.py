@@ -16,7 +16,7 @@ Window starts (:func:`temporal_windows`): EVERY start ``t = 0 .. T-1-2k`` (overl
 not vid2vid's non-overlapping ones: with the short training sequences of Head2Head++ this gives
 the coarse scales more than one window per sequence, at the cost of more D evaluations.
 
-Flow convention (:mod:`vid2vid.warp`, :mod:`vid2vid.flow`): ``flows[:, t] = F_{t->t-1}`` on frame
+Flow convention (:mod:`vid2vid.warp`, :mod:`reenact.flows`): ``flows[:, t] = F_{t->t-1}`` on frame
 t's grid, ``flows[:, 0]`` unused; channels x, y (pixels) and optionally z.
 """
 

@@ -155,7 +155,7 @@ def _vgg19_trunk() -> nn.Sequential:
 def _load_vgg19_state(trunk: nn.Sequential, path: Path) -> None:
     """Load torchvision VGG19 weights (``features.N.weight`` keys; classifier keys ignored; a
     bare features state dict with ``N.weight`` keys works too) into ``trunk``."""
-    from faceflow.nets.weights import load_tensors  # weights_only=True; refuses files holding other objects
+    from faceflow.safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
     state = load_tensors(path, "VGG19 weights file", "could not read VGG19 weights file (corrupt or truncated?)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

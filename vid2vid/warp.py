@@ -1,6 +1,6 @@
 """2D backward warping by optical flow, in pure PyTorch (``grid_sample``), and flow composition.
 
-Convention (shared by every flow provider, :mod:`vid2vid.flow`): a flow ``F_{t->s}`` lives on
+Convention (shared by every flow provider, :mod:`reenact.flows`): a flow ``F_{t->s}`` lives on
 frame t's pixel grid and says where each pixel of frame t is found in frame s, in pixels
 (dx right, dy down). Warping frame s by it brings s onto t's grid (backward warping):
 ``W(I_s, F_{t->s})(x) = I_s(x + F_{t->s}(x))``, sampled bilinearly. With pixel (i, j) centred at

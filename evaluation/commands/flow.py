@@ -10,6 +10,7 @@ the evaluation.flow_benchmark module documentation.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from evaluation.methods import METHODS
@@ -50,3 +51,10 @@ def run(args) -> int:
     print(text)
     print(f"-> {Path(cfg.out) / 'flow_benchmark.md'}, {Path(cfg.out) / 'results.json'}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m evaluation.flow_benchmark`` (also ``faceflow evaluate flow``)."""
+    from faceflow.cli import program_name, run_module
+
+    return run_module(sys.modules[__name__], argv, program_name("evaluation.flow_benchmark", argv))

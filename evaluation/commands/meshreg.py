@@ -7,6 +7,8 @@ results.json into --out.
 
 from __future__ import annotations
 
+import sys
+
 
 def add_arguments(p) -> None:
     p.add_argument("--meshreg", required=True, help="3DMeshReg weights file")
@@ -21,3 +23,10 @@ def run(args) -> int:
 
     print(run_benchmark(args.meshreg, args.out, args.synthetic, args.real_root, args.max_pairs))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m evaluation.meshreg_benchmark`` (also ``faceflow evaluate meshreg``)."""
+    from faceflow.cli import program_name, run_module
+
+    return run_module(sys.modules[__name__], argv, program_name("evaluation.meshreg_benchmark", argv))

@@ -51,3 +51,10 @@ def run(args) -> int:
         print(f"stopped: {e}", file=sys.stderr)
         return 143
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m evaluation.self_reenact`` (also ``faceflow evaluate self-reenact``)."""
+    from faceflow.cli import program_name, run_module
+
+    return run_module(sys.modules[__name__], argv, program_name("evaluation.self_reenact", argv))

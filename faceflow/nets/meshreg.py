@@ -38,9 +38,7 @@ def _load_backbone(backbone: str, pretrained_path: str | Path | None) -> tuple[n
         path = Path(pretrained_path)
         if not path.is_file():
             raise AssetNotFoundError(f"ImageNet weights for {backbone} not found at {path}")
-        from .weights import (
-            load_tensors,  # weights_only=True; refuses files holding other objects
-        )
+        from ..safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
         state = load_tensors(path, f"{backbone} ImageNet weights file",
                              f"could not load {backbone} ImageNet weights (corrupt or truncated?)")

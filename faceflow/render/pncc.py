@@ -69,3 +69,12 @@ def nmfc(verts: torch.Tensor, faces: torch.Tensor, colors: torch.Tensor, size: t
     if frags is None:
         frags = rasterize(verts, faces, size, cull_backfaces=cull_backfaces)
     return interpolate(colors, faces, frags), frags.mask
+
+
+def face_nmfc_uint8(model, verts: torch.Tensor, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The NMFC as stored in ``data/nmfc.npy`` (Head2Head++ eq. (7.2)): image-space vertices of
+    ``model.subset("face")`` (B, Vf, 3) -> (uint8 (B, S, S, 3), bool face mask (B, S, S)), the
+    face subset coloured by its mean-face coordinates (:func:`nmfc_colors`)."""
+    face = model.subset("face")
+    img, mask = nmfc(verts, face.triangles, nmfc_colors(model.mean[face.indices]), (size, size))
+    return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8), mask

@@ -34,8 +34,7 @@ import numpy as np
 import torch
 
 from faceflow.errors import FaceflowError
-
-from .warp import warp
+from vid2vid.warp import warp
 
 __all__ = ["PROVIDERS", "FlowProvider", "make_provider", "flow_confidence", "segment_starts", "flow_channels"]
 
@@ -111,15 +110,12 @@ class FlowProvider:
 
 
 def _dis_pairs() -> Callable:
-    import cv2
+    from faceflow.opticalflow import DISFlow, grey
 
-    from evaluation.baselines import OpenCVFlow
-
-    dis = OpenCVFlow("dis")
-    grey = lambda x: cv2.cvtColor(x, cv2.COLOR_RGB2GRAY)
+    dis = DISFlow()
 
     def pairs(cur, prev, _lmk):
-        return np.stack([dis.flow2d(grey(a), grey(b)) for a, b in zip(cur, prev)]).astype(np.float32)
+        return np.stack([dis(grey(a), grey(b)) for a, b in zip(cur, prev)]).astype(np.float32)
     return pairs
 
 

@@ -1,0 +1,61 @@
+"""Classical 2D optical flow from OpenCV: DIS (medium preset) and Farneback.
+
+The 2D-flow baselines of the flow benchmark (:mod:`evaluation.baselines`) and the ``dis2d`` flow
+provider of reenactment (:mod:`reenact.flows`) both use these functions, so the baseline in the
+tables and the flow a renderer trains with are the same computation. Forward flow: ``flow[y, x]``
+is where I1's pixel (x, y) moved in I2 (p2 - p1), in pixels.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass
+class FarnebackParams:
+    """``cv2.calcOpticalFlowFarneback`` settings for 224x224 registered faces: a 4-level
+    pyramid halving each time (224 -> 28 px at the top, so motions of ~10+ px of gap pairs are
+    caught), a 15 px averaging window (about a third of an eye width: smooth but local),
+    3 iterations per level, polynomial expansion over 5x5 neighbourhoods with sigma 1.1
+    (OpenCV's recommended pairing for poly_n = 5)."""
+
+    pyr_scale: float = 0.5
+    levels: int = 4
+    winsize: int = 15
+    iterations: int = 3
+    poly_n: int = 5
+    poly_sigma: float = 1.1
+    flags: int = 0
+
+
+def grey(image: np.ndarray) -> np.ndarray:
+    """RGB uint8 (H, W, 3) -> grey uint8 (H, W) (OpenCV's luma weights)."""
+    import cv2
+
+    return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+
+
+class DISFlow:
+    """DIS optical flow (``DISOPTICAL_FLOW_PRESET_MEDIUM``); one OpenCV object reused per call."""
+
+    preset = "DISOPTICAL_FLOW_PRESET_MEDIUM"
+
+    def __init__(self):
+        import cv2
+
+        self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+
+    def __call__(self, g1: np.ndarray, g2: np.ndarray) -> np.ndarray:
+        """Grey uint8 (H, W) images -> forward flow (H, W, 2) float32 (dx, dy) in pixels."""
+        return self._dis.calc(g1, g2, None)
+
+
+def farneback_flow(g1: np.ndarray, g2: np.ndarray, params: FarnebackParams | None = None) -> np.ndarray:
+    """Grey uint8 (H, W) images -> forward Farneback flow (H, W, 2) float32 (dx, dy) in pixels."""
+    import cv2
+
+    p = params or FarnebackParams()
+    return cv2.calcOpticalFlowFarneback(g1, g2, None, p.pyr_scale, p.levels, p.winsize, p.iterations,
+                                        p.poly_n, p.poly_sigma, p.flags)
