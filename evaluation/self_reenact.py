@@ -905,7 +905,7 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
     """Run (or resume) the evaluation of ``inputs`` (videos or prepared data directories) into
     ``out``; returns {"records": {(video, method): metrics.json dict}, "tables": {metric: rows},
     "computed": [(video, method) cells computed by this call]}."""
-    from faceflow.train import resolve_device
+    from faceflow.nets.modules import resolve_device
 
     cfg = cfg or SelfReenactConfig()
     resolved = _resolve_inputs(inputs, cfg)

@@ -254,9 +254,9 @@ def busy_neighbour_row(ff, frames, T, repeat: int, dev) -> dict:
 
 
 def _device(name: str) -> str:
-    import torch
+    from .nets.modules import resolve_device
 
-    return ("cuda" if torch.cuda.is_available() else "cpu") if name == "auto" else name
+    return str(resolve_device(name))
 
 
 def _common(p: argparse.ArgumentParser, repeat: int) -> None:

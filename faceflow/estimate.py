@@ -33,6 +33,7 @@ import numpy as np
 import torch
 
 from .errors import AssetNotFoundError, FaceflowError
+from .nets.modules import resolve_device
 from .registration import TEMPLATE_SIZE, Similarity, flow_to_image, register_landmarks, warp_image
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
@@ -71,14 +72,6 @@ class FlowResult:
         """(H, W, 2) the 2D optical flow in I1's pixels (the x, y part of the 3D flow)."""
         return self.flow_image[..., :2]
 
-
-def _device(device: str | torch.device | None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise FaceflowError("device 'cuda' requested but CUDA is not available; use device='cpu'")
-    return dev
 
 
 def _as_rgb(image, what: str) -> np.ndarray:
@@ -119,7 +112,7 @@ class FaceFlow:
 
     def __init__(self, meshreg: torch.nn.Module | None, dffnet: torch.nn.Module, triangles, *,
                  device: str | torch.device | None = "auto", detector: str = "mediapipe"):
-        self.device = _device(device)
+        self.device = resolve_device(device)
         self.meshreg = meshreg.to(self.device).eval() if meshreg is not None else None
         self.dffnet = dffnet.to(self.device).eval()
         self.triangles = None
@@ -161,7 +154,7 @@ class FaceFlow:
                     f"python -m faceflow train export RUN --out {f.name}")
         from .nets.weights import load_weights
 
-        dev = _device(device)
+        dev = resolve_device(device)
         m = load_weights(files["meshreg"], device=dev)
         d = load_weights(files["dffnet"], device=dev)
         meta_m = m.weights_meta

@@ -57,6 +57,7 @@ import torch
 import torch.nn as nn
 
 from .errors import FaceflowError
+from .nets.modules import resolve_device, unwrap  # resolve_device: re-exported (faceflow.train.resolve_device)
 from .threads import worker_threads
 from .train_config import (
     AMP_MODES,
@@ -91,16 +92,6 @@ def lr_factor(step: int, iterations: int, warmup_steps: int = 50, milestones=(0.
     k = sum(1 for m in milestones if step >= m * iterations)
     return warm * gamma ** k
 
-
-def resolve_device(name: str, local_rank: int = 0) -> torch.device:
-    """``'auto'`` -> CUDA when available, else CPU; ``'cuda'`` fails clearly without a GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise FaceflowError("device 'cuda' requested but no CUDA GPU is available (use --device cpu)")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device(name)
 
 
 def resolve_amp(amp: str, device: torch.device) -> tuple[torch.dtype | None, str | None]:
@@ -632,9 +623,6 @@ def _config_diff(old: dict, new: dict) -> list[str]:
     return diffs
 
 
-def _unwrap(m: nn.Module) -> nn.Module:
-    return m.module if isinstance(m, nn.parallel.DistributedDataParallel) else m
-
 
 def train(task: Task, cfg: TrainConfig, overwrite: bool = False, command: str | None = None,
           progress: bool = True) -> dict:
@@ -779,7 +767,7 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
                 wrapped[name] = nn.parallel.DistributedDataParallel(
                     m, device_ids=[device.index] if device.type == "cuda" else None,
                     find_unused_parameters=task.find_unused_parameters)
-        models = {k: _unwrap(v) for k, v in wrapped.items()}
+        models = {k: unwrap(v) for k, v in wrapped.items()}
 
     ctx = StepContext(device, cfg.seed, amp_dtype, scaler, optimizers, cfg.grad_clip, dist.rank, dist.world)
     n_train = len(train_ds)

@@ -32,8 +32,9 @@ def _sync(dev: torch.device) -> None:
 def bench_generator(preset: str, size: int, frames: int, dev: torch.device, amp: bool = False) -> dict:
     import torch
 
+    from faceflow.nets.modules import count_parameters
     from vid2vid.collector import StreamGenerator
-    from vid2vid.generator import Generator, count_parameters, presets
+    from vid2vid.generator import Generator, presets
 
     cfg = presets()[preset]
     G = Generator(cfg).to(dev).eval()

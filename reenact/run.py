@@ -27,7 +27,8 @@ import torch
 
 from faceflow import io as vio
 from faceflow.errors import FaceflowError
-from faceflow.train import checkpoint_path, load_checkpoint, resolve_device
+from faceflow.nets.modules import resolve_device
+from faceflow.train import checkpoint_path, load_checkpoint
 
 from .data import to_signed, to_uint8
 

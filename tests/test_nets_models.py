@@ -9,9 +9,10 @@ import pytest
 import torch
 
 from faceflow.errors import AssetNotFoundError, FaceflowError
-from faceflow.nets.dffnet import DFFNet, count_parameters
+from faceflow.nets.dffnet import DFFNet
 from faceflow.nets.losses import default_scale_weights, flow_loss
 from faceflow.nets.meshreg import MeshReg, mesh_edges, mesh_loss
+from faceflow.nets.modules import count_parameters
 
 SIZES = [4, 7, 14, 28, 56, 112, 224]  # 1/64 ... 1/1 of a 224 input (ceil at odd sizes)
 
@@ -344,3 +345,19 @@ def test_dffnet_output_depends_on_the_second_image_through_the_correlation():
                 prm.mul_(1e-3)  # shrinking the features does not switch the matching off
         c, d = net(i1, i2, p)[-1], net(i1, i1, p)[-1]
         assert (c - d).abs().mean() > 1e-3 * (c.abs().mean() + 1e-6)
+
+
+def test_one_device_resolver_and_module_helpers():
+    from faceflow.nets.modules import count_parameters, resolve_device, unwrap
+
+    cuda = torch.cuda.is_available()
+    assert resolve_device("cpu") == torch.device("cpu") and resolve_device(torch.device("cpu")).type == "cpu"
+    assert resolve_device(None).type == resolve_device("auto").type == ("cuda" if cuda else "cpu")
+    if cuda:
+        assert resolve_device("cuda", local_rank=0) == torch.device("cuda:0")
+    else:
+        with pytest.raises(FaceflowError, match="no CUDA GPU"):
+            resolve_device("cuda")
+    lin = torch.nn.Linear(3, 2)
+    lin.bias.requires_grad_(False)
+    assert count_parameters(lin) == 6 and unwrap(lin) is lin

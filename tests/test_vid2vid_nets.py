@@ -10,6 +10,7 @@ import torch
 import torch.nn as nn
 
 from faceflow.errors import FaceflowError
+from faceflow.nets.modules import count_parameters
 from vid2vid.discriminators import (
     DiscriminatorConfig,
     DynamicsDiscriminator,
@@ -24,7 +25,7 @@ from vid2vid.discriminators import (
     temporal_windows,
 )
 from vid2vid.discriminators import presets as d_presets
-from vid2vid.generator import Generator, GeneratorConfig, count_parameters
+from vid2vid.generator import Generator, GeneratorConfig
 from vid2vid.generator import presets as g_presets
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -38,7 +38,7 @@ from faceflow.errors import FaceflowError
 
 from .warp import warp
 
-__all__ = ["GeneratorConfig", "Generator", "presets", "count_parameters", "make_norm",
+__all__ = ["GeneratorConfig", "Generator", "presets", "make_norm",
            "ResidualBlock", "Encoder", "Decoder", "NORMS"]
 
 NORMS = ("instance", "batch", "none")
@@ -55,10 +55,6 @@ def make_norm(norm: str, nc: int) -> nn.Module:
         return nn.Identity()
     raise FaceflowError(f"unknown norm {norm!r}; expected one of {NORMS}")
 
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)
 
 
 @dataclass

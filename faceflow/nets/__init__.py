@@ -13,12 +13,14 @@
 """
 
 from .correlation import benchmark_correlation, correlation, correlation_channels
-from .dffnet import DFFNet, count_parameters
+from .dffnet import DFFNet
 from .losses import default_scale_weights, flow_loss, masked_downsample, masked_epe
 from .meshreg import MeshReg, mesh_edges, mesh_loss
+from .modules import count_parameters, unwrap
 from .warp import moved_zbuffer, warp_by_flow
 from .weights import export_run, load_weights, save_weights, weights_info
 
 __all__ = ["benchmark_correlation", "correlation", "correlation_channels", "DFFNet", "count_parameters",
            "default_scale_weights", "flow_loss", "masked_downsample", "masked_epe", "MeshReg", "mesh_edges",
-           "mesh_loss", "moved_zbuffer", "warp_by_flow", "export_run", "load_weights", "save_weights", "weights_info"]
+           "mesh_loss", "unwrap", "moved_zbuffer", "warp_by_flow", "export_run", "load_weights", "save_weights",
+           "weights_info"]

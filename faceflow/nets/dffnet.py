@@ -184,8 +184,3 @@ class DFFNet(nn.Module):
             raw = self.predict[k + 1](feat)
             flows.append(raw)
         return [f * self.flow_div for f in flows]
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters of ``module``."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -30,6 +30,7 @@ import torch.nn as nn
 
 from ..errors import AssetNotFoundError, FaceflowError
 from ..safeload import UnsafeFileError, load_tensors
+from .modules import unwrap
 
 FORMAT = "faceflow-weights/1"
 
@@ -64,14 +65,11 @@ def _jsonable(obj, what: str):
         raise FaceflowError(f"{what} must be JSON-serialisable: {e}") from e
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
-
 
 def half_state_dict(model: nn.Module, half: bool = True) -> dict[str, torch.Tensor]:
     """CPU copy of ``model``'s state dict; parameters in float16 when ``half`` (unless the fp16
     copy would overflow), buffers unchanged."""
-    model = _unwrap(model)
+    model = unwrap(model)
     params = {n for n, _ in model.named_parameters()}
     out = {}
     for k, v in model.state_dict().items():
