@@ -20,16 +20,6 @@ HELP_TARGET_S = 1.5
 FLOW_TARGET_RATIO = 2.0
 
 
-def leaf_commands(group, path=()) -> list[tuple[str, ...]]:
-    """The word paths of every command in a :class:`faceflow.cli.Group`, depth first."""
-    from faceflow.cli import Command
-
-    out = []
-    for c in group.commands:
-        out += [path + (c.name,)] if isinstance(c, Command) else leaf_commands(c, path + (c.name,))
-    return out
-
-
 def _wall(argv: list[str], repeat: int) -> float:
     times = []
     for _ in range(repeat):
@@ -57,10 +47,11 @@ def default_pair(folder: Path) -> tuple[Path, Path]:
 
 def bench_startup(repeat: int = 3, images: tuple[str, str] | None = None) -> dict:
     from apps.cli import COMMANDS
+    from faceflow.cli import leaves
 
     base = [sys.executable, "-m", "apps.cli"]
     helps = {"(top level)": _wall(base + ["--help"], repeat)}
-    for path in leaf_commands(COMMANDS):
+    for path, _ in leaves(COMMANDS):
         helps[" ".join(path)] = _wall(base + list(path) + ["--help"], repeat)
     with tempfile.TemporaryDirectory() as tmp:
         pair = images or default_pair(Path(tmp))

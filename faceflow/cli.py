@@ -44,7 +44,7 @@ class Group:
     description: str = ""
 
 
-_ROLE = re.compile(r":[a-z]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`")
+_ROLE = re.compile(r":[a-z]+:`(~?)([^`<]*?)(?:\s*<[^>]*>)?`")
 
 
 def plain_text(doc: str | None) -> str:
@@ -54,10 +54,9 @@ def plain_text(doc: str | None) -> str:
         return ""
     doc = inspect.cleandoc(doc)
 
-    def role(m: re.Match) -> str:
-        text = m.group(1).strip()
-        return text.rsplit(".", 1)[-1] if m.group(0).startswith((":func:`~", ":class:`~", ":mod:`~", ":meth:`~",
-                                                                 ":attr:`~", ":data:`~")) else text
+    def role(m: re.Match) -> str:  # ``~`` keeps the last dotted part only, as Sphinx shows it
+        text = m.group(2).strip()
+        return text.rsplit(".", 1)[-1] if m.group(1) else text
     return _ROLE.sub(role, doc).replace("``", "")
 
 
@@ -74,6 +73,23 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
         return f"{text} (default: {value})"
 
 
+def leaves(group: Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Command]]:
+    """Every command of a table with the words that reach it (``(("data", "synth"), Command)``),
+    depth first."""
+    out = []
+    for c in group.commands:
+        out += [(path + (c.name,), c)] if isinstance(c, Command) else leaves(c, path + (c.name,))
+    return out
+
+
+def running_module() -> str | None:
+    """The module Python runs with ``-m`` (``faceflow`` for ``python -m faceflow``), else None."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is None or not spec.name:
+        return None
+    return spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
+
+
 def program_name(module: str, argv: list[str] | None = None) -> str:
     """The command the user typed, for usage lines and manifests. Called by ``main(argv)`` of
     module ``module``: with ``argv`` given (a call from Python) it is ``python -m MODULE``;
@@ -81,9 +97,7 @@ def program_name(module: str, argv: list[str] | None = None) -> str:
     spec), else the script's name (``faceflow`` for the installed command)."""
     if argv is not None:
         return f"python -m {module}"
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if spec is not None and spec.name:
-        name = spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
+    if (name := running_module()):
         return f"python -m {name}"
     arg0 = os.path.basename(sys.argv[0]) if sys.argv and sys.argv[0] else ""
     return arg0 if arg0 and not arg0.endswith(".py") and arg0 != "-c" else f"python -m {module}"

@@ -192,9 +192,9 @@ def _program(argv0: str, from_sys: bool) -> list[str]:
     """The program as the user typed it: ``python -m pkg``, ``python script.py`` or the
     console script's name (``faceflow``)."""
     if from_sys:
-        spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-        if spec is not None and spec.name:
-            name = spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
+        from .cli import running_module
+
+        if (name := running_module()):
             return ["python", "-m", name]
     if argv0 in ("-c", "-", ""):  # python -c CODE, a script on stdin, an embedded interpreter
         return ["python", argv0] if argv0 else ["python"]

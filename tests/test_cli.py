@@ -21,15 +21,9 @@ REPO = Path(__file__).resolve().parents[1]
 _HELP_ALL = r"""
 import json, sys
 from apps.cli import COMMANDS
-from faceflow.cli import Command, command_parser, load_target
-def leaves(node, path):
-    for c in node.commands:
-        if isinstance(c, Command):
-            yield path + [c.name], c
-        else:
-            yield from leaves(c, path + [c.name])
+from faceflow.cli import command_parser, leaves, load_target
 out = {}
-for path, c in leaves(COMMANDS, []):
+for path, c in leaves(COMMANDS):
     out[" ".join(path)] = command_parser(load_target(c.target), "faceflow " + " ".join(path)).format_help()
 heavy = sorted(m for m in ("torch", "torchvision", "mediapipe", "gradio") if m in sys.modules)
 print(json.dumps({"help": out, "heavy": heavy}))
