@@ -18,8 +18,8 @@ from __future__ import annotations
 import sys
 
 from faceflow.__main__ import COMMANDS as FACEFLOW
-from faceflow.bench import COMMANDS as FACEFLOW_BENCH
 from faceflow.cli import Command, Group, dispatch, program_name
+from faceflow.commands.bench import COMMANDS as FACEFLOW_BENCH
 from reenact.__main__ import COMMANDS as REENACT
 
 EVALUATE = Group("evaluate", "error tables: 3D flow (Tables 1-2), self-reenactment (Table 3), 3DMeshReg", (

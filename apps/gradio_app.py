@@ -122,7 +122,7 @@ class AppContext:
 # ----------------------------------------------------------------------------- errors and limits
 def _user_error(e: BaseException) -> BaseException:
     """The readable :class:`gr.Error` for a toolkit error (others are returned unchanged)."""
-    from faceflow.landmarks import MultipleFacesError, NoFaceError
+    from faceflow.face.landmarks import MultipleFacesError, NoFaceError
 
     gr = _gradio()
     if isinstance(e, gr.Error):
@@ -303,7 +303,7 @@ def list_models(models_dir: str | Path) -> list[str]:
 
 def models_markdown(models_dir: str | Path) -> str:
     """A Markdown table of the trained models (name, last logged step, checkpoint time)."""
-    from faceflow.train import read_csv
+    from faceflow.engine.trainer import read_csv
 
     names = list_models(models_dir)
     if not names:
@@ -378,7 +378,7 @@ def _train_args(data_dir: Path, model_dir: Path, preset: str, flow: str, iterati
 
 
 def _training_status(model_dir: Path, iterations: int) -> tuple[int, str]:
-    from faceflow.train import read_csv
+    from faceflow.engine.trainer import read_csv
 
     try:
         rows = read_csv(model_dir / "log.csv")
@@ -396,7 +396,7 @@ def prepare_and_train(ctx: AppContext, video, name: str, preset: str = "tiny", s
                       flow: str = "faceflow3d", iterations=0, minutes=0, progress=None) -> Iterator[str]:
     """The prepare-and-train tab (a generator of the growing log text): preprocess ``video`` into
     ``MODELS/name/data`` and train ``MODELS/name``. Rerunning with the same settings resumes."""
-    from faceflow.train import train
+    from faceflow.engine.trainer import train
     from reenact.commands.train import configs
     from reenact.preprocess import PreprocessConfig, preprocess
     from reenact.task import PRESETS

@@ -36,7 +36,7 @@ def _wall(argv: list[str], repeat: int) -> float:
 def default_pair(folder: Path) -> tuple[Path, Path]:
     """Frames 0 and 8 of a 512x512 tier-A clip (LivePortrait_d10) written as PNGs."""
     from faceflow import io as vio
-    from faceflow.assets import media_dir
+    from faceflow.runtime.assets import media_dir
 
     frames = list(vio.read_frames(media_dir() / "videos" / "LivePortrait_d10.mp4", max_frames=9))
     a, b = folder / "a.png", folder / "b.png"
@@ -62,7 +62,7 @@ def bench_startup(repeat: int = 3, images: tuple[str, str] | None = None) -> dic
             manifest = json.loads((out / "manifest.json").read_text())
             runs.append((wall, manifest["seconds"], manifest.get("stage_seconds", {})))
     wall, compute, stages = sorted(runs)[len(runs) // 2]
-    from faceflow.provenance import provenance
+    from faceflow.runtime.provenance import provenance
 
     return {"benchmark": "startup", "provenance": provenance(), "repeat": repeat, "help_target_s": HELP_TARGET_S,
             "help_s": {k: round(v, 3) for k, v in helps.items()},

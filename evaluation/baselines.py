@@ -15,18 +15,24 @@ frees what it holds. :class:`FitDifference` also sets ``last_failed`` and ``last
   ``'farneback'`` (Farnebaeck 2003) dense optical flow on grayscale uint8 versions of I1, I2.
 - :class:`FitDifference`: the "fit the 3DMM to each frame independently and subtract" baseline
   of the paper (ITWMM / DNSfM-style): mediapipe landmarks of each 224 image ->
-  :func:`faceflow.fitting.fit_image` -> both posed inner-face meshes -> eq. (2).
+  :func:`faceflow.face.fitting.fit_image` -> both posed inner-face meshes -> eq. (2).
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict
 
+import cv2
 import numpy as np
 import torch
+from scipy.ndimage import distance_transform_edt
 
 from faceflow.errors import FaceflowError
-from faceflow.opticalflow import DISFlow, FarnebackParams, farneback_flow, grey
+from faceflow.face.fitting import fit_image
+from faceflow.face.landmarks import MediapipeDetector, NoFaceError, detect_image
+from faceflow.geometry.morphable import MorphableModel
+from faceflow.ops.opticalflow import DISFlow, FarnebackParams, farneback_flow, grey
+from faceflow.render.flow import flow_ground_truth
 
 __all__ = ["ZeroFlow", "OpenCVFlow", "FarnebackParams", "FitDifference", "fit_difference_flow",
            "to_uint8_images", "nan_dz"]
@@ -79,7 +85,6 @@ class OpenCVFlow(_Method):
 
     def __init__(self, algorithm: str = "dis", farneback: FarnebackParams | None = None):
         super().__init__()
-        import cv2
 
         if algorithm not in ("dis", "farneback"):
             raise FaceflowError(f"unknown OpenCV flow algorithm {algorithm!r}; choose 'dis' or 'farneback'")
@@ -109,15 +114,12 @@ def fit_difference_flow(image1: np.ndarray, image2: np.ndarray, model, detector,
                         subset=None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """The 3DMM-difference flow of two registered images (H, W, 3) uint8 RGB (same frame).
 
-    Each image is fitted independently (mediapipe landmarks -> :func:`faceflow.fitting.fit_image`,
+    Each image is fitted independently (mediapipe landmarks -> :func:`faceflow.face.fitting.fit_image`,
     with mediapipe's dense points when ``correspondence`` = (mp_idx, vertices) is given); both
     posed meshes of ``subset`` (default the inner face) give eq. (2) at image 1's visible pixels.
     Returns flow (H, W, 3) (0 off the mesh), mask (H, W) bool, and the two image-space meshes
-    (N, 3). Raises :class:`faceflow.landmarks.NoFaceError` when a face is not found.
+    (N, 3). Raises :class:`faceflow.face.landmarks.NoFaceError` when a face is not found.
     """
-    from faceflow.fitting import fit_image
-    from faceflow.landmarks import detect_image
-    from faceflow.render.flow import flow_ground_truth
 
     subset = subset if subset is not None else model.subset("face")
     meshes = []
@@ -138,7 +140,6 @@ def fit_difference_flow(image1: np.ndarray, image2: np.ndarray, model, detector,
 
 def _fill_nearest(flow: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     """Extend flow (H, W, C) from the ``mask`` pixels to every pixel (nearest masked pixel)."""
-    from scipy.ndimage import distance_transform_edt
 
     m = mask.cpu().numpy()
     if m.all() or not m.any():
@@ -161,22 +162,19 @@ class FitDifference(_Method):
 
     def __init__(self, model=None, dense: bool = True):
         super().__init__()
-        from faceflow.landmarks import MediapipeDetector
-        from faceflow.morphable import MorphableModel
 
         self.model = model if model is not None else MorphableModel.load("skin")
         self.subset = self.model.subset("face")
         self.dense = bool(dense)
         self.correspondence = None
         if self.dense:
-            from faceflow.correspondence import load_correspondence
+            from faceflow.face.correspondence import load_correspondence
 
             self.correspondence = load_correspondence()
         self.detector = MediapipeDetector(static_image_mode=True)  # independent images: no tracking
         self.coverage: list[float] = []
 
     def __call__(self, batch: dict) -> torch.Tensor:
-        from faceflow.landmarks import NoFaceError
 
         a, b = to_uint8_images(batch["i1"]), to_uint8_images(batch["i2"])
         gt_mask = batch.get("mask")
@@ -204,7 +202,7 @@ class FitDifference(_Method):
 
     def meta(self) -> dict:
         cov = float(np.mean(self.coverage)) if self.coverage else None
-        return {"detector": "mediapipe (static image mode)", "fit": "faceflow.fitting.fit_image",
+        return {"detector": "mediapipe (static image mode)", "fit": "faceflow.face.fitting.fit_image",
                 "dense_points": self.dense, "subset": "face", "mean_gt_mask_coverage": cov,
                 "uncovered_pixels": "nearest covered pixel's flow"}
 

@@ -54,11 +54,22 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
 
+from evaluation.baselines import FitDifference, OpenCVFlow, ZeroFlow
+from evaluation.methods import METHODS  # re-exported
+from faceflow import io as vio
+from faceflow.data import splits
+from faceflow.data.pseudo import AnnotatedPairs, split_dirs
 from faceflow.data.splits import evenly_spaced
+from faceflow.data.synthetic import SyntheticPairs
 from faceflow.errors import FaceflowError
+from faceflow.estimate import FaceFlow, meshreg_triangles
+from faceflow.geometry.morphable import MorphableModel
+from faceflow.io.safeload import load_tensors
 from faceflow.nets.metrics import aepe, endpoint_errors
-from faceflow.provenance import file_sha256, portable_json, portable_path, provenance
+from faceflow.runtime.provenance import file_sha256, portable_json, portable_path, provenance
 
 __all__ = [
     "BenchmarkConfig", "METHODS", "endpoint_errors", "aepe", "warp_backward", "photometric_error",
@@ -69,7 +80,6 @@ __all__ = [
 TEMPLATE = 224
 STATE_VERSION = 1
 
-from .methods import METHODS  # noqa: E402  (re-exported)
 
 _PNCC_MODE = {"dffnet": "full", "dffnet_depth": "depth", "dffnet_nopncc": "none"}
 DATASETS = ("synthetic", "real")
@@ -192,7 +202,6 @@ def _weights_info(path: str | Path) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FaceflowError(f"weights file {p} not found")
-    from faceflow.safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
     d = load_tensors(p, "weights file", "cannot read weights file (corrupt or truncated?)")
     if not isinstance(d, dict) or "kind" not in d:
@@ -204,9 +213,9 @@ def _weights_info(path: str | Path) -> dict:
 
 def _load_net(path: str, kind: str, device):
     try:
-        from faceflow.nets.weights import load_weights
+        from faceflow.engine.weights import load_weights
     except ImportError as e:
-        raise FaceflowError(f"cannot load {path}: faceflow.nets.weights is not available ({e})") from None
+        raise FaceflowError(f"cannot load {path}: faceflow.engine.weights is not available ({e})") from None
     info = _weights_info(path)
     if info["kind"] != kind:
         raise FaceflowError(f"{path} holds {info['kind']!r} weights, expected {kind!r}")
@@ -215,9 +224,6 @@ def _load_net(path: str, kind: str, device):
 
 def build_methods(cfg: BenchmarkConfig, model=None) -> tuple[list, dict]:
     """The requested methods that can run, and ``{name: reason}`` for those skipped."""
-    from faceflow.estimate import FaceFlow, meshreg_triangles
-
-    from .baselines import FitDifference, OpenCVFlow, ZeroFlow
 
     unknown = [m for m in cfg.methods if m not in METHODS]
     if unknown:
@@ -228,7 +234,7 @@ def build_methods(cfg: BenchmarkConfig, model=None) -> tuple[list, dict]:
     def get_model():
         nonlocal model
         if model is None:
-            from faceflow.morphable import MorphableModel
+            from faceflow.geometry.morphable import MorphableModel
 
             model = MorphableModel.load("skin")
         return model
@@ -279,7 +285,6 @@ def open_synthetic(path: str | Path):
         raise FaceflowError(f"synthetic dataset directory {p} does not exist")
     if not (p / "manifest.json").is_file():
         raise FaceflowError(f"synthetic dataset {p} is incomplete: no manifest.json (still being written?)")
-    from faceflow.data.synthetic import SyntheticPairs
 
     return SyntheticPairs(p)
 
@@ -313,9 +318,6 @@ def open_real_test(root: str | Path, say=print):
     r = Path(root)
     if not r.is_dir():
         raise FaceflowError(f"annotated clips root {r} does not exist or is not a directory")
-    from faceflow.data import splits
-    from faceflow.data.pseudo import AnnotatedPairs, split_dirs
-    from faceflow.morphable import MorphableModel
 
     dirs = [Path(d) for d in split_dirs(r, "test")]
     expected = splits.annotation_clips("test")
@@ -351,7 +353,6 @@ class _State:
     """``state.json``: per-pair records of every method on every split, for resuming."""
 
     def __init__(self, out: Path, signature: dict, overwrite: bool):
-        from faceflow import io as vio
 
         self._save = vio.save_json
         self.path = out / "state.json"
@@ -381,8 +382,6 @@ def evaluate_dataset(dataset, methods, name: str, indices=None, batch_size: int 
     ``n``, the summed 3D (``s3``, None for 2D methods) and 2D (``s2``) end-point errors, the
     pair kind (-1 unknown), the seconds spent (``t``), ``fail`` and, with ``photometric``, the
     summed photometric error ``ph_s`` over ``ph_n`` pixels."""
-    from torch.utils.data import DataLoader, Subset
-    from tqdm import tqdm
 
     n_all = len(dataset)
     idx = np.arange(n_all) if indices is None else np.asarray(indices, np.int64)
@@ -679,7 +678,6 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True, say=print) -> dic
 
 def write_outputs(results: dict, out: str | Path) -> str:
     """Write ``results.json`` and then ``flow_benchmark.md`` (atomically); returns the Markdown."""
-    from faceflow import io as vio
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

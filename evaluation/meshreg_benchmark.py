@@ -15,9 +15,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from faceflow.data.pseudo import AnnotatedPairs, split_dirs
 from faceflow.data.splits import evenly_spaced
+from faceflow.data.synthetic import SyntheticPairs
+from faceflow.engine.weights import load_weights
 from faceflow.errors import FaceflowError
+from faceflow.io import atomic_path, save_json
 from faceflow.nets.metrics import vertex_errors
+from faceflow.runtime.provenance import portable_json, provenance
 
 
 def evaluate(net: torch.nn.Module, dataset, max_pairs: int, batch_size: int = 8) -> dict:
@@ -40,7 +45,6 @@ def evaluate(net: torch.nn.Module, dataset, max_pairs: int, batch_size: int = 8)
 def results_record(weights: str | Path, res: dict, out: str | Path) -> dict:
     """``results.json``: the weights file by name (with its sha256 in the provenance) and the
     results; no absolute paths of this machine."""
-    from faceflow.provenance import portable_json, provenance
 
     return portable_json({"weights": Path(weights).name, "results": res,
                           "provenance": provenance(weights={"meshreg": weights}, device="cpu", base=out)}, out)
@@ -50,10 +54,6 @@ def run_benchmark(meshreg: str, out: str, synthetic: str | None = None, real_roo
                   max_pairs: int = 200) -> str:
     """Score the weights file ``meshreg`` on the synthetic and / or real test split, write
     ``results.json`` and ``meshreg_benchmark.md`` into ``out``; returns the Markdown table."""
-    from faceflow.data.pseudo import AnnotatedPairs, split_dirs
-    from faceflow.data.synthetic import SyntheticPairs
-    from faceflow.io import atomic_path, save_json
-    from faceflow.nets.weights import load_weights
 
     if not synthetic and not real_root:
         raise FaceflowError("give --synthetic and/or --real-root")

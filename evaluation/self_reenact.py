@@ -61,7 +61,9 @@ cells on every run (also those of earlier runs into the same OUT).
 
 from __future__ import annotations
 
+import csv
 import datetime
+import io
 import json
 import math
 import platform
@@ -73,12 +75,27 @@ import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from faceflow import io as vio
-from faceflow.assets import ALEXNET_FILENAME, find_torch_weights, torch_cache_candidates
+from faceflow.engine.trainer import TrainConfig, checkpoint_path, load_checkpoint, train
 from faceflow.errors import FaceflowError
+from faceflow.face.registration import CropBox
+from faceflow.io.safeload import load_tensors
+from faceflow.nets.modules import resolve_device
+from faceflow.runtime.assets import ALEXNET_FILENAME, find_torch_weights, torch_cache_candidates
+from faceflow.runtime.provenance import portable_json, portable_path, provenance, resolve_recorded
+from faceflow.runtime.provenance import portable_path as _portable_path
+from reenact.data import to_signed
+from reenact.drive import analyse_source, drive_self
+from reenact.flows import flow_channels
+from reenact.preprocess import PreprocessConfig, preprocess
+from reenact.run import generate_frames, load_model, side_by_side
+from reenact.task import PRESETS, ReenactTask
+from vid2vid.warp import warp
 
 __all__ = [
     "METRICS", "FLOW_LABELS", "EYE_POINTS", "ALEXNET_FILENAME",
@@ -157,7 +174,6 @@ def mouth_apd(fake, real, boxes) -> float:
 
 def psnr(fake, real) -> float:
     """Mean over frames of skimage's PSNR (data_range 255); inf when every frame is identical."""
-    from skimage.metrics import peak_signal_noise_ratio
 
     fake, real = _pair(fake, real)
     with np.errstate(divide="ignore"):
@@ -167,7 +183,6 @@ def psnr(fake, real) -> float:
 
 def ssim(fake, real) -> float:
     """Mean over frames of skimage's SSIM (channel_axis=-1, data_range 255)."""
-    from skimage.metrics import structural_similarity
 
     fake, real = _pair(fake, real)
     return float(np.mean([structural_similarity(r, f, channel_axis=-1, data_range=255)
@@ -211,7 +226,6 @@ def eye_landmark_distance(la, lb) -> np.ndarray:
 
 def _video_landmarks(an, scale: float) -> np.ndarray:
     """An analysis' 68 landmarks (its crop pixels) in the analysed video's pixels / ``scale``."""
-    from faceflow.registration import CropBox
 
     box = CropBox.from_dict(an.crop_box)
     return box.transform(int(an.size)).inverse().apply(np.asarray(an.lmk68, np.float64)) / scale
@@ -244,7 +258,6 @@ def warping_error(frames, flows, conf, device=None) -> float:
     t >= 1 with ``sum conf_t > 0`` of the conf-weighted mean of ``|Y_t - W(Y_{t-1}, F_t)|`` over
     pixels and channels (0-255); NaN when no pair has a trusted pixel.
     """
-    from vid2vid.warp import warp
 
     frames, flows, conf = np.asarray(frames), np.asarray(flows), np.asarray(conf)
     T, H, W = frames.shape[:3]
@@ -311,7 +324,6 @@ class LPIPSMetric:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-        from faceflow.safeload import load_tensors  # weights_only=True; refuses other objects
 
         sd = load_tensors(self.weights_path, "AlexNet weights file",
                           "not a readable AlexNet weights file (corrupt or truncated?)")
@@ -341,7 +353,6 @@ class LPIPSMetric:
         fake, real = _pair(fake, real)
         if self.net is None:
             return float("nan")
-        from reenact.data import to_signed
 
         vals = []
         for s in range(0, len(fake), batch):
@@ -411,8 +422,6 @@ def format_table_md(rows: list[dict], metric: str, videos: list[str]) -> str:
 
 def format_table_csv(rows: list[dict], videos: list[str]) -> str:
     """CSV: ``method,<videos...>,mean`` (full precision; "n/a" where missing)."""
-    import csv
-    import io
 
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
@@ -500,7 +509,6 @@ def write_tables(out, records: dict, videos: list[str], methods: list[str]) -> d
 # ============================================================================ figures
 
 def _colormap(x: np.ndarray, vmax: float) -> np.ndarray:
-    import cv2
 
     v = np.clip(np.asarray(x, np.float64) / max(vmax, 1e-9), 0, 1)
     return cv2.cvtColor(cv2.applyColorMap((v * 255 + 0.5).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
@@ -508,7 +516,6 @@ def _colormap(x: np.ndarray, vmax: float) -> np.ndarray:
 
 def _caption(img: np.ndarray, text: str) -> np.ndarray:
     """``img`` (H, W, 3) uint8 with a black caption band on top."""
-    import cv2
 
     h, w = img.shape[:2]
     band_h = max(14, h // 10)
@@ -527,7 +534,6 @@ def heatmap_image(maps: dict, vmax: float | None = None, real: np.ndarray | None
     """Side-by-side colour-mapped error maps (JET, 0 .. ``vmax``; default: the 99th percentile
     over all maps) with captions, after an optional real frame, and a colour bar below.
     maps {name: (H, W) float}; returns (H', W', 3) uint8."""
-    import cv2
 
     if not maps:
         raise ValueError("heatmap_image needs at least one map")
@@ -582,13 +588,11 @@ def _safe_name(name: str) -> str:
 
 def _resolve_inputs(inputs, cfg: SelfReenactConfig) -> list[tuple[str, Path, bool]]:
     """[(name, path, is_data_dir)], checked before any work."""
-    from reenact.flows import flow_channels
 
     if not inputs:
         raise FaceflowError("no input: give one or more videos or prepared data directories")
     for f in cfg.flows:
         flow_channels(f)  # unknown provider -> FaceflowError
-    from reenact.task import PRESETS
 
     if cfg.preset not in PRESETS:
         raise FaceflowError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(sorted(PRESETS))}")
@@ -619,14 +623,13 @@ def _resolve_inputs(inputs, cfg: SelfReenactConfig) -> list[tuple[str, Path, boo
 
 def _prepare(name: str, path: Path, is_dir: bool, out: Path, cfg: SelfReenactConfig, say) -> Path:
     """The data directory of an input with every requested flow (and dis2d for videos) cached."""
-    from reenact.preprocess import PreprocessConfig, preprocess
 
     if is_dir:
         data = path
         m = json.loads((data / "manifest.json").read_text())
         missing = [f for f in cfg.flows if f not in m.get("flows", {})]
         if missing:
-            from faceflow.provenance import resolve_recorded
+            from faceflow.runtime.provenance import resolve_recorded
 
             src = m.get("source")  # relative to the data directory (absolute in older manifests)
             src = resolve_recorded(src, data) if src else None
@@ -656,9 +659,6 @@ def _prepare(name: str, path: Path, is_dir: bool, out: Path, cfg: SelfReenactCon
 
 def _train_cell(data: Path, model_dir: Path, flow: str, cell: Path, cfg: SelfReenactConfig, command, say) -> dict:
     """Train (or resume, or reuse) the model of a cell; returns the training record."""
-    from faceflow.provenance import portable_path as _portable_path
-    from faceflow.train import TrainConfig, checkpoint_path, load_checkpoint, train
-    from reenact.task import PRESETS, ReenactTask
 
     rec_path = cell / "train.json"
     if rec_path.is_file() and checkpoint_path(model_dir).is_file():
@@ -697,8 +697,6 @@ def generate_self(model_dir, device="cpu") -> tuple[np.ndarray, int, int, float]
     """Self-reenact a model's held-out frames as ``python -m reenact run --mode self`` does:
     returns (generated (T, S, S, 3) uint8, first and end kept frame of the test part, frames per
     second of the generator)."""
-    from reenact.drive import drive_self
-    from reenact.run import generate_frames, load_model
 
     G, tc, _ = load_model(model_dir, device)
     data = Path(tc.data)
@@ -712,7 +710,6 @@ def generate_self(model_dir, device="cpu") -> tuple[np.ndarray, int, int, float]
 def _analysis_video(path: Path, frames: np.ndarray, fps: float, rewrite: bool) -> float:
     """Write ``frames`` upscaled to at least ANALYSIS_MIN_SIZE as a near-lossless mp4 (unless
     it exists and not ``rewrite``); returns the upscale factor."""
-    import cv2
 
     S = frames.shape[1]
     A = max(S, ANALYSIS_MIN_SIZE)
@@ -725,7 +722,6 @@ def _analysis_video(path: Path, frames: np.ndarray, fps: float, rewrite: bool) -
 
 def _analyse(path: Path, frames: np.ndarray, fps: float, rewrite: bool):
     """(analysis or None, upscale factor, reason when None)."""
-    from reenact.drive import analyse_source
 
     scale = _analysis_video(path, frames, fps, rewrite)
     try:
@@ -780,8 +776,6 @@ def score_frames(fake, real, *, mask, mouth, flows=None, conf=None, lpips_metric
 
 def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, train_rec: dict,
                 lp: LPIPSMetric, dev: torch.device, say, command: str | None = None) -> dict:
-    from faceflow.provenance import portable_json, portable_path, provenance
-    from faceflow.train import checkpoint_path
 
     t0 = time.perf_counter()
     say("  self-reenacting the held-out frames")
@@ -804,7 +798,7 @@ def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, t
     rec = {"format": FORMAT, "video": name, "method": flow, **s, "frames": int(len(fake)), "test_range": [lo, hi],
            "reference_flow": ref, "lpips_reason": "" if lp.available else lp.reason,
            "lpips_weights": Path(lp.weights_path).name if lp.available else None, "train": train_rec,
-           # relative to this file's directory (the cell): faceflow.provenance.resolve_recorded
+           # relative to this file's directory (the cell): faceflow.runtime.provenance.resolve_recorded
            "data_dir": portable_path(data, cell, climb=True), "model_dir": portable_path(model_dir, cell, climb=True),
            "generation_fps": gen_fps,
            "per_frame_apd": [float(x) for x in pixel_distance(fake, real).mean((1, 2))],
@@ -831,8 +825,6 @@ def _read_cells(out: Path) -> dict:
 
 
 def _write_figures(out: Path, records: dict, videos: list[str], methods: list[str], sample_frames: int, say) -> None:
-    from faceflow.provenance import resolve_recorded
-    from reenact.run import side_by_side
 
     for v in videos:
         ms = [m for m in methods if (v, m) in records]
@@ -865,8 +857,7 @@ def _write_figures(out: Path, records: dict, videos: list[str], methods: list[st
 
 def _log_command(out: Path, command: str, cfg: SelfReenactConfig, dev: torch.device) -> None:
     """Append this invocation to ``OUT/commands.md``: command, options, git commit, device and
-    versions (:func:`faceflow.provenance.provenance`), no absolute paths of this machine."""
-    from faceflow.provenance import portable_json, provenance
+    versions (:func:`faceflow.runtime.provenance.provenance`), no absolute paths of this machine."""
 
     prov = provenance(command, device=dev, libraries=("torchvision", "cv2", "mediapipe", "skimage", "lpips"))
     commit = prov["git_commit"] or "unknown (not a git checkout, or git not available)"
@@ -905,7 +896,6 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
     """Run (or resume) the evaluation of ``inputs`` (videos or prepared data directories) into
     ``out``; returns {"records": {(video, method): metrics.json dict}, "tables": {metric: rows},
     "computed": [(video, method) cells computed by this call]}."""
-    from faceflow.nets.modules import resolve_device
 
     cfg = cfg or SelfReenactConfig()
     resolved = _resolve_inputs(inputs, cfg)

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import sys
 
-from .bench import COMMANDS as BENCH
-from .cli import Command, Group, dispatch, program_name
+from faceflow.cli import Command, Group, dispatch, program_name
+from faceflow.commands.bench import COMMANDS as BENCH
 
 COMMANDS = Group("faceflow", "3D facial flow toolkit (DeepFaceFlow).", (
     Command("render", "faceflow.commands.render",
@@ -25,7 +25,7 @@ COMMANDS = Group("faceflow", "3D facial flow toolkit (DeepFaceFlow).", (
         Command("dffnet", "faceflow.commands.train:DFFNET", "train DFFNet: (I1, I2, PNCC) -> 3D flow, eq. (5)"),
         Command("export", "faceflow.commands.train:EXPORT",
                 "write a run's best (or last) checkpoint as a weights file"),
-    ), "Train with the one harness (faceflow.train): rerun the same command to resume; torchrun for DDP."),
+    ), "Train with the one harness (faceflow.engine.trainer): rerun the same command to resume; torchrun for DDP."),
     BENCH,
 ))
 

@@ -8,7 +8,7 @@ user typed down the table, builds the parser of the one command chosen, with the
 the user typed in its usage line, and runs it through :func:`faceflow.errors.run_cli` (a
 :class:`~faceflow.errors.FaceflowError` becomes ``error: ...`` and exit code 2).
 
-Every entry point calls :func:`faceflow.threads.prefer_passive_wait` before torch loads (see
+Every entry point calls :func:`faceflow.runtime.threads.prefer_passive_wait` before torch loads (see
 there: OpenMP's spin-waiting costs 7-10x when another process is busy).
 """
 
@@ -22,6 +22,8 @@ import re
 import shlex
 import sys
 from dataclasses import dataclass
+
+from faceflow.runtime.provenance import running_module
 
 
 @dataclass(frozen=True)
@@ -82,14 +84,6 @@ def leaves(group: Group, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ..
     return out
 
 
-def running_module() -> str | None:
-    """The module Python runs with ``-m`` (``faceflow`` for ``python -m faceflow``), else None."""
-    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
-    if spec is None or not spec.name:
-        return None
-    return spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
-
-
 def program_name(module: str, argv: list[str] | None = None) -> str:
     """The command the user typed, for usage lines and manifests. Called by ``main(argv)`` of
     module ``module``: with ``argv`` given (a call from Python) it is ``python -m MODULE``;
@@ -123,8 +117,8 @@ def run_module(module, argv: list[str] | None = None, prog: str | None = None) -
     """Parse ``argv`` with ``module.add_arguments`` and run ``module.run`` (``python -m`` of a
     single-command module such as ``evaluation.flow_benchmark``). ``args.command_line`` is the
     command as the user typed it (program and words), which manifests record."""
-    from .errors import run_cli
-    from .threads import prefer_passive_wait
+    from faceflow.errors import run_cli
+    from faceflow.runtime.threads import prefer_passive_wait
 
     prefer_passive_wait()
     prog = prog or program_name(module.__name__, argv)
@@ -147,7 +141,7 @@ def dispatch(group: Group, argv: list[str] | None = None, prog: str | None = Non
             return 2  # not reached
         node, prog = names[words[0]], f"{prog} {words[0]}"
         words = words[1:]
-    from .errors import run_cli
+    from faceflow.errors import run_cli
 
     module = run_cli(lambda: load_target(node.target))  # Ctrl-C or a user error while importing: no traceback
     if isinstance(module, int):

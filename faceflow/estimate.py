@@ -6,9 +6,9 @@
 
 Stages, for a pair (I1, I2):
 
-1. landmarks: the 68 landmarks of I1 (:func:`faceflow.landmarks.detect_image`, the largest face);
+1. landmarks: the 68 landmarks of I1 (:func:`faceflow.face.landmarks.detect_image`, the largest face);
 2. registration: the similarity T that maps I1's landmarks onto the 224x224 template
-   (:func:`faceflow.registration.register_landmarks`); BOTH images are warped with I1's T, so I2 is
+   (:func:`faceflow.face.registration.register_landmarks`); BOTH images are warped with I1's T, so I2 is
    expressed in I1's registered frame and the flow contains the head motion;
 3. 3DMeshReg (Sec. 4.1): the image-space mesh of I1 (the ``meshreg`` vertex subset) regressed
    from the registered I1;
@@ -18,7 +18,7 @@ Stages, for a pair (I1, I2):
    finest output is the estimate. The flow is valid on the PNCC mask (the visible face).
 
 The result holds the flow in the registered frame and mapped back to I1's pixel grid
-(:func:`faceflow.registration.flow_to_image`: x, y and z scaled by 1 / template scale), the mesh
+(:func:`faceflow.face.registration.flow_to_image`: x, y and z scaled by 1 / template scale), the mesh
 in both frames, the PNCC and the registered images. :meth:`FaceFlow.estimate_registered` is the
 batched network part on already registered tensors; :meth:`FaceFlow.estimate_pairs` the batched
 version for many image pairs (e.g. video frames, with landmarks from a tracker).
@@ -32,9 +32,18 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from .errors import AssetNotFoundError, FaceflowError
-from .nets.modules import resolve_device
-from .registration import TEMPLATE_SIZE, Similarity, flow_to_image, register_landmarks, warp_image
+from faceflow import io as vio
+from faceflow.engine.weights import load_weights
+from faceflow.errors import AssetNotFoundError, FaceflowError, MediaError
+from faceflow.face.landmarks import MediapipeDetector, NoFaceError, detect_image, make_detector
+from faceflow.face.registration import TEMPLATE_SIZE, Similarity, flow_to_image, register_landmarks, warp_image
+from faceflow.io.mesh import write_obj
+from faceflow.nets.modules import resolve_device
+from faceflow.render.flowcolor import flow2d_to_rgb, flow3d_to_rgb
+from faceflow.render.overlay import draw_wireframe
+from faceflow.render.pncc import pncc as render_pncc
+from faceflow.render.rasterize import rasterize
+from faceflow.runtime.provenance import file_record, portable_json, provenance
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 MESHREG_FILE = "meshreg.pt"
@@ -77,7 +86,7 @@ class FlowResult:
 def _as_rgb(image, what: str) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from an array or an image path."""
     if isinstance(image, (str, Path)):
-        from .io import read_image
+        from faceflow.io import read_image
         image = read_image(image)
     if torch.is_tensor(image):
         raise FaceflowError(f"{what}: pass a numpy RGB image (H, W, 3) uint8 or a path, not a tensor "
@@ -104,7 +113,7 @@ class FaceFlow:
         meshreg: a :class:`faceflow.nets.MeshReg`; dffnet: a :class:`faceflow.nets.DFFNet`;
         triangles: (F, 3) triangles of the regressed mesh (the morphable model's ``meshreg``
         subset, see :func:`meshreg_triangles`); device: 'auto' | 'cpu' | 'cuda'; detector: landmark
-        backend for images ('mediapipe' or 'fan', see :func:`faceflow.landmarks.make_detector`).
+        backend for images ('mediapipe' or 'fan', see :func:`faceflow.face.landmarks.make_detector`).
         ``meshreg`` and ``triangles`` may be None for network-only use (evaluation):
         :meth:`estimate_registered` then needs a given PNCC, or a DFFNet without the PNCC branch
         (``use_pncc='none'``); :meth:`estimate` needs 3DMeshReg.
@@ -136,7 +145,7 @@ class FaceFlow:
     def from_pretrained(cls, path: str | Path | None = None, *, device: str | torch.device | None = "auto",
                         detector: str = "mediapipe", meshreg: str | Path | None = None,
                         dffnet: str | Path | None = None) -> "FaceFlow":
-        """Load 3DMeshReg and DFFNet weights (``faceflow.nets.weights`` files).
+        """Load 3DMeshReg and DFFNet weights (``faceflow.engine.weights`` files).
 
         ``path``: a directory holding ``meshreg.pt`` and ``dffnet.pt`` (default: the weights
         shipped in ``faceflow/weights/``); ``meshreg`` / ``dffnet`` override either file.
@@ -152,7 +161,6 @@ class FaceFlow:
                     f"{kind} weights not found at {f}. The shipped weights live in {WEIGHTS_DIR}; to make your "
                     f"own: python -m faceflow train {kind} --preset tiny --data DATA --out RUN, then "
                     f"python -m faceflow train export RUN --out {f.name}")
-        from .nets.weights import load_weights
 
         dev = resolve_device(device)
         m = load_weights(files["meshreg"], device=dev)
@@ -183,7 +191,6 @@ class FaceFlow:
         and without a ``pncc``, a DFFNet with ``use_pncc='none'`` runs alone: ``mesh`` and
         ``pncc`` are None and the mask is every pixel (no face is known).
         """
-        from .render.pncc import pncc as render_pncc
 
         for name, t in (("i1", i1), ("i2", i2)) + ((("pncc", pncc),) if pncc is not None else ()):
             if not torch.is_tensor(t) or t.ndim != 4 or t.shape[1] != 3 or not t.is_floating_point():
@@ -218,7 +225,6 @@ class FaceFlow:
 
     # ------------------------------------------------------------------ images
     def _landmarks(self, image: np.ndarray, what: str) -> np.ndarray:
-        from .landmarks import MediapipeDetector, NoFaceError, detect_image, make_detector
 
         if self._detector is None:
             self._detector = (MediapipeDetector(static_image_mode=True) if self.detector_name == "mediapipe"
@@ -237,13 +243,13 @@ class FaceFlow:
     def estimate(self, img1, img2, landmarks1=None) -> FlowResult:
         """3D flow from ``img1`` to ``img2``: RGB uint8 arrays (H, W, 3) or image paths (the
         two may differ in size; the flow lives on img1's grid). ``landmarks1`` (68, 2) skips
-        detection. Raises :class:`faceflow.landmarks.NoFaceError` when img1 has no face."""
+        detection. Raises :class:`faceflow.face.landmarks.NoFaceError` when img1 has no face."""
         return self.estimate_pairs([img1], [img2], None if landmarks1 is None else [landmarks1])[0]
 
     def estimate_pairs(self, images1: Sequence, images2: Sequence, landmarks1: Sequence | None = None, *,
                        batch_size: int = 16) -> list[FlowResult]:
         """Batched :meth:`estimate` over pairs (e.g. consecutive video frames). ``landmarks1``: an
-        optional (68, 2) per first image (e.g. from :func:`faceflow.landmarks.track_video`)."""
+        optional (68, 2) per first image (e.g. from :func:`faceflow.face.landmarks.track_video`)."""
         if len(images1) != len(images2):
             raise FaceflowError(f"estimate_pairs got {len(images1)} first images and {len(images2)} second images")
         if landmarks1 is not None and len(landmarks1) != len(images1):
@@ -290,12 +296,12 @@ class FaceFlow:
 
 def meshreg_triangles(meshreg: torch.nn.Module, model=None) -> np.ndarray:
     """(F, 3) int64 triangles of a loaded 3DMeshReg's mesh: the ones its weights file carries
-    (``weights_meta['triangles']``, see :func:`faceflow.nets.weights.load_weights`); older files
+    (``weights_meta['triangles']``, see :func:`faceflow.engine.weights.load_weights`); older files
     without them fall back to the ``meshreg`` subset of ``model`` (default: the ICT model)."""
     tris = (getattr(meshreg, "weights_meta", None) or {}).get("triangles")
     if tris is None:
         if model is None:
-            from .morphable import MorphableModel
+            from faceflow.geometry.morphable import MorphableModel
             model = MorphableModel.load()
         tris = model.subset("meshreg").triangles.cpu().numpy()
     return np.asarray(tris, dtype=np.int64)
@@ -310,7 +316,6 @@ def warp_mesh_by_flow(mesh: np.ndarray, flow: np.ndarray, mask: np.ndarray, tria
     2 px of the front surface there (depth test against the mesh's own rasterisation). Returns
     (moved (V, 3), visible (V,) bool); hidden vertices are left in place.
     """
-    from .render.rasterize import rasterize
 
     V = torch.as_tensor(np.asarray(mesh, np.float32))
     H, W = flow.shape[:2]
@@ -339,13 +344,8 @@ def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None, *
 
     The manifest holds ``extra`` (absolute paths made portable), ``inputs`` ({name: image or
     video file} -> name, size and sha256 under ``"input_files"``) and ``"provenance"``
-    (:func:`faceflow.provenance.provenance` with the ``weights`` files {role: path}, by default
+    (:func:`faceflow.runtime.provenance.provenance` with the ``weights`` files {role: path}, by default
     those named in ``extra["weights"]`` (:attr:`FaceFlow.info`), and ``device``)."""
-    from . import io as vio
-    from .flowviz import flow2d_to_rgb, flow3d_to_rgb
-    from .meshio import write_obj
-    from .provenance import file_record, portable_json, provenance
-    from .render.overlay import draw_wireframe
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -390,8 +390,6 @@ def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None, *
 
 def load_input(spec: str) -> np.ndarray:
     """An RGB image from ``PATH`` (a still) or ``VIDEO:N`` (frame N, counted from 0, of a video)."""
-    from . import io as vio
-    from .errors import MediaError
 
     path, _, frame = str(spec).rpartition(":")
     if path and frame.isdigit() and not Path(spec).exists():

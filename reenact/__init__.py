@@ -2,6 +2,6 @@
 conditioning (NMFC renders + eye sketches) and cached flows, ``train`` a renderer on its first two
 thirds, ``run`` self, face and head reenactment. ``python -m reenact --help``."""
 
-from faceflow.threads import prefer_passive_wait
+from faceflow.runtime.threads import prefer_passive_wait
 
-prefer_passive_wait()  # before torch loads: see faceflow.threads
+prefer_passive_wait()  # before torch loads: see faceflow.runtime.threads

@@ -59,13 +59,12 @@ def bench_conditioning(size: int, frames: int) -> dict:
     from faceflow.errors import AssetNotFoundError
 
     try:
-        from faceflow.morphable import MorphableModel
+        from faceflow.geometry.morphable import MorphableModel
         model = MorphableModel.load("skin")
     except AssetNotFoundError as e:
         return {"skipped": str(e)}
-    from faceflow.camera import degrees, euler_to_rotation
-
-    from .conditioning import render_conditioning
+    from faceflow.geometry.camera import degrees, euler_to_rotation
+    from reenact.conditioning import render_conditioning
 
     T = frames
     R = euler_to_rotation(degrees(0.0, 10.0, 0.0)).expand(T, 3, 3).numpy()
@@ -82,9 +81,9 @@ def bench_conditioning(size: int, frames: int) -> dict:
 
 
 def bench_provenance(dev) -> dict:
-    """Command, versions, git commit and device of a benchmark run (:mod:`faceflow.provenance`);
+    """Command, versions, git commit and device of a benchmark run (:mod:`faceflow.runtime.provenance`);
     the weights are random, so none are recorded."""
-    from faceflow.provenance import provenance
+    from faceflow.runtime.provenance import provenance
 
     return provenance(device=dev)
 

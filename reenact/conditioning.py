@@ -2,13 +2,13 @@
 
 The generator sees, in the target's crop of size S, ``X = [NMFC | eye sketch]`` (6 channels):
 the NMFC render of the face mesh (eq. (7.2)) and the eye sketch (eye outlines and pupils,
-eq. (7.3) for the pupils, :mod:`faceflow.eyes`). :func:`render_conditioning` draws both from
+eq. (7.3) for the pupils, :mod:`faceflow.face.eyes`). :func:`render_conditioning` draws both from
 morphable-model parameters exactly as ``python -m faceflow annotate`` stores them
 (:func:`faceflow.render.pncc.face_nmfc_uint8`), so a model trained on an annotation's ``nmfc.npy`` /
 ``eyes.npy`` is driven by the same kind of image. :func:`mouth_boxes` gives the square mouth
 regions the mouth discriminator looks at.
 
-Conventions: cameras are the scaled orthographic ``p = f C R S + t`` of :mod:`faceflow.camera`
+Conventions: cameras are the scaled orthographic ``p = f C R S + t`` of :mod:`faceflow.geometry.camera`
 in crop pixels (as ``data/camera_*.npy``); points are (x, y) crop pixels with the centre of pixel
 (row i, col j) at (j + 0.5, i + 0.5).
 """
@@ -19,6 +19,9 @@ import numpy as np
 import torch
 
 from faceflow.errors import FaceflowError
+from faceflow.face.eyes import eye_sketch
+from faceflow.geometry.camera import Camera
+from faceflow.render.pncc import face_nmfc_uint8
 
 MOUTH = slice(48, 68)  # iBUG mouth points (outer 48-59, inner 60-67)
 MOUTH_SIDE_256 = 72  # mouth box side at crop size 256
@@ -44,11 +47,11 @@ def render_conditioning(model, identity, exp, R, t, f, lmk68=None, pupils=None, 
                         batch: int = 16, progress: bool | None = None) -> dict[str, np.ndarray]:
     """The conditioning images of T frames from model parameters.
 
-    model: the :class:`~faceflow.morphable.MorphableModel` the parameters belong to (the
+    model: the :class:`~faceflow.geometry.morphable.MorphableModel` the parameters belong to (the
     annotation tool fits the ``skin`` model); identity (K_id,), exp (T, K_exp); cameras in crop
     pixels R (T, 3, 3), t (T, 3), f (T,); size S. Eye sketches come from ``eyes`` (T, S, S, 3)
     uint8 when given (e.g. an annotation's ``eyes.npy``), otherwise they are drawn with
-    :func:`faceflow.eyes.eye_sketch` from lmk68 (T, 68, 2) crop pixels and pupils (T, 2, 2)
+    :func:`faceflow.face.eyes.eye_sketch` from lmk68 (T, 68, 2) crop pixels and pupils (T, 2, 2)
     (None, or a NaN row: that pupil is not drawn). numpy arrays or tensors; runs on the model's
     device in chunks of ``batch`` frames, without gradients; ``progress`` shows a bar (default:
     when T > 4 * batch).
@@ -58,9 +61,6 @@ def render_conditioning(model, identity, exp, R, t, f, lmk68=None, pupils=None, 
     ``face_mask`` (T, S, S) bool (pixels of the NMFC), ``lmk68_model`` (T, 68, 2) float32 the
     model's 68 landmark vertices projected into the crop.
     """
-    from faceflow.camera import Camera
-    from faceflow.eyes import eye_sketch
-    from faceflow.render.pncc import face_nmfc_uint8
 
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise FaceflowError(f"size must be a positive integer (crop pixels), got {size!r}")

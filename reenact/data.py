@@ -20,8 +20,7 @@ import numpy as np
 import torch
 
 from faceflow.errors import FaceflowError
-
-from .preprocess import MANIFEST_FORMAT
+from reenact.preprocess import MANIFEST_FORMAT
 
 __all__ = ["TargetData", "SequenceDataset", "window_starts", "to_signed", "to_uint8"]
 
@@ -66,7 +65,7 @@ class TargetData:
         if flow not in self.manifest["flows"]:
             import os
 
-            from faceflow.provenance import resolve_recorded
+            from faceflow.runtime.provenance import resolve_recorded
 
             # the source is recorded relative to the data directory (absolute in older manifests)
             src = os.path.normpath(resolve_recorded(self.manifest.get("source", "VIDEO"), self.root))

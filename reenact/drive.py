@@ -24,15 +24,18 @@ from pathlib import Path
 
 import numpy as np
 
-from faceflow import annotate as ann
 from faceflow import io as vio
+from faceflow.annotate import pipeline as ann
 from faceflow.errors import FaceflowError, MediaError
-from faceflow.landmarks import true_runs
-
-from .conditioning import mouth_boxes, render_conditioning
+from faceflow.face.eyes import pupil_centres
+from faceflow.face.landmarks import true_runs
+from faceflow.face.registration import crop_box, crop_image
+from faceflow.geometry.morphable import MorphableModel
+from reenact.conditioning import mouth_boxes, render_conditioning
+from reenact.preprocess import split_frames
 
 ANALYSIS_VERSION = 1
-MODEL_VARIANT = "skin"  # the model faceflow.annotate fits and renders NMFCs with
+MODEL_VARIANT = "skin"  # the model faceflow.annotate.pipeline fits and renders NMFCs with
 MODES = ("self", "face", "head")
 
 __all__ = ["Drive", "SourceAnalysis", "drive_self", "analyse_source", "drive_from_source", "adapt_cameras",
@@ -111,7 +114,6 @@ _ARRAYS = ("frame_index", "lmk68", "pupils", "id", "exp", "rotation", "translati
 def held_out_start(n: int) -> int:
     """First kept frame of a target's test part, the held-out last third of its N kept frames:
     the split of :func:`reenact.preprocess.split_frames` (round(2N/3), at least one frame each side)."""
-    from .preprocess import split_frames
 
     return int(split_frames(int(n))["test"][0])
 
@@ -150,7 +152,6 @@ def _load(data: Path, name: str, mmap: bool = False) -> np.ndarray:
 
 
 def _model(model):
-    from faceflow.morphable import MorphableModel
 
     if model is None:
         return MorphableModel.load(MODEL_VARIANT)
@@ -218,19 +219,17 @@ def _read_cache(npz: Path, meta: Path, sig: dict) -> SourceAnalysis | None:
 def analyse_source(video, work_dir, size: int, max_frames: int | None = None, *, model=None,
                    overwrite: bool = False, say=print) -> SourceAnalysis:
     """Track and fit a source video with the annotation tool's functions
-    (:func:`faceflow.annotate.track_landmarks`, :func:`~faceflow.annotate.fit_landmarks`, the
-    per-video crop box, :func:`~faceflow.annotate.crop_fit`) and find the pupils (eq. (7.3)) on
+    (:func:`faceflow.annotate.pipeline.track_landmarks`, :func:`~faceflow.annotate.pipeline.fit_landmarks`, the
+    per-video crop box, :func:`~faceflow.annotate.pipeline.crop_fit`) and find the pupils (eq. (7.3)) on
     its ``size`` x ``size`` crops, over its first ``max_frames`` frames.
 
     The result is cached in ``work_dir`` as ``<stem>.source.npz`` + ``<stem>.source.json`` (the
     json, written last, holds a signature of the video and options): a later call with the same
     video and options loads it (``reused`` True); other options or ``overwrite`` redo and replace
     it. Frames where tracking lost the face are dropped (``dropped``, ``notes``, said).
-    Raises :class:`faceflow.landmarks.NoFaceError` naming the file when no face is usable,
+    Raises :class:`faceflow.face.landmarks.NoFaceError` naming the file when no face is usable,
     :class:`~faceflow.errors.MediaError` for a missing or unreadable file or a still image.
     """
-    from faceflow.eyes import pupil_centres
-    from faceflow.registration import crop_box, crop_image
 
     video = Path(video)
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or not 32 <= size <= 2048:

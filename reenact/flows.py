@@ -32,8 +32,11 @@ from typing import Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from faceflow.errors import FaceflowError
+from faceflow.estimate import FaceFlow
+from faceflow.ops.opticalflow import DISFlow, grey
 from vid2vid.warp import warp
 
 __all__ = ["PROVIDERS", "FlowProvider", "make_provider", "flow_confidence", "segment_starts", "flow_channels"]
@@ -87,7 +90,6 @@ class FlowProvider:
         Returns flows (N, H, W, C) float16 with ``flows[t] = F_{t->t-1}`` and conf (N, H, W)
         float16 (see the module docstring). ``none`` returns (N, H, W, 0) and zeros.
         """
-        from tqdm import tqdm
 
         N, H, W = frames.shape[:3]
         flows = np.zeros((N, H, W, self.channels), np.float16)
@@ -110,7 +112,6 @@ class FlowProvider:
 
 
 def _dis_pairs() -> Callable:
-    from faceflow.opticalflow import DISFlow, grey
 
     dis = DISFlow()
 
@@ -120,7 +121,6 @@ def _dis_pairs() -> Callable:
 
 
 def _faceflow_pairs(weights: str | Path | None, device: str) -> Callable:
-    from faceflow.estimate import FaceFlow
 
     ff = FaceFlow.from_pretrained(weights, device=device)
 

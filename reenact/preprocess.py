@@ -3,7 +3,7 @@
 Head2Head++ (thesis Sec. 7.2) conditions its renderer on NMFC images of a 3D morphable face and
 on eye sketches. This command makes them, with everything else training and evaluation need:
 
-1. ``annotation/``: the annotation tool (:mod:`faceflow.annotate`) on the video: a fixed crop
+1. ``annotation/``: the annotation tool (:mod:`faceflow.annotate.pipeline`) on the video: a fixed crop
    (``--size``, default 256), landmarks, one identity fitted over the whole video with per-frame
    expressions and cameras, the NMFC (eq. (7.2)) and eye-sketch images, masks, pupils.
 2. ``mouth.npy``: (N, 4) int64 mouth boxes (x0, y0, x1, y1) in crop pixels, side 72 at 256
@@ -31,7 +31,7 @@ import numpy as np
 
 from faceflow import io as vio
 from faceflow.errors import FaceflowError
-from faceflow.provenance import file_record, portable_json, portable_path, provenance, weights_records
+from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance, weights_records
 
 __all__ = ["PreprocessConfig", "preprocess", "split_frames", "MANIFEST_FORMAT"]
 
@@ -70,10 +70,9 @@ def _say(msg: str) -> None:
 def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | None = None, *,
                overwrite: bool = False, say=_say) -> dict:
     """Run (or resume) preprocessing of ``video`` into ``data_dir``; returns the manifest."""
-    from faceflow.annotate import AnnotateConfig, annotate
+    from faceflow.annotate.pipeline import AnnotateConfig, annotate
+    from reenact.conditioning import mouth_boxes
     from reenact.flows import flow_channels, make_provider
-
-    from .conditioning import mouth_boxes
 
     cfg = cfg or PreprocessConfig()
     for name in cfg.flows:

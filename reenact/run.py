@@ -22,15 +22,21 @@ import json
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from faceflow import io as vio
+from faceflow.engine.trainer import checkpoint_path, load_checkpoint
 from faceflow.errors import FaceflowError
 from faceflow.nets.modules import resolve_device
-from faceflow.train import checkpoint_path, load_checkpoint
-
-from .data import to_signed, to_uint8
+from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance
+from reenact import drive as drv
+from reenact.data import to_signed, to_uint8
+from reenact.task import ReenactConfig, ReenactTask, apd
+from vid2vid.collector import SequenceGenerator, StreamGenerator
+from vid2vid.generator import Generator, GeneratorConfig
 
 __all__ = ["load_model", "reenact", "side_by_side"]
 
@@ -38,7 +44,6 @@ __all__ = ["load_model", "reenact", "side_by_side"]
 def load_model(model_dir: str | Path, device: torch.device | str = "cpu", which: str = "last"):
     """(generator :class:`vid2vid.collector.SequenceGenerator` in eval mode, task config dict,
     checkpoint step) of a training run directory."""
-    from .task import ReenactConfig, ReenactTask
 
     model_dir = Path(model_dir)
     if not model_dir.is_dir():
@@ -52,8 +57,6 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu", which:
     if ck.get("task") != ReenactTask.name:
         raise FaceflowError(f"{ck_path} is a {ck.get('task')!r} run, not a reenactment model")
     tc = ReenactConfig(**ck["config"]["task_config"])
-    from vid2vid.collector import SequenceGenerator
-    from vid2vid.generator import Generator, GeneratorConfig
 
     gcfg = GeneratorConfig(**tc.generator)
     G = SequenceGenerator(Generator(gcfg), gcfg.n_frames)
@@ -63,7 +66,6 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu", which:
 
 def side_by_side(panels: list[np.ndarray], height: int) -> np.ndarray:
     """Panels (H_i, W_i, 3) uint8 resized to ``height`` (aspect kept) and concatenated left to right."""
-    import cv2
 
     out = []
     for p in panels:
@@ -78,9 +80,7 @@ def generate_frames(G, cond: np.ndarray, device: torch.device, progress: bool = 
     (T, S, S, 6) uint8, exactly as in training's roll-out. Returns the frames (T, S, S, 3) uint8
     and the generator's frames per second."""
 
-    from tqdm import tqdm
 
-    from vid2vid.collector import StreamGenerator
 
     stream = StreamGenerator(G.G, G.n_frames)
     fake = np.zeros((*cond.shape[:3], 3), np.uint8)
@@ -94,8 +94,6 @@ def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Pat
             progress: bool = True, say=print) -> dict:
     """Drive a trained model and write ``out`` (mp4). Returns a summary (frames, fps, APD in
     self mode)."""
-    from . import drive as drv
-    from .task import apd
 
     if mode not in ("self", "face", "head"):
         raise FaceflowError(f"unknown mode {mode!r}; use self, face or head")
@@ -147,12 +145,6 @@ def _write_record(out: Path, summary: dict, model_dir, data_dir: Path, source, d
     """``OUT.json`` beside ``OUT.mp4``: the summary, the model, target data and source video
     (relative to OUT's folder, or by name), the source's size and sha256, and the provenance
     (command, versions, commit, device, the checkpoint's sha256); no absolute paths."""
-    from faceflow.provenance import (
-        file_record,
-        portable_json,
-        portable_path,
-        provenance,
-    )
 
     base = out.parent
     rec = {**summary, "out": out.name, "model_dir": portable_path(model_dir, base, climb=True),

@@ -1,5 +1,5 @@
 """Person-specific training of the Head2Head++ renderer on the shared harness
-(:mod:`faceflow.train`): ``python -m reenact train DATA_DIR MODEL_DIR``.
+(:mod:`faceflow.engine.trainer`): ``python -m reenact train DATA_DIR MODEL_DIR``.
 
 One step (batch of sequences from the training two thirds, :class:`reenact.data.SequenceDataset`):
 generate the sequence frame by frame (:func:`vid2vid.collector.generate`), update the image,
@@ -26,15 +26,15 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from faceflow import io as vio
+from faceflow.engine.trainer import StepContext, Task, TrainConfig, dist_rank
 from faceflow.errors import FaceflowError
-from faceflow.train import StepContext, Task, TrainConfig, dist_rank
+from reenact.data import SequenceDataset, TargetData, to_uint8
+from reenact.presets import PRESETS
 from vid2vid import collector
 from vid2vid.discriminators import DiscriminatorConfig, build_discriminators
 from vid2vid.generator import Generator, GeneratorConfig
 from vid2vid.losses import LossWeights, VGG19Loss, weighted_total
-
-from .data import SequenceDataset, TargetData, to_uint8
-from .presets import PRESETS
 
 __all__ = ["ReenactConfig", "ReenactTask", "apd", "seq_len_at", "PRESETS"]
 
@@ -192,7 +192,6 @@ class ReenactTask(Task):
         return {"val_metric": a, "apd": a, "mapd": tot_m / max(n, 1)}
 
     def write_samples(self, models, out: Path, step: int, ctx: StepContext) -> None:
-        from faceflow import io as vio
 
         d = self.data()
         lo, hi = d.part("test")

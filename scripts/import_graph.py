@@ -10,6 +10,11 @@ packages are layered, each may import only those before it:
 
     faceflow  <  vid2vid  <  reenact  <  evaluation  <  apps
 
+and inside faceflow the stages (sub-packages and the few top-level modules) are ordered too:
+
+    errors < moved < runtime < io < geometry < ops < render < face < annotate < data < nets < engine
+           < estimate < cli < commands < __main__
+
 ``tests/test_layering.py`` runs the same check.
 """
 from __future__ import annotations
@@ -20,6 +25,10 @@ import sys
 from collections import defaultdict
 
 LAYERS = ("faceflow", "vid2vid", "reenact", "evaluation", "apps")
+# faceflow's sub-packages (and top-level modules) in pipeline order: each imports only itself and
+# those before it. A module later in the list may import an earlier one, never the reverse.
+STAGES = ("errors", "moved", "runtime", "io", "geometry", "ops", "render", "face", "annotate", "data", "nets",
+          "engine", "estimate", "cli", "commands", "__main__")
 
 
 def find_modules(root: str, packages=LAYERS) -> dict[str, tuple[str, bool]]:
@@ -62,8 +71,14 @@ def module_graph(root: str) -> dict[str, set[str]]:
             for t in _targets(module, is_pkg, node, mods):
                 while t not in mods and "." in t:
                     t = t.rsplit(".", 1)[0]
-                if t in mods and t != module and not module.startswith(t + "."):
-                    graph[module].add(t)
+                # importing a.b.c first runs the packages a and a.b: each is an edge too, except
+                # the importer's own parents (Python has loaded them before the importer)
+                while t in mods:
+                    if t != module and not module.startswith(t + "."):
+                        graph[module].add(t)
+                    if "." not in t:
+                        break
+                    t = t.rsplit(".", 1)[0]
     return graph
 
 
@@ -113,14 +128,39 @@ def against_layers(graph: dict[str, set[str]], layers=LAYERS) -> list[tuple[str,
                   if rank[t.split(".")[0]] > rank[m.split(".")[0]])
 
 
+def stage(module: str) -> str | None:
+    """The stage of a faceflow module (its sub-package, or the top-level module's name)."""
+    parts = module.split(".")
+    if parts[0] != "faceflow" or len(parts) == 1:
+        return None
+    return parts[1]
+
+
+def against_stages(graph: dict[str, set[str]], stages=STAGES) -> list[tuple[str, str]]:
+    """Edges inside faceflow from a stage to a later one in ``stages`` (same stage: allowed)."""
+    rank = {p: k for k, p in enumerate(stages)}
+    bad = []
+    for m, ts in graph.items():
+        for t in ts:
+            a, b = stage(m), stage(t)
+            if a is not None and b is not None and rank[b] > rank[a]:
+                bad.append((m, t))
+    return sorted(bad)
+
+
 def main(argv: list[str]) -> int:
-    graph = module_graph(argv[0] if argv else os.path.join(os.path.dirname(__file__), ".."))
+    root = argv[0] if argv else os.path.join(os.path.dirname(__file__), "..")
+    graph = module_graph(root)
+    unknown = sorted({stage(m) for m in find_modules(root)} - {None, *STAGES})
     found = [("cycle: " + " <-> ".join(c)) for c in cycles(graph)]
     found += [f"against the layers: {m} imports {t}" for m, t in against_layers(graph)]
+    found += [f"against the stages: {m} imports {t}" for m, t in against_stages(graph)]
+    found += [f"faceflow.{s} is in no stage: add it to STAGES in scripts/import_graph.py" for s in unknown]
     for line in found:
         print(line)
     if not found:
-        print(f"ok: {len(graph)} modules import others, no cycle, layers {' < '.join(LAYERS)} respected")
+        print(f"ok: {len(graph)} modules import others, no cycle, layers {' < '.join(LAYERS)} respected, "
+              f"faceflow stages {' < '.join(STAGES)} respected")
     return 1 if found else 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from faceflow.assets import media_dir
+from faceflow.runtime.assets import media_dir
 
 REPO = Path(__file__).resolve().parents[1]
 MEDIA = media_dir()

@@ -1,4 +1,4 @@
-"""Checks that a written manifest holds no absolute path of this machine (faceflow.provenance)."""
+"""Checks that a written manifest holds no absolute path of this machine (faceflow.runtime.provenance)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared fixtures. Assets and media live outside the repository (see faceflow.assets); tests
+"""Shared fixtures. Assets and media live outside the repository (see faceflow.runtime.assets); tests
 that need them skip when they are absent, unless FACEFLOW_REQUIRE_ASSETS=1 (set by CI), in
 which case a missing asset is a failure."""
 
@@ -20,7 +20,7 @@ def _need(exc: Exception):
 
 @pytest.fixture(scope="session")
 def skin_model():
-    from faceflow.morphable import MorphableModel
+    from faceflow.geometry.morphable import MorphableModel
     try:
         return MorphableModel.load("skin")
     except AssetNotFoundError as e:
@@ -29,7 +29,7 @@ def skin_model():
 
 @pytest.fixture(scope="session")
 def full_model():
-    from faceflow.morphable import MorphableModel
+    from faceflow.geometry.morphable import MorphableModel
     try:
         return MorphableModel.load("full")
     except AssetNotFoundError as e:

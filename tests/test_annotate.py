@@ -1,4 +1,4 @@
-"""Tests of faceflow.annotate, the dataset maker (``python -m faceflow annotate VIDEO OUT``).
+"""Tests of faceflow.annotate.pipeline, the dataset maker (``python -m faceflow annotate VIDEO OUT``).
 
 One real annotation (the first 20 frames of a talking-head clip, shared by the module) is
 checked against independent recomputations of its storage conventions: the crop with the
@@ -30,7 +30,7 @@ import pytest
 import torch
 from _media import MEDIA, REPO, media
 
-from faceflow.annotate import LAYOUT, TEMPLATE, AnnotateConfig, annotate, gap_pairs_rule
+from faceflow.annotate.pipeline import LAYOUT, TEMPLATE, AnnotateConfig, annotate, gap_pairs_rule
 from faceflow.errors import FaceflowError
 
 pytestmark = pytest.mark.slow  # annotates real clips
@@ -107,8 +107,8 @@ def real(tmp_path_factory, skin_model):
 def template_meshes(model, d, frames, ref: int) -> torch.Tensor:
     """Face meshes (B, Vf, 3) of kept frames ``frames`` from the stored id, exp and crop-space
     cameras, mapped into the template of frame ``ref`` (x, y by the similarity, z times its scale)."""
-    from faceflow.camera import Camera
-    from faceflow.registration import Similarity
+    from faceflow.face.registration import Similarity
+    from faceflow.geometry.camera import Camera
 
     frames = np.asarray(frames)
     face = model.subset("face")
@@ -187,7 +187,7 @@ def test_real_clip_manifest_records_the_source_and_provenance(real, skin_model):
 # ---------------------------------------------------------------------------- 2. storage conventions
 
 def test_crops_use_the_manifest_box(real, obama_frames):
-    from faceflow.registration import CropBox, crop_image
+    from faceflow.face.registration import CropBox, crop_image
 
     out, m, _ = real
     d = load_data(out)
@@ -199,7 +199,7 @@ def test_crops_use_the_manifest_box(real, obama_frames):
         assert diff.max() <= 1 and diff.mean() < 0.01, (i, diff.max(), diff.mean())
     # the stored landmarks are crop pixels: a fresh detection on the original frame, mapped by
     # x' = (x - x0) S / side, lands on them
-    from faceflow.landmarks import detect_image
+    from faceflow.face.landmarks import detect_image
     face = detect_image(obama_frames[0])
     mapped = (face.lmk68 - [box.x0, box.y0]) * S / box.side
     iod = np.linalg.norm(d["lmk68"][0, 45] - d["lmk68"][0, 36])
@@ -207,7 +207,7 @@ def test_crops_use_the_manifest_box(real, obama_frames):
 
 
 def test_aligned_images_and_template_registration(real):
-    from faceflow.registration import Similarity, template_landmarks, warp_image
+    from faceflow.face.registration import Similarity, template_landmarks, warp_image
 
     out, _, _ = real
     d = load_data(out)
@@ -230,7 +230,7 @@ def test_aligned_images_and_template_registration(real):
 
 def test_crop_cameras_project_model_onto_landmarks(real, skin_model):
     """The stored crop-space cameras (p = f C R S + t) put the model's inner-face landmarks on lmk68."""
-    from faceflow.camera import Camera
+    from faceflow.geometry.camera import Camera
 
     out, _, _ = real
     d = load_data(out)

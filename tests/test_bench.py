@@ -8,8 +8,9 @@ import time
 
 import pytest
 
-from faceflow import bench, cli
-from faceflow.threads import busy_neighbour
+from faceflow import cli
+from faceflow.commands import bench
+from faceflow.runtime.threads import busy_neighbour
 
 
 def test_busy_neighbour_keeps_a_core_busy_and_stops():

@@ -2,7 +2,7 @@ import math
 
 import torch
 
-from faceflow.camera import Camera, euler_to_rotation, frame_face, project, rotation_to_euler, unproject
+from faceflow.geometry.camera import Camera, euler_to_rotation, frame_face, project, rotation_to_euler, unproject
 
 
 def random_angles(n, max_deg=(80.0, 85.0, 170.0), seed=1):

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from faceflow import cli, threads
+from faceflow import cli
+from faceflow.runtime import threads
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from faceflow.camera import frame_face
+from faceflow.geometry.camera import frame_face
 from faceflow.render import flow_ground_truth, interpolate, nmfc, nmfc_colors, pncc, pncc_to_points, rasterize
 
 SIZE = (96, 112)  # H, W: non-square on purpose

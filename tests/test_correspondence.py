@@ -1,4 +1,4 @@
-"""Tests of faceflow.correspondence: the committed mediapipe -> ICT vertex map and its builder.
+"""Tests of faceflow.face.correspondence: the committed mediapipe -> ICT vertex map and its builder.
 
 The committed map is checked against things it was not built from: mediapipe's own point
 lists (iris, face oval, lip and eye contours), the ICT model's own 68-landmark annotation,
@@ -18,8 +18,9 @@ import pytest
 import torch
 from _media import media
 
-from faceflow import correspondence as corr_mod
-from faceflow.correspondence import (
+from faceflow.errors import FaceflowError, MediaError
+from faceflow.face import correspondence as corr_mod
+from faceflow.face.correspondence import (
     DEFAULT_CLIPS,
     IRIS,
     NUM_POINTS,
@@ -32,8 +33,7 @@ from faceflow.correspondence import (
     surface_hits,
     vote,
 )
-from faceflow.errors import FaceflowError, MediaError
-from faceflow.landmarks import MP68
+from faceflow.face.landmarks import MP68
 
 FRONTAL = ("deepface_img32", "face_recognition_biden2")
 HELD_OUT_CLIP = "videos/EDTalk_pose_source2.mp4"  # tier A, not one of the build clips
@@ -62,8 +62,8 @@ def mean(skin_model):
 @pytest.fixture(scope="module")
 def stills():
     """mediapipe on the frontal stills and on their mirror images: {name: (image, dense, dense_of_flip)}."""
+    from faceflow.face.landmarks import MediapipeDetector
     from faceflow.io import read_image
-    from faceflow.landmarks import MediapipeDetector
 
     out = {}
     with MediapipeDetector(static_image_mode=True, max_faces=1) as det:
@@ -84,7 +84,7 @@ def test_committed_file_format():
     assert len(d["vertices"]) == NUM_POINTS and len(d["spread_cm"]) == NUM_POINTS
     assert all(isinstance(v, int) for v in d["vertices"])
     assert d["model"] == "ict_facekit skin"
-    assert d["command"].startswith("python -m faceflow.correspondence build")
+    assert d["command"].startswith("python -m faceflow.face.correspondence build")
     assert {e["clip"] for e in d["built_from"]} == set(DEFAULT_CLIPS)
     assert all(e["frames_used"] > 0 for e in d["built_from"])
     idx, verts = load_correspondence()
@@ -195,7 +195,7 @@ def test_left_right_symmetry(corr, mean, stills):
 def test_small_rebuild_reproduces_committed_map(corr, skin_model, mean):
     """8 frames of a clip that is not among the build clips, through the same pipeline: most
     points' median hit lands within 0.5 cm of the committed vertex (measured 98%, median 0.11 cm)."""
-    from faceflow.landmarks import MediapipeDetector
+    from faceflow.face.landmarks import MediapipeDetector
 
     path = media(HELD_OUT_CLIP)
     assert path.name not in DEFAULT_CLIPS
@@ -218,7 +218,7 @@ def test_dense_term_lowers_held_out_error(skin_model, stills):
     """Fit a photo (never used by the build) with the 68 points alone and with 68 + half of the
     mapped points; the other half is held out.  The held-out points' reprojection error must
     drop (measured -19% and -13%); with the half's vertices shuffled it must rise sharply."""
-    from faceflow.fitting import fit_image
+    from faceflow.face.fitting import fit_image
 
     idx, verts = load_correspondence()
     half = np.arange(len(idx)) % 2 == 0

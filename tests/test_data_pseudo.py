@@ -22,11 +22,11 @@ import pytest
 import torch
 from _media import MEDIA, media
 
-from faceflow.annotate import AnnotateConfig, annotate
+from faceflow.annotate.pipeline import AnnotateConfig, annotate
 from faceflow.data import pseudo, splits
 from faceflow.data.pseudo import AnnotatedPairs, describe, split_dirs
 from faceflow.errors import FaceflowError, run_cli
-from faceflow.registration import Similarity, warp_image
+from faceflow.face.registration import Similarity, warp_image
 from faceflow.render import interpolate, pncc_to_points, rasterize
 
 OBAMA = "videos/EDTalk_uncrop_Obama.mp4"
@@ -334,7 +334,7 @@ def test_build_real_skips_complete_resumes_others(tmp_path, monkeypatch, capsys)
         (out / "manifest.json").write_text(json.dumps({"frames_kept": 3, "pairs": {"pairs": 2}}))
         return {"frames_kept": 3, "pairs": {"pairs": 2}}
 
-    monkeypatch.setattr("faceflow.annotate.annotate", fake_annotate)
+    monkeypatch.setattr("faceflow.data.pseudo.annotate", fake_annotate)
     root = tmp_path / "real"
     xzy1 = _fake(root, "HelloMeme_xzy1", "/x/HelloMeme_xzy1.mp4")
     _fake(root, "HelloMeme_xzy3", "/x/HelloMeme_xzy3.mp4", complete=False)  # interrupted

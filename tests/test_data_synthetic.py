@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 import torch
 
-from faceflow.camera import frame_face, project
 from faceflow.data import splits
 from faceflow.data import synthetic as syn
 from faceflow.errors import FaceflowError
-from faceflow.registration import estimate_similarity, template_landmarks
+from faceflow.face.registration import estimate_similarity, template_landmarks
+from faceflow.geometry.camera import frame_face, project
 from faceflow.render import pncc_to_points, rasterize, vertex_normals
 
 CROP = 96  # fake crop size (small: fast texture and background sampling)
@@ -230,7 +230,7 @@ def test_head_is_closed_eyes_and_mouth_never_show_the_background(gen, geom):
 
 
 def syn_exp_index(name: str) -> int:
-    from faceflow.morphable import MorphableModel
+    from faceflow.geometry.morphable import MorphableModel
 
     return MorphableModel.load("skin").exp_names.index(name)
 
@@ -315,7 +315,7 @@ def test_layout_manifest_and_no_cross_split_leakage(generated, annotated):
     # no absolute path of this machine; the clips relative to the set, the model files hashed
     from _portable import assert_portable
 
-    from faceflow.provenance import resolve_recorded
+    from faceflow.runtime.provenance import resolve_recorded
     assert assert_portable(out / "manifest.json", out.parent, annotated) == json.loads(json.dumps(man))
     assert resolve_recorded(man["sources"][0]["dir"], out).resolve() == (annotated / TRAIN).resolve()
     assert {"morphable_model_skin", "morphable_model_full"} <= set(man["provenance"]["weights"])
@@ -531,8 +531,8 @@ def test_depth_gauge_is_the_model_origin_in_both_frames(gen):
     face, frontal, registered by its landmarks, is then exactly ``meshreg_template``; and after a
     head rotation the depths of frame 2 are still a linear function of the model coordinates
     without offset."""
-    from faceflow.morphable import MorphableModel
-    from faceflow.nets.tasks import meshreg_template
+    from faceflow.engine.tasks import meshreg_template
+    from faceflow.geometry.morphable import MorphableModel
 
     model = MorphableModel.load("skin")
     zeros_id, zeros_exp = np.zeros(100, np.float32), np.zeros(53, np.float32)

@@ -8,7 +8,7 @@ from _media import media
 
 from faceflow.errors import AssetNotFoundError, FaceflowError
 from faceflow.estimate import FaceFlow, warp_mesh_by_flow
-from faceflow.landmarks import NoFaceError
+from faceflow.face.landmarks import NoFaceError
 from faceflow.nets import DFFNet, MeshReg
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def model():
-    from faceflow.morphable import MorphableModel
+    from faceflow.geometry.morphable import MorphableModel
 
     return MorphableModel.load()
 
@@ -41,8 +41,8 @@ class ConstantFlow(torch.nn.Module):
 
 def _template_meshreg(model):
     """A MeshReg whose (near-zero) regression outputs the mean face registered to the template."""
-    from faceflow.camera import frame_face
-    from faceflow.registration import estimate_similarity, template_landmarks
+    from faceflow.face.registration import estimate_similarity, template_landmarks
+    from faceflow.geometry.camera import frame_face
 
     sub = model.subset("meshreg")
     S = model.shape()
@@ -84,12 +84,12 @@ def test_registration_uses_first_image_transform_for_both(model, frames):
     meshreg, tris = _template_meshreg(model)
     ff = FaceFlow(meshreg, ConstantFlow((0, 0, 0)), tris, device="cpu")
     res = ff.estimate(frames[0], frames[0][:, ::-1].copy())  # the second image mirrored
-    from faceflow.registration import warp_image
+    from faceflow.face.registration import warp_image
 
     np.testing.assert_array_equal(res.registered2, warp_image(frames[0][:, ::-1].copy(), res.transform, 224,
                                                                  border="border"))
     # the landmarks of I1 land on the template
-    from faceflow.registration import template_landmarks
+    from faceflow.face.registration import template_landmarks
 
     err = np.linalg.norm(np.asarray(res.transform.apply(res.landmarks)) - template_landmarks(), axis=-1)
     assert np.median(err) < 6.0
@@ -204,7 +204,7 @@ def test_warp_mesh_by_flow_moves_visible_vertices_only():
 def test_flow_cli_writes_outputs_and_from_pretrained_roundtrip(model, frames, tmp_path):
     from faceflow import io as vio
     from faceflow.__main__ import main
-    from faceflow.nets.weights import save_weights
+    from faceflow.engine.weights import save_weights
 
     torch.manual_seed(0)
     meshreg, tris = _template_meshreg(model)
@@ -268,8 +268,8 @@ def test_shipped_weights_on_a_real_pair(model, frames):
     judged against an independent morphable-model fit of the registered frame; the flow lives on
     the face, is finite and of a plausible size, and is ~0 off the mask."""
     from evaluation.baselines import fit_difference_flow
-    from faceflow.correspondence import load_correspondence
-    from faceflow.landmarks import MediapipeDetector
+    from faceflow.face.correspondence import load_correspondence
+    from faceflow.face.landmarks import MediapipeDetector
 
     ff = FaceFlow.from_pretrained(device="cpu")
     res = ff.estimate(frames[0], frames[1])

@@ -1,4 +1,4 @@
-"""Tests of faceflow.eyes: eye polygons, pupils by eq. (7.3) of Koujan's thesis, eye sketches.
+"""Tests of faceflow.face.eyes: eye polygons, pupils by eq. (7.3) of Koujan's thesis, eye sketches.
 
 Synthetic tests have analytic or brute-force answers.  The real-data test compares the
 pupils with mediapipe's iris centres on frames of three tier-A clips (the clips live in
@@ -15,12 +15,12 @@ import numpy as np
 import pytest
 from _media import media
 
-from faceflow import eyes
 from faceflow.errors import FaceflowError
-from faceflow.eyes import LEFT_EYE, RIGHT_EYE, PupilConfig
+from faceflow.face import eyes
+from faceflow.face.eyes import LEFT_EYE, RIGHT_EYE, PupilConfig
 
-try:  # the 478 -> 68 mediapipe map; faceflow.landmarks may not exist yet
-    from faceflow.landmarks import MP68
+try:  # the 478 -> 68 mediapipe map; faceflow.face.landmarks may not exist yet
+    from faceflow.face.landmarks import MP68
 except ImportError:
     MP68 = (127, 234, 93, 132, 58, 172, 136, 150, 152, 379, 365, 397, 288, 361, 323, 454, 356, 70, 63,
             105, 66, 107, 336, 296, 334, 293, 300, 168, 197, 5, 4, 75, 97, 2, 326, 305, 33, 160, 158,

@@ -1,8 +1,8 @@
-"""Tests of faceflow.fitting: the video fit of the morphable model to 68 landmarks (Head2Head++
+"""Tests of faceflow.face.fitting: the video fit of the morphable model to 68 landmarks (Head2Head++
 thesis eqs. (3.2)-(3.3)) and its pieces.
 
 Ground truth comes from synthetic renders: an identity, smooth expression and pose sequences,
-projected with :class:`faceflow.camera.Camera`; the 68 input landmarks are the projected model
+projected with :class:`faceflow.geometry.camera.Camera`; the 68 input landmarks are the projected model
 landmarks, with the jaw points on the silhouette (chosen by :meth:`JawContour.select` on the true
 shapes, as a 2D detector would place them). The solvers are checked against brute-force
 references (scipy's ``least_squares`` / dense ``lsq_linear(method='bvls')`` on the uncompressed
@@ -20,9 +20,9 @@ from scipy.optimize import least_squares, lsq_linear
 from scipy.spatial.transform import Rotation
 from scipy.stats import chi2
 
-from faceflow import fitting as F
-from faceflow.camera import Camera, euler_to_rotation, rotation_to_euler
 from faceflow.errors import FaceflowError
+from faceflow.face import fitting as F
+from faceflow.geometry.camera import Camera, euler_to_rotation, rotation_to_euler
 
 FLIP2 = np.array([1.0, -1.0])  # image y down, model y up
 
@@ -550,8 +550,8 @@ def test_reprojection_summary():
 # ----------------------------------------------------------------------------- 8. real data
 
 def test_fit_image_real_frontal_still(skin_model):
+    from faceflow.face.landmarks import detect_image
     from faceflow.io import read_image
-    from faceflow.landmarks import detect_image
     lmk = detect_image(read_image(media("stills/deepface_img32.jpg"))).lmk68
     fit = F.fit_image(skin_model, lmk)
     s = F.reprojection_summary(fit)
@@ -566,8 +566,8 @@ def test_fit_image_real_frontal_still(skin_model):
 
 @pytest.mark.slow
 def test_fit_video_real_clip(skin_model):
+    from faceflow.face.landmarks import smooth_track, track_video
     from faceflow.io import read_frames
-    from faceflow.landmarks import smooth_track, track_video
     frames = list(read_frames(media("videos/EDTalk_uncrop_Obama.mp4"), max_frames=40))
     track = smooth_track(track_video(frames))
     assert track.segments == [(0, 40)]

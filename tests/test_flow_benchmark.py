@@ -289,13 +289,13 @@ def test_cli_errors_for_missing_or_incomplete_data(tmp_path, capsys):
 
 # ---------------------------------------------------------------------- DFFNet wrapper
 
-@pytest.mark.skipif(importlib.util.find_spec("faceflow.nets.weights") is None,
-                    reason="faceflow.nets.weights (save_weights/load_weights) is not available yet")
+@pytest.mark.skipif(importlib.util.find_spec("faceflow.engine.weights") is None,
+                    reason="faceflow.engine.weights (save_weights/load_weights) is not available yet")
 @pytest.mark.slow
 def test_dffnet_methods_with_random_weights(tmp_path, skin_model):
+    from faceflow.engine.weights import save_weights
     from faceflow.estimate import FaceFlow
     from faceflow.nets import DFFNet, MeshReg
-    from faceflow.nets.weights import save_weights
     from faceflow.render.pncc import pncc
 
     reg = skin_model.subset("meshreg")
@@ -368,9 +368,9 @@ def test_fit_difference_on_real_consecutive_frames(skin_model):
     from _media import media
 
     from faceflow import io as vio
-    from faceflow.correspondence import load_correspondence
-    from faceflow.landmarks import MediapipeDetector, detect_image
-    from faceflow.registration import register_image
+    from faceflow.face.correspondence import load_correspondence
+    from faceflow.face.landmarks import MediapipeDetector, detect_image
+    from faceflow.face.registration import register_image
 
     frames = list(vio.read_frames(media("videos/EDTalk_uncrop_Obama.mp4"), max_frames=2))
     with MediapipeDetector(static_image_mode=True) as det:
@@ -412,8 +412,8 @@ def test_results_hold_no_absolute_paths_and_hash_the_weights(tmp_path, monkeypat
 
     from _portable import assert_portable
 
+    from faceflow.engine.weights import save_weights
     from faceflow.nets import DFFNet
-    from faceflow.nets.weights import save_weights
 
     syn = tmp_path / "data" / "syn"
     syn.mkdir(parents=True)

@@ -2,8 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from faceflow.flowviz import colour_wheel, flow2d_to_rgb, flow3d_to_rgb, hsv_to_rgb, shared_max_magnitude
-from faceflow.meshio import read_obj, read_ply, write_obj, write_ply
+from faceflow.io.mesh import read_obj, read_ply, write_obj, write_ply
+from faceflow.render.flowcolor import colour_wheel, flow2d_to_rgb, flow3d_to_rgb, hsv_to_rgb, shared_max_magnitude
 
 
 def test_hsv_matches_colorsys():

@@ -21,7 +21,7 @@ from faceflow.errors import MediaError
 
 
 def ffmpeg(*args: str) -> None:
-    subprocess.run([io._ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", *args], check=True)
+    subprocess.run([io.video._ffmpeg_exe(), "-hide_banner", "-v", "error", "-y", *args], check=True)
 
 
 def psnr(a: np.ndarray, b: np.ndarray) -> float:
@@ -292,11 +292,11 @@ def test_audio_only_and_still_images_are_not_videos(tmp_path):
 def test_absurd_sizes():
     header = ", from 'x.mp4':\n  Duration: 00:00:01.00, start: 0.000000, bitrate: 1 kb/s\n" \
              "  Stream #0:0: Video: h264 (High), yuv420p, {}, 25 fps, 25 tbr, 12800 tbn\n"
-    fields, still = io._parse_header("x.mp4", "mov,mp4", header.format("640x480"))
+    fields, still = io.video._parse_header("x.mp4", "mov,mp4", header.format("640x480"))
     assert (fields["width"], fields["height"], fields["num_frames"], still) == (640, 480, 25, False)
     for size in ("20000x480", "640x0"):
         with pytest.raises(MediaError, match="absurd frame size"):
-            io._parse_header("x.mp4", "mov,mp4", header.format(size))
+            io.video._parse_header("x.mp4", "mov,mp4", header.format(size))
 
 
 def test_bad_reader_arguments(index_video):

@@ -1,4 +1,4 @@
-"""Tests of faceflow.landmarks: the MP68 map on real stills, face following, smoothing, errors.
+"""Tests of faceflow.face.landmarks: the MP68 map on real stills, face following, smoothing, errors.
 
 Real media (stills, one clip) come from ``$FACEFLOW_MEDIA`` or ``<repo>/../shared/media``;
 those tests skip when it is absent (fail with FACEFLOW_REQUIRE_ASSETS=1).  Tracking logic is
@@ -15,9 +15,9 @@ import numpy as np
 import pytest
 from _media import media
 
-from faceflow import landmarks as lm
 from faceflow.errors import AssetNotFoundError, FaceflowError, MediaError
-from faceflow.landmarks import (
+from faceflow.face import landmarks as lm
+from faceflow.face.landmarks import (
     IBUG_FLIP,
     IRIS_CENTRES,
     MP68,

@@ -2,11 +2,11 @@ import numpy as np
 import pytest
 import torch
 
-from faceflow.assets import find_asset, search_dirs
-from faceflow.camera import euler_to_rotation
 from faceflow.errors import AssetNotFoundError, FaceflowError
-from faceflow.morphable import MorphableModel, similarity_transform
+from faceflow.geometry.camera import euler_to_rotation
+from faceflow.geometry.morphable import MorphableModel, similarity_transform
 from faceflow.render import rasterize
+from faceflow.runtime.assets import find_asset, search_dirs
 
 
 def test_missing_asset_error_lists_places_and_how_to_get(monkeypatch, tmp_path):

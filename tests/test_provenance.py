@@ -1,4 +1,4 @@
-"""faceflow.provenance: the command, versions, commit, weights hashes and portable paths that
+"""faceflow.runtime.provenance: the command, versions, commit, weights hashes and portable paths that
 every manifest records."""
 
 import hashlib
@@ -9,7 +9,7 @@ import types
 from pathlib import Path
 
 from faceflow import __version__
-from faceflow import provenance as P
+from faceflow.runtime import provenance as P
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -73,7 +73,7 @@ def test_provenance_fields(tmp_path):
 
 
 def test_versions_import_nothing_new():
-    code = ("import sys; from faceflow.provenance import versions; v = versions(); "
+    code = ("import sys; from faceflow.runtime.provenance import versions; v = versions(); "
             "assert 'mediapipe' not in sys.modules and 'cv2' not in sys.modules, sorted(sys.modules); "
             "assert 'torch' not in sys.modules; print(sorted(v))")
     r = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
@@ -108,6 +108,6 @@ def test_portable_paths(tmp_path):
 
 
 def test_documentation_text_is_left_alone():
-    from faceflow.annotate import LAYOUT
+    from faceflow.annotate.pipeline import LAYOUT
 
     assert P.portable_json(LAYOUT) == LAYOUT

@@ -15,8 +15,8 @@ import pytest
 import torch
 from _media import media
 
-from faceflow import annotate as ann
-from faceflow.annotate import AnnotateConfig, annotate
+from faceflow.annotate import pipeline as ann
+from faceflow.annotate.pipeline import AnnotateConfig, annotate
 from faceflow.errors import FaceflowError
 from reenact.conditioning import mouth_boxes, mouth_side, render_conditioning
 from reenact.drive import adapt_cameras, analyse_source, drive_from_source, drive_self, held_out_start, pingpong_indices
@@ -82,7 +82,7 @@ def test_render_conditioning_reproduces_the_annotation(target, skin_model):
 
 
 def test_render_conditioning_eye_inputs(target, skin_model):
-    from faceflow.eyes import eye_sketch
+    from faceflow.face.eyes import eye_sketch
 
     eyes = np.zeros((3, S, S, 3), np.uint8)
     eyes[:, 10:20, 30:40] = (1, 2, 3)
@@ -164,7 +164,7 @@ def test_pingpong_indices_brute_force():
 
 
 def test_adapt_cameras_analytic(skin_model):
-    from faceflow.camera import project
+    from faceflow.geometry.camera import project
 
     rng = np.random.default_rng(1)
     f_s, t_s = rng.uniform(8, 12, 10), rng.normal(60, 5, (10, 3))
@@ -250,7 +250,7 @@ def test_face_mode_keeps_the_target_cameras_and_changes_only_expression(face_oth
 
 
 def test_head_mode_from_another_person(target, work, skin_model):
-    from faceflow.eyes import eye_sketch
+    from faceflow.face.eyes import eye_sketch
 
     d = drive_from_source(target, media(OTHER), "head", work, max_frames=30, model=skin_model, say=quiet)
     src = analyse_source(media(OTHER), work, S, 30, model=skin_model, say=quiet)
@@ -286,8 +286,8 @@ def test_bad_calls(target, work, tmp_path, skin_model):
 def test_source_without_a_face_raises(tmp_path, skin_model):
     import cv2
 
+    from faceflow.face.landmarks import NoFaceError
     from faceflow.io import write_video
-    from faceflow.landmarks import NoFaceError
 
     rng = np.random.default_rng(0)
     frames = [(cv2.resize(rng.random((6, 8, 3)).astype(np.float32), (160, 120)) * 255).clip(0, 255).astype(np.uint8)
@@ -321,8 +321,8 @@ def test_analysis_cache_is_reused(target, work, skin_model, monkeypatch):
     with pytest.raises(AssertionError, match="not reused"):  # overwrite: analysed again
         analyse_source(media(OTHER), work, S, 30, model=skin_model, overwrite=True, say=quiet)
     # the pupils are those of the source crops (eq. (7.3)), in crop pixels
-    from faceflow.eyes import pupil_centres
-    from faceflow.registration import CropBox, crop_image
+    from faceflow.face.eyes import pupil_centres
+    from faceflow.face.registration import CropBox, crop_image
     frames, _ = read_video(media(OTHER), max_frames=3)
     box = CropBox.from_dict(first.crop_box)
     for k in range(3):

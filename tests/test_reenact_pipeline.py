@@ -12,8 +12,8 @@ import pytest
 import torch
 
 from faceflow import io as vio
+from faceflow.engine.trainer import TrainConfig, checkpoint_path, load_checkpoint, read_csv, train
 from faceflow.errors import FaceflowError
-from faceflow.train import TrainConfig, checkpoint_path, load_checkpoint, read_csv, train
 from reenact.data import SequenceDataset, TargetData
 from reenact.preprocess import PreprocessConfig, preprocess
 from reenact.task import ReenactTask
@@ -216,7 +216,7 @@ def test_cross_reenactment_from_another_person(model, tmp_path, mode):
 
 
 def test_bad_inputs(model, target, tmp_path):
-    from faceflow.landmarks import NoFaceError
+    from faceflow.face.landmarks import NoFaceError
     from reenact.run import reenact
 
     with pytest.raises(FaceflowError, match="model directory not found"):

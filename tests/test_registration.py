@@ -1,9 +1,9 @@
-"""Tests of faceflow.registration: similarity estimation, template, warping, crop boxes.
+"""Tests of faceflow.face.registration: similarity estimation, template, warping, crop boxes.
 
 Mostly analytic (known transforms, affine fields that bilinear interpolation reproduces
 exactly, np.rot90, integer shifts) and brute force (scipy least squares). The template
 constant is re-derived from the ICT FaceKit asset; one test registers a real still through
-faceflow.landmarks when that module exists.
+faceflow.face.landmarks when that module exists.
 """
 from __future__ import annotations
 
@@ -16,9 +16,9 @@ import torch
 from _media import media
 from scipy.optimize import least_squares
 
-from faceflow import registration as reg
 from faceflow.errors import FaceflowError
-from faceflow.registration import (
+from faceflow.face import registration as reg
+from faceflow.face.registration import (
     CropBox,
     Similarity,
     crop_box,
@@ -473,9 +473,9 @@ def test_bad_input_raises_faceflow_error():
 def test_real_still_registers_eyes_onto_the_template():
     path = media("stills/deepface_img32.jpg")
     try:
-        from faceflow.landmarks import detect_image
+        from faceflow.face.landmarks import detect_image
     except ImportError as e:
-        pytest.skip(f"faceflow.landmarks (detect_image) is not available yet: {e}")
+        pytest.skip(f"faceflow.face.landmarks (detect_image) is not available yet: {e}")
     from faceflow.io import read_image
 
     img = read_image(path)

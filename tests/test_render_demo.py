@@ -51,7 +51,7 @@ def test_render_cli_errors_exit_nonzero(tmp_path):
 
 
 def test_render_without_assets_says_where_it_looked(tmp_path, monkeypatch, capsys):
-    import faceflow.assets as assets
+    import faceflow.runtime.assets as assets
     monkeypatch.setattr(assets, "REPO_ROOT", tmp_path / "repo")
     monkeypatch.setenv("FACEFLOW_ASSETS", str(tmp_path / "empty"))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

@@ -271,7 +271,7 @@ def test_end_to_end_tables_figures_and_cells(run_dir):
 
     from _portable import assert_portable
 
-    from faceflow.provenance import resolve_recorded
+    from faceflow.runtime.provenance import resolve_recorded
     cell = out / "cells" / NAME / "dis2d"
     rec = assert_portable(cell / "metrics.json", out.parent)
     assert resolve_recorded(rec["data_dir"], cell).resolve() == (out / "data" / NAME).resolve()
@@ -334,7 +334,7 @@ def test_a_prepared_data_directory_is_used_in_place(run_dir, tmp_path):
                                                                    progress=False, sample_frames=2),
                       say=lambda m: None)
     rec = res["records"][(NAME, "none")]
-    from faceflow.provenance import resolve_recorded
+    from faceflow.runtime.provenance import resolve_recorded
     cell = tmp_path / "o" / "cells" / NAME / "none"
     assert res["computed"] == [(NAME, "none")] and rec["train"]["step"] == 1
     assert resolve_recorded(rec["data_dir"], cell).resolve() == data.resolve()  # relative to its metrics.json

@@ -1,5 +1,5 @@
-"""The training harness (faceflow.train), the DeepFaceFlow tasks (faceflow.nets.tasks) and weights
-files (faceflow.nets.weights): exact resume equivalence, atomic checkpoints, config refusal, the
+"""The training harness (faceflow.engine.trainer), the DeepFaceFlow tasks (faceflow.engine.tasks) and weights
+files (faceflow.engine.weights): exact resume equivalence, atomic checkpoints, config refusal, the
 LR schedule, deterministic data order and augmentation, AMP fallback on CPU, overfitting a batch
 with DFFNet and 3DMeshReg, and export -> load round trips. CPU, tiny models, fake data."""
 from __future__ import annotations
@@ -16,8 +16,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faceflow.errors import AssetNotFoundError, FaceflowError
-from faceflow.train import (
+from faceflow.engine.trainer import (
     SimpleTask,
     StepBatchSampler,
     StepContext,
@@ -33,6 +32,7 @@ from faceflow.train import (
     step_indices,
     train,
 )
+from faceflow.errors import AssetNotFoundError, FaceflowError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -305,8 +305,8 @@ def test_bad_config_values():
 
 # ============================================================================ weights files
 def test_weights_round_trip_and_errors(tmp_path):
+    from faceflow.engine.weights import load_weights, save_weights, weights_info
     from faceflow.nets.dffnet import DFFNet
-    from faceflow.nets.weights import load_weights, save_weights, weights_info
 
     torch.manual_seed(0)
     net = DFFNet("depth", width=0.125).eval()
@@ -341,8 +341,8 @@ def test_weights_round_trip_and_errors(tmp_path):
 
 
 def test_meshreg_weights_keep_template_exact(tmp_path):
+    from faceflow.engine.weights import load_weights, save_weights
     from faceflow.nets.meshreg import MeshReg
-    from faceflow.nets.weights import load_weights, save_weights
 
     template = torch.randn(50, 3) * 100 + 112.123456
     net = MeshReg(50, "resnet18", template=template)
@@ -396,8 +396,8 @@ def _with_data(task_cls, train_ds, val_ds):
 
 @pytest.mark.slow
 def test_dffnet_task_overfits_a_batch_and_exports(tmp_path):
-    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
-    from faceflow.nets.weights import export_run, load_weights
+    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.weights import export_run, load_weights
 
     ds = FakeFlowPairs(2, 64)
     task = _with_data(DFFNetTask, ds, FakeFlowPairs(2, 64, seed=9))(
@@ -426,8 +426,8 @@ def test_dffnet_task_overfits_a_batch_and_exports(tmp_path):
 
 @pytest.mark.slow
 def test_meshreg_task_overfits_a_batch_and_exports(tmp_path, skin_model):
-    from faceflow.nets.tasks import MeshRegConfig, MeshRegTask, meshreg_template
-    from faceflow.nets.weights import export_run, load_weights
+    from faceflow.engine.tasks import MeshRegConfig, MeshRegTask, meshreg_template
+    from faceflow.engine.weights import export_run, load_weights
 
     template = meshreg_template(skin_model)
     ds = FakeFlowPairs(2, 64, template=template)
@@ -449,8 +449,8 @@ def test_meshreg_task_overfits_a_batch_and_exports(tmp_path, skin_model):
 
 
 def test_meshreg_template_matches_registration_template(skin_model):
-    from faceflow.nets.tasks import meshreg_template
-    from faceflow.registration import template_landmarks
+    from faceflow.engine.tasks import meshreg_template
+    from faceflow.face.registration import template_landmarks
 
     lmk = meshreg_template(skin_model, vertices=skin_model.lmk68)
     # the 224 template was derived from these very landmarks (rounded to 1e-4 of the size)
@@ -462,7 +462,7 @@ def test_meshreg_template_matches_registration_template(skin_model):
 
 
 def test_meshreg_jitter_moves_image_and_mesh_together(skin_model):
-    from faceflow.nets.tasks import MeshRegConfig, MeshRegTask
+    from faceflow.engine.tasks import MeshRegConfig, MeshRegTask
 
     S = 96
     task = MeshRegTask(MeshRegConfig(color_jitter=0.0, jitter_shift=4, jitter_scale=0.04, jitter_angle=4),
@@ -490,7 +490,7 @@ def test_validation_metrics_have_analytic_values():
     """DFFNet: zero flow against FakeFlowPairs' constant (2, -1, 0.5) on the disc scores |(2, -1, 0.5)|
     (3D) and |(2, -1)| (2D) however the disc is batched; 3DMeshReg: mesh1 + (3, 4, 12) scores 13 (3D)
     and 5 (x, y). Both are the benchmarks' metrics (faceflow.nets.metrics)."""
-    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask, MeshRegTask
+    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask, MeshRegTask
 
     class ZeroFlowNet(nn.Module):
         def forward(self, i1, i2, pncc):
@@ -519,14 +519,14 @@ def test_validation_metrics_have_analytic_values():
 
 def test_val_subset_is_the_shared_evenly_spaced_selection():
     from faceflow.data.splits import evenly_spaced
-    from faceflow.train import val_subset
+    from faceflow.engine.trainer import val_subset
 
     assert val_subset(10, 0).tolist() == list(range(10)) == val_subset(10, 12).tolist()
     assert np.array_equal(val_subset(1000, 64), evenly_spaced(1000, 64)) and len(val_subset(1000, 64)) == 64
 
 
 def test_dffnet_colour_jitter_identical_on_both_images():
-    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask
 
     img = torch.rand(3, 3, 16, 16) * 0.6 + 0.2
     ctx = StepContext(torch.device("cpu"), seed=2)
@@ -552,7 +552,7 @@ def _parser(task: str) -> argparse.ArgumentParser:
 
 
 def test_cli_presets_overrides_and_help(tmp_path, capsys):
-    from faceflow.nets.tasks import DFFNetTask, MeshRegTask
+    from faceflow.engine.tasks import DFFNetTask, MeshRegTask
 
     args = _parser("dffnet").parse_args(["--data", "a", "b", "--out", str(tmp_path), "--width", "0.5",
                                  "--iterations", "7", "--preset", "paper"])
@@ -577,24 +577,24 @@ def test_cli_presets_overrides_and_help(tmp_path, capsys):
 
 def test_cli_export(tmp_path):
     out = tmp_path / "run"
-    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask
     task = _with_data(DFFNetTask, FakeFlowPairs(2, 64), None)(DFFNetConfig(width=0.125))
     train(task, _cfg(out, iterations=1, batch_size=2), progress=False)
     args = _parser("export").parse_args([str(out), "--out", str(tmp_path / "w.pt"), "--half", "--which", "last"])
     from faceflow.commands import train as train_cmd
     assert train_cmd.EXPORT.run(args) == 0
-    from faceflow.nets.weights import weights_info
+    from faceflow.engine.weights import weights_info
     info = weights_info(tmp_path / "w.pt")
     assert info["kind"] == "dffnet" and info["config"] == {"use_pncc": "full", "width": 0.125,
                                                           "max_displacement": 20, "stride2": 2}
     assert info["meta"]["checkpoint"] == "last.pt"
     with pytest.raises(FaceflowError, match="training checkpoint"):
-        from faceflow.nets.weights import load_weights
+        from faceflow.engine.weights import load_weights
         load_weights(checkpoint_path(out, "last"))
 
 
 def test_dataset_directories_are_recognised_by_manifest(tmp_path):
-    from faceflow.nets.tasks import dataset_kind, open_flow_datasets
+    from faceflow.engine.tasks import dataset_kind, open_flow_datasets
 
     (tmp_path / "syn").mkdir()
     (tmp_path / "syn" / "manifest.json").write_text(json.dumps({"kind": "synthetic"}))
@@ -666,8 +666,8 @@ def test_run_config_and_manifest_hold_no_absolute_paths(tmp_path, monkeypatch):
 def test_exported_weights_meta_holds_no_absolute_paths(tmp_path, monkeypatch):
     import hashlib
 
-    from faceflow.nets.tasks import DFFNetConfig, DFFNetTask
-    from faceflow.nets.weights import export_run, weights_info
+    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.weights import export_run, weights_info
 
     out = tmp_path / "run"
     _as_typed(monkeypatch, [str(tmp_path / "venv" / "bin" / "faceflow"), "train", "dffnet", "--out", str(out)])

@@ -14,7 +14,7 @@ import pytest
 import torch
 from test_train import FakeConfig, FakeTask, _cfg
 
-from faceflow.train import checkpoint_path, load_checkpoint, read_csv, train
+from faceflow.engine.trainer import checkpoint_path, load_checkpoint, read_csv, train
 
 pytestmark = pytest.mark.slow  # starts two training processes
 
@@ -28,7 +28,7 @@ sys.path[:0] = [{root!r}, {tests!r}]
 import torch
 torch.set_num_threads(1)
 import faceflow.io as fio
-import faceflow.train as T
+import faceflow.engine.trainer as T
 from test_train import FakeConfig, FakeTask
 
 rank = os.environ["RANK"]

@@ -1,4 +1,4 @@
-"""Loading user-supplied weights and checkpoints (faceflow.nets.weights.load_tensors): a file that
+"""Loading user-supplied weights and checkpoints (faceflow.engine.weights.load_tensors): a file that
 holds objects other than tensors is refused for safety without running anything in it (and
 without torch's advice to load it with weights_only=False), a truncated or corrupt file gets the
 'corrupt or truncated' message, and the command-line entry points exit non-zero with the message."""
@@ -16,8 +16,8 @@ import pytest
 import torch
 from _media import REPO
 
+from faceflow.engine.weights import UnsafeFileError, load_tensors, load_weights, save_weights
 from faceflow.errors import FaceflowError
-from faceflow.nets.weights import UnsafeFileError, load_tensors, load_weights, save_weights
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -125,8 +125,8 @@ def test_corrupt_and_truncated_files(tmp_path):
 def test_every_loader_refuses(tmp_path):
     """The checkpoint reader (training resume, export, reenact), the backbone / VGG / benchmark
     weight readers all go through load_tensors."""
+    from faceflow.engine.trainer import load_checkpoint
     from faceflow.nets.meshreg import _load_backbone
-    from faceflow.train import load_checkpoint
     from reenact.run import load_model
     from vid2vid.losses import VGG19Loss
 

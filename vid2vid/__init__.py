@@ -4,6 +4,6 @@
 (:mod:`.collector`) and pure-PyTorch warping (:mod:`.warp`). The flows between real frames
 that feed it come from reenactment's providers (:mod:`reenact.flows`)."""
 
-from faceflow.threads import prefer_passive_wait
+from faceflow.runtime.threads import prefer_passive_wait
 
-prefer_passive_wait()  # before torch loads: see faceflow.threads
+prefer_passive_wait()  # before torch loads: see faceflow.runtime.threads

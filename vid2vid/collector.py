@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from . import discriminators as dsc
-from . import losses as L
+from vid2vid import discriminators as dsc
+from vid2vid import losses as L
 
 __all__ = ["generate", "StreamGenerator", "SequenceGenerator", "DiscriminatorSet", "discriminator_losses",
            "generator_losses", "frame_inputs"]

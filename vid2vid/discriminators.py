@@ -29,9 +29,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from faceflow.errors import FaceflowError
-
-from .generator import NORMS, make_norm
-from .warp import compose
+from vid2vid.generator import NORMS, make_norm
+from vid2vid.warp import compose
 
 __all__ = [
     "NLayerDiscriminator", "MultiscaleDiscriminator", "DynamicsDiscriminator", "DiscriminatorConfig",

@@ -35,8 +35,7 @@ import torch
 import torch.nn as nn
 
 from faceflow.errors import FaceflowError
-
-from .warp import warp
+from vid2vid.warp import warp
 
 __all__ = ["GeneratorConfig", "Generator", "presets", "make_norm",
            "ResidualBlock", "Encoder", "Decoder", "NORMS"]

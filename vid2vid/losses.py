@@ -27,11 +27,12 @@ from typing import Mapping, Sequence, Union
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+import torchvision
 
-from faceflow.assets import find_torch_weights, torch_cache_candidates
 from faceflow.errors import FaceflowError
-
-from .warp import warp
+from faceflow.io.safeload import load_tensors
+from faceflow.runtime.assets import find_torch_weights, torch_cache_candidates
+from vid2vid.warp import warp
 
 __all__ = [
     "lsgan_loss", "discriminator_loss", "generator_adv_loss", "feature_matching_loss",
@@ -142,7 +143,6 @@ def find_vgg19_weights(path: str | Path | None = None) -> Path | None:
 
 def _vgg19_trunk() -> nn.Sequential:
     """torchvision's VGG19 ``features`` up to relu5_1 (randomly initialised, no download)."""
-    import torchvision
 
     try:  # the same builder torchvision's vgg19() uses, without its 120M-parameter classifier
         from torchvision.models.vgg import cfgs, make_layers
@@ -155,7 +155,6 @@ def _vgg19_trunk() -> nn.Sequential:
 def _load_vgg19_state(trunk: nn.Sequential, path: Path) -> None:
     """Load torchvision VGG19 weights (``features.N.weight`` keys; classifier keys ignored; a
     bare features state dict with ``N.weight`` keys works too) into ``trunk``."""
-    from faceflow.safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
     state = load_tensors(path, "VGG19 weights file", "could not read VGG19 weights file (corrupt or truncated?)")
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sys
 
-from faceflow.assets import ALEXNET_FILENAME
+from faceflow.runtime.assets import ALEXNET_FILENAME
 from reenact.presets import PRESETS
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from faceflow.annotate import AnnotateConfig, annotate
+from faceflow.annotate.pipeline import AnnotateConfig, annotate
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -1,17 +1,17 @@
 """``faceflow train meshreg|dffnet|export``: train 3DMeshReg or DFFNet with the one harness
-(:mod:`faceflow.train`: resumable, DDP under torchrun, AMP on CUDA), or export a run as a
+(:mod:`faceflow.engine.trainer`: resumable, DDP under torchrun, AMP on CUDA), or export a run as a
 weights file."""
 
 from __future__ import annotations
 
 import json
 
-from faceflow.task_options import (
+from faceflow.engine.config import add_common_arguments
+from faceflow.engine.task_options import (
     add_dffnet_arguments,
     add_meshreg_arguments,
     task_presets,
 )
-from faceflow.train_config import add_common_arguments
 
 
 class TrainTask:
@@ -25,7 +25,7 @@ class TrainTask:
         self._add_task_arguments(p)
 
     def run(self, args) -> int:
-        from faceflow.train import config_from_args, dist_rank, load_task, train
+        from faceflow.engine.trainer import config_from_args, dist_rank, load_task, train
 
         cls = load_task(self.name)
         preset = cls.presets()[args.preset]
@@ -38,7 +38,7 @@ class TrainTask:
 
 
 class Export:
-    """Export a training run as a weights file (faceflow.nets.weights): loadable with
+    """Export a training run as a weights file (faceflow.engine.weights): loadable with
     load_weights(path), float32 in eval mode, with the run's config and provenance."""
 
     def add_arguments(self, p) -> None:
@@ -49,7 +49,7 @@ class Export:
         p.add_argument("--half", action="store_true", help="store parameters in float16 (half the size)")
 
     def run(self, args) -> int:
-        from faceflow.nets.weights import export_run
+        from faceflow.engine.weights import export_run
 
         print(export_run(args.run_dir, args.out, half=args.half, which=args.which))
         return 0

@@ -4,12 +4,12 @@ pseudo-ground-truth pairs from annotated real videos (:mod:`.pseudo`) and synthe
 :mod:`faceflow.data.pseudo` (items of 224 x 224 registered tensors).
 
 ``mediapipe_ict.json`` (mediapipe -> ICT FaceKit correspondence, read by
-:mod:`faceflow.correspondence`) also lives in this folder.
+:mod:`faceflow.face.correspondence`) also lives in this folder.
 """
 
 from __future__ import annotations
 
-from .splits import (
+from faceflow.data.splits import (
     CLIPS,
     PERSONS,
     SPLITS,

@@ -1,9 +1,9 @@
 """Pseudo-ground-truth 3D-flow pairs from annotated real videos (DeepFaceFlow Sec. 3).
 
-:func:`faceflow.annotate.annotate` fits the morphable model to every frame of a talking-head
+:func:`faceflow.annotate.pipeline.annotate` fits the morphable model to every frame of a talking-head
 video and stores, per kept frame, the crop, the registered 224 x 224 image, the PNCC, the
 fitted coefficients and cameras, and for every consecutive and temporal-gap pair (a, b) the
-3D flow a -> b (eq. (2)) in frame a's template (layout: :data:`faceflow.annotate.LAYOUT`).
+3D flow a -> b (eq. (2)) in frame a's template (layout: :data:`faceflow.annotate.pipeline.LAYOUT`).
 :class:`AnnotatedPairs` serves those pairs as items of the pair-sample contract shared by the
 data, training and evaluation code (all at frame a's 224 x 224 registered template):
 
@@ -25,9 +25,9 @@ key                shape, dtype            meaning
 =================  ======================  =================================================
 
 Geometry: annotate stores the cameras in crop pixels (``p = f C R S + t``,
-:mod:`faceflow.camera`); a frame's template is reached with the similarity
+:mod:`faceflow.geometry.camera`); a frame's template is reached with the similarity
 ``aligned_transform`` (x, y by the similarity, z scaled by its scale:
-:meth:`~faceflow.registration.Similarity.apply_3d`). Meshes of both frames are mapped with
+:meth:`~faceflow.face.registration.Similarity.apply_3d`). Meshes of both frames are mapped with
 frame a's similarity, exactly as annotate does for ``flow``.
 
 :func:`build_real` annotates every clip of the chosen splits (``python -m faceflow data real``),
@@ -45,8 +45,15 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ..errors import FaceflowError
-from . import splits as _splits
+from faceflow.annotate.pipeline import AnnotateConfig, annotate
+from faceflow.data import splits as _splits
+from faceflow.errors import FaceflowError
+from faceflow.face.registration import Similarity, warp_image
+from faceflow.geometry.camera import project
+from faceflow.geometry.morphable import MorphableModel
+from faceflow.io import save_json
+from faceflow.render.flow import flow_ground_truth
+from faceflow.runtime.provenance import portable_json, portable_path, provenance
 
 TEMPLATE = 224
 PAIR_KINDS = {"consecutive": 0, "gap": 1}
@@ -122,10 +129,9 @@ def template_vertices(base: torch.Tensor, exp_basis: torch.Tensor, exp: torch.Te
 
     base (V, 3) = mean + identity part (cm, model space); exp_basis (K, V, 3); exp (B, K);
     cameras rotation (B, 3, 3), translation (B, 3), scale (B,) in crop pixels; ``transform`` a
-    :class:`~faceflow.registration.Similarity` crop -> template. Returns (B, V, 3): eq. (1)
-    shape, ``p = f C R S + t`` (:mod:`faceflow.camera`), then the similarity (z scaled).
+    :class:`~faceflow.face.registration.Similarity` crop -> template. Returns (B, V, 3): eq. (1)
+    shape, ``p = f C R S + t`` (:mod:`faceflow.geometry.camera`), then the similarity (z scaled).
     """
-    from ..camera import project
 
     shape = base.unsqueeze(0) + torch.einsum("bk,kvc->bvc", exp.to(base.dtype), exp_basis)  # eq. (1) of DeepFaceFlow
     return transform.apply_3d(project(shape, rotation, translation, scale))
@@ -136,7 +142,6 @@ def head_motion_flow(verts_a: torch.Tensor, verts_head: torch.Tensor, faces: tor
     """eq. (2) of DeepFaceFlow for the head motion alone: flow (B, H, W, 3) and mask (B, H, W)
     from frame a's mesh (B, V, 3) to the mesh with a's expression under b's camera, both in
     a's template; rasterised like annotate's ``flow`` (same triangles, back faces culled)."""
-    from ..render.flow import flow_ground_truth
 
     return flow_ground_truth(verts_a, verts_head, faces, size, cull_backfaces=True)
 
@@ -184,14 +189,13 @@ class AnnotatedPairs(Dataset):
     head-motion flow (``has_head_flow`` True). It is off by default (``head_flow`` zeros,
     ``has_head_flow`` False): training does not read it, and rasterising frame a's mesh for it
     triples an item's cost (about 15 ms instead of 5 ms on one CPU thread). model: a loaded
-    :class:`~faceflow.morphable.MorphableModel` ('skin', as annotate uses) to avoid reloading.
-    Images are served as stored (training augments them in the task, :mod:`faceflow.nets.tasks`).
+    :class:`~faceflow.geometry.morphable.MorphableModel` ('skin', as annotate uses) to avoid reloading.
+    Images are served as stored (training augments them in the task, :mod:`faceflow.engine.tasks`).
     Clips outside the split table get identity indices after :data:`~faceflow.data.splits.PERSONS`,
     one per unknown stem (sorted). Arrays are memory-mapped on first use in each process.
     """
 
     def __init__(self, dirs, pair_kinds=("consecutive", "gap"), head_flow: bool = False, model=None):
-        from ..morphable import MorphableModel
 
         if isinstance(dirs, (str, Path)):
             dirs = [dirs]
@@ -260,7 +264,6 @@ class AnnotatedPairs(Dataset):
         'face' subset annotate's flow uses), ``head`` (a's expression, b's camera), and, with
         ``head_flow``, ``head_flow`` (H, W, 3) / ``head_mask`` (H, W). ``exp_b`` (K,) replaces
         b's expression."""
-        from ..registration import Similarity
 
         c = self.clips[ci]
         exp = c.exp[[a, b, a]].clone()
@@ -275,7 +278,6 @@ class AnnotatedPairs(Dataset):
         return out
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        from ..registration import Similarity, warp_image
 
         ci, row, a, b = self.locate(index)
         c, arr = self.clips[ci], self._arrays(ci)
@@ -364,14 +366,13 @@ def build_real(annotated_root: str | Path, splits=_splits.SPLITS, max_frames: in
                gap_stride: int = 4, size: int = 256, previews: int = 6, tiers=None,
                media_root: str | Path | None = None, strict: bool = True, say=print) -> list[Path]:
     """Annotate every clip of ``splits`` into ``annotated_root/<stem>`` with
-    :func:`faceflow.annotate.annotate` (the LatentSync ones through their ``_facecrop512``
+    :func:`faceflow.annotate.pipeline.annotate` (the LatentSync ones through their ``_facecrop512``
     copies). Complete directories are skipped; interrupted ones resume through annotate's own
     state. Prints one progress line per clip. Returns the complete directories in the order
     built (splits as given, stems sorted). A clip that fails is reported and the others go on;
     with ``strict`` a :class:`FaceflowError` naming the failures is raised at the end.
     Do not run it while another process annotates into the same root (one writer per clip).
     """
-    from ..annotate import AnnotateConfig, annotate
 
     if isinstance(splits, str):
         splits = (splits,)
@@ -388,8 +389,6 @@ def build_real(annotated_root: str | Path, splits=_splits.SPLITS, max_frames: in
                           size=size, previews=previews, tiers=None if tiers is None else tuple(sorted(tiers)),
                           media_root=None if media_root is None else str(media_root),
                           clips=[stem for _, stem in todo])
-    from ..io import save_json
-    from ..provenance import portable_json, portable_path, provenance
 
     rec = asdict(cfg)  # media_root relative to the root (or its name), with the provenance of this run
     rec["media_root"] = None if media_root is None else portable_path(media_root, root, climb=True)

@@ -62,7 +62,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FaceflowError
+from faceflow.errors import FaceflowError
 
 SPLITS = ("train", "val", "test")
 TIERS = ("A", "B", "C")
@@ -235,8 +235,8 @@ def person(key: str) -> Person:
 
 def video_path(stem: str, media_root: str | Path | None = None) -> Path:
     """Where a clip lives: ``<media_root>/<folder>/<stem>.mp4`` (default root:
-    :func:`faceflow.assets.media_dir`). The file is not checked."""
-    from ..assets import media_dir
+    :func:`faceflow.runtime.assets.media_dir`). The file is not checked."""
+    from faceflow.runtime.assets import media_dir
 
     c = clip(stem)
     root = Path(media_root) if media_root is not None else media_dir()

@@ -8,9 +8,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 
-from ..errors import FaceflowError
+from faceflow.errors import FaceflowError
+from faceflow.geometry.camera import project
+from faceflow.geometry.morphable import MorphableModel
 
 
 @dataclass
@@ -59,9 +62,7 @@ class HeadGeometry:
 
 def load_geometry(device: str | torch.device = "cpu") -> HeadGeometry:
     """Build the :class:`HeadGeometry` from the ICT FaceKit ``skin`` and ``full`` variants."""
-    import scipy.sparse as sp
 
-    from ..morphable import MorphableModel
 
     skin = MorphableModel.load("skin")
     full = MorphableModel.load("full")
@@ -119,8 +120,7 @@ def load_geometry(device: str | torch.device = "cpu") -> HeadGeometry:
 def project_fitted(verts: torch.Tensor, rotation, translation, scale) -> torch.Tensor:
     """Model-space vertices (1, V, 3) through one fitted camera of an annotated clip (rotation
     (3, 3), translation (3,), scale: arrays in crop pixels, ``p = scale C R S + t``,
-    :mod:`faceflow.camera`) -> (1, V, 3) crop pixels."""
-    from ..camera import project
+    :mod:`faceflow.geometry.camera`) -> (1, V, 3) crop pixels."""
 
     t = lambda a: torch.as_tensor(np.asarray(a, np.float32)).reshape(1, *np.shape(a))
     return project(verts, t(rotation), t(translation), t(scale).reshape(1))

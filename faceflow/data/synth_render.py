@@ -7,14 +7,18 @@ from __future__ import annotations
 
 import math
 
+import cv2
 import numpy as np
 import torch
 
-from .synth_geometry import HeadGeometry, project_fitted
-from .synth_sampling import PairParams, SyntheticConfig
-from .synth_sources import Clip
+from faceflow.data.synth_geometry import HeadGeometry, project_fitted
+from faceflow.data.synth_sampling import PairParams, SyntheticConfig
+from faceflow.data.synth_sources import Clip
+from faceflow.face.registration import estimate_similarity, template_landmarks
+from faceflow.geometry.camera import euler_to_rotation, frame_face, project
+from faceflow.render import Fragments, flow_ground_truth, pncc, rasterize, shade
 
-SIZE = 224  # the registered template (faceflow.registration.TEMPLATE_SIZE)
+SIZE = 224  # the registered template (faceflow.face.registration.TEMPLATE_SIZE)
 _EXTENT_CM = 22.0  # head height used to frame the unregistered render (chin to crown)
 
 # procedural albedo of the parts a real frame rarely shows (RGB in [0, 1])
@@ -29,15 +33,13 @@ def pose_meshes(geom: HeadGeometry, p: PairParams):
     """Template-space meshes (V, 3) of the pair: frame 1, frame 2 and frame 2's pose with frame
     1's expression (head motion only), plus the registration similarity (render frame -> template).
 
-    Frame 1 is framed by :func:`faceflow.camera.frame_face` at the pose ``p.pose1``; its 68
-    landmarks are aligned to :func:`~faceflow.registration.template_landmarks`. Depth gauge: the
+    Frame 1 is framed by :func:`faceflow.geometry.camera.frame_face` at the pose ``p.pose1``; its 68
+    landmarks are aligned to :func:`~faceflow.face.registration.template_landmarks`. Depth gauge: the
     model origin is at depth 0 in both frames, as in the annotation tool's fits and
-    :func:`faceflow.nets.tasks.meshreg_template` (the depth translation is unobservable). Frame 2 rotates by
+    :func:`faceflow.engine.tasks.meshreg_template` (the depth translation is unobservable). Frame 2 rotates by
     ``p.rot_change`` (about axes fixed to the camera, pivot 8 cm behind the landmarks' centre),
     scales by ``1 + p.scale_change`` and moves by ``p.trans_change`` template pixels.
     """
-    from ..camera import euler_to_rotation, frame_face, project
-    from ..registration import estimate_similarity, template_landmarks
 
     idc = torch.from_numpy(np.asarray(p.id, np.float32))[None]
     S = geom.shape(idc.expand(2, -1), torch.from_numpy(np.stack([p.exp1, p.exp2]).astype(np.float32)))
@@ -88,9 +90,7 @@ def _fill_face(geom: HeadGeometry, clip: Clip, f: int, img: np.ndarray) -> np.nd
     """The frame (S, S, 3) float32 with its fitted inner face (dilated) replaced by a smooth fill
     from the surroundings (normalised convolution at a quarter of the resolution, coarse scales
     taking over where the fine ones have no support), feathered into the frame."""
-    import cv2
 
-    from ..render import rasterize
 
     H, W = img.shape[:2]
     if clip.face_mask is not None:
@@ -127,7 +127,6 @@ def _fill_face(geom: HeadGeometry, clip: Clip, f: int, img: np.ndarray) -> np.nd
 def background(geom: HeadGeometry, clips: list[Clip], cfg: SyntheticConfig, p: PairParams) -> np.ndarray:
     """The two backgrounds (2, 224, 224, 3) float32 in [0, 1]: a window of a real frame of the
     split, resized, optionally flipped and blurred; I2's is shifted by ``p.bg_shift`` pixels."""
-    import cv2
 
     clip = clips[p.bg_clip]
     img = np.asarray(clip.crops[p.bg_frame], np.float32) / 255.0
@@ -148,7 +147,6 @@ def background(geom: HeadGeometry, clips: list[Clip], cfg: SyntheticConfig, p: P
 def composite(fg: np.ndarray, cover: np.ndarray, bg: np.ndarray, sigma: float = 0.6) -> np.ndarray:
     """Alpha-blend renders (B, H, W, 3) with coverage (B, H, W) over backgrounds, with a slightly
     softened silhouette (the render colour is extended one pixel outward)."""
-    import cv2
 
     out = np.empty_like(bg)
     for b in range(len(fg)):
@@ -186,7 +184,6 @@ def render_pair(geom: HeadGeometry, skin_colours: np.ndarray, clips: list[Clip],
     ``verts`` (3, V, 3): the template-space render meshes of frame 1, frame 2 and the
     head-motion-only frame, and ``transform`` (2, 3). ``skin_colours`` (num_skin, 3): the texture
     bank entry ``p.texture``."""
-    from ..render import Fragments, flow_ground_truth, pncc, rasterize, shade
 
     size = (SIZE, SIZE)
     with torch.no_grad():

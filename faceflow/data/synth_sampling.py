@@ -11,8 +11,8 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from ..errors import FaceflowError
-from .synth_sources import Clip
+from faceflow.data.synth_sources import Clip
+from faceflow.errors import FaceflowError
 
 _IRIS_COLOURS = ((0.33, 0.19, 0.09), (0.18, 0.10, 0.05), (0.30, 0.44, 0.58), (0.34, 0.44, 0.30),
                  (0.45, 0.34, 0.19), (0.40, 0.42, 0.44))
@@ -91,7 +91,7 @@ class SyntheticConfig:
         return cls(**kw)
 
     def validate(self) -> None:
-        from .splits import SPLITS
+        from faceflow.data.splits import SPLITS
 
         if self.split not in SPLITS:
             raise FaceflowError(f"unknown split {self.split!r}; choose one of {list(SPLITS)}")

@@ -11,9 +11,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import FaceflowError
-from .splits import clips as split_clips
-from .splits import split_of
+from faceflow.data.splits import clips as split_clips
+from faceflow.data.splits import split_of
+from faceflow.errors import FaceflowError
 
 
 @dataclass
@@ -44,7 +44,7 @@ _CLIP_FILES = ("crops.npy", "id.npy", "exp.npy", "camera_rotation.npy", "camera_
 
 
 def _clip_stem(path: Path) -> str:
-    from .pseudo import clip_stem, read_manifest
+    from faceflow.data.pseudo import clip_stem, read_manifest
 
     return clip_stem(path, read_manifest(path))
 

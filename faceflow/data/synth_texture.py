@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from .synth_geometry import HeadGeometry, project_fitted
-from .synth_sources import Clip
+from faceflow.data.synth_geometry import HeadGeometry, project_fitted
+from faceflow.data.synth_sources import Clip
+from faceflow.render import rasterize, vertex_normals
 
 
 def sample_texture(geom: HeadGeometry, crop: np.ndarray, id_coeffs, exp, rotation, translation, scale, *,
@@ -16,13 +18,12 @@ def sample_texture(geom: HeadGeometry, crop: np.ndarray, id_coeffs, exp, rotatio
     """Per-vertex colours of the skin vertices from one real frame through its fitted mesh.
 
     crop (S, S, 3) uint8; id_coeffs (100,), exp (53,); rotation (3, 3), translation (3,), scale:
-    the fitted camera in crop pixels (``p = scale C R S + t``, :mod:`faceflow.camera`). A vertex
+    the fitted camera in crop pixels (``p = scale C R S + t``, :mod:`faceflow.geometry.camera`). A vertex
     is seen when it projects inside the crop, faces the camera (normal z < -min_facing) and
     passes the depth test against the rasterised head. Seen vertices get the bilinearly sampled
     colour; the others a smooth fill (neighbour averaging started from the median colour of the
     seen inner-face vertices). Returns colours (num_skin, 3) float32 in [0, 1], seen (num_skin,) bool.
     """
-    from ..render import rasterize, vertex_normals
 
     H, W = crop.shape[:2]
     ns = geom.num_skin
@@ -67,7 +68,6 @@ def build_texture_bank(geom: HeadGeometry, clips: list[Clip], count: int, seed: 
     Returns colours (count, num_skin, 3) uint8, seen (count, num_skin) bool, clip (count,) int64
     (index into ``clips``), frame (count,) int64 (kept-frame index).
     """
-    from tqdm import tqdm
 
     cols, seens, cl, fr = [], [], [], []
     for j in tqdm(range(count), desc="textures", unit="tex", disable=not progress):

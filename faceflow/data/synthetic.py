@@ -11,7 +11,7 @@ seen in two frames:
 - head pose of frame 1 (yaw, pitch, roll, favouring near-frontal) and a small pose change for
   frame 2 (rotation, translation, scale), sometimes none;
 - registration as at inference: frame 1's 68 landmarks are aligned to the template
-  (:func:`faceflow.registration.estimate_similarity`) and the SAME similarity is applied to both
+  (:func:`faceflow.face.registration.estimate_similarity`) and the SAME similarity is applied to both
   frames, so I1 is registered like a real frame and I2 is expressed in I1's frame;
 - appearance: per-vertex colours sampled from real registered frames of the split through their
   fitted meshes (a cached texture bank), a procedural iris, teeth and mouth, Lambert light,
@@ -46,15 +46,19 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
-from .. import io as fio
-from ..errors import FaceflowError
-from ..provenance import morphable_model_files, portable_path, provenance
-from .synth_geometry import HeadGeometry, load_geometry, project_fitted
-from .synth_render import SIZE, albedo, background, colour_jitter, composite, pose_meshes, render_pair
-from .synth_sampling import PairParams, SyntheticConfig, sample_params
-from .synth_sources import Clip, find_clips, load_clip
-from .synth_texture import build_texture_bank, sample_texture
+from faceflow import io as fio
+from faceflow.data.splits import evenly_spaced
+from faceflow.data.synth_geometry import HeadGeometry, load_geometry, project_fitted
+from faceflow.data.synth_render import SIZE, albedo, background, colour_jitter, composite, pose_meshes, render_pair
+from faceflow.data.synth_sampling import PairParams, SyntheticConfig, sample_params
+from faceflow.data.synth_sources import Clip, find_clips, load_clip
+from faceflow.data.synth_texture import build_texture_bank, sample_texture
+from faceflow.errors import FaceflowError
+from faceflow.geometry.morphable import model_files
+from faceflow.render.flowcolor import flow3d_to_rgb, shared_max_magnitude
+from faceflow.runtime.provenance import portable_path, provenance
 
 FORMAT = "faceflow-synthetic/1"
 
@@ -223,7 +227,6 @@ def generate(out_dir: str | Path, config: SyntheticConfig, sources, *, progress:
     resumes (a larger ``num_pairs`` extends the set); a different config is refused unless
     ``overwrite`` (which deletes the previous output).
     """
-    from tqdm import tqdm
 
     config.validate()
     out = Path(out_dir)
@@ -289,11 +292,11 @@ def generate(out_dir: str | Path, config: SyntheticConfig, sources, *, progress:
     previews = write_previews(out, config.previews)
     manifest = {
         "kind": "synthetic", "format": FORMAT, "split": config.split, "num_pairs": N, "size": SIZE,
-        # dir: the annotated clip relative to this directory (faceflow.provenance.resolve_recorded) or its name
+        # dir: the annotated clip relative to this directory (faceflow.runtime.provenance.resolve_recorded) or its name
         "sources": [{"stem": c.stem, "dir": portable_path(c.path, out, climb=True), "frames": len(c)} for c in clips],
         "textures": int(config.textures), "pairs_per_second": rate,
         "this_run_s": time.perf_counter() - t0, "previews": previews, "layout": LAYOUT, "complete": True,
-        "provenance": provenance(weights=morphable_model_files("skin", "full"), base=out),
+        "provenance": provenance(weights=model_files("skin", "full"), base=out),
     }
     fio.save_json(man_path, manifest)
     return manifest
@@ -301,9 +304,7 @@ def generate(out_dir: str | Path, config: SyntheticConfig, sources, *, progress:
 
 def write_previews(root: str | Path, count: int) -> list[str]:
     """PNG rows of ``count`` pairs of a generated set: I1 | I2 | PNCC | 3D flow | flow - head_flow
-    (expression motion), the flows colour-coded on a shared scale (:mod:`faceflow.flowviz`)."""
-    from ..flowviz import flow3d_to_rgb, shared_max_magnitude
-    from .splits import evenly_spaced
+    (expression motion), the flows colour-coded on a shared scale (:mod:`faceflow.render.flowcolor`)."""
 
     root = Path(root)
     data = root / "data"
@@ -332,7 +333,7 @@ def write_previews(root: str | Path, count: int) -> list[str]:
 class SyntheticPairs(torch.utils.data.Dataset):
     """A generated synthetic set as a flow dataset (items follow the pair-sample contract,
     ``kind`` 0, ``has_head_flow`` True). Images are served as stored: training augments them
-    in the task (:mod:`faceflow.nets.tasks`, randomness from the harness's ``ctx.rand``).
+    in the task (:mod:`faceflow.engine.tasks`, randomness from the harness's ``ctx.rand``).
     """
 
     _NAMES = ("i1", "i2", "pncc", "mask", "flow", "head_flow", "mesh1", "mesh2", "identity")

@@ -6,21 +6,19 @@
 - :mod:`.dffnet`: DFFNet (Sec. 4.2, Fig. 3).
 - :mod:`.losses`: the flow loss, eq. (5).
 - :mod:`.metrics`: AEPE and vertex errors shared by validation and the benchmarks.
-- :mod:`.weights`: weights files (fp16 export, safe loading).
-- :mod:`.tasks`: the training tasks for :mod:`faceflow.train` (import it directly); their options and
-  presets live in :mod:`faceflow.task_options` (no torch, for the command line).
+
+The training tasks that use them (:mod:`faceflow.engine.tasks`) and their weights files
+(:mod:`faceflow.engine.weights`) live with the harness in :mod:`faceflow.engine`.
 - :mod:`.resnet`: the ResNet trunks of 3DMeshReg.
 """
 
-from .correlation import benchmark_correlation, correlation, correlation_channels
-from .dffnet import DFFNet
-from .losses import default_scale_weights, flow_loss, masked_downsample, masked_epe
-from .meshreg import MeshReg, mesh_edges, mesh_loss
-from .modules import count_parameters, unwrap
-from .warp import moved_zbuffer, warp_by_flow
-from .weights import export_run, load_weights, save_weights, weights_info
+from faceflow.nets.correlation import benchmark_correlation, correlation, correlation_channels
+from faceflow.nets.dffnet import DFFNet
+from faceflow.nets.losses import default_scale_weights, flow_loss, masked_downsample, masked_epe
+from faceflow.nets.meshreg import MeshReg, mesh_edges, mesh_loss
+from faceflow.nets.modules import count_parameters, unwrap
+from faceflow.nets.warp import moved_zbuffer, warp_by_flow
 
 __all__ = ["benchmark_correlation", "correlation", "correlation_channels", "DFFNet", "count_parameters",
            "default_scale_weights", "flow_loss", "masked_downsample", "masked_epe", "MeshReg", "mesh_edges",
-           "mesh_loss", "unwrap", "moved_zbuffer", "warp_by_flow", "export_run", "load_weights", "save_weights",
-           "weights_info"]
+           "mesh_loss", "unwrap", "moved_zbuffer", "warp_by_flow"]

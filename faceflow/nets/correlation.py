@@ -27,7 +27,7 @@ import time
 import torch
 import torch.nn.functional as F
 
-from ..errors import FaceflowError
+from faceflow.errors import FaceflowError
 
 __all__ = ["correlation", "correlation_channels", "benchmark_correlation"]
 

@@ -37,8 +37,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..errors import FaceflowError
-from .correlation import correlation, correlation_channels
+from faceflow.errors import FaceflowError
+from faceflow.nets.correlation import correlation, correlation_channels
 
 PNCC_MODES = ("full", "depth", "none")
 

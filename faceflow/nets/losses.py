@@ -18,8 +18,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import FaceflowError
-from .warp import warp_by_flow
+from faceflow.errors import FaceflowError
+from faceflow.nets.warp import warp_by_flow
 
 
 def default_scale_weights(n: int) -> list[float]:

@@ -4,7 +4,7 @@ The network is a ResNet (50 or 18, :mod:`faceflow.nets.resnet`, with torchvision
 names) without its average pooling and classifier,
 followed by a 3x3 convolution with 512 channels (+BatchNorm+ReLU), global average pooling and a
 linear layer regressing ``V * 3`` values. The output is the image-space mesh ``(B, V, 3)`` of the
-model's ``meshreg`` vertex subset (:meth:`faceflow.morphable.MorphableModel.subset`): x, y in
+model's ``meshreg`` vertex subset (:meth:`faceflow.geometry.morphable.MorphableModel.subset`): x, y in
 pixels of the 224x224 input (y down) and z depth in pixels (already multiplied by the
 scaled-orthographic scale). The linear layer predicts an *offset* from a template (the mean face
 framed in the 224 crop), initialised near zero so that an untrained network outputs the template.
@@ -22,8 +22,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import AssetNotFoundError, FaceflowError
-from .resnet import ARCHITECTURES, ResNet
+from faceflow.errors import AssetNotFoundError, FaceflowError
+from faceflow.nets.resnet import ARCHITECTURES, ResNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -38,7 +38,7 @@ def _load_backbone(backbone: str, pretrained_path: str | Path | None) -> tuple[n
         path = Path(pretrained_path)
         if not path.is_file():
             raise AssetNotFoundError(f"ImageNet weights for {backbone} not found at {path}")
-        from ..safeload import load_tensors  # weights_only=True; refuses files holding other objects
+        from faceflow.io.safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
         state = load_tensors(path, f"{backbone} ImageNet weights file",
                              f"could not load {backbone} ImageNet weights (corrupt or truncated?)")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 import torch.nn as nn
 
-from ..errors import FaceflowError
+from faceflow.errors import FaceflowError
 
 
 def count_parameters(module: nn.Module) -> int:

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ..errors import FaceflowError
+from faceflow.errors import FaceflowError
 
 __all__ = ["warp_by_flow", "moved_zbuffer"]
 

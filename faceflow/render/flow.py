@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch
 
-from .rasterize import Fragments, interpolate, rasterize
+from faceflow.render.rasterize import Fragments, interpolate, rasterize
 
 
 def flow_ground_truth(verts1: torch.Tensor, verts2: torch.Tensor, faces: torch.Tensor,

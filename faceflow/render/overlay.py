@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import torch
 
-from .rasterize import signed_area
+from faceflow.render.rasterize import signed_area
 
 SHIFT = 2  # cv2 sub-pixel bits: coordinates in quarter pixels
 

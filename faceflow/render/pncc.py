@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import torch
 
-from .rasterize import Fragments, interpolate, rasterize
+from faceflow.render.rasterize import Fragments, interpolate, rasterize
 
 
 def pncc_scale(size: tuple[int, int], depth_range: float | None = None) -> tuple[float, float, float]:

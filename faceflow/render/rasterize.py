@@ -1,6 +1,6 @@
 """Pure-PyTorch triangle rasteriser for orthographic (image-space) meshes.
 
-Input vertices are already in image space (see :mod:`faceflow.camera`): x, y in pixels with
+Input vertices are already in image space (see :mod:`faceflow.geometry.camera`): x, y in pixels with
 the centre of pixel (row i, col j) at (j + 0.5, i + 0.5), z = depth (smaller is nearer). A pixel
 is covered by a triangle when its centre lies inside or on the triangle's edges; among the
 covering triangles the nearest wins (ties: the lower triangle id). Because the projection is

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from .rasterize import Fragments, interpolate, rasterize, vertex_normals
+from faceflow.render.rasterize import Fragments, interpolate, rasterize, vertex_normals
 
 
 def shade(verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *,

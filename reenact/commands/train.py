@@ -1,7 +1,7 @@
 """Train a person-specific renderer: ``python -m reenact train DATA_DIR MODEL_DIR``.
 
 DATA_DIR comes from ``python -m reenact preprocess``; MODEL_DIR receives the run (the shared
-harness of :mod:`faceflow.train`: ``config.json``, ``checkpoints/last.pt`` written atomically,
+harness of :mod:`faceflow.engine.trainer`: ``config.json``, ``checkpoints/last.pt`` written atomically,
 ``log.csv`` with every loss by name, ``val.csv`` with the held-out APD, ``samples/`` pictures
 and side-by-side videos (NMFC | generated | real) at every validation). Rerun the same command
 to resume after an interruption, or with a larger ``--max-iters`` to continue training.
@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from reenact.presets import PRESETS
 
 if TYPE_CHECKING:  # imported where used, so --help does not load torch
-    from faceflow.train import TrainConfig
+    from faceflow.engine.trainer import TrainConfig
     from reenact.task import ReenactTask
 
 
@@ -55,7 +55,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def configs(args) -> tuple[ReenactTask, TrainConfig]:
     """The task and the harness config of the parsed options: defaults <- preset <- options."""
-    from faceflow.train import TrainConfig
+    from faceflow.engine.trainer import TrainConfig
     from reenact.task import ReenactTask
 
     preset = PRESETS[args.preset]
@@ -75,7 +75,7 @@ def configs(args) -> tuple[ReenactTask, TrainConfig]:
 
 
 def run(args) -> int:
-    from faceflow.train import dist_rank, train
+    from faceflow.engine.trainer import dist_rank, train
 
     task, cfg = configs(args)
     summary = train(task, cfg, overwrite=args.overwrite, command=getattr(args, "command_line", None),

@@ -2,7 +2,7 @@
 eqs. (3.2)-(3.3)); a photo is the one-frame case.
 
 Unknowns: one identity vector ``i`` shared by the video, one expression vector ``e_f`` and one
-scaled-orthographic camera ``(f_f, R_f, t_f)`` per frame (see :mod:`faceflow.camera`).
+scaled-orthographic camera ``(f_f, R_f, t_f)`` per frame (see :mod:`faceflow.geometry.camera`).
 
 1. **Initialisation** (rigid face, ``e = 0``): alternate (a) per-frame cameras from the
    landmarks with the shape fixed (:func:`estimate_cameras`) and (b) the identity with the
@@ -37,7 +37,7 @@ weights do not depend on the image resolution. Jaw landmarks 0-6 and 10-16 are m
 frame, to the model vertex on the visible outline (:class:`JawContour`, "landmark marching"):
 a 2D detector puts them on the silhouette, which moves over the cheek as the head turns.
 Besides the 68 points, mediapipe's dense points can enter as a second landmark term through a
-fixed point-to-vertex correspondence (:mod:`faceflow.correspondence`).
+fixed point-to-vertex correspondence (:mod:`faceflow.face.correspondence`).
 """
 
 from __future__ import annotations
@@ -52,9 +52,9 @@ from scipy.interpolate import make_smoothing_spline
 from scipy.optimize import lsq_linear
 from scipy.stats import chi2
 
-from .camera import Camera, axis_angle_to_rotation, euler_to_rotation, rotation_to_euler
-from .errors import FaceflowError
-from .morphable import MorphableModel
+from faceflow.errors import FaceflowError
+from faceflow.geometry.camera import Camera, axis_angle_to_rotation, euler_to_rotation, rotation_to_euler
+from faceflow.geometry.morphable import MorphableModel
 
 
 def _es(*args):
@@ -131,7 +131,7 @@ class VideoFit:
         return model.shape(ident.to(model.device), exp.to(model.device), vertex_idx)
 
     def image_vertices(self, model: MorphableModel, frames=slice(None), vertex_idx=None) -> torch.Tensor:
-        """Image-space meshes (T', V, 3): x, y pixels, z depth (see :mod:`faceflow.camera`)."""
+        """Image-space meshes (T', V, 3): x, y pixels, z depth (see :mod:`faceflow.geometry.camera`)."""
         return self.camera(model.device)[frames].project(self.vertices(model, frames, vertex_idx))
 
 

@@ -54,18 +54,20 @@ from typing import Any, Iterator
 
 import numpy as np
 import torch
+import torch.distributed as dist
 import torch.nn as nn
 
-from .errors import FaceflowError
-from .nets.modules import resolve_device, unwrap  # resolve_device: re-exported (faceflow.train.resolve_device)
-from .threads import worker_threads
-from .train_config import (
-    AMP_MODES,
-    DEVICES,
-    TrainConfig,
-    add_common_arguments,
-    config_from_args,
+from faceflow.data.splits import evenly_spaced
+from faceflow.engine.config import AMP_MODES, DEVICES, TrainConfig, add_common_arguments, config_from_args
+from faceflow.errors import FaceflowError
+from faceflow.io import atomic_path
+from faceflow.io.safeload import load_tensors
+from faceflow.nets.modules import (  # resolve_device: re-exported (faceflow.engine.trainer.resolve_device)
+    resolve_device,
+    unwrap,
 )
+from faceflow.runtime.provenance import portable_json, portable_path
+from faceflow.runtime.threads import worker_threads
 
 CHECKPOINT_FORMAT = "faceflow-checkpoint/1"
 CONFIG_FORMAT = "faceflow-train-config/1"
@@ -76,10 +78,10 @@ RESUMABLE_KEYS = ("out", "iterations", "max_minutes", "val_every", "ckpt_every",
 # the files a run writes in OUT (removed by --overwrite; nothing else in OUT is touched)
 RUN_FILES = ("checkpoints", "config.json", "log.csv", "val.csv", "tb", "manifest.json", "samples")
 # training tasks of `faceflow train NAME`: "module:Class", imported when a run starts (the
-# command's options and presets come from faceflow.task_options without importing them)
+# command's options and presets come from faceflow.engine.task_options without importing them)
 TASKS = {
-    "meshreg": "faceflow.nets.tasks:MeshRegTask",
-    "dffnet": "faceflow.nets.tasks:DFFNetTask",
+    "meshreg": "faceflow.engine.tasks:MeshRegTask",
+    "dffnet": "faceflow.engine.tasks:DFFNetTask",
 }
 
 
@@ -222,12 +224,12 @@ class Task:
     # ---- export
     def export_spec(self, models: dict[str, nn.Module]) -> dict | None:
         """``{"model": name, "kind": weights kind, "config": constructor kwargs}`` of the network
-        that ``train export`` writes (see :mod:`faceflow.nets.weights`), or None."""
+        that ``train export`` writes (see :mod:`faceflow.engine.weights`), or None."""
         return None
 
     def weights_files(self) -> dict:
         """``{role: path}`` of the pretrained weights files the run reads, recorded with their
-        sha256 in ``manifest.json`` (:mod:`faceflow.provenance`). Default: the task-config
+        sha256 in ``manifest.json`` (:mod:`faceflow.runtime.provenance`). Default: the task-config
         fields ending in ``_path`` or ``_weights`` that name an existing file."""
         return {k: v for k, v in self.config_dict().items()
                 if isinstance(v, str) and k.endswith(("_path", "_weights")) and Path(v).is_file()}
@@ -236,7 +238,7 @@ class Task:
         return asdict(self.config) if self.config is not None else {}
 
     # ---- command line (``faceflow train NAME``: faceflow/commands/train.py reads the options and
-    # presets of the registered tasks from faceflow.task_options, then builds the task with from_args)
+    # presets of the registered tasks from faceflow.engine.task_options, then builds the task with from_args)
     @classmethod
     def presets(cls) -> dict[str, dict]:
         """``{preset: {"train": TrainConfig kwargs, "task": task-config kwargs}}``."""
@@ -364,7 +366,6 @@ def _to_device(batch, device: torch.device):
 def val_subset(n: int, k: int) -> np.ndarray:
     """``k`` evenly spaced indices of ``n`` (all when k == 0 or k >= n):
     :func:`faceflow.data.splits.evenly_spaced`."""
-    from .data.splits import evenly_spaced
 
     return evenly_spaced(n, k if k > 0 else None)
 
@@ -377,7 +378,6 @@ def checkpoint_path(out: str | os.PathLike, which: str = "last") -> Path:
 def atomic_torch_save(obj, path: str | os.PathLike) -> None:
     """``torch.save`` to a temporary file in the same folder, flush + fsync, ``os.replace``.
     An interrupted write leaves ``path`` as it was."""
-    from .io import atomic_path
 
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
@@ -398,7 +398,6 @@ def load_checkpoint(path: str | os.PathLike) -> dict:
     p = Path(path)
     if not p.is_file():
         raise FaceflowError(f"checkpoint not found: {p}")
-    from .safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
     ck = load_tensors(p, "checkpoint", "unreadable checkpoint (corrupt or truncated?)")
     if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
@@ -452,7 +451,6 @@ class CsvLog:
             return list(reader)
 
     def _rewrite(self, rows: list[dict]) -> None:
-        from .io import atomic_path
 
         with atomic_path(self.path) as tmp:
             with open(tmp, "w", newline="") as f:
@@ -504,7 +502,6 @@ class _Dist:
     def init(self, device: torch.device) -> None:
         if self.world <= 1:
             return
-        import torch.distributed as dist
 
         if not dist.is_available():
             raise FaceflowError("WORLD_SIZE > 1 but torch.distributed is not available in this PyTorch build")
@@ -597,8 +594,7 @@ def portable_record(record: dict, out) -> dict:
     """A config record (:func:`_config_record`, a checkpoint's ``config``) without the machine's
     absolute paths, as ``config.json`` and exported weights store it: data directories relative
     to the run directory ``out`` (or their names when the two share no folder), other absolute
-    paths by name or relative to the repository (:mod:`faceflow.provenance`). Idempotent."""
-    from .provenance import portable_json, portable_path
+    paths by name or relative to the repository (:mod:`faceflow.runtime.provenance`). Idempotent."""
 
     rec = json.loads(json.dumps(record))
     train = rec.get("train")
@@ -656,7 +652,7 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
         say(note)
     record = _config_record(task, cfg)
     if command is None:  # the command line as typed (kept in checkpoints and exported weights)
-        from .provenance import command_line
+        from faceflow.runtime.provenance import command_line
         command = command_line()
 
     # ---- existing run: refuse a different config, or start over with overwrite
@@ -682,7 +678,7 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
             old = None
     if old is not None:
         # a checkpoint holds the full paths: compare them as they are; config.json holds portable
-        # paths only (faceflow.provenance), so then compare the portable forms
+        # paths only (faceflow.runtime.provenance), so then compare the portable forms
         diffs = (_config_diff(old, record) if ckpt is not None
                  else _config_diff(portable_record(old, out), portable_record(record, out)))
         if diffs:
@@ -741,8 +737,8 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
     if dist.main:
         (out / "checkpoints").mkdir(parents=True, exist_ok=True)
         (out / "manifest.json").unlink(missing_ok=True)
-        from .io import save_json
-        from .provenance import provenance
+        from faceflow.io import save_json
+        from faceflow.runtime.provenance import provenance
         save_json(out / "config.json", {**portable_record(record, out),
                                         "provenance": provenance(command, weights=task.weights_files(),
                                                                  device=device, base=out)})
@@ -933,8 +929,8 @@ def _train(task: Task, cfg: TrainConfig, overwrite: bool, command: str | None, p
                "elapsed_s": elapsed + run_s}
     if dist.main:
         if status == "done":
-            from .io import save_json
-            from .provenance import portable_json, provenance
+            from faceflow.io import save_json
+            from faceflow.runtime.provenance import portable_json, provenance
             ckpts = ["checkpoints/last.pt"] + (["checkpoints/best.pt"] if best is not None else [])
             prov = provenance(command, weights={**task.weights_files(),
                                                 **{Path(c).stem + "_checkpoint": out / c for c in ckpts}},

@@ -2,8 +2,8 @@
 
 Turns a talking-head video into a 3D-flow / reenactment training set by the process of
 DeepFaceFlow Sec. 3 and Head2Head++ Sec. 7.2 (thesis ch. 3): track the face and its landmarks
-(:mod:`faceflow.landmarks`), fit the morphable model over the whole video
-(:mod:`faceflow.fitting`), then render per-frame codes and 3D-flow ground truth.
+(:mod:`faceflow.face.landmarks`), fit the morphable model over the whole video
+(:mod:`faceflow.face.fitting`), then render per-frame codes and 3D-flow ground truth.
 
 Stages, each resumable (state in ``OUT_DIR/state.json``; rerun the same command after an
 interruption and finished work is kept):
@@ -29,8 +29,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import io as vio
-from .errors import FaceflowError, MediaError
+from faceflow import io as vio
+from faceflow.errors import FaceflowError, MediaError
 
 if TYPE_CHECKING:  # torch is imported where used, so the command's --help does not load it
     import torch
@@ -49,7 +49,7 @@ LAYOUT = {
     "pupils.npy": "(N, 2, 2) float32 pupil centres (eq. (7.3)), crop pixels, NaN if closed",
     "exp.npy": "(N, 53) float32 expression coefficients", "id.npy": "(100,) float32 identity coefficients",
     "camera_rotation.npy": "(N, 3, 3) float32", "camera_translation.npy": "(N, 3) float32 crop pixels",
-    "camera_scale.npy": "(N,) float32 crop pixels per cm (p = f C R S + t, faceflow.camera)",
+    "camera_scale.npy": "(N,) float32 crop pixels per cm (p = f C R S + t, faceflow.geometry.camera)",
     "pncc.npy": "(N, 224, 224, 3) float16 PNCC in the frame's template (DeepFaceFlow eq. (3))",
     "pncc_mask.npy": "(N, 224, 224) bool face pixels of pncc",
     "nmfc.npy": "(N, S, S, 3) uint8 NMFC of the face in the crop (Head2Head++ eq. (7.2))",
@@ -131,15 +131,9 @@ def _memmap(path: Path, shape, dtype) -> np.ndarray:
 
 def track_landmarks(video: Path, max_frames: int | None = None, detector: str = "mediapipe",
                     total: int | None = None):
-    """Landmarks of every frame, following one face (:func:`faceflow.landmarks.track_video`),
-    then smoothed. Returns (raw, smoothed) :class:`~faceflow.landmarks.Track`."""
-    from .landmarks import (
-        NoFaceError,
-        TrackConfig,
-        make_detector,
-        smooth_track,
-        track_video,
-    )
+    """Landmarks of every frame, following one face (:func:`faceflow.face.landmarks.track_video`),
+    then smoothed. Returns (raw, smoothed) :class:`~faceflow.face.landmarks.Track`."""
+    from faceflow.face.landmarks import NoFaceError, TrackConfig, make_detector, smooth_track, track_video
 
     det = make_detector(detector)
     try:
@@ -155,10 +149,10 @@ def track_landmarks(video: Path, max_frames: int | None = None, detector: str = 
 def fit_landmarks(model, lmk68: np.ndarray, dense: np.ndarray | None, segment: np.ndarray, use_dense: bool = True,
                   progress=None):
     """Fit the morphable model to the frames inside segments (``segment`` (T,) >= 0), with
-    mediapipe's dense points (T, 478, 2|3) through :mod:`faceflow.correspondence` when given.
-    Returns (kept frame indices, :class:`~faceflow.fitting.VideoFit`, dense vertex ids)."""
-    from .correspondence import load_correspondence
-    from .fitting import FitConfig, fit_video
+    mediapipe's dense points (T, 478, 2|3) through :mod:`faceflow.face.correspondence` when given.
+    Returns (kept frame indices, :class:`~faceflow.face.fitting.VideoFit`, dense vertex ids)."""
+    from faceflow.face.correspondence import load_correspondence
+    from faceflow.face.fitting import FitConfig, fit_video
 
     keep = np.flatnonzero(segment >= 0)
     dense_pts, dense_v = None, np.zeros(0, np.int64)
@@ -194,7 +188,7 @@ def _stage_track(video: Path, info, cfg: AnnotateConfig, state: _State, say) -> 
 
 
 def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
-    from .fitting import VideoFit
+    from faceflow.face.fitting import VideoFit
 
     path = state.out / "fit.npz"
     keep = np.flatnonzero(track["segment"] >= 0)
@@ -216,7 +210,7 @@ def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
 
 
 def crop_fit(fit, box, size: int):
-    """The fit (:class:`~faceflow.fitting.VideoFit`, cameras in original image pixels) with its
+    """The fit (:class:`~faceflow.face.fitting.VideoFit`, cameras in original image pixels) with its
     cameras expressed in the pixels of the ``size x size`` crop of ``box``:
     p_crop = s p + (tx, ty, 0), as stored in ``data/camera_*.npy``."""
     sim = box.transform(size)
@@ -239,9 +233,9 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
     import torch
     from tqdm import tqdm
 
-    from .eyes import eye_masks, eye_sketch, pupil_centres
-    from .registration import Similarity, crop_image, register_landmarks, warp_image
-    from .render.pncc import face_nmfc_uint8, pncc
+    from faceflow.face.eyes import eye_masks, eye_sketch, pupil_centres
+    from faceflow.face.registration import Similarity, crop_image, register_landmarks, warp_image
+    from faceflow.render.pncc import face_nmfc_uint8, pncc
 
     data = state.out / "data"
     data.mkdir(parents=True, exist_ok=True)
@@ -356,7 +350,7 @@ def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, 
     import torch
     from tqdm import tqdm
 
-    from .render.flow import flow_ground_truth
+    from faceflow.render.flow import flow_ground_truth
 
     pairs, kinds = [], []
     for a in range(N - 1):
@@ -391,8 +385,8 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _St
     import torch
     from tqdm import tqdm
 
-    from .render.flow import flow_ground_truth
-    from .render.rasterize import rasterize
+    from faceflow.render.flow import flow_ground_truth
+    from faceflow.render.rasterize import rasterize
 
     st = state.get("pairs")
     if st.get("done"):
@@ -459,8 +453,8 @@ def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -
     import cv2
     import torch
 
-    from .flowviz import flow3d_to_rgb
-    from .render.overlay import draw_points, draw_wireframe
+    from faceflow.render.flowcolor import flow3d_to_rgb
+    from faceflow.render.overlay import draw_points, draw_wireframe
 
     data = state.out / "data"
     prev = state.out / "previews"
@@ -500,9 +494,9 @@ def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -
 def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = None, overwrite: bool = False,
              say=print) -> dict:
     """Run (or resume) the whole annotation; returns the manifest dict."""
-    from .fitting import reprojection_summary
-    from .morphable import MorphableModel
-    from .registration import CropBox, crop_box
+    from faceflow.face.fitting import reprojection_summary
+    from faceflow.face.registration import CropBox, crop_box
+    from faceflow.geometry.morphable import MorphableModel
 
     cfg = cfg or AnnotateConfig()
     if not 32 <= cfg.size <= 2048:
@@ -516,10 +510,10 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
     info = vio.probe(video, allow_still=True)  # MediaError for missing, corrupt, absurd sizes
     if info.still:
         raise MediaError(f"{video}: is a still image, not a video; annotate needs a video "
-                         "(fit a photo with faceflow.fitting.fit_image)")
+                         "(fit a photo with faceflow.face.fitting.fit_image)")
     if info.num_frames < 2:
         raise MediaError(f"{video}: has {info.num_frames} frame(s); annotate needs a video of at least 2 frames "
-                         "(fit a photo with faceflow.fitting.fit_image)")
+                         "(fit a photo with faceflow.face.fitting.fit_image)")
     out = Path(out)
     if out.exists() and not out.is_dir():
         raise FaceflowError(f"output {out} exists and is not a directory")
@@ -554,10 +548,10 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
     t_track = state.get("track")["seconds"]
     t_fit = state.get("fit")["seconds"]
     segs = state.get("track")["summary"]["segments"]
-    from .provenance import file_record, portable_json, portable_path, provenance
+    from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance
 
     manifest = {
-        # source: the video relative to OUT (faceflow.provenance.resolve_recorded), or its bare name when the
+        # source: the video relative to OUT (faceflow.runtime.provenance.resolve_recorded), or its bare name when the
         # two share no folder; source_file: its name, size and sha256
         "source": portable_path(video, out, climb=True), "source_file": file_record(video, out),
         "fps": info.fps, "frames_in_video": info.num_frames,

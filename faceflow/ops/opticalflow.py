@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import cv2
 import numpy as np
 
 
@@ -32,7 +33,6 @@ class FarnebackParams:
 
 def grey(image: np.ndarray) -> np.ndarray:
     """RGB uint8 (H, W, 3) -> grey uint8 (H, W) (OpenCV's luma weights)."""
-    import cv2
 
     return cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
 
@@ -43,7 +43,6 @@ class DISFlow:
     preset = "DISOPTICAL_FLOW_PRESET_MEDIUM"
 
     def __init__(self):
-        import cv2
 
         self._dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
 
@@ -54,7 +53,6 @@ class DISFlow:
 
 def farneback_flow(g1: np.ndarray, g2: np.ndarray, params: FarnebackParams | None = None) -> np.ndarray:
     """Grey uint8 (H, W) images -> forward Farneback flow (H, W, 2) float32 (dx, dy) in pixels."""
-    import cv2
 
     p = params or FarnebackParams()
     return cv2.calcOpticalFlowFarneback(g1, g2, None, p.pyr_scale, p.levels, p.winsize, p.iterations,

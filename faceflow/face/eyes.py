@@ -45,7 +45,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import FaceflowError
+from faceflow.errors import FaceflowError
 
 LEFT_EYE = tuple(range(36, 42))   # image-left eye of a frontal face (subject's right)
 RIGHT_EYE = tuple(range(42, 48))  # image-right eye (subject's left)

@@ -1,5 +1,5 @@
 """Benchmarks that print JSON: ``faceflow bench render|fit|flow --json`` (also ``python -m
-faceflow.bench ...``).
+faceflow.commands.bench ...``).
 
 flow: the DeepFaceFlow pipeline per stage, in milliseconds per pair at batch 1 and 16:
 landmarks (mediapipe on the original image), registration (the warp of both images to the
@@ -9,7 +9,7 @@ plus the landmarks). It uses the shipped weights (``--weights DIR`` for others);
 DFFNet width 0.25) instead. Paper reference: 17 ms per pair on a V100-class GPU; our CPU
 target: at most 150 ms per pair (batch 1, light backbone) on a 2-core CPU. Last, the pipeline
 at batch 1 again while another process keeps one core busy (``busy_neighbour``: quiet and busy
-milliseconds and their ratio, target at most 2x; see :mod:`faceflow.threads`).
+milliseconds and their ratio, target at most 2x; see :mod:`faceflow.runtime.threads`).
 
 fit: for each video (default: every tier-A clip in ``$FACEFLOW_MEDIA/videos``), landmarks
 (mediapipe tracking + smoothing) and the morphable-model fit as ``annotate`` runs them; reports
@@ -36,7 +36,7 @@ import sys
 import time
 from typing import TYPE_CHECKING
 
-from .cli import Command, Group, dispatch, program_name
+from faceflow.cli import Command, Group, dispatch, program_name
 
 if TYPE_CHECKING:  # torch is imported where used, so --help does not load it
     import torch
@@ -63,10 +63,10 @@ def _timeit(fn, repeat: int, device: torch.device) -> float:
 def bench_render(sizes=(224, 256), batches=(1, 16), repeat: int = 10, device: str = "cpu") -> dict:
     import torch
 
-    from .camera import frame_face
-    from .morphable import MorphableModel
-    from .provenance import provenance
-    from .render import pncc, rasterize
+    from faceflow.geometry.camera import frame_face
+    from faceflow.geometry.morphable import MorphableModel
+    from faceflow.render import pncc, rasterize
+    from faceflow.runtime.provenance import provenance
 
     dev = torch.device(device)
     model = MorphableModel.load("skin", device=dev)
@@ -97,11 +97,11 @@ def bench_fit(videos, max_frames=None, overlays=None, n_overlays: int = 4, dense
 
     import torch
 
-    from . import io as vio
-    from .annotate import fit_landmarks, track_landmarks
-    from .fitting import reprojection_summary
-    from .morphable import MorphableModel
-    from .provenance import file_record, provenance
+    from faceflow import io as vio
+    from faceflow.annotate.pipeline import fit_landmarks, track_landmarks
+    from faceflow.face.fitting import reprojection_summary
+    from faceflow.geometry.morphable import MorphableModel
+    from faceflow.runtime.provenance import file_record, provenance
 
     model = MorphableModel.load("skin")
     rows = []
@@ -137,8 +137,8 @@ def _overlays(model, fit, keep, path, out_dir, n: int) -> list[str]:
     import numpy as np
     import torch
 
-    from . import io as vio
-    from .render.overlay import draw_wireframe
+    from faceflow import io as vio
+    from faceflow.render.overlay import draw_wireframe
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -159,24 +159,24 @@ def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=No
     import numpy as np
     import torch
 
-    from . import io as vio
-    from .estimate import FaceFlow
-    from .landmarks import MediapipeDetector, detect_image
-    from .provenance import portable_path, provenance
-    from .registration import register_landmarks, warp_image
-    from .render.pncc import pncc as render_pncc
+    from faceflow import io as vio
+    from faceflow.estimate import FaceFlow
+    from faceflow.face.landmarks import MediapipeDetector, detect_image
+    from faceflow.face.registration import register_landmarks, warp_image
+    from faceflow.render.pncc import pncc as render_pncc
+    from faceflow.runtime.provenance import portable_path, provenance
 
     dev = torch.device(device)
     if random:
-        from .morphable import MorphableModel
-        from .nets import DFFNet, MeshReg
+        from faceflow.geometry.morphable import MorphableModel
+        from faceflow.nets import DFFNet, MeshReg
 
         tris = MorphableModel.load().subset("meshreg").triangles.cpu().numpy()
         ff = FaceFlow(MeshReg(int(tris.max()) + 1, backbone="resnet18"), DFFNet(width=0.25), tris, device=dev)
     else:
         ff = FaceFlow.from_pretrained(weights, device=dev)
     if image is None:
-        from .assets import media_dir
+        from faceflow.runtime.assets import media_dir
 
         frames = list(vio.read_frames(media_dir() / "videos" / "EDTalk_uncrop_Obama.mp4", max_frames=2))
     else:
@@ -213,7 +213,7 @@ def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=No
                      "dffnet_ms": round(dff_ms / batch, 2),
                      "end_to_end_ms": round((reg_ms + net_ms) / batch, 2),
                      "end_to_end_with_landmarks_ms": round((reg_ms + net_ms) / batch + landmarks_ms, 2)})
-    from .nets import count_parameters
+    from faceflow.nets import count_parameters
 
     contention = busy_neighbour_row(ff, frames, T, repeat, dev) if busy else None
     return {"benchmark": "flow", "device": str(dev), "threads": torch.get_num_threads(), "torch": torch.__version__,
@@ -229,14 +229,14 @@ def busy_neighbour_row(ff, frames, T, repeat: int, dev) -> dict:
     """The flow pipeline at batch 1 (registration + 3DMeshReg + PNCC + DFFNet), timed on a quiet
     machine and then with one core kept busy by another process, in the same invocation: the
     slowdown is their ratio (target: at most 2x with one of two cores busy). OpenMP's wait policy
-    decides it (:mod:`faceflow.threads`): spinning threads fight the neighbour for the core."""
+    decides it (:mod:`faceflow.runtime.threads`): spinning threads fight the neighbour for the core."""
     import os
 
     import numpy as np
     import torch
 
-    from .registration import warp_image
-    from .threads import busy_neighbour
+    from faceflow.face.registration import warp_image
+    from faceflow.runtime.threads import busy_neighbour
 
     def pipeline():
         r1 = warp_image(frames[0], T, ff.size, border="border")
@@ -254,7 +254,7 @@ def busy_neighbour_row(ff, frames, T, repeat: int, dev) -> dict:
 
 
 def _device(name: str) -> str:
-    from .nets.modules import resolve_device
+    from faceflow.nets.modules import resolve_device
 
     return str(resolve_device(name))
 
@@ -306,7 +306,7 @@ class FitBench:
         p.add_argument("--json", action="store_true", help="accepted for symmetry: the result is always JSON")
 
     def run(self, args) -> int:
-        from .assets import media_dir
+        from faceflow.runtime.assets import media_dir
 
         videos = args.videos or sorted(str(v) for v in (media_dir() / "videos").glob("*.mp4"))
         print(json.dumps(bench_fit(videos, args.max_frames, args.overlays), indent=2))
@@ -337,15 +337,15 @@ class RenderBench:
 
 FLOW, FIT, RENDER = FlowBench(), FitBench(), RenderBench()
 COMMANDS = Group("bench", "speed benchmarks as JSON: rasteriser, fitting, flow pipeline", (
-    Command("render", "faceflow.bench:RENDER", "rasteriser and PNCC milliseconds per frame"),
-    Command("fit", "faceflow.bench:FIT", "landmarks + fit accuracy and frames per second per video"),
-    Command("flow", "faceflow.bench:FLOW", "flow pipeline per stage, and its slowdown beside a busy process"),
+    Command("render", "faceflow.commands.bench:RENDER", "rasteriser and PNCC milliseconds per frame"),
+    Command("fit", "faceflow.commands.bench:FIT", "landmarks + fit accuracy and frames per second per video"),
+    Command("flow", "faceflow.commands.bench:FLOW", "flow pipeline per stage, and its slowdown beside a busy process"),
 ), __doc__)
 
 
 def main(argv=None) -> int:
-    """``python -m faceflow.bench render|fit|flow`` (also ``faceflow bench ...``)."""
-    return dispatch(COMMANDS, argv, program_name("faceflow.bench", argv))
+    """``python -m faceflow.commands.bench render|fit|flow`` (also ``faceflow bench ...``)."""
+    return dispatch(COMMANDS, argv, program_name("faceflow.commands.bench", argv))
 
 
 if __name__ == "__main__":

@@ -32,8 +32,11 @@ from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
 import numpy as np
+import torch
+from scipy.interpolate import make_smoothing_spline
+from tqdm import tqdm
 
-from .errors import AssetNotFoundError, FaceflowError, MediaError
+from faceflow.errors import AssetNotFoundError, FaceflowError, MediaError
 
 logger = logging.getLogger(__name__)
 
@@ -269,7 +272,6 @@ class FanDetector:
     """
 
     def __init__(self, device: str = "cpu"):
-        import torch
 
         folder = os.path.join(torch.hub.get_dir(), "checkpoints")
         names = _fan_weight_files()
@@ -514,7 +516,6 @@ def track_video(frames: Iterable[np.ndarray], detector=None, config: TrackConfig
 
 # complexity: one pass of the tracking rules over the frames, kept in their order
 def _follow(frames, detector, cfg: TrackConfig, progress: bool, total: int | None) -> Track:  # noqa: C901
-    from tqdm import tqdm
 
     K = cfg.lose_track
     lmks, denses, boxes, nfaces, status, detected = [], [], [], [], [], []
@@ -642,7 +643,6 @@ def smooth_track(track: Track, config: TrackConfig | None = None) -> Track:
     Frames outside the segments are NaN.  Boxes are recomputed from the smoothed landmarks.
     Returns a new :class:`Track`.
     """
-    from scipy.interpolate import make_smoothing_spline
 
     cfg = config if config is not None else TrackConfig()
     lmk = np.full_like(track.lmk68, np.nan)

@@ -1,39 +1,33 @@
-"""Video and image I/O: the one module through which faceflow reads and writes media.
+"""Videos through ffmpeg.
 
 Frames are RGB ``np.uint8`` arrays of shape ``(H, W, 3)``.  Videos go through ffmpeg-python
 driving imageio-ffmpeg's bundled ffmpeg (no system ffmpeg or ffprobe): :func:`probe`,
 :class:`VideoReader` (streaming), :func:`read_frames`, :func:`read_video`,
 :class:`VideoWriter` (H.264 yuv420p; odd sizes padded to even by repeating the last
-column/row, so 101x75 is stored and read back as 102x76), :func:`write_video`.  Images go
-through OpenCV: :func:`read_image`, :func:`write_image`.  Files are written atomically via
-a hidden ``.NAME.<id>.partial.EXT`` next to the target (:func:`atomic_path`, :func:`save_npy`).
+column/row, so 101x75 is stored and read back as 102x76), :func:`write_video` (atomically,
+through the partial names of :mod:`faceflow.io.files`).
 Bad input of any kind raises :class:`~faceflow.errors.MediaError` naming the file.
 """
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import math
 import os
 import re
 import subprocess
 import tempfile
-import uuid
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Iterable, Iterator, Optional, Tuple, Union
+from typing import Iterable, Iterator, Optional, Tuple
 
-import cv2
 import ffmpeg
 import imageio_ffmpeg
 import numpy as np
 
-from .errors import MediaError
+from faceflow.errors import MediaError
+from faceflow.io.files import PathLike, _check_int, _check_size, _partial_name, _path
 
-PathLike = Union[str, "os.PathLike[str]"]
-
-MAX_SIDE = 16384                   # largest accepted width or height, in pixels
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3  # read_video refuses clips that decode to more than this
 _IMAGE_CODECS = {"png", "mjpeg", "jpeg2000", "bmp", "webp", "tiff", "gif", "jpegxl", "qoi"}
 _TEXT_CODECS = {"ansi", "bintext", "xbin", "idf"}  # ffmpeg renders text files as "video"
@@ -77,44 +71,6 @@ class VideoInfo:
 
 
 # ----------------------------------------------------------------------------- helpers
-def _path(path, what: str, output: bool = False) -> str:
-    """Check a path argument; return it absolute.  Inputs must be non-empty files;
-    for outputs the parent directories are created."""
-    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
-        raise MediaError(f"{what} path must be a str or os.PathLike, got {type(path).__name__}")
-    p = os.path.abspath(os.fspath(path))
-    if os.path.isdir(p):
-        raise MediaError(f"{what} path is a directory, not a file: {p}")
-    if output:
-        try:
-            os.makedirs(os.path.dirname(p), exist_ok=True)
-        except OSError as e:
-            raise MediaError(f"cannot create the directory for {p}: {e}") from None
-    elif not os.path.exists(p):
-        raise MediaError(f"{what} file not found: {p}")
-    elif os.path.getsize(p) == 0:
-        raise MediaError(f"{what} file is empty (0 bytes): {p}")
-    return p
-
-
-def _check_size(width: int, height: int, path: str) -> None:
-    if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
-        raise MediaError(f"{path}: absurd frame size {width}x{height} "
-                         f"(each side must be between 1 and {MAX_SIDE})")
-
-
-def _check_int(value, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise MediaError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _partial_name(final: str) -> str:
-    folder, name = os.path.split(final)
-    stem, ext = os.path.splitext(name)
-    return os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:8]}.partial{ext}")
-
-
 def _tail(text, lines: int = 6) -> str:
     """The last lines of ffmpeg's error output (str, bytes or a log file), on one line."""
     if hasattr(text, "seek"):
@@ -527,114 +483,3 @@ def write_video(path: PathLike, frames: Iterable[np.ndarray], fps: float,
         for frame in frames:
             writer.write(frame)
     return writer.path
-
-
-# ----------------------------------------------------------------------------- atomic files, images
-@contextlib.contextmanager
-def atomic_path(path: PathLike) -> Iterator[str]:
-    """Yield a temporary path next to ``path`` (same extension) to write to.
-
-    On normal exit it replaces ``path`` (:func:`os.replace`); on an exception it is
-    deleted and ``path`` keeps its previous content, if any.
-    """
-    final = _path(path, "output", output=True)
-    tmp = _partial_name(final)
-    try:
-        yield tmp
-        if not os.path.exists(tmp):
-            raise MediaError(f"{final}: nothing was written to the temporary file {tmp}")
-        os.replace(tmp, final)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-
-
-def save_npy(path: PathLike, arr) -> str:
-    """:func:`numpy.save` ``arr`` atomically, without pickles; return the absolute path."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            try:
-                np.save(f, np.asanyarray(arr), allow_pickle=False)
-            except ValueError as e:
-                raise MediaError(f"{path}: cannot save as .npy: {e}") from None
-            f.flush()
-            os.fsync(f.fileno())
-    return os.path.abspath(os.fspath(path))
-
-
-def save_npz(path: PathLike, **arrays) -> str:
-    """:func:`numpy.savez` the named arrays atomically (no pickles); return the absolute path."""
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as f:
-            np.savez(f, **{k: np.asanyarray(v) for k, v in arrays.items()})
-            f.flush()
-            os.fsync(f.fileno())
-    return os.path.abspath(os.fspath(path))
-
-
-def save_json(path: PathLike, obj, indent: int = 1) -> str:
-    """Write ``obj`` as JSON atomically (numpy scalars become floats); return the absolute path."""
-    text = json.dumps(obj, indent=indent, default=float)
-    with atomic_path(path) as tmp:
-        with open(tmp, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-    return os.path.abspath(os.fspath(path))
-
-
-def read_image(path: PathLike) -> np.ndarray:
-    """Read an image as RGB ``np.uint8 (H, W, 3)``: grayscale is replicated, alpha dropped,
-    16-bit scaled to 8 bits, EXIF orientation applied."""
-    p = _path(path, "image")
-    img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR)
-    if img is None:
-        raise MediaError(f"{p}: not a readable image (corrupt or unsupported format)")
-    _check_size(img.shape[1], img.shape[0], p)
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-
-
-def _image_to_uint8(img, path: str) -> np.ndarray:
-    if not isinstance(img, np.ndarray):
-        raise MediaError(f"{path}: image must be a numpy array, got {type(img).__name__}")
-    if img.ndim == 3 and img.shape[2] == 1:
-        img = img[..., 0]
-    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
-        raise MediaError(f"{path}: image must have shape (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
-    _check_size(img.shape[1], img.shape[0], path)
-    if img.dtype == np.uint8:
-        return img
-    if img.dtype.kind != "f":
-        raise MediaError(f"{path}: image must be uint8 or float in [0, 1], got dtype {img.dtype}")
-    if not np.isfinite(img).all():
-        raise MediaError(f"{path}: float image contains NaN or infinite values")
-    lo, hi = float(img.min()), float(img.max())
-    if lo < -1e-3 or hi > 1 + 1e-3:
-        raise MediaError(f"{path}: float image values must be in [0, 1], got [{lo:g}, {hi:g}] "
-                         "(convert 0-255 data to uint8 first)")
-    return (np.clip(img, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
-
-
-def write_image(path: PathLike, img: np.ndarray, jpeg_quality: int = 95) -> str:
-    """Write an image atomically, format from the extension (.png, .jpg, ...); return the path.
-
-    ``img``: uint8, or float in [0, 1], shaped ``(H, W)`` (gray), ``(H, W, 3)`` (RGB) or
-    ``(H, W, 4)`` (RGBA; JPEG drops the alpha).
-    """
-    p = _path(path, "output", output=True)
-    ext = os.path.splitext(p)[1].lower()
-    if not ext or not cv2.haveImageWriter(p):
-        raise MediaError(f"{p}: unsupported image file extension {ext!r}")
-    arr = _image_to_uint8(img, p)
-    jpeg = ext in (".jpg", ".jpeg")
-    if arr.ndim == 3 and arr.shape[2] == 4:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGBA2BGR if jpeg else cv2.COLOR_RGBA2BGRA)
-    elif arr.ndim == 3:
-        arr = cv2.cvtColor(arr, cv2.COLOR_RGB2BGR)
-    ok, data = cv2.imencode(ext, arr, [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)] if jpeg else [])
-    if not ok:
-        raise MediaError(f"{p}: OpenCV could not encode the image as {ext}")
-    with atomic_path(p) as tmp:
-        data.tofile(tmp)
-    return p

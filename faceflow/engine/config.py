@@ -1,5 +1,5 @@
 """The harness's options: :class:`TrainConfig` (saved as ``OUT/config.json``), the presets'
-defaults and the command-line flags that set it. Kept apart from :mod:`faceflow.train` (torch)
+defaults and the command-line flags that set it. Kept apart from :mod:`faceflow.engine.trainer` (torch)
 so ``faceflow train ... --help`` answers without loading torch."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import FaceflowError
+from faceflow.errors import FaceflowError
 
 AMP_MODES = ("off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")

@@ -14,11 +14,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .errors import AssetNotFoundError
+from faceflow.errors import AssetNotFoundError
 
 ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1 file (LPIPS)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 ENV_VAR = "FACEFLOW_ASSETS"
 
 HOW_TO_GET = {

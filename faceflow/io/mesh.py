@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .io import atomic_path
+from faceflow.io import atomic_path
 
 
 def _arrays(verts, faces, colors):

@@ -1,4 +1,4 @@
-"""DeepFaceFlow's training tasks for :mod:`faceflow.train`: 3DMeshReg and DFFNet, and their presets.
+"""DeepFaceFlow's training tasks for :mod:`faceflow.engine.trainer`: 3DMeshReg and DFFNet, and their presets.
 
 Both train on flow datasets that follow the pair-sample contract (dict items at the 224
 registered template of frame 1: ``i1``, ``i2``, ``pncc``, ``flow``, ``mask``, ``mesh1``,
@@ -8,8 +8,8 @@ registered template of frame 1: ``i1``, ``i2``, ``pncc``, ``flow``, ``mask``, ``
   image of a pair (i1 -> mesh1 and i2 -> mesh2, concatenated into one batch of 2B images) with
   the loss eq. (4) (:func:`faceflow.nets.meshreg.mesh_loss`). Augmentation: a small random
   similarity per image (+-4 px shift, +-4 % scale, +-4 degrees about the image centre) applied
-  identically to the image (:func:`faceflow.registration.warp_image`) and the mesh (x, y by the
-  similarity, z scaled by its scale: :meth:`faceflow.registration.Similarity.apply_3d`), and a
+  identically to the image (:func:`faceflow.face.registration.warp_image`) and the mesh (x, y by the
+  similarity, z scaled by its scale: :meth:`faceflow.face.registration.Similarity.apply_3d`), and a
   colour jitter. Validation: mean vertex error in pixels (3D, ``val_metric``) and its x, y part
   (:func:`faceflow.nets.metrics.vertex_errors`).
 - :class:`DFFNetTask` (Sec. 4.2): 3D flow with the loss eq. (5)
@@ -51,10 +51,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import FaceflowError
-from ..task_options import (  # noqa: F401  (the presets and configs are re-exported from here)
-    DFFNET_PRESETS,
-    MESHREG_PRESETS,
+from faceflow.engine.task_options import (
     PRESETS,
     TRAIN_PRESETS,
     DFFNetConfig,
@@ -64,7 +61,14 @@ from ..task_options import (  # noqa: F401  (the presets and configs are re-expo
     override,
     task_presets,
 )
-from ..train import SimpleTask, StepContext, TrainConfig
+from faceflow.engine.trainer import SimpleTask, StepContext, TrainConfig
+from faceflow.errors import FaceflowError
+from faceflow.face.registration import Similarity, estimate_similarity, template_landmarks
+from faceflow.nets.dffnet import DFFNet
+from faceflow.nets.losses import flow_loss
+from faceflow.nets.meshreg import MeshReg, mesh_edges, mesh_loss
+from faceflow.nets.metrics import endpoint_errors, vertex_errors
+from faceflow.render.pncc import pncc_to_points
 
 
 # ---------------------------------------------------------------------------- datasets
@@ -72,14 +76,14 @@ def open_flow_dataset(path: str | Path, model=None):
     """A flow dataset directory -> its Dataset, recognised by ``manifest.json``:
     ``{"kind": "synthetic"}`` -> :class:`faceflow.data.synthetic.SyntheticPairs`; an annotate
     output (``"layout"`` with ``flow.npy``) -> :class:`faceflow.data.pseudo.AnnotatedPairs`
-    (``model``: an already loaded 'skin' :class:`~faceflow.morphable.MorphableModel` to share)."""
+    (``model``: an already loaded 'skin' :class:`~faceflow.geometry.morphable.MorphableModel` to share)."""
     p = Path(path)
     kind = dataset_kind(p)
     try:
         if kind == "synthetic":
-            from ..data.synthetic import SyntheticPairs
+            from faceflow.data.synthetic import SyntheticPairs
             return SyntheticPairs(p)
-        from ..data.pseudo import AnnotatedPairs
+        from faceflow.data.pseudo import AnnotatedPairs
         return AnnotatedPairs([p], model=model)
     except ImportError as e:
         raise FaceflowError(f"cannot open {kind} dataset {p}: {e}") from e
@@ -116,7 +120,7 @@ def open_flow_datasets(paths, model=None) -> torch.utils.data.Dataset | None:
     parts = [open_flow_dataset(p, model) for p in paths if p not in annotated]
     if annotated:
         try:
-            from ..data.pseudo import AnnotatedPairs
+            from faceflow.data.pseudo import AnnotatedPairs
         except ImportError as e:
             raise FaceflowError(f"cannot open annotated datasets {annotated}: {e}") from e
         parts.append(AnnotatedPairs(annotated, model=model))
@@ -148,7 +152,6 @@ def color_jitter(images: torch.Tensor, u: torch.Tensor, strength: float) -> torc
 def jitter_similarities(u: torch.Tensor, size: tuple[int, int], shift: float, scale: float, angle_deg: float):
     """One random similarity per row of ``u`` (N, 4) uniform [0, 1): shift +-``shift`` px in x
     and y, scale 1 +- ``scale``, rotation +- ``angle_deg`` about the image centre."""
-    from ..registration import Similarity
 
     H, W = size
     out = []
@@ -165,9 +168,8 @@ def meshreg_template(model, size: int = 224, vertices: torch.Tensor | None = Non
 
     The mean face is projected frontally (p = C S, C = diag(1, -1, -1): x right, y down, depth
     z = -Z) and mapped by the similarity that best aligns its 68 landmarks to
-    :func:`faceflow.registration.template_landmarks` (x, y by the similarity, z scaled by its
+    :func:`faceflow.face.registration.template_landmarks` (x, y by the similarity, z scaled by its
     scale: the depth origin is the model's origin)."""
-    from ..registration import estimate_similarity, template_landmarks
 
     mean = model.mean.detach().double().cpu()
     proj = mean * torch.tensor([1.0, -1.0, -1.0], dtype=torch.float64)
@@ -198,7 +200,7 @@ class MeshRegTask(SimpleTask):
 
     def _model(self):
         if self._morphable is None:
-            from ..morphable import MorphableModel
+            from faceflow.geometry.morphable import MorphableModel
             self._morphable = MorphableModel.load("skin")
         return self._morphable
 
@@ -208,7 +210,6 @@ class MeshRegTask(SimpleTask):
         return open_flow_datasets(cfg.data, mm), open_flow_datasets(cfg.val_data, mm)
 
     def build_model(self) -> nn.Module:
-        from .meshreg import MeshReg, mesh_edges
 
         mm = self._model()
         sub = mm.subset("meshreg")
@@ -224,7 +225,7 @@ class MeshRegTask(SimpleTask):
         u = ctx.rand(14).to(images.device)  # per pair: 4 + 3 for i1, 4 + 3 for i2
         u = torch.cat([u[:, :7], u[:, 7:]])  # (2b, 7) aligned with the concatenation
         if c.jitter_shift > 0 or c.jitter_scale > 0 or c.jitter_angle > 0:
-            from ..registration import warp_image
+            from faceflow.face.registration import warp_image
 
             sims = jitter_similarities(u[:, :4], tuple(images.shape[-2:]), c.jitter_shift, c.jitter_scale,
                                        c.jitter_angle)
@@ -235,8 +236,6 @@ class MeshRegTask(SimpleTask):
         return images, meshes
 
     def loss(self, model: nn.Module, batch: dict, ctx: StepContext):
-        from .meshreg import mesh_loss
-        from .metrics import vertex_errors
 
         images, meshes = _split_pairs(batch)
         images, meshes = self.augment(images.float(), meshes.float(), ctx)
@@ -249,7 +248,6 @@ class MeshRegTask(SimpleTask):
         return loss, {"vertex_px": err}
 
     def validate(self, models, loader, ctx: StepContext) -> dict[str, float]:
-        from .metrics import vertex_errors
 
         model = models["net"]
         e3 = e2 = 0.0
@@ -308,12 +306,11 @@ class DFFNetTask(SimpleTask):
 
     def datasets(self, cfg: TrainConfig):
         if self._morphable is None and _needs_model(cfg):  # one load shared by the annotated sets
-            from ..morphable import MorphableModel
+            from faceflow.geometry.morphable import MorphableModel
             self._morphable = MorphableModel.load("skin")
         return open_flow_datasets(cfg.data, self._morphable), open_flow_datasets(cfg.val_data, self._morphable)
 
     def build_model(self) -> nn.Module:
-        from .dffnet import DFFNet
         c = self.config
         return DFFNet(use_pncc=c.use_pncc, width=c.width, max_displacement=int(c.max_displacement),
                       stride2=int(c.stride2))
@@ -332,8 +329,6 @@ class DFFNetTask(SimpleTask):
         return x1, x2
 
     def loss(self, model: nn.Module, batch: dict, ctx: StepContext):
-        from ..render.pncc import pncc_to_points
-        from .losses import flow_loss
 
         _check_flow_batch(batch, True)
         i1, i2, pncc = batch["i1"].float(), batch["i2"].float(), batch["pncc"].float()
@@ -352,7 +347,6 @@ class DFFNetTask(SimpleTask):
                        "photometric": parts["photometric"]}
 
     def validate(self, models, loader, ctx: StepContext) -> dict[str, float]:
-        from .metrics import endpoint_errors
 
         model = models["net"]
         s3 = s2 = 0.0

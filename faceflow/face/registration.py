@@ -39,7 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .errors import FaceflowError, MediaError
+from faceflow.errors import FaceflowError, MediaError
 
 TEMPLATE_SIZE = 224
 MAX_SIZE = 8192

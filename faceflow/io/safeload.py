@@ -9,12 +9,16 @@ of the toolkit goes through here (weights files, training checkpoints, backbone 
 """
 from __future__ import annotations
 
+import _compat_pickle
+import io
 import os
+import pickletools
+import zipfile
 from pathlib import Path
 
 import torch
 
-from .errors import FaceflowError
+from faceflow.errors import FaceflowError
 
 
 class UnsafeFileError(FaceflowError):
@@ -55,8 +59,6 @@ def _pickle_globals(data: bytes, max_pickles: int = 8) -> list[str]:
     """``module.name`` of every global (class or function) the pickle stream(s) in ``data``
     refer to, found with :mod:`pickletools` (which only parses: nothing is imported or run).
     Reads successive pickles (torch's legacy format holds several) until the bytes stop parsing."""
-    import io
-    import pickletools
 
     names: list[str] = []
     f = io.BytesIO(data)
@@ -97,7 +99,6 @@ def _pickle_globals(data: bytes, max_pickles: int = 8) -> list[str]:
 def _foreign_globals(path: Path) -> list[str]:
     """The globals the file's pickles refer to that torch's weights-only unpickler refuses
     (classes, functions: what a file of tensors never needs); [] when none or unreadable."""
-    import zipfile
 
     chunks = []
     try:
@@ -111,7 +112,6 @@ def _foreign_globals(path: Path) -> list[str]:
                 chunks.append(f.read(_SCAN_BYTES))
     except Exception:
         return []
-    import _compat_pickle  # Python 2 names (protocol <= 2 pickles), as the unpickler maps them
 
     def py3(n: str) -> str:
         mod, _, attr = n.rpartition(".")

@@ -16,7 +16,7 @@ returns a float32 module in eval mode.
 - :func:`save_weights` / :func:`load_weights` / :func:`weights_info`;
 - :func:`load_tensors`: the one ``torch.load`` of user-supplied weights and checkpoint files
   (``weights_only=True``; :class:`UnsafeFileError` for a file holding other objects);
-- :func:`export_run`: a training run directory (``faceflow.train``) -> weights file.
+- :func:`export_run`: a training run directory (``faceflow.engine.trainer``) -> weights file.
 """
 from __future__ import annotations
 
@@ -28,9 +28,11 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from ..errors import AssetNotFoundError, FaceflowError
-from ..safeload import UnsafeFileError, load_tensors
-from .modules import unwrap
+from faceflow.engine.trainer import atomic_torch_save, checkpoint_path, load_checkpoint, portable_record
+from faceflow.errors import AssetNotFoundError, FaceflowError
+from faceflow.io.safeload import UnsafeFileError, load_tensors
+from faceflow.nets.modules import unwrap
+from faceflow.runtime.provenance import portable_command, provenance
 
 FORMAT = "faceflow-weights/1"
 
@@ -90,7 +92,6 @@ def save_weights(model: nn.Module, kind: str, config: dict, path: str | os.PathL
     (JSON-able); ``half``: parameters in float16; ``meta``: JSON-able provenance
     (training command, data, iterations, metrics).
     """
-    from ..train import atomic_torch_save
 
     model_class(kind)  # validates the kind
     obj = {"format": FORMAT, "kind": kind, "config": _jsonable(dict(config), "weights config"),
@@ -153,7 +154,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, half: bool = 
     to ``last.pt`` with a note when the run has no validation) or ``'last'``. The meta records
     the training command, data, step, configs and the latest validation metrics.
     """
-    from ..train import checkpoint_path, load_checkpoint
 
     if which not in ("best", "last"):
         raise FaceflowError(f"which must be 'best' or 'last', got {which!r}")
@@ -173,8 +173,6 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, half: bool = 
         model.load_state_dict(ckpt["models"][spec["model"]], strict=True)
     except (KeyError, RuntimeError) as e:
         raise FaceflowError(f"{path}: checkpoint does not hold the {spec['kind']} network: {e}") from e
-    from ..provenance import portable_command, provenance
-    from ..train import portable_record
 
     # no absolute paths of this machine: the run directory by name, data relative to it (or by name)
     cfg = portable_record(ckpt.get("config", {}), run_dir)

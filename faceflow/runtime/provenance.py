@@ -34,10 +34,10 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 __all__ = ["provenance", "command_line", "portable_command", "versions", "git_commit", "git_state",
-           "file_sha256", "file_record", "weights_records", "morphable_model_files", "portable_path", "portable_json",
-           "resolve_recorded", "device_text", "REPO_ROOT"]
+           "file_sha256", "file_record", "weights_records", "portable_path", "portable_json",
+           "resolve_recorded", "device_text", "running_module", "REPO_ROOT"]
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 # import name -> distribution names (for the version when the module is not imported yet)
 _DISTRIBUTIONS = {
@@ -49,6 +49,14 @@ _DISTRIBUTIONS = {
 _REQUIRED = ("torch", "numpy")
 # listed when the run imported them (what the result depends on)
 _OPTIONAL = ("torchvision", "cv2", "mediapipe", "scipy", "skimage", "lpips")
+
+
+def running_module() -> str | None:
+    """The module Python runs with ``-m`` (``faceflow`` for ``python -m faceflow``), else None."""
+    spec = getattr(sys.modules.get("__main__"), "__spec__", None)
+    if spec is None or not spec.name:
+        return None
+    return spec.name[:-len(".__main__")] if spec.name.endswith(".__main__") else spec.name
 
 
 # ---------------------------------------------------------------------- hashing
@@ -126,23 +134,6 @@ def weights_records(weights: Mapping[str, Any] | None, base: str | os.PathLike |
     return out
 
 
-def morphable_model_files(*variants: str) -> dict:
-    """``{"morphable_model[_VARIANT]": path}`` of the ICT FaceKit files found for ``variants``
-    (default ``skin``; the key is ``morphable_model`` for one variant), for ``weights=``."""
-    from .assets import find_asset
-    from .errors import AssetNotFoundError
-    from .morphable import VARIANT_FILES
-
-    variants = variants or ("skin",)
-    out = {}
-    for v in variants:
-        try:
-            out["morphable_model" if len(variants) == 1 else f"morphable_model_{v}"] = find_asset(VARIANT_FILES[v])
-        except AssetNotFoundError:
-            pass
-    return out
-
-
 _ABS = re.compile(r"(?<![\w./~:-])/(?!/)[^\s'\"`,;()\[\]{}<>|]*/[^\s'\"`,;()\[\]{}<>|]*")
 
 
@@ -192,8 +183,6 @@ def _program(argv0: str, from_sys: bool) -> list[str]:
     """The program as the user typed it: ``python -m pkg``, ``python script.py`` or the
     console script's name (``faceflow``)."""
     if from_sys:
-        from .cli import running_module
-
         if (name := running_module()):
             return ["python", "-m", name]
     if argv0 in ("-c", "-", ""):  # python -c CODE, a script on stdin, an embedded interpreter
@@ -269,7 +258,7 @@ def versions(extra: Sequence[str] = ()) -> dict:
     """``{"faceflow", "python", "torch", "numpy", ...}``: torch and numpy always, the modules
     of :data:`_OPTIONAL` (cv2, mediapipe, ...) when already imported, and those named in
     ``extra`` (import names; read from the package metadata when not imported)."""
-    from . import __version__
+    from faceflow import __version__
 
     v = {"faceflow": __version__, "python": platform.python_version()}
     for name in (*_REQUIRED, *_OPTIONAL, *extra):

@@ -1,4 +1,4 @@
-"""The options of the DeepFaceFlow training tasks (:mod:`faceflow.nets.tasks`): their configs,
+"""The options of the DeepFaceFlow training tasks (:mod:`faceflow.engine.tasks`): their configs,
 the presets and their command-line flags. No torch here (nor in this module's package import),
 so ``faceflow train meshreg --help`` answers at once; the tasks import all of it from here."""
 
@@ -7,7 +7,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, fields
 
-from .errors import FaceflowError
+from faceflow.errors import FaceflowError
 
 TRAIN_PRESETS = {
     "tiny": dict(iterations=2000, batch_size=8, lr=1e-4, warmup_steps=50, val_every=200, val_samples=64,

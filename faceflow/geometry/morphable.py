@@ -19,15 +19,29 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from scipy.optimize import lsq_linear
 
-from .assets import find_asset
-from .camera import axis_angle_to_rotation
-from .errors import FaceflowError
+from faceflow.errors import AssetNotFoundError, FaceflowError
+from faceflow.geometry.camera import axis_angle_to_rotation
+from faceflow.runtime.assets import find_asset
 
 VARIANT_FILES = {
     "skin": "ict_facekit/ict_facekit.npz",
     "full": "ict_facekit/ict_facekit_full_f16.npz",
 }
+
+
+def model_files(*variants: str) -> dict:
+    """``{"morphable_model[_VARIANT]": path}`` of the ICT FaceKit files found for ``variants``
+    (default ``skin``; the key is ``morphable_model`` for one variant), for ``weights=``."""
+    variants = variants or ("skin",)
+    out = {}
+    for v in variants:
+        try:
+            out["morphable_model" if len(variants) == 1 else f"morphable_model_{v}"] = find_asset(VARIANT_FILES[v])
+        except AssetNotFoundError:
+            pass
+    return out
 
 
 @dataclass(frozen=True)
@@ -91,7 +105,7 @@ class MorphableModel:
              device: str | torch.device = "cpu") -> "MorphableModel":
         """Load the ``skin`` (11,248 vertices) or ``full`` (26,719, with teeth and eyes) model.
 
-        ``path`` overrides the asset search (see :mod:`faceflow.assets`).
+        ``path`` overrides the asset search (see :mod:`faceflow.runtime.assets`).
         """
         if variant not in VARIANT_FILES:
             raise FaceflowError(f"unknown model variant {variant!r}; choose one of {sorted(VARIANT_FILES)}")
@@ -351,7 +365,6 @@ def _bounded_solve(L, rhs, lo, hi):
     ``||A x - r||^2 + x^T D x`` equals ``||L^T x - L^{-1} A^T r||^2`` up to a constant, with
     ``L L^T = A^T A + D``: a K x K problem instead of a 3N x K one.
     """
-    from scipy.optimize import lsq_linear
 
     M = L.T.cpu().numpy()
     y = torch.linalg.solve_triangular(L, rhs, upper=False).cpu().numpy()  # (K, B)

@@ -1,16 +1,16 @@
 """A fixed correspondence from mediapipe FaceMesh points to ICT skin-model vertices.
 
 mediapipe gives 478 points per face (468 mesh points and 10 iris points); the fitter
-(:mod:`faceflow.fitting`) can use them as a second, dense landmark term (the 2D landmark
+(:mod:`faceflow.face.fitting`) can use them as a second, dense landmark term (the 2D landmark
 term of eq. (3.3) of the Head2Head++ thesis, summed over more points) once it knows which model
 vertex each point lies on.  This module builds that map once from real video, stores it in
 ``faceflow/data/mediapipe_ict.json`` and loads it (:func:`load_correspondence`).
 
-How the map is built (``python -m faceflow.correspondence build``):
+How the map is built (``python -m faceflow.face.correspondence build``):
 
 1. From each of several talking-head clips, ``frames_per_video`` evenly spaced frames are
    read and mediapipe detects the 478 points (static-image mode: the frames are far apart).
-2. The model is fitted to the 68 landmarks only (:func:`faceflow.fitting.fit_video` on chunks
+2. The model is fitted to the 68 landmarks only (:func:`faceflow.face.fitting.fit_video` on chunks
    of 20 frames sharing an identity, every frame its own segment).  Frames whose fitted head is turned
    (|yaw| > 15 deg, |pitch| > 20 deg) or whose fit is poor (mean 68-point error above 5% of
    the inter-ocular distance) are dropped.
@@ -39,7 +39,7 @@ the build took 107 s on two CPU cores shared with other jobs):
 - spread of the used points: median 0.14 cm, 90th percentile 0.32 cm, max 0.50 cm; lips
   0.04-0.24 cm, eyelids 0.05-0.22 cm, brows 0.07-0.14 cm, nose 0.07-0.38 cm;
 - agreement with the model's own 68-landmark annotation: for all 51 interior points (iBUG
-  17-67, mediapipe vertices :data:`faceflow.landmarks.MP68`) the mapped vertex lies on average
+  17-67, mediapipe vertices :data:`faceflow.face.landmarks.MP68`) the mapped vertex lies on average
   0.15 cm (max 0.42 cm, the outer eye corners 36 and 45) from ``model.lmk68[k]`` on the mean face.  This
   is partly by construction (the fits pull those very vertices onto those very points); the
   checks below are not;
@@ -69,18 +69,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
+from scipy.spatial import cKDTree
+from tqdm import tqdm
 
-from .assets import media_dir
-from .errors import FaceflowError, MediaError, run_cli
+from faceflow.errors import FaceflowError, MediaError, run_cli
+from faceflow.face.fitting import fit_video
+from faceflow.face.landmarks import MediapipeDetector
+from faceflow.geometry.morphable import MorphableModel
+from faceflow.io import atomic_path, probe, read_frames
+from faceflow.runtime.assets import media_dir
+from faceflow.runtime.provenance import portable_command as _portable_command
 
 if TYPE_CHECKING:
-    from .morphable import MorphableModel
+    from faceflow.geometry.morphable import MorphableModel
 
 logger = logging.getLogger(__name__)
 
 NUM_POINTS = 478  # mediapipe FaceMesh with iris refinement
 IRIS = tuple(range(468, 478))
-DEFAULT_PATH = Path(__file__).resolve().parent / "data" / "mediapipe_ict.json"
+DEFAULT_PATH = Path(__file__).resolve().parents[1] / "data" / "mediapipe_ict.json"
 MODEL_NAME = "ict_facekit skin"
 # Tier-A clips, one per identity (the 512 px face crops of the 1080x1920 LatentSync originals).
 DEFAULT_CLIPS = (
@@ -208,7 +215,6 @@ def surface_hits(image_vertices: np.ndarray, triangles: np.ndarray, points: np.n
     nearest centroids, which contain the point wherever the mesh is not much coarser than that.
     Returns tri (P,) int64 triangle index or -1 (no hit), bary (P, 3) barycentrics (0 for misses).
     """
-    from scipy.spatial import cKDTree
 
     V = np.asarray(image_vertices, np.float64)
     F = np.asarray(triangles, np.int64)
@@ -287,7 +293,6 @@ def frame_hits(model: "MorphableModel", lmk68: np.ndarray, dense: np.ndarray, co
     and kept (T,) bool.  A chunk whose fit raises is skipped with a warning (its frames are not
     kept); :class:`~faceflow.errors.FaceflowError` if every chunk fails.
     """
-    from .fitting import fit_video
 
     cfg = config or BuildConfig()
     lmk68, dense = _check_points(lmk68, dense)
@@ -341,7 +346,6 @@ def vote(model: "MorphableModel", stats: HitStats, config: BuildConfig | None = 
     The vertex is the inner-face vertex nearest the median position; the exclusion rules are
     those of :class:`BuildConfig` (see the module docstring).
     """
-    from scipy.spatial import cKDTree
 
     cfg = config or BuildConfig()
     P = len(stats.median)
@@ -401,7 +405,6 @@ def sample_video(path, frames: int, detector) -> tuple[np.ndarray, np.ndarray, i
     Returns lmk68 (T, 68, 2), dense (T, 478, 3) of the frames with a face, and the number of
     frames read.
     """
-    from .io import probe, read_frames
 
     info = probe(path)
     step = max(1, info.num_frames // frames)
@@ -421,11 +424,7 @@ def build_correspondence(videos: Sequence[str | os.PathLike] = DEFAULT_CLIPS, co
                          model: "MorphableModel | None" = None, progress: bool = False,
                          command: str | None = None) -> Correspondence:
     """Build the map from real clips (see the module docstring); returns it unsaved."""
-    from tqdm import tqdm
 
-    from .landmarks import MediapipeDetector
-    from .morphable import MorphableModel
-    from .provenance import portable_command as _portable_command  # no absolute paths in the committed map
 
     cfg = config or BuildConfig()
     if len(videos) == 0:
@@ -459,7 +458,7 @@ def build_correspondence(videos: Sequence[str | os.PathLike] = DEFAULT_CLIPS, co
     verts, status = vote(model, stats, cfg)
     meta = {
         "method": ("mediapipe 0.10.21 FaceMesh (static, refine) on evenly spaced frames; ICT skin model fitted "
-                   "to the 68 landmarks per clip (faceflow.fitting.fit_video); frames kept if |yaw| <= "
+                   "to the 68 landmarks per clip (faceflow.face.fitting.fit_video); frames kept if |yaw| <= "
                    f"{cfg.max_yaw:g} deg, |pitch| <= {cfg.max_pitch:g} deg and mean 68-point error <= "
                    f"{cfg.max_fit_error:g} IOD; each point cast onto the nearest front-facing triangle of the "
                    "fitted mesh and carried to the mean face by its barycentrics; vertex = inner-face vertex "
@@ -469,7 +468,7 @@ def build_correspondence(videos: Sequence[str | os.PathLike] = DEFAULT_CLIPS, co
         "built_from": built_from,
         "frames_total": int(stats.frames),
         "config": asdict(cfg),
-        "command": _portable_command(command) if command else "python -m faceflow.correspondence build",
+        "command": _portable_command(command) if command else "python -m faceflow.face.correspondence build",
         "model": MODEL_NAME,
         "build_seconds": round(time.perf_counter() - t0, 1),
         "hit_fraction": [round(float(h), 3) for h in stats.hit_fraction],
@@ -480,7 +479,6 @@ def build_correspondence(videos: Sequence[str | os.PathLike] = DEFAULT_CLIPS, co
 # ----------------------------------------------------------------------------- files
 def save_correspondence(corr: Correspondence, path: str | os.PathLike = DEFAULT_PATH) -> str:
     """Write the map as JSON atomically; returns the absolute path."""
-    from .io import atomic_path
 
     path = Path(path)
     if not path.parent.is_dir():
@@ -500,7 +498,7 @@ def read_correspondence(path: str | os.PathLike | None = None) -> Correspondence
             d = json.load(f)
     except FileNotFoundError:
         raise MediaError(f"correspondence file {path} not found (build it with "
-                         f"'python -m faceflow.correspondence build')") from None
+                         f"'python -m faceflow.face.correspondence build')") from None
     except (OSError, ValueError) as e:
         raise MediaError(f"cannot read correspondence file {path}: {e}") from None
     if not isinstance(d, dict) or "vertices" not in d:
@@ -530,7 +528,7 @@ def load_correspondence(path: str | os.PathLike | None = None) -> tuple[np.ndarr
 # ----------------------------------------------------------------------------- command line
 def build_parser() -> argparse.ArgumentParser:
     d = BuildConfig()
-    p = argparse.ArgumentParser(prog="python -m faceflow.correspondence",
+    p = argparse.ArgumentParser(prog="python -m faceflow.face.correspondence",
                                 description="mediapipe point -> ICT skin vertex correspondence.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     b = sub.add_parser("build", help="build the map from talking-head clips and write it as JSON",
@@ -555,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(args.out).resolve().parent.is_dir():  # fail before the build, not after it
             raise MediaError(f"cannot write {args.out}: folder {Path(args.out).resolve().parent} does not exist")
         corr = build_correspondence(args.videos, cfg, progress=True,
-                                    command=shlex.join(["python", "-m", "faceflow.correspondence", *argv]))
+                                    command=shlex.join(["python", "-m", "faceflow.face.correspondence", *argv]))
         out = save_correspondence(corr, args.out)
         idx, _ = corr.used()
         sp = corr.spread_cm[idx]

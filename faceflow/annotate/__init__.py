@@ -1,0 +1,1 @@
+"""Annotating a real video: tracking, fitting, rendering the conditioning and flows into a resumable directory."""

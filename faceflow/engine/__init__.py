@@ -1,0 +1,1 @@
+"""The one training harness: its config and flags, sampler, checkpoints, logs, distributed set-up and the loop."""

@@ -1,0 +1,1 @@
+"""The program's surroundings: asset search, thread settings, provenance of outputs."""
