@@ -57,502 +57,85 @@ panel per method on a shared scale beside a real frame, as the thesis' Fig. 7.5)
 ``samples/<video>.mp4`` (real | each method); ``commands.md`` (each invocation's command and the
 versions, git commit and device). Tables, heatmaps and samples are rebuilt from the finished
 cells on every run (also those of earlier runs into the same OUT).
+
+Code: the metrics are :mod:`evaluation.self_reenact_metrics` (APD through :mod:`reenact.metrics`)
+and :mod:`evaluation.lpips_metric`, the tables :mod:`evaluation.self_reenact_tables`, the heatmaps
+and samples :mod:`evaluation.self_reenact_figures`; this module runs the cells (:func:`evaluate`)
+and re-exports their public names. The command line is :mod:`evaluation.commands.self_reenact`.
 """
 
 from __future__ import annotations
 
-import csv
 import datetime
-import io
 import json
-import math
 import platform
 import re
 import shlex
 import sys
 import time
-import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 import torch
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
+from evaluation.lpips_metric import ALEXNET_FILENAME, LPIPSMetric, find_alexnet_weights
+from evaluation.self_reenact_figures import heatmap_image, write_figures
+from evaluation.self_reenact_metrics import (
+    EYE_POINTS,
+    apd,
+    as_number,
+    check_frames,
+    compare_fits,
+    error_map,
+    expression_distance,
+    eye_landmark_distance,
+    mouth_apd,
+    pixel_distance,
+    psnr,
+    reference_flow,
+    rotation_difference,
+    ssim,
+    warping_error,
+)
+from evaluation.self_reenact_tables import (
+    FLOW_LABELS,
+    METRICS,
+    REAL_ROW,
+    format_table_csv,
+    format_table_md,
+    metric_table,
+    write_tables,
+    write_text,
+)
 from faceflow import io as vio
 from faceflow.engine.trainer import TrainConfig, checkpoint_path, load_checkpoint, train
 from faceflow.errors import FaceflowError
-from faceflow.face.registration import CropBox
-from faceflow.io.safeload import load_tensors
+from faceflow.io.rundir import RunState
 from faceflow.nets.modules import resolve_device
-from faceflow.runtime.assets import ALEXNET_FILENAME, find_torch_weights, torch_cache_candidates
 from faceflow.runtime.provenance import portable_json, portable_path, provenance, resolve_recorded
-from faceflow.runtime.provenance import portable_path as _portable_path
-from reenact.data import to_signed
 from reenact.drive import analyse_source, drive_self
 from reenact.flows import flow_channels
 from reenact.preprocess import PreprocessConfig, preprocess
-from reenact.run import generate_frames, load_model, side_by_side
+from reenact.run import generate_frames, load_model
 from reenact.task import PRESETS, ReenactTask
-from vid2vid.warp import warp
 
 __all__ = [
     "METRICS", "FLOW_LABELS", "EYE_POINTS", "ALEXNET_FILENAME",
     "pixel_distance", "apd", "mouth_apd", "psnr", "ssim", "error_map", "rotation_difference",
     "expression_distance", "eye_landmark_distance", "warping_error", "find_alexnet_weights", "LPIPSMetric",
     "compare_fits", "reference_flow", "score_frames", "metric_table", "format_table_md", "format_table_csv",
-    "write_tables",
+    "write_tables", "REAL_ROW",
     "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "Stopped",
 ]
 
 FORMAT = "self-reenact/1"
 ANALYSIS_MIN_SIZE = 256  # frames are upscaled to at least this before the re-fit (real and generated alike)
-EYE_POINTS = slice(36, 48)  # the 68-point eye landmarks (both eyes)
-
-# key -> (label, better, decimals)
-METRICS = {
-    "apd": ("APD", "lower", 2),
-    "mapd": ("MAPD", "lower", 2),
-    "mouth_apd": ("Mouth APD", "lower", 2),
-    "psnr": ("PSNR", "higher", 2),
-    "ssim": ("SSIM", "higher", 4),
-    "lpips": ("LPIPS", "lower", 4),
-    "aed": ("AED", "lower", 3),
-    "ard": ("ARD (deg)", "lower", 2),
-    "aeld": ("AELD (px)", "lower", 2),
-    "temporal": ("Temporal warp error", "lower", 2),
-}
-FLOW_LABELS = {"faceflow3d": "3D facial flow, DeepFaceFlow", "dis2d": "2D optical flow, OpenCV DIS", "none": "no flow"}
-REAL_ROW = "real frames (reference)"
 
 
 def _say(msg: str) -> None:
     print(msg, flush=True)
-
-
-# ============================================================================ image metrics
-
-def _pair(fake, real) -> tuple[np.ndarray, np.ndarray]:
-    fake, real = np.asarray(fake), np.asarray(real)
-    if fake.shape != real.shape or fake.ndim != 4 or fake.shape[-1] != 3:
-        raise ValueError(f"fake and real must both be (T, H, W, 3), got {fake.shape} and {real.shape}")
-    return fake, real
-
-
-def pixel_distance(fake, real) -> np.ndarray:
-    """(T, H, W) float64 ``||fake - real||_2`` over RGB; fake, real (T, H, W, 3) on 0-255."""
-    fake, real = _pair(fake, real)
-    return np.linalg.norm(fake.astype(np.float64) - real.astype(np.float64), axis=-1)
-
-
-def apd(fake, real, mask=None) -> float:
-    """APD: mean over frames and pixels of the RGB L2 distance (0-255). ``mask`` (T, H, W) bool
-    pools over its pixels only (MAPD); NaN when the mask is empty."""
-    d = pixel_distance(fake, real)
-    if mask is None:
-        return float(d.mean())
-    m = np.asarray(mask, bool)
-    if m.shape != d.shape:
-        raise ValueError(f"mask must be (T, H, W) = {d.shape}, got {m.shape}")
-    return float(d[m].mean()) if m.any() else float("nan")
-
-
-def mouth_apd(fake, real, boxes) -> float:
-    """APD pooled over the pixels of per-frame boxes (T, 4) = x0, y0, x1, y1 (half-open, crop
-    pixels; clipped to the image)."""
-    fake, real = _pair(fake, real)
-    boxes = np.asarray(boxes)
-    T, H, W = fake.shape[:3]
-    if boxes.shape != (T, 4):
-        raise ValueError(f"boxes must be (T, 4) = ({T}, 4), got {boxes.shape}")
-    mask = np.zeros((T, H, W), bool)
-    for t, (x0, y0, x1, y1) in enumerate(boxes.astype(np.int64)):
-        mask[t, max(y0, 0):min(y1, H), max(x0, 0):min(x1, W)] = True
-    return apd(fake, real, mask)
-
-
-def psnr(fake, real) -> float:
-    """Mean over frames of skimage's PSNR (data_range 255); inf when every frame is identical."""
-
-    fake, real = _pair(fake, real)
-    with np.errstate(divide="ignore"):
-        vals = [peak_signal_noise_ratio(r, f, data_range=255) for f, r in zip(fake, real)]
-    return float(np.mean(vals))
-
-
-def ssim(fake, real) -> float:
-    """Mean over frames of skimage's SSIM (channel_axis=-1, data_range 255)."""
-
-    fake, real = _pair(fake, real)
-    return float(np.mean([structural_similarity(r, f, channel_axis=-1, data_range=255)
-                          for f, r in zip(fake, real)]))
-
-
-def error_map(fake, real) -> np.ndarray:
-    """(H, W) float32: the per-pixel RGB L2 distance averaged over the frames (the heatmaps)."""
-    return pixel_distance(fake, real).mean(0).astype(np.float32)
-
-
-# ============================================================================ re-fit metrics
-
-def rotation_difference(Ra, Rb) -> np.ndarray:
-    """(T,) geodesic angle in degrees between rotations Ra, Rb (T, 3, 3): the angle of Ra Rb^T."""
-    Ra, Rb = np.asarray(Ra, np.float64), np.asarray(Rb, np.float64)
-    if Ra.shape != Rb.shape or Ra.shape[-2:] != (3, 3):
-        raise ValueError(f"rotations must both be (T, 3, 3), got {Ra.shape} and {Rb.shape}")
-    M = Ra @ np.swapaxes(Rb, -1, -2)
-    cos = (np.trace(M, axis1=-2, axis2=-1) - 1.0) / 2.0
-    A = M - np.swapaxes(M, -1, -2)  # 2 sin(angle) [axis]_x
-    sin = np.linalg.norm(np.stack([A[..., 2, 1], A[..., 0, 2], A[..., 1, 0]], -1), axis=-1) / 2.0
-    return np.degrees(np.arctan2(sin, cos))  # atan2: well conditioned near 0 and 180 degrees, unlike arccos
-
-
-def expression_distance(ea, eb) -> np.ndarray:
-    """(T,) L1 distance ``sum_k |ea_k - eb_k|`` of expression coefficients (T, K)."""
-    ea, eb = np.asarray(ea, np.float64), np.asarray(eb, np.float64)
-    if ea.shape != eb.shape or ea.ndim != 2:
-        raise ValueError(f"expressions must both be (T, K), got {ea.shape} and {eb.shape}")
-    return np.abs(ea - eb).sum(-1)
-
-
-def eye_landmark_distance(la, lb) -> np.ndarray:
-    """(T,) mean Euclidean distance over the eye landmarks 36-47 of 68-point sets (T, 68, 2)."""
-    la, lb = np.asarray(la, np.float64), np.asarray(lb, np.float64)
-    if la.shape != lb.shape or la.shape[-2:] != (68, 2):
-        raise ValueError(f"landmarks must both be (T, 68, 2), got {la.shape} and {lb.shape}")
-    return np.linalg.norm(la[:, EYE_POINTS] - lb[:, EYE_POINTS], axis=-1).mean(-1)
-
-
-def _video_landmarks(an, scale: float) -> np.ndarray:
-    """An analysis' 68 landmarks (its crop pixels) in the analysed video's pixels / ``scale``."""
-
-    box = CropBox.from_dict(an.crop_box)
-    return box.transform(int(an.size)).inverse().apply(np.asarray(an.lmk68, np.float64)) / scale
-
-
-def compare_fits(gen, real, scale: float = 1.0) -> dict:
-    """AED, ARD, AELD between two analyses (:class:`reenact.drive.SourceAnalysis` or any object
-    with frame_index (T,), exp (T, K), rotation (T, 3, 3), lmk68 (T, 68, 2) crop pixels, crop_box,
-    size) on the frames both kept. Landmarks are mapped back to the analysed videos' pixels and
-    divided by ``scale`` (the analysis upscale factor) so AELD is in target-crop pixels.
-    Returns {"aed", "ard", "aeld", "frames"}; NaNs when no frame is common."""
-    common, ig, ir = np.intersect1d(np.asarray(gen.frame_index), np.asarray(real.frame_index),
-                                    return_indices=True)
-    if len(common) == 0:
-        return {"aed": float("nan"), "ard": float("nan"), "aeld": float("nan"), "frames": 0}
-    lg, lr = _video_landmarks(gen, scale)[ig], _video_landmarks(real, scale)[ir]
-    return {"aed": float(expression_distance(np.asarray(gen.exp)[ig], np.asarray(real.exp)[ir]).mean()),
-            "ard": float(rotation_difference(np.asarray(gen.rotation)[ig], np.asarray(real.rotation)[ir]).mean()),
-            "aeld": float(eye_landmark_distance(lg, lr).mean()), "frames": int(len(common))}
-
-
-# ============================================================================ temporal metric
-
-@torch.no_grad()
-def warping_error(frames, flows, conf, device=None) -> float:
-    """Temporal warping error of a sequence under given flows.
-
-    frames (T, H, W, 3) uint8 (or float on 0-255); flows (T, H, W, C>=2) with ``flows[t] =
-    F_{t->t-1}`` in pixels (``flows[0]`` unused); conf (T, H, W) in [0, 1]. Returns the mean over
-    t >= 1 with ``sum conf_t > 0`` of the conf-weighted mean of ``|Y_t - W(Y_{t-1}, F_t)|`` over
-    pixels and channels (0-255); NaN when no pair has a trusted pixel.
-    """
-
-    frames, flows, conf = np.asarray(frames), np.asarray(flows), np.asarray(conf)
-    T, H, W = frames.shape[:3]
-    if frames.shape[-1] != 3 or flows.shape[:3] != (T, H, W) or conf.shape != (T, H, W) or flows.shape[-1] < 2:
-        raise ValueError(f"need frames (T, H, W, 3), flows (T, H, W, C>=2) and conf (T, H, W) of the same T, H, W; "
-                         f"got {frames.shape}, {flows.shape}, {conf.shape}")
-    errs = []
-    for t in range(1, T):
-        c = torch.from_numpy(conf[t].astype(np.float32)).to(device)
-        if float(c.sum()) <= 0:
-            continue
-        cur = torch.from_numpy(frames[t].astype(np.float32)).permute(2, 0, 1).to(device)
-        prev = torch.from_numpy(frames[t - 1].astype(np.float32)).permute(2, 0, 1)[None].to(device)
-        f = torch.from_numpy(flows[t][..., :2].astype(np.float32)).permute(2, 0, 1)[None].to(device)
-        e = (cur - warp(prev, f)[0]).abs().mean(0)
-        errs.append(float((e * c).sum() / c.sum()))
-    return float(np.mean(errs)) if errs else float("nan")
-
-
-def reference_flow(flows) -> str | None:
-    """The temporal metric's reference flow among the cached providers ``flows``: dis2d, else
-    faceflow3d, else None."""
-    for name in ("dis2d", "faceflow3d"):
-        if name in flows:
-            return name
-    return None
-
-
-# ============================================================================ LPIPS
-
-def _alexnet_search_paths(path=None) -> list[Path]:
-    return torch_cache_candidates(ALEXNET_FILENAME, "FACEFLOW_ALEXNET", path)
-
-def find_alexnet_weights(path=None) -> Path | None:
-    """The local AlexNet ImageNet weights LPIPS needs: ``path`` if given, else
-    ``$FACEFLOW_ALEXNET``, else torchvision's cache file; None when absent. Never downloads."""
-    return find_torch_weights(ALEXNET_FILENAME, "FACEFLOW_ALEXNET", path)
-
-
-class LPIPSMetric:
-    """LPIPS (AlexNet trunk, the ``lpips`` package's v0.1 linear layers) from local files only.
-
-    ``available`` False with a ``reason`` when the package or the AlexNet weights
-    (:func:`find_alexnet_weights`) are missing; :meth:`__call__` then returns NaN. The trunk is
-    built untrained (no download) and the weights file is loaded into it.
-    """
-
-    def __init__(self, weights_path=None, device="cpu"):
-        self.device = torch.device(device)
-        self.net = None
-        self.weights_path = find_alexnet_weights(weights_path)
-        self.reason = ""
-        try:
-            import lpips
-        except ImportError as e:
-            self.reason = f"the lpips package is not installed ({e})"
-            return
-        if self.weights_path is None:
-            searched = ", ".join(str(p) for p in _alexnet_search_paths(weights_path))
-            self.reason = (f"LPIPS needs torchvision's AlexNet ImageNet weights {ALEXNET_FILENAME}, not found "
-                           f"(searched: {searched}); nothing is downloaded. Put the file there (or point "
-                           f"FACEFLOW_ALEXNET at it) and score again.")
-            return
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            net = lpips.LPIPS(net="alex", pretrained=True, pnet_rand=True, verbose=False)
-
-        sd = load_tensors(self.weights_path, "AlexNet weights file",
-                          "not a readable AlexNet weights file (corrupt or truncated?)")
-        if not isinstance(sd, dict):
-            raise FaceflowError(f"{self.weights_path}: expected a state dict, got {type(sd).__name__}")
-        target = {}
-        for sname in ("slice1", "slice2", "slice3", "slice4", "slice5"):
-            for idx, mod in getattr(net.net, sname).named_children():
-                for pname, _ in mod.named_parameters(recurse=False):
-                    key = f"features.{idx}.{pname}"
-                    if key not in sd:
-                        raise FaceflowError(f"{self.weights_path}: no {key!r}; not torchvision's AlexNet weights")
-                    target[f"{sname}.{idx}.{pname}"] = sd[key]
-        try:
-            net.net.load_state_dict(target, strict=True)
-        except RuntimeError as e:
-            raise FaceflowError(f"{self.weights_path}: does not fit AlexNet ({e})") from e
-        self.net = net.eval().requires_grad_(False).to(self.device)
-
-    @property
-    def available(self) -> bool:
-        return self.net is not None
-
-    @torch.no_grad()
-    def __call__(self, fake, real, batch: int = 16) -> float:
-        """Mean LPIPS over frames of fake, real (T, H, W, 3) uint8; NaN when unavailable."""
-        fake, real = _pair(fake, real)
-        if self.net is None:
-            return float("nan")
-
-        vals = []
-        for s in range(0, len(fake), batch):
-            a = to_signed(fake[s:s + batch]).to(self.device)
-            b = to_signed(real[s:s + batch]).to(self.device)
-            vals.append(self.net(a, b).flatten().double().cpu())
-        return float(torch.cat(vals).mean())
-
-
-# ============================================================================ tables
-
-def _num(v) -> float | None:
-    """float, or None for a missing value or NaN (an infinite PSNR of identical frames stays inf)."""
-    return None if v is None or math.isnan(float(v)) else float(v)
-
-
-def metric_table(cells: dict, metric: str, videos: list[str], methods: list[str],
-                 extra_rows: dict | None = None) -> list[dict]:
-    """Rows of one metric in the Table 3 layout: ``[{"method", "values": {video: float | None},
-    "mean": float | None}]`` for each method that has a cell, then ``extra_rows`` ({row name:
-    {video: value}}). ``cells[(video, method)]`` is a cell's metrics dict; the mean is over the
-    videos with a value."""
-    rows = []
-    items = [(m, {v: cells[(v, m)].get(metric) for v in videos if (v, m) in cells}) for m in methods
-             if any((v, m) in cells for v in videos)]
-    items += list((extra_rows or {}).items())
-    for name, vals in items:
-        values = {v: _num(vals.get(v)) for v in videos}
-        got = [x for x in values.values() if x is not None]
-        rows.append({"method": name, "values": values, "mean": float(np.mean(got)) if got else None})
-    return rows
-
-
-def _fmt(v, decimals: int) -> str:
-    return "n/a" if v is None else f"{v:.{decimals}f}"
-
-
-def _label(method: str) -> str:
-    return f"{FLOW_LABELS[method]} (`{method}`)" if method in FLOW_LABELS else method
-
-
-def format_table_md(rows: list[dict], metric: str, videos: list[str]) -> str:
-    """A markdown table: rows the methods, columns the videos and the mean; the best value of
-    each column (among the methods, not the reference rows) in bold."""
-    label, better, dec = METRICS[metric]
-    arrow = "↓" if better == "lower" else "↑"
-    cols = videos + ["mean"]
-    best = {}
-    for c in cols:
-        vals = [(r["mean"] if c == "mean" else r["values"][c]) for r in rows if r["method"] in FLOW_LABELS]
-        vals = [v for v in vals if v is not None]
-        if len(vals) > 1:
-            best[c] = min(vals) if better == "lower" else max(vals)
-    lines = [f"| Method ({label} {arrow}) | " + " | ".join(videos) + " | Mean |",
-             "|---" * (len(cols) + 1) + "|"]
-    for r in rows:
-        cells = []
-        for c in cols:
-            v = r["mean"] if c == "mean" else r["values"][c]
-            s = _fmt(v, dec)
-            if v is not None and r["method"] in FLOW_LABELS and c in best and round(v, dec) == round(best[c], dec):
-                s = f"**{s}**"
-            cells.append(s)
-        lines.append(f"| {_label(r['method'])} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def format_table_csv(rows: list[dict], videos: list[str]) -> str:
-    """CSV: ``method,<videos...>,mean`` (full precision; "n/a" where missing)."""
-
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(["method"] + videos + ["mean"])
-    for r in rows:
-        w.writerow([r["method"]] + ["n/a" if r["values"][v] is None else repr(r["values"][v]) for v in videos]
-                   + ["n/a" if r["mean"] is None else repr(r["mean"])])
-    return buf.getvalue()
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with vio.atomic_path(path) as tmp:
-        Path(tmp).write_text(text)
-
-
-def _notes(records: dict, videos: list[str]) -> list[str]:
-    notes = []
-    reasons = sorted({r.get("lpips_reason") for r in records.values() if r.get("lpips_reason")})
-    for reason in reasons:
-        notes.append(f"LPIPS n/a: {reason}")
-    for v in videos:
-        recs = [r for (vv, _), r in records.items() if vv == v]
-        refs = sorted({str(r.get("reference_flow")) for r in recs})
-        if recs:
-            notes.append(f"{v}: held-out frames {recs[0]['test_range'][0]}-{recs[0]['test_range'][1] - 1} "
-                         f"({recs[0]['frames']} frames); temporal reference flow: {', '.join(refs)}")
-    for (v, m), r in sorted(records.items()):
-        tr = r.get("train", {})
-        budget = f"{tr.get('budget')}" if tr else "?"
-        notes.append(f"{v} / {m}: trained {tr.get('step')} steps in {tr.get('elapsed_s', 0.0):.0f} s "
-                     f"(budget {budget}, seed {tr.get('seed')})")
-        for n in r.get("notes", []):
-            notes.append(f"{v} / {m}: {n}")
-    return notes
-
-
-def write_tables(out, records: dict, videos: list[str], methods: list[str]) -> dict:
-    """Write ``table.md``, ``table.csv`` and ``tables/<metric>.md|.csv`` from the finished cells
-    ``records[(video, method)]`` (each a metrics.json dict). Returns {metric: rows}."""
-    out = Path(out)
-    cells = {k: r["metrics"] for k, r in records.items()}
-    real_rows = {}
-    for v in videos:
-        vals = [r.get("temporal_real") for (vv, _), r in records.items() if vv == v]
-        vals = [x for x in vals if x is not None]
-        if vals:
-            real_rows.setdefault(REAL_ROW, {})[v] = vals[0]
-    tables = {}
-    notes = _notes(records, videos)
-    for metric in METRICS:
-        rows = metric_table(cells, metric, videos, methods, real_rows if metric == "temporal" else None)
-        tables[metric] = rows
-        label, better, _ = METRICS[metric]
-        md = (f"# Self-reenactment: {label} ({better} is better)\n\n" + format_table_md(rows, metric, videos))
-        if metric == "lpips":
-            md += "".join(f"\n- {n}" for n in notes if n.startswith("LPIPS")) + "\n"
-        if metric == "temporal":
-            md += "".join(f"\n- {n}" for n in notes if "temporal reference" in n) + "\n"
-        _write_text(out / "tables" / f"{metric}.md", md)
-        _write_text(out / "tables" / f"{metric}.csv", format_table_csv(rows, videos))
-    # the summary: APD in Table 3's layout, every metric's mean, the notes
-    summary = ["| Method | " + " | ".join(f"{METRICS[m][0]} {'↓' if METRICS[m][1] == 'lower' else '↑'}"
-                                         for m in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
-    for method in methods:
-        if not any((v, method) in cells for v in videos):
-            continue
-        vals = []
-        for m in METRICS:
-            row = next(r for r in tables[m] if r["method"] == method)
-            vals.append(_fmt(row["mean"], METRICS[m][2]))
-        summary.append(f"| {_label(method)} | " + " | ".join(vals) + " |")
-    md = ("# Self-reenactment on held-out frames: APD (lower is better)\n\n"
-          "Average pixel distance (RGB L2 on 0-255) between the generated and the real last third of "
-          "each video; one model per video and flow provider, same preset, seed and budget. See "
-          "`tables/` for the other metrics and `evaluation/self_reenact.py` for their definitions.\n\n"
-          + format_table_md(tables["apd"], "apd", videos)
-          + "\n## All metrics (mean over videos)\n\n" + "\n".join(summary) + "\n"
-          + "\n## Notes\n\n" + "".join(f"- {n}\n" for n in notes))
-    _write_text(out / "table.md", md)
-    _write_text(out / "table.csv", format_table_csv(tables["apd"], videos))
-    return tables
-
-
-# ============================================================================ figures
-
-def _colormap(x: np.ndarray, vmax: float) -> np.ndarray:
-
-    v = np.clip(np.asarray(x, np.float64) / max(vmax, 1e-9), 0, 1)
-    return cv2.cvtColor(cv2.applyColorMap((v * 255 + 0.5).astype(np.uint8), cv2.COLORMAP_JET), cv2.COLOR_BGR2RGB)
-
-
-def _caption(img: np.ndarray, text: str) -> np.ndarray:
-    """``img`` (H, W, 3) uint8 with a black caption band on top."""
-
-    h, w = img.shape[:2]
-    band_h = max(14, h // 10)
-    band = np.zeros((band_h, w, 3), np.uint8)
-    scale = band_h / 30.0
-    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    if tw > w - 4:
-        scale *= (w - 4) / tw
-    cv2.putText(band, text, (2, int(band_h * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    return np.concatenate([band, img], 0)
-
-
-def heatmap_image(maps: dict, vmax: float | None = None, real: np.ndarray | None = None,
-                  display: int = 192) -> np.ndarray:
-    """Side-by-side colour-mapped error maps (JET, 0 .. ``vmax``; default: the 99th percentile
-    over all maps) with captions, after an optional real frame, and a colour bar below.
-    maps {name: (H, W) float}; returns (H', W', 3) uint8."""
-
-    if not maps:
-        raise ValueError("heatmap_image needs at least one map")
-    if vmax is None:
-        vmax = float(np.percentile(np.concatenate([np.ravel(m) for m in maps.values()]), 99))
-    vmax = max(float(vmax), 1e-6)
-    size = max(display, next(iter(maps.values())).shape[0])
-
-    def fit(img):
-        return cv2.resize(img, (size, size), interpolation=cv2.INTER_NEAREST)
-
-    panels = [] if real is None else [_caption(fit(np.asarray(real, np.uint8)), "real")]
-    for name, m in maps.items():
-        mean = float(np.mean(m))
-        panels.append(_caption(fit(_colormap(m, vmax)), f"{name}: mean {mean:.1f}"))
-    gap = np.full((panels[0].shape[0], 2, 3), 255, np.uint8)
-    row = np.concatenate([x for p in panels for x in (p, gap)][:-1], 1)
-    bar = _colormap(np.tile(np.linspace(0, vmax, row.shape[1])[None], (max(8, size // 16), 1)), vmax)
-    return np.concatenate([row, _caption(bar, f"per-pixel APD (RGB L2, 0-255), colour scale 0 .. {vmax:.1f}")], 0)
 
 
 # ============================================================================ the pipeline
@@ -574,6 +157,7 @@ class SelfReenactConfig:
     progress: bool = True
 
     def fixed(self) -> dict:
+        """The options an OUT directory is tied to (OUT/config.json): the cells must be comparable."""
         return {"preset": self.preset, "iters": self.iters, "minutes": self.minutes, "seed": self.seed,
                 "size": self.size, "max_frames": self.max_frames}
 
@@ -588,7 +172,6 @@ def _safe_name(name: str) -> str:
 
 def _resolve_inputs(inputs, cfg: SelfReenactConfig) -> list[tuple[str, Path, bool]]:
     """[(name, path, is_data_dir)], checked before any work."""
-
     if not inputs:
         raise FaceflowError("no input: give one or more videos or prepared data directories")
     for f in cfg.flows:
@@ -623,14 +206,11 @@ def _resolve_inputs(inputs, cfg: SelfReenactConfig) -> list[tuple[str, Path, boo
 
 def _prepare(name: str, path: Path, is_dir: bool, out: Path, cfg: SelfReenactConfig, say) -> Path:
     """The data directory of an input with every requested flow (and dis2d for videos) cached."""
-
     if is_dir:
         data = path
         m = json.loads((data / "manifest.json").read_text())
         missing = [f for f in cfg.flows if f not in m.get("flows", {})]
         if missing:
-            from faceflow.runtime.provenance import resolve_recorded
-
             src = m.get("source")  # relative to the data directory (absolute in older manifests)
             src = resolve_recorded(src, data) if src else None
             if not src or not src.is_file():
@@ -659,7 +239,6 @@ def _prepare(name: str, path: Path, is_dir: bool, out: Path, cfg: SelfReenactCon
 
 def _train_cell(data: Path, model_dir: Path, flow: str, cell: Path, cfg: SelfReenactConfig, command, say) -> dict:
     """Train (or resume, or reuse) the model of a cell; returns the training record."""
-
     rec_path = cell / "train.json"
     if rec_path.is_file() and checkpoint_path(model_dir).is_file():
         return json.loads(rec_path.read_text())
@@ -687,7 +266,7 @@ def _train_cell(data: Path, model_dir: Path, flow: str, cell: Path, cfg: SelfRee
                        f"rerun the same command to resume")
     rec = {"step": int(summary["step"]), "iterations": iterations, "status": summary["status"],
            "elapsed_s": float(summary.get("elapsed_s", 0.0)), "budget": budget, "seed": cfg.seed,
-           "preset": cfg.preset, "model_dir": _portable_path(model_dir, cell, climb=True)}  # relative to the cell
+           "preset": cfg.preset, "model_dir": portable_path(model_dir, cell, climb=True)}  # relative to the cell
     vio.save_json(rec_path, rec)
     return rec
 
@@ -697,7 +276,6 @@ def generate_self(model_dir, device="cpu") -> tuple[np.ndarray, int, int, float]
     """Self-reenact a model's held-out frames as ``python -m reenact run --mode self`` does:
     returns (generated (T, S, S, 3) uint8, first and end kept frame of the test part, frames per
     second of the generator)."""
-
     G, tc, _ = load_model(model_dir, device)
     data = Path(tc.data)
     manifest = json.loads((data / "manifest.json").read_text())
@@ -710,7 +288,6 @@ def generate_self(model_dir, device="cpu") -> tuple[np.ndarray, int, int, float]
 def _analysis_video(path: Path, frames: np.ndarray, fps: float, rewrite: bool) -> float:
     """Write ``frames`` upscaled to at least ANALYSIS_MIN_SIZE as a near-lossless mp4 (unless
     it exists and not ``rewrite``); returns the upscale factor."""
-
     S = frames.shape[1]
     A = max(S, ANALYSIS_MIN_SIZE)
     if rewrite or not path.is_file():
@@ -722,7 +299,6 @@ def _analysis_video(path: Path, frames: np.ndarray, fps: float, rewrite: bool) -
 
 def _analyse(path: Path, frames: np.ndarray, fps: float, rewrite: bool):
     """(analysis or None, upscale factor, reason when None)."""
-
     scale = _analysis_video(path, frames, fps, rewrite)
     try:
         an = analyse_source(path, path.parent, int(round(frames.shape[1] * scale)), say=lambda s: None)
@@ -742,7 +318,7 @@ def score_frames(fake, real, *, mask, mouth, flows=None, conf=None, lpips_metric
     re-fitted (the real video is written once and its fit reused; None: AED/ARD/AELD n/a).
     Returns {"metrics": {key: float | None}, "temporal_real", "fit_frames", "notes"}.
     """
-    fake, real = _pair(fake, real)
+    fake, real = check_frames(fake, real)
     notes = []
     m = {"apd": apd(fake, real), "mapd": apd(fake, real, mask), "mouth_apd": mouth_apd(fake, real, mouth),
          "psnr": psnr(fake, real), "ssim": ssim(fake, real), "lpips": None}
@@ -770,13 +346,15 @@ def score_frames(fake, real, *, mask, mouth, flows=None, conf=None, lpips_metric
             m.update(c)
             if fit_frames < len(fake):
                 notes.append(f"AED/ARD/AELD on the {fit_frames} of {len(fake)} frames fitted in both videos")
-    return {"metrics": {k: _num(v) for k, v in m.items()}, "temporal_real": _num(temporal_real),
+    return {"metrics": {k: as_number(v) for k, v in m.items()}, "temporal_real": as_number(temporal_real),
             "fit_frames": fit_frames, "notes": notes}
 
 
 def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, train_rec: dict,
                 lp: LPIPSMetric, dev: torch.device, say, command: str | None = None) -> dict:
-
+    """Self-reenact the held-out frames of a trained cell, score them (:func:`score_frames`) and
+    write ``generated.mp4``, ``error_map.npy`` and, last, ``metrics.json`` into ``cell``; returns
+    the metrics.json dict."""
     t0 = time.perf_counter()
     say("  self-reenacting the held-out frames")
     fake, lo, hi, gen_fps = generate_self(model_dir, dev)
@@ -813,6 +391,7 @@ def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, t
 
 
 def _read_cells(out: Path) -> dict:
+    """{(video, method): metrics.json dict} of every finished cell in OUT (this run's and earlier ones')."""
     recs = {}
     for p in sorted((out / "cells").glob("*/*/metrics.json")):
         try:
@@ -824,41 +403,9 @@ def _read_cells(out: Path) -> dict:
     return recs
 
 
-def _write_figures(out: Path, records: dict, videos: list[str], methods: list[str], sample_frames: int, say) -> None:
-
-    for v in videos:
-        ms = [m for m in methods if (v, m) in records]
-        if not ms:
-            continue
-        r0 = records[(v, ms[0])]
-        data = resolve_recorded(r0["data_dir"], out / "cells" / v / ms[0])  # relative to its metrics.json
-        if not (data / "manifest.json").is_file():
-            say(f"note: no heatmap or sample for {v}: its prepared data {data} is gone")
-            continue
-        lo, hi = r0["test_range"]
-        crops = np.load(data / "annotation" / "data" / "crops.npy", mmap_mode="r")
-        maps = {m: np.load(out / "cells" / v / m / "error_map.npy") for m in ms}
-        mid = (lo + hi) // 2
-        vio.write_image(out / "heatmaps" / f"{v}.png", heatmap_image(maps, real=np.asarray(crops[mid])))
-        n = min(hi - lo, sample_frames)
-        real = np.asarray(crops[lo:lo + n])
-        gens = {}
-        for m in ms:
-            g, _ = vio.read_video(out / "cells" / v / m / "generated.mp4", max_frames=n)
-            gens[m] = g
-        n = min([n] + [len(g) for g in gens.values()])
-        fps = float(json.loads((data / "manifest.json").read_text())["fps"])
-        S = real.shape[1]
-        frames = (side_by_side([_caption(real[t], "real")] + [_caption(gens[m][t], m) for m in ms],
-                               S + max(14, S // 10)) for t in range(n))
-        vio.write_video(out / "samples" / f"{v}.mp4", frames, fps=fps, crf=18)
-    say(f"heatmaps in {out / 'heatmaps'}, side-by-side samples in {out / 'samples'}")
-
-
 def _log_command(out: Path, command: str, cfg: SelfReenactConfig, dev: torch.device) -> None:
     """Append this invocation to ``OUT/commands.md``: command, options, git commit, device and
     versions (:func:`faceflow.runtime.provenance.provenance`), no absolute paths of this machine."""
-
     prov = provenance(command, device=dev, libraries=("torchvision", "cv2", "mediapipe", "skimage", "lpips"))
     commit = prov["git_commit"] or "unknown (not a git checkout, or git not available)"
     if prov["git_dirty"]:
@@ -869,34 +416,36 @@ def _log_command(out: Path, command: str, cfg: SelfReenactConfig, dev: torch.dev
              f"- options: `{json.dumps(portable_json(asdict(cfg), out))}`", f"- git commit: {commit}",
              f"- device: {prov['device']}", f"- platform: {platform.platform()}"]
     lines += [f"- {k}: {v}" for k, v in prov["versions"].items()]
-    _write_text(path, old + "\n".join(lines) + "\n")
+    write_text(path, old + "\n".join(lines) + "\n")
 
 
 def _check_out(out: Path, cfg: SelfReenactConfig, names: list[str]) -> list[str]:
-    """OUT/config.json: the fixed options must match earlier runs'; returns the video order."""
-    path = out / "config.json"
+    """OUT/config.json: the fixed options must match earlier runs'; returns the video order (earlier
+    runs' videos first, then the new ``names``)."""
     fixed = cfg.fixed()
-    order = []
-    if path.is_file():
-        prev = json.loads(path.read_text())
-        if prev.get("format") != FORMAT:
-            raise FaceflowError(f"{path}: not a self-reenactment evaluation ({prev.get('format')!r})")
-        if prev["options"] != fixed:
-            diff = {k: (prev["options"].get(k), v) for k, v in fixed.items() if prev["options"].get(k) != v}
-            what = ", ".join(f"{k}: {a} there, {b} now" for k, (a, b) in diff.items())
-            raise FaceflowError(f"{out} holds results made with other options ({what}); use another --out or "
-                                f"the same options so the cells stay comparable")
-        order = list(prev.get("videos", []))
+    state = RunState(out, {"format": FORMAT, "options": fixed, "videos": []}, match=("format", "options"),
+                     name="config.json", refuse=lambda prev: _other_run(out, prev, fixed))
+    order = list(state.data.get("videos", []))
     order += [n for n in names if n not in order]
-    vio.save_json(path, {"format": FORMAT, "options": fixed, "videos": order})
+    state.data["videos"] = order
+    state.save()
     return order
+
+
+def _other_run(out: Path, prev: dict, fixed: dict) -> str:
+    """Why OUT/config.json ``prev`` refuses this run (another format, or other fixed options)."""
+    if prev.get("format") != FORMAT:
+        return f"{out / 'config.json'}: not a self-reenactment evaluation ({prev.get('format')!r})"
+    old = prev.get("options") or {}
+    what = ", ".join(f"{k}: {old.get(k)} there, {v} now" for k, v in fixed.items() if old.get(k) != v)
+    return (f"{out} holds results made with other options ({what}); use another --out or "
+            f"the same options so the cells stay comparable")
 
 
 def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, command: str | None = None) -> dict:
     """Run (or resume) the evaluation of ``inputs`` (videos or prepared data directories) into
     ``out``; returns {"records": {(video, method): metrics.json dict}, "tables": {metric: rows},
     "computed": [(video, method) cells computed by this call]}."""
-
     cfg = cfg or SelfReenactConfig()
     resolved = _resolve_inputs(inputs, cfg)
     dev = resolve_device(cfg.device)
@@ -908,6 +457,21 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
     command = command or shlex.join(["python", "-m", "evaluation.self_reenact"] + [str(i) for i in inputs]
                                     + ["--out", str(out)])
     _log_command(out, command, cfg, dev)
+    computed = _run_cells(resolved, out, cfg, dev, command, say)
+    records = _read_cells(out)
+    videos = order + sorted({v for v, _ in records} - set(order))
+    methods = [m for m in ("faceflow3d", "dis2d", "none") if any(mm == m for _, mm in records)]
+    methods += sorted({m for _, m in records} - set(methods))
+    tables = write_tables(out, records, videos, methods)
+    write_figures(out, records, videos, methods, cfg.sample_frames, say)
+    say(f"tables: {out / 'table.md'} (and tables/)")
+    return {"records": records, "tables": tables, "computed": computed}
+
+
+def _run_cells(resolved: list[tuple[str, Path, bool]], out: Path, cfg: SelfReenactConfig, dev: torch.device,
+               command: str, say) -> list[tuple[str, str]]:
+    """Prepare, train and score every cell (video, flow) without a ``metrics.json``; returns the
+    cells computed."""
     lp = None
     computed = []
     n_cells = len(resolved) * len(cfg.flows)
@@ -933,14 +497,7 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
             r = _score_cell(name, flow, data, model_dir, cell, rec, lp, dev, say, command=command)
             say(f"  APD {r['metrics']['apd']:.2f}, MAPD {r['metrics']['mapd']:.2f} -> {cell / 'metrics.json'}")
             computed.append((name, flow))
-    records = _read_cells(out)
-    videos = order + sorted({v for v, _ in records} - set(order))
-    methods = [m for m in ("faceflow3d", "dis2d", "none") if any(mm == m for _, mm in records)]
-    methods += sorted({m for _, m in records} - set(methods))
-    tables = write_tables(out, records, videos, methods)
-    _write_figures(out, records, videos, methods, cfg.sample_frames, say)
-    say(f"tables: {out / 'table.md'} (and tables/)")
-    return {"records": records, "tables": tables, "computed": computed}
+    return computed
 
 
 # ============================================================================ CLI

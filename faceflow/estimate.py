@@ -36,9 +36,11 @@ from faceflow import io as vio
 from faceflow.engine.weights import load_weights
 from faceflow.errors import AssetNotFoundError, FaceflowError, MediaError
 from faceflow.face.landmarks import MediapipeDetector, NoFaceError, detect_image, make_detector
-from faceflow.face.registration import TEMPLATE_SIZE, Similarity, flow_to_image, register_landmarks, warp_image
+from faceflow.face.registration import TEMPLATE_SIZE, flow_to_image, register_landmarks, warp_image
+from faceflow.geometry.similarity import Similarity
 from faceflow.io.mesh import write_obj
 from faceflow.nets.modules import resolve_device
+from faceflow.ops.sampling import sample_points
 from faceflow.render.flowcolor import flow2d_to_rgb, flow3d_to_rgb
 from faceflow.render.overlay import draw_wireframe
 from faceflow.render.pncc import pncc as render_pncc
@@ -249,7 +251,7 @@ class FaceFlow:
     def estimate_pairs(self, images1: Sequence, images2: Sequence, landmarks1: Sequence | None = None, *,
                        batch_size: int = 16) -> list[FlowResult]:
         """Batched :meth:`estimate` over pairs (e.g. consecutive video frames). ``landmarks1``: an
-        optional (68, 2) per first image (e.g. from :func:`faceflow.face.landmarks.track_video`)."""
+        optional (68, 2) per first image (e.g. from :func:`faceflow.face.tracking.track_video`)."""
         if len(images1) != len(images2):
             raise FaceflowError(f"estimate_pairs got {len(images1)} first images and {len(images2)} second images")
         if landmarks1 is not None and len(landmarks1) != len(images1):
@@ -326,9 +328,8 @@ def warp_mesh_by_flow(mesh: np.ndarray, flow: np.ndarray, mask: np.ndarray, tria
     zbuf = frags.depth[0].numpy()
     visible = inside & mask[yi, xi] & frags.mask[0].numpy()[yi, xi] & (mesh[:, 2] <= zbuf[yi, xi] + 2.0)
     f = torch.from_numpy(np.ascontiguousarray(flow, np.float32)).permute(2, 0, 1)[None]
-    grid = torch.from_numpy(np.stack([2 * mesh[:, 0] / W - 1, 2 * mesh[:, 1] / H - 1], -1).astype(np.float32))
-    samp = torch.nn.functional.grid_sample(f, grid.view(1, 1, -1, 2), mode="bilinear", padding_mode="border",
-                                           align_corners=False)[0, :, 0].T.numpy()
+    xy = torch.from_numpy(np.ascontiguousarray(mesh[:, :2]))  # normalised in mesh's dtype, then float32
+    samp = sample_points(f, xy[None], mode="bilinear", padding_mode="border")[0].numpy()
     moved = mesh.copy()
     moved[visible] = mesh[visible] + samp[visible]
     return moved.astype(np.float32), visible

@@ -24,12 +24,14 @@ MOVED: dict[str, tuple[str, ...]] = {
     "faceflow.camera": ("faceflow.geometry.camera",),
     "faceflow.flowviz": ("faceflow.render.flowcolor",),
     "faceflow.render_demo": ("faceflow.commands.render",),
-    "faceflow.landmarks": ("faceflow.face.landmarks",),
-    "faceflow.registration": ("faceflow.face.registration",),
+    "faceflow.landmarks": ("faceflow.face.landmarks", "faceflow.face.tracking"),
+    "faceflow.registration": ("faceflow.face.registration", "faceflow.geometry.similarity"),
     "faceflow.eyes": ("faceflow.face.eyes",),
     "faceflow.correspondence": ("faceflow.face.correspondence",),
-    "faceflow.fitting": ("faceflow.face.fitting",),
-    "faceflow.train": ("faceflow.engine.trainer",),
+    "faceflow.fitting": ("faceflow.face.fitting", "faceflow.face.fit_energy", "faceflow.face.fit_cameras"),
+    "faceflow.train": ("faceflow.engine.trainer", "faceflow.engine.task", "faceflow.engine.sampler",
+                       "faceflow.engine.checkpoint", "faceflow.engine.logbook", "faceflow.engine.distributed",
+                       "faceflow.engine.config"),
     "faceflow.train_config": ("faceflow.engine.config",),
     "faceflow.task_options": ("faceflow.engine.task_options",),
     "faceflow.opticalflow": ("faceflow.ops.opticalflow",),
@@ -39,6 +41,7 @@ MOVED: dict[str, tuple[str, ...]] = {
     "faceflow.bench": ("faceflow.commands.bench",),
     "faceflow.nets.weights": ("faceflow.engine.weights",),
     "faceflow.nets.tasks": ("faceflow.engine.tasks",),
+    "vid2vid.flow": ("reenact.flows",),  # flow providers live with reenactment (vid2vid imports faceflow first)
 }
 
 

@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from faceflow.errors import FaceflowError
 from faceflow.face.eyes import eye_sketch
 from faceflow.geometry.camera import Camera
 from faceflow.render.pncc import face_nmfc_uint8
+from vid2vid import discriminators as dsc
 
 MOUTH = slice(48, 68)  # iBUG mouth points (outer 48-59, inner 60-67)
 MOUTH_SIDE_256 = 72  # mouth box side at crop size 256
@@ -65,6 +67,34 @@ def render_conditioning(model, identity, exp, R, t, f, lmk68=None, pupils=None, 
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise FaceflowError(f"size must be a positive integer (crop pixels), got {size!r}")
     S = int(size)
+    ident, exp, R, t, f = _parameters(model, identity, exp, R, t, f)
+    T = exp.shape[0]
+    eyes, lmk68, pupils = _eye_inputs(eyes, lmk68, pupils, T, S)
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise FaceflowError(f"batch must be a positive integer, got {batch!r}")
+
+    out = {"cond": np.zeros((T, S, S, 6), np.uint8), "face_mask": np.zeros((T, S, S), bool),
+           "lmk68_model": np.zeros((T, 68, 2), np.float32)}
+    show = T > 4 * batch if progress is None else bool(progress)
+    bar = tqdm(total=T, unit="frame", desc="conditioning") if show else None
+    try:
+        with torch.no_grad():
+            for a in range(0, T, batch):
+                b = min(a + batch, T)
+                _render_frames(model, ident, exp[a:b], R[a:b], t[a:b], f[a:b], S, out, a)
+                for k in range(a, b):
+                    out["cond"][k, ..., 3:] = eyes[k] if eyes is not None else eye_sketch(lmk68[k], pupils[k], (S, S))
+                if bar is not None:
+                    bar.update(b - a)
+    finally:
+        if bar is not None:
+            bar.close()
+    return out
+
+
+def _parameters(model, identity, exp, R, t, f) -> tuple[np.ndarray, ...]:
+    """The model parameters of :func:`render_conditioning` as checked float32 arrays: identity
+    (K_id,), exp (T, K_exp), R (T, 3, 3), t (T, 3), f (T,), all finite."""
     ident = _array(identity, (model.num_id,), "identity")
     exp = _array(exp, (None, model.num_exp), "exp")
     T = exp.shape[0]
@@ -74,53 +104,42 @@ def render_conditioning(model, identity, exp, R, t, f, lmk68=None, pupils=None, 
     for name, a in (("identity", ident), ("exp", exp), ("R", R), ("t", t), ("f", f)):
         if not np.isfinite(a).all():
             raise FaceflowError(f"{name} contains NaN or infinite values")
+    return ident, exp, R, t, f
+
+
+def _eye_inputs(eyes, lmk68, pupils, T: int, S: int):
+    """What the eye sketches of :func:`render_conditioning` come from: (eyes (T, S, S, 3) uint8,
+    None, ``pupils`` as given) when ``eyes`` is given, else (None, lmk68 (T, 68, 2) float64,
+    pupils (T, 2, 2) float64, NaN where absent)."""
     if eyes is not None:
         if torch.is_tensor(eyes):
             eyes = eyes.detach().cpu().numpy()
         eyes = np.asarray(eyes)
         if eyes.shape != (T, S, S, 3) or eyes.dtype != np.uint8:
             raise FaceflowError(f"eyes must be uint8 (T, S, S, 3) = ({T}, {S}, {S}, 3), got {eyes.dtype} {eyes.shape}")
-    elif lmk68 is None:
+        return eyes, lmk68, pupils
+    if lmk68 is None:
         raise FaceflowError("eye sketches need either eyes images or lmk68 (and pupils) to draw them from")
-    else:
-        lmk68 = _array(lmk68, (T, 68, 2), "lmk68", np.float64)
-        pupils = (np.full((T, 2, 2), np.nan) if pupils is None
-                  else _array(pupils, (T, 2, 2), "pupils", np.float64))
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise FaceflowError(f"batch must be a positive integer, got {batch!r}")
+    lmk68 = _array(lmk68, (T, 68, 2), "lmk68", np.float64)
+    pupils = np.full((T, 2, 2), np.nan) if pupils is None else _array(pupils, (T, 2, 2), "pupils", np.float64)
+    return None, lmk68, pupils
 
+
+def _render_frames(model, ident: np.ndarray, exp, R, t, f, S: int, out: dict, a: int) -> None:
+    """The NMFC (eq. (7.2) of Head2Head++), its mask and the projected model landmarks of frames
+    a..a+n-1 (exp (n, K_exp), R (n, 3, 3), t (n, 3), f (n,)) into ``out`` ('cond' channels 0-3,
+    'face_mask', 'lmk68_model'), on the model's device."""
     dev = model.device
-    face_idx = model.subset("face").indices
-    cond = np.zeros((T, S, S, 6), np.uint8)
-    mask = np.zeros((T, S, S), bool)
-    lmk_model = np.zeros((T, 68, 2), np.float32)
-    show = T > 4 * batch if progress is None else bool(progress)
-    bar = None
-    if show:
-        from tqdm import tqdm
-        bar = tqdm(total=T, unit="frame", desc="conditioning")
-    ident_t = torch.from_numpy(ident)[None]
-    try:
-        with torch.no_grad():
-            for a in range(0, T, batch):
-                b = min(a + batch, T)
-                e = torch.from_numpy(np.ascontiguousarray(exp[a:b])).to(dev)
-                i = ident_t.expand(b - a, -1).to(dev)
-                cam = Camera(*(torch.from_numpy(np.ascontiguousarray(x[a:b])).to(dev) for x in (R, t, f)))
-                # same operations as VideoFit.image_vertices, which the annotation renders from
-                verts = cam.project(model.shape(i, e, face_idx))
-                img, fm = face_nmfc_uint8(model, verts, S)  # eq. (7.2) of Head2Head++
-                cond[a:b, ..., :3] = img.cpu().numpy()
-                mask[a:b] = fm.cpu().numpy()
-                lmk_model[a:b] = cam.project(model.shape(i, e, model.lmk68))[..., :2].cpu().numpy()
-                for k in range(a, b):
-                    cond[k, ..., 3:] = eyes[k] if eyes is not None else eye_sketch(lmk68[k], pupils[k], (S, S))
-                if bar is not None:
-                    bar.update(b - a)
-    finally:
-        if bar is not None:
-            bar.close()
-    return {"cond": cond, "face_mask": mask, "lmk68_model": lmk_model}
+    n = exp.shape[0]
+    e = torch.from_numpy(np.ascontiguousarray(exp)).to(dev)
+    i = torch.from_numpy(ident)[None].expand(n, -1).to(dev)
+    cam = Camera(*(torch.from_numpy(np.ascontiguousarray(x)).to(dev) for x in (R, t, f)))
+    # same operations as VideoFit.image_vertices, which the annotation renders from
+    verts = cam.project(model.shape(i, e, model.subset("face").indices))
+    img, fm = face_nmfc_uint8(model, verts, S)
+    out["cond"][a:a + n, ..., :3] = img.cpu().numpy()
+    out["face_mask"][a:a + n] = fm.cpu().numpy()
+    out["lmk68_model"][a:a + n] = cam.project(model.shape(i, e, model.lmk68))[..., :2].cpu().numpy()
 
 
 def mouth_side(size: int) -> int:
@@ -130,7 +149,8 @@ def mouth_side(size: int) -> int:
 
 def mouth_boxes(lmk68, size: int, box: int | None = None):
     """Square mouth boxes (x0, y0, x1, y1) of side ``box`` (default :func:`mouth_side`), centred
-    on the mean of the mouth points 48-67 and shifted (not shrunk) to lie inside the S x S image.
+    on the mean of the mouth points 48-67 and shifted (not shrunk) to lie inside the S x S image
+    (placed by :func:`vid2vid.discriminators.mouth_boxes`).
 
     lmk68 (T, 68, 2) pixels (numpy or torch). Returns (T, 4) int64 of the same kind (torch on
     the input's device): the box holds pixel rows y0..y1-1 and columns x0..x1-1, i.e.
@@ -148,6 +168,5 @@ def mouth_boxes(lmk68, size: int, box: int | None = None):
     centre = pts[:, MOUTH].mean(1)  # (T, 2)
     if not np.isfinite(centre).all():
         raise ValueError("mouth landmarks contain NaN or infinite values")
-    lo = np.clip(np.floor(centre - side / 2 + 0.5), 0, size - side).astype(np.int64)
-    out = np.concatenate([lo, lo + side], 1)
-    return torch.from_numpy(out).to(lmk68.device) if is_t else out
+    boxes = dsc.mouth_boxes(torch.from_numpy(centre), size, size, int(side))  # the one box geometry
+    return boxes.to(lmk68.device) if is_t else boxes.numpy()

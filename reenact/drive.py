@@ -28,8 +28,8 @@ from faceflow import io as vio
 from faceflow.annotate import pipeline as ann
 from faceflow.errors import FaceflowError, MediaError
 from faceflow.face.eyes import pupil_centres
-from faceflow.face.landmarks import true_runs
 from faceflow.face.registration import crop_box, crop_image
+from faceflow.face.tracking import true_runs
 from faceflow.geometry.morphable import MorphableModel
 from reenact.conditioning import mouth_boxes, render_conditioning
 from reenact.preprocess import split_frames

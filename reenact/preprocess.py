@@ -70,11 +70,28 @@ def _say(msg: str) -> None:
 def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | None = None, *,
                overwrite: bool = False, say=_say) -> dict:
     """Run (or resume) preprocessing of ``video`` into ``data_dir``; returns the manifest."""
-    from faceflow.annotate.pipeline import AnnotateConfig, annotate
-    from reenact.conditioning import mouth_boxes
-    from reenact.flows import flow_channels, make_provider
-
     cfg = cfg or PreprocessConfig()
+    data_dir = _prepare(data_dir, cfg)
+    t0 = time.perf_counter()
+    say(f"[1/4] annotating {video}")
+    ann = _annotate(video, data_dir, cfg, overwrite, say)
+    d = data_dir / "annotation" / "data"
+    N = int(ann["frames_kept"])
+    segment = np.load(d / "segment.npy")
+    say("[2/4] mouth boxes and split")
+    lmk = np.load(d / "lmk68.npy")
+    split = _mouth_and_split(data_dir, lmk, N, cfg)
+    flow_info = _flows(data_dir, d, lmk, segment, N, cfg, overwrite, say)
+    videos = _videos(data_dir, d, float(ann["fps"]), cfg, overwrite, say)
+    manifest = _manifest(video, data_dir, ann, cfg, N, split, flow_info, videos, t0)
+    vio.save_json(data_dir / "manifest.json", manifest)
+    return manifest
+
+
+def _prepare(data_dir: str | Path, cfg: PreprocessConfig) -> Path:
+    """Check the options, create ``data_dir`` and remove its manifest (incomplete until rewritten)."""
+    from reenact.flows import flow_channels
+
     for name in cfg.flows:
         flow_channels(name)  # unknown provider -> FaceflowError before any work
     if not 32 <= cfg.size <= 1024 or cfg.size % 8:
@@ -84,21 +101,34 @@ def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | 
         raise FaceflowError(f"{data_dir} exists and is not a directory")
     data_dir.mkdir(parents=True, exist_ok=True)
     (data_dir / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
-    t0 = time.perf_counter()
+    return data_dir
 
-    ann_dir = data_dir / "annotation"
+
+def _annotate(video, data_dir: Path, cfg: PreprocessConfig, overwrite: bool, say) -> dict:
+    """Step 1: the annotation tool on the video into ``data_dir/annotation``; returns its manifest."""
+    from faceflow.annotate.pipeline import AnnotateConfig, annotate
+
     acfg = AnnotateConfig(size=cfg.size, max_frames=cfg.max_frames, pairs=(), previews=2, detector=cfg.detector)
-    say(f"[1/4] annotating {video}")
-    ann = annotate(video, ann_dir, acfg, overwrite=overwrite, say=lambda m: say("  " + m))
-    d = ann_dir / "data"
-    N = int(ann["frames_kept"])
-    segment = np.load(d / "segment.npy")
+    return annotate(video, data_dir / "annotation", acfg, overwrite=overwrite, say=lambda m: say("  " + m))
 
-    say("[2/4] mouth boxes and split")
-    lmk = np.load(d / "lmk68.npy")
+
+def _mouth_and_split(data_dir: Path, lmk: np.ndarray, N: int, cfg: PreprocessConfig) -> dict:
+    """Steps 2 and 4: ``mouth.npy`` from the crop landmarks lmk (N, 68, 2) and ``split.json``;
+    returns the split."""
+    from reenact.conditioning import mouth_boxes
+
     vio.save_npy(data_dir / "mouth.npy", mouth_boxes(lmk, cfg.size))
     split = split_frames(N)
     vio.save_json(data_dir / "split.json", split)
+    return split
+
+
+def _flows(data_dir: Path, d: Path, lmk: np.ndarray, segment: np.ndarray, N: int, cfg: PreprocessConfig,
+           overwrite: bool, say) -> dict:
+    """Step 3: ``flows/<provider>.npy`` and ``_conf.npy`` of every provider in ``cfg.flows`` (cached
+    ones kept), from the annotation's crops in ``d``; returns {provider: its record}, including the
+    providers of earlier runs."""
+    from reenact.flows import make_provider
 
     flows_dir = data_dir / "flows"
     flows_dir.mkdir(exist_ok=True)
@@ -128,22 +158,32 @@ def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | 
         flow_info[name] = info
     for p in sorted(flows_dir.glob("*.json")):  # providers computed by earlier runs stay listed
         flow_info.setdefault(p.stem, json.loads(p.read_text()))
+    return flow_info
 
+
+def _videos(data_dir: Path, d: Path, fps: float, cfg: PreprocessConfig, overwrite: bool, say) -> dict:
+    """Step 5: ``nmfc.mp4`` and ``eyes.mp4`` (when ``cfg.videos``); returns {name: file name}."""
     videos = {}
     if cfg.videos:
         say("[4/4] conditioning videos")
         for name in ("nmfc", "eyes"):
             out = data_dir / f"{name}.mp4"
             if overwrite or not out.exists():
-                vio.write_video(out, np.load(d / f"{name}.npy", mmap_mode="r"), fps=float(ann["fps"]))
+                vio.write_video(out, np.load(d / f"{name}.npy", mmap_mode="r"), fps=fps)
             videos[name] = out.name
+    return videos
 
+
+def _manifest(video, data_dir: Path, ann: dict, cfg: PreprocessConfig, N: int, split: dict, flow_info: dict,
+              videos: dict, t0: float) -> dict:
+    """Step 6: the manifest (not yet written), with the provenance of the fit and the flows and the
+    seconds since ``t0``."""
     used = {}
     for name in flow_info:
         used.update(_flow_weight_files(name, cfg.flow_weights))
     prov = provenance(weights=used, device=_device_name(cfg.device), base=data_dir)
     prov["weights"] = {**(ann.get("provenance") or {}).get("weights", {}), **prov["weights"]}  # + the fit's model
-    manifest = {
+    return {
         # source: the video relative to this directory (resolve_recorded), else its name; source_file: its
         # name, size and sha256
         "format": MANIFEST_FORMAT, "complete": True, "source": portable_path(video, data_dir, climb=True),
@@ -158,8 +198,6 @@ def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | 
                    "split.json": "train / test kept-frame ranges"},
         "seconds": time.perf_counter() - t0, "provenance": prov,
     }
-    vio.save_json(data_dir / "manifest.json", manifest)
-    return manifest
 
 
 def _flow_weight_files(provider: str, weights_dir: str | None) -> dict:

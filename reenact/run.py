@@ -34,7 +34,8 @@ from faceflow.nets.modules import resolve_device
 from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance
 from reenact import drive as drv
 from reenact.data import to_signed, to_uint8
-from reenact.task import ReenactConfig, ReenactTask, apd
+from reenact.metrics import apd
+from reenact.task import ReenactConfig, ReenactTask
 from vid2vid.collector import SequenceGenerator, StreamGenerator
 from vid2vid.generator import Generator, GeneratorConfig
 

@@ -27,9 +27,12 @@ import torch
 import torch.nn as nn
 
 from faceflow import io as vio
-from faceflow.engine.trainer import StepContext, Task, TrainConfig, dist_rank
+from faceflow.engine.config import TrainConfig
+from faceflow.engine.distributed import dist_rank
+from faceflow.engine.task import StepContext, Task
 from faceflow.errors import FaceflowError
 from reenact.data import SequenceDataset, TargetData, to_uint8
+from reenact.metrics import apd  # validation's APD / MAPD (reenact.task.apd stays importable)
 from reenact.presets import PRESETS
 from vid2vid import collector
 from vid2vid.discriminators import DiscriminatorConfig, build_discriminators
@@ -60,16 +63,6 @@ class ReenactConfig:
 def seq_len_at(step: int, start: int, maximum: int, every: int) -> int:
     """The curriculum's sequence length at ``step`` (0-based): start * 2**(step // every), capped."""
     return int(min(maximum, start * 2 ** (int(step) // max(1, int(every)))))
-
-
-def apd(fake: torch.Tensor, real: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """Average pixel distance: mean over pixels of the L2 norm of the RGB difference on 0-255.
-    fake, real (..., 3, H, W) in [-1, 1]; mask (..., 1, H, W) restricts the mean (MAPD)."""
-    d = ((fake.float() - real.float()) * 127.5).norm(dim=-3)
-    if mask is None:
-        return d.mean()
-    m = mask.squeeze(-3).float()
-    return (d * m).sum() / m.sum().clamp_min(1.0)
 
 
 def _sub(cfg_cls, preset_or_dict):

@@ -404,6 +404,24 @@ def test_other_config_is_refused_unless_overwrite(generated, annotated, tmp_path
     assert (out / "manifest.json").is_file()
 
 
+def test_output_of_another_generator_or_other_content_is_refused(tmp_path):
+    """The output directory's checks (state.json through faceflow.io.rundir.RunState): another
+    generator version or a foreign non-empty directory is refused; --overwrite clears the set."""
+    old = tmp_path / "old"
+    (old / "data").mkdir(parents=True)
+    (old / "state.json").write_text(json.dumps({"done": 2, "num_pairs": 2, "format": "faceflow-synthetic/0"}))
+    with pytest.raises(FaceflowError, match="another version of the generator.*faceflow-synthetic/0.*overwrite"):
+        syn._open_output(old, small_config(), overwrite=False)
+    state = syn._open_output(old, small_config(), overwrite=True)
+    assert state.data == {"done": 0, "num_pairs": 6, "format": syn.FORMAT} and not (old / "data").exists()
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("mine")
+    with pytest.raises(FaceflowError, match="not empty and holds no synthetic pairs"):
+        syn._open_output(other, small_config(), overwrite=False)
+    assert (other / "notes.txt").read_text() == "mine"
+
+
 def test_sampling_is_per_pair_and_identities_can_be_shared(gen):
     """Pair k's draws depend on (seed, k) only; with pairs_per_identity = 2, pairs 2j and 2j + 1
     share identity, texture and eye colour, and nothing else is forced equal."""

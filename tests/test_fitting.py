@@ -1,5 +1,5 @@
 """Tests of faceflow.face.fitting: the video fit of the morphable model to 68 landmarks (Head2Head++
-thesis eqs. (3.2)-(3.3)) and its pieces.
+thesis eqs. (3.2)-(3.3)) and its pieces (faceflow.face.fit_cameras, faceflow.face.fit_energy).
 
 Ground truth comes from synthetic renders: an identity, smooth expression and pose sequences,
 projected with :class:`faceflow.geometry.camera.Camera`; the 68 input landmarks are the projected model
@@ -22,6 +22,8 @@ from scipy.stats import chi2
 
 from faceflow.errors import FaceflowError
 from faceflow.face import fitting as F
+from faceflow.face.fit_cameras import rodrigues
+from faceflow.face.fit_energy import Bases, frame_blocks, solve_coefficients
 from faceflow.geometry.camera import Camera, euler_to_rotation, rotation_to_euler
 
 FLIP2 = np.array([1.0, -1.0])  # image y down, model y up
@@ -220,7 +222,7 @@ def test_rodrigues_matches_scipy():
     w = np.random.default_rng(0).normal(0, 1.5, (20, 3))
     w[0] = 0.0
     w[1] = [1e-10, 0, 0]
-    assert np.abs(F._rodrigues(w) - Rotation.from_rotvec(w).as_matrix()).max() < 1e-12
+    assert np.abs(rodrigues(w) - Rotation.from_rotvec(w).as_matrix()).max() < 1e-12
 
 
 def test_smooth_cameras_reduces_jitter():
@@ -231,7 +233,7 @@ def test_smooth_cameras_reduces_jitter():
     f = 10 * np.exp(0.05 * np.sin(tt / 10))
     t = np.c_[200 + 20 * np.sin(tt / 12), 150 + 10 * np.cos(tt / 8), np.zeros(T)]
     R = euler_to_rotation(torch.from_numpy(ang)).numpy()
-    Rn = F._rodrigues(rng.normal(0, np.radians(1.0), (T, 3))) @ R
+    Rn = rodrigues(rng.normal(0, np.radians(1.0), (T, 3))) @ R
     fn, tn = f * np.exp(rng.normal(0, 0.02, T)), t + np.c_[rng.normal(0, 2, (T, 2)), np.zeros(T)]
     Rs, ts, fs = F.smooth_cameras(Rn, tn, fn)
     assert rotation_error_deg(Rs, R).mean() < 0.5 * rotation_error_deg(Rn, R).mean()
@@ -344,7 +346,7 @@ def exact_optima(skin_model, small_problem):
 
 def _solve(p, cfg, id_prior, seg, ident):
     T, ke = len(seg), p["ke"]
-    return F._solve_coefficients(p["G"][:T].copy(), p["h"][:T].copy(), seg, cfg, ke, 1.0 / cfg.lmk_sigma ** 2, id_prior,
+    return solve_coefficients(p["G"][:T].copy(), p["h"][:T].copy(), seg, cfg, ke, 1.0 / cfg.lmk_sigma ** 2, id_prior,
                                  np.full((T, ke), cfg.a_exp), np.full(ke, cfg.exp_bounds[0]),
                                  np.full(ke, cfg.exp_bounds[1]), ke, ident)
 
@@ -372,17 +374,17 @@ def test_solve_coefficients_is_the_exact_minimiser(small_problem, exact_optima, 
 def test_frame_blocks_equal_explicit_rows(skin_model, small_problem):
     p = small_problem
     vset = np.unique(p["vid"])
-    bases = F._Bases(skin_model, vset)
+    bases = Bases(skin_model, vset)
     pos = {int(v): j for j, v in enumerate(vset)}
     scale = np.abs(p["G"]).max(), np.abs(p["h"]).max()
     for vidx in (p["vid"], np.broadcast_to(p["vid"], (p["T"], len(p["vid"])))):  # fixed and per-frame paths
-        G, h = F._frame_blocks(bases, vidx, pos, p["R"], p["t"], p["f"], p["l"], p["w"])
+        G, h = frame_blocks(bases, vidx, pos, p["R"], p["t"], p["f"], p["l"], p["w"])
         assert np.abs(G - p["G"]).max() < 1e-10 * scale[0]
         assert np.abs(h - p["h"]).max() < 1e-10 * scale[1]
 
 
 def _joint_system(G, h, Gcx, Gcc, hc, ke):
-    """The joint normal equations over [e, c, i] from _frame_blocks' blocks over [e, i] and c."""
+    """The joint normal equations over [e, c, i] from frame_blocks' blocks over [e, i] and c."""
     K = G.shape[1]
     order = np.r_[np.arange(ke), K + np.arange(6), ke + np.arange(K - ke)]
     full = np.block([[G, Gcx.transpose(0, 2, 1)], [Gcx, Gcc]])
@@ -398,9 +400,9 @@ def test_frame_blocks_joint_camera_columns_match_finite_differences(skin_model, 
     inner = skin_model.lmk68.numpy()[17:]
     jaw = scene["jaw"][:T]
     vset = np.unique(np.concatenate([jaw.ravel(), inner]))
-    bases = F._Bases(skin_model, vset)
+    bases = Bases(skin_model, vset)
     pos = {int(v): j for j, v in enumerate(vset)}
-    R = F._rodrigues(rng.normal(0, 0.05, (T, 3))) @ scene["R"][:T]
+    R = rodrigues(rng.normal(0, 0.05, (T, 3))) @ scene["R"][:T]
     f = 10.0 * np.exp(rng.normal(0, 0.05, T))
     t = np.c_[128 + rng.normal(0, 2, (T, 2)), np.zeros(T)]
     coef = np.c_[np.clip(scene["exp"][:T] + rng.normal(0, 0.1, (T, ke)), 0, 1),
@@ -408,8 +410,8 @@ def test_frame_blocks_joint_camera_columns_match_finite_differences(skin_model, 
     terms = ((jaw, scene["lmk"][:T, :17], np.full(17, 0.5)),  # per-frame (T, 17) vertex ids
              (inner, scene["lmk"][:T, 17:], rng.uniform(0.5, 1.5, 51)))  # fixed (51,) vertex ids
     for vidx, pts, w in terms:
-        G, h = F._frame_blocks(bases, vidx, pos, R, t, f, pts, w)
-        Gj, hj = _joint_system(*F._frame_blocks(bases, vidx, pos, R, t, f, pts, w, coef), ke)
+        G, h = frame_blocks(bases, vidx, pos, R, t, f, pts, w)
+        Gj, hj = _joint_system(*frame_blocks(bases, vidx, pos, R, t, f, pts, w, coef), ke)
         keep = np.r_[np.arange(ke), ke + 6 + np.arange(ki)]
         assert np.abs(Gj[:, keep][:, :, keep] - G).max() <= 1e-12 * np.abs(G).max()
         assert np.abs(hj[:, keep] - h).max() <= 1e-12 * np.abs(h).max()
@@ -566,7 +568,7 @@ def test_fit_image_real_frontal_still(skin_model):
 
 @pytest.mark.slow
 def test_fit_video_real_clip(skin_model):
-    from faceflow.face.landmarks import smooth_track, track_video
+    from faceflow.face.tracking import smooth_track, track_video
     from faceflow.io import read_frames
     frames = list(read_frames(media("videos/EDTalk_uncrop_Obama.mp4"), max_frames=40))
     track = smooth_track(track_video(frames))

@@ -224,7 +224,7 @@ def _expected(ds, kinds=None):
 def test_evaluate_summarize_and_tables(tmp_path):
     ds = FakePairs(5)
     methods = [Oracle(), ZeroFlow(), OpenCVFlow("dis")]
-    state = fb._State(tmp_path, {"test": 1}, overwrite=False)
+    state = fb.open_state(tmp_path, {"test": 1}, overwrite=False)
     recs = fb.evaluate_dataset(ds, methods, "real", None, batch_size=2, photometric=True, state=state,
                                progress=False)
     summary = fb.summarize({"real": recs, "synthetic": recs})
@@ -242,10 +242,10 @@ def test_evaluate_summarize_and_tables(tmp_path):
 
     # resume: a second run with the same state computes nothing
     calls = methods[0].calls
-    fb.evaluate_dataset(ds, methods, "real", None, 2, True, fb._State(tmp_path, {"test": 1}, False), False)
+    fb.evaluate_dataset(ds, methods, "real", None, 2, True, fb.open_state(tmp_path, {"test": 1}, False), False)
     assert methods[0].calls == calls
     with pytest.raises(FaceflowError, match="overwrite"):
-        fb._State(tmp_path, {"test": 2}, overwrite=False)
+        fb.open_state(tmp_path, {"test": 2}, overwrite=False)
 
     results = {"config": {"device": "cpu", "batch_size": 2},
                "datasets": {d: {"path": "/x", "pairs": 5, "pairs_total": 9, "kinds": {"consecutive": 3, "gap": 2},

@@ -29,6 +29,7 @@ from gradio_client import Client, handle_file  # noqa: E402
 from gradio_client.exceptions import AppError  # noqa: E402
 
 from apps import gradio_app as ga  # noqa: E402  (imports gradio lazily, in build_app)
+from apps import tab_evaluate  # noqa: E402  (the Evaluate tab's folder checks)
 from faceflow import io as vio  # noqa: E402  (after the skip, with the imports above)
 
 CLIP = "videos/EDTalk_uncrop_Obama.mp4"
@@ -331,11 +332,11 @@ def test_results_root_option(tmp_path):
     out, _ = _outside_results(tmp_path)
     cfg = ga.AppConfig(tmp_path / "work", results_root=tmp_path / "res")
     assert cfg.results_root == (tmp_path / "res").resolve()
-    assert ga._results_folder(cfg, "run") == (tmp_path / "res" / "run").resolve()
-    assert ga._results_folder(cfg, "") == cfg.eval_dir          # the configured eval folder is served too
+    assert tab_evaluate._results_folder(cfg, "run") == (tmp_path / "res" / "run").resolve()
+    assert tab_evaluate._results_folder(cfg, "") == cfg.eval_dir          # the configured eval folder is served too
     for bad in (str(out), "../outside", str(tmp_path / "work"), "/"):
         with pytest.raises(gr.Error, match="outside the evaluation results"):
-            ga._results_folder(cfg, bad)
+            tab_evaluate._results_folder(cfg, bad)
     # read_evaluation alone (library use) reads nothing outside the folder it is given
     ev = tmp_path / "ev"
     ev.mkdir()

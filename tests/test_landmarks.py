@@ -1,4 +1,5 @@
-"""Tests of faceflow.face.landmarks: the MP68 map on real stills, face following, smoothing, errors.
+"""Tests of faceflow.face.landmarks and faceflow.face.tracking: the MP68 map on real stills, face following,
+smoothing, errors.
 
 Real media (stills, one clip) come from ``$FACEFLOW_MEDIA`` or ``<repo>/../shared/media``;
 those tests skip when it is absent (fail with FACEFLOW_REQUIRE_ASSETS=1).  Tracking logic is
@@ -25,14 +26,10 @@ from faceflow.face.landmarks import (
     MediapipeDetector,
     MultipleFacesError,
     NoFaceError,
-    Track,
-    TrackConfig,
     detect_image,
-    gcv_lambda,
     make_detector,
-    smooth_track,
-    track_video,
 )
+from faceflow.face.tracking import Track, TrackConfig, gcv_lambda, smooth_track, track_video
 
 FRONTAL = ("deepface_img32", "face_recognition_biden2", "deepface_img11")
 STILLS = FRONTAL + ("LivePortrait_d12", "3DDFA_V2_emma_rightcrop")

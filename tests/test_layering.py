@@ -14,7 +14,7 @@ spec.loader.exec_module(ig)
 
 def test_the_project_has_no_import_cycle_and_respects_the_layers():
     graph = ig.module_graph(str(REPO))
-    assert "faceflow.io.safeload" in graph["faceflow.engine.trainer"]  # the graph is real
+    assert "faceflow.io.safeload" in graph["faceflow.engine.checkpoint"]  # the graph is real
     assert ig.cycles(graph) == []
     assert ig.against_layers(graph) == []
 
@@ -39,3 +39,25 @@ def test_cycles_and_layer_breaches_are_found(tmp_path):
     assert ig.cycles(graph) == [["faceflow.a", "faceflow.b", "faceflow.c"]]
     assert ig.against_layers(graph) == [("vid2vid.y", "reenact"), ("vid2vid.y", "reenact.x")]
     assert "reenact.x" not in graph["faceflow.d"]  # the __main__ block is the command line, not the library
+
+
+def test_a_cycle_through_a_package_init_is_found(tmp_path):
+    # faceflow.engine.t imports faceflow.nets.m, which first runs faceflow/nets/__init__.py; that
+    # __init__ importing faceflow.nets.w, which imports faceflow.engine.t, closes a cycle
+    _write(tmp_path, "faceflow/__init__.py", "")
+    _write(tmp_path, "faceflow/nets/__init__.py", "from faceflow.nets.w import save\n")
+    _write(tmp_path, "faceflow/nets/m.py", "")
+    _write(tmp_path, "faceflow/nets/w.py", "from faceflow.engine.t import atomic_save\n")
+    _write(tmp_path, "faceflow/engine/__init__.py", "")
+    _write(tmp_path, "faceflow/engine/t.py", "from faceflow.nets.m import count\n")
+    graph = ig.module_graph(str(tmp_path))
+    assert ig.cycles(graph) == [["faceflow.engine.t", "faceflow.nets", "faceflow.nets.w"]]
+    # and a stage importing a later stage is named: nets (before engine) imports engine
+    assert ("faceflow.nets.w", "faceflow.engine.t") in ig.against_stages(graph)
+    assert ("faceflow.engine.t", "faceflow.nets.m") not in ig.against_stages(graph)
+
+
+def test_every_faceflow_folder_is_a_known_stage():
+    stages = {p.name for p in (REPO / "faceflow").iterdir() if p.is_dir() and (p / "__init__.py").exists()}
+    stages |= {p.stem for p in (REPO / "faceflow").glob("*.py") if p.stem != "__init__"}
+    assert stages <= set(ig.STAGES), sorted(stages - set(ig.STAGES))

@@ -1,4 +1,5 @@
-"""Tests of faceflow.face.registration: similarity estimation, template, warping, crop boxes.
+"""Tests of faceflow.face.registration (and faceflow.geometry.similarity): similarity estimation,
+template, warping, crop boxes.
 
 Mostly analytic (known transforms, affine fields that bilinear interpolation reproduces
 exactly, np.rot90, integer shifts) and brute force (scipy least squares). The template
@@ -20,10 +21,8 @@ from faceflow.errors import FaceflowError
 from faceflow.face import registration as reg
 from faceflow.face.registration import (
     CropBox,
-    Similarity,
     crop_box,
     crop_image,
-    estimate_similarity,
     flow_to_image,
     register_image,
     register_landmarks,
@@ -31,6 +30,7 @@ from faceflow.face.registration import (
     warp_back,
     warp_image,
 )
+from faceflow.geometry.similarity import Similarity, estimate_similarity
 
 
 def random_similarity(rng, scale=(0.5, 2.0), shift=50.0) -> Similarity:
@@ -63,6 +63,10 @@ def sim_cost(params, src, dst, w):
 
 
 # ----------------------------------------------------------------------------- Similarity
+def test_similarity_names_are_re_exported_by_registration():
+    assert reg.Similarity is Similarity and reg.estimate_similarity is estimate_similarity
+
+
 def test_estimate_similarity_exact_on_noiseless_points():
     rng = np.random.default_rng(1)
     for _ in range(5):

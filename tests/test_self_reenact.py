@@ -371,3 +371,18 @@ def test_bad_inputs(tmp_path):
     vio.write_video(tmp_path / "noise.mp4", noise, fps=25)
     with pytest.raises(FaceflowError, match="face"):
         sr.evaluate([tmp_path / "noise.mp4"], tmp_path / "o5", cfg, say=lambda m: None)
+
+
+def test_out_directory_is_tied_to_its_fixed_options(tmp_path):
+    """OUT/config.json (faceflow.io.rundir.RunState): the video order grows run by run; other fixed
+    options or another file format are refused with what differs."""
+    cfg = sr.SelfReenactConfig(iters=3)
+    assert sr._check_out(tmp_path, cfg, ["b", "a"]) == ["b", "a"]
+    assert sr._check_out(tmp_path, sr.SelfReenactConfig(iters=3, flows=("none",)), ["c", "a"]) == ["b", "a", "c"]
+    stored = json.loads((tmp_path / "config.json").read_text())
+    assert stored == {"format": sr.FORMAT, "options": cfg.fixed(), "videos": ["b", "a", "c"]}
+    with pytest.raises(FaceflowError, match="other options \\(iters: 3 there, 4 now, seed: 0 there, 1 now\\)"):
+        sr._check_out(tmp_path, sr.SelfReenactConfig(iters=4, seed=1), ["a"])
+    (tmp_path / "config.json").write_text(json.dumps({"format": "other/1"}))
+    with pytest.raises(FaceflowError, match="not a self-reenactment evaluation \\('other/1'\\)"):
+        sr._check_out(tmp_path, cfg, ["a"])

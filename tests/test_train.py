@@ -1,7 +1,8 @@
-"""The training harness (faceflow.engine.trainer), the DeepFaceFlow tasks (faceflow.engine.tasks) and weights
-files (faceflow.engine.weights): exact resume equivalence, atomic checkpoints, config refusal, the
-LR schedule, deterministic data order and augmentation, AMP fallback on CPU, overfitting a batch
-with DFFNet and 3DMeshReg, and export -> load round trips. CPU, tiny models, fake data."""
+"""The training harness (faceflow.engine: trainer, task, sampler, checkpoint, logbook), the
+DeepFaceFlow tasks (faceflow.engine.tasks) and weights files (faceflow.engine.weights): exact
+resume equivalence, atomic checkpoints, config refusal, the LR schedule, deterministic data order
+and augmentation, AMP fallback on CPU, overfitting a batch with DFFNet and 3DMeshReg, and export
+-> load round trips. CPU, tiny models, fake data."""
 from __future__ import annotations
 
 import argparse
@@ -16,22 +17,12 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from faceflow.engine.trainer import (
-    SimpleTask,
-    StepBatchSampler,
-    StepContext,
-    TrainConfig,
-    checkpoint_path,
-    config_from_args,
-    epoch_permutation,
-    load_checkpoint,
-    lr_factor,
-    read_csv,
-    resolve_amp,
-    sample_seed,
-    step_indices,
-    train,
-)
+from faceflow.engine.checkpoint import checkpoint_path, load_checkpoint
+from faceflow.engine.config import TrainConfig, config_from_args
+from faceflow.engine.logbook import read_csv
+from faceflow.engine.sampler import StepBatchSampler, epoch_permutation, step_indices, val_subset
+from faceflow.engine.task import SimpleTask, StepContext, sample_seed
+from faceflow.engine.trainer import lr_factor, resolve_amp, train
 from faceflow.errors import AssetNotFoundError, FaceflowError
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -519,7 +510,6 @@ def test_validation_metrics_have_analytic_values():
 
 def test_val_subset_is_the_shared_evenly_spaced_selection():
     from faceflow.data.splits import evenly_spaced
-    from faceflow.engine.trainer import val_subset
 
     assert val_subset(10, 0).tolist() == list(range(10)) == val_subset(10, 12).tolist()
     assert np.array_equal(val_subset(1000, 64), evenly_spaced(1000, 64)) and len(val_subset(1000, 64)) == 64
@@ -567,6 +557,14 @@ def test_cli_presets_overrides_and_help(tmp_path, capsys):
     cfg = config_from_args(args, MeshRegTask.presets()["tiny"]["train"])
     assert (cfg.iterations, cfg.batch_size, cfg.val_every, cfg.val_samples, cfg.ckpt_every) == (2000, 8, 200, 64, 100)
     assert MeshRegTask.from_args(args, MeshRegTask.presets()["tiny"]["task"]).config.backbone == "resnet18"
+    for spelling in ("--pretrained", "--pretrained-path"):  # the task's flags come from its config's fields too
+        args = _parser("meshreg").parse_args(["--data", "a", "--out", str(tmp_path), spelling, "r18.pth",
+                                              "--preset", "paper", "--jitter-angle", "0"])
+        c = MeshRegTask.from_args(args, MeshRegTask.presets()["paper"]["task"]).config
+        assert (c.pretrained_path, c.backbone, c.jitter_angle, c.jitter_shift) == ("r18.pth", "resnet50", 0.0, 4.0)
+    args = _parser("dffnet").parse_args(["--data", "a", "--out", str(tmp_path), "--scale-weights", *"1234567"])
+    c = DFFNetTask.from_args(args, DFFNetTask.presets()["tiny"]["task"]).config
+    assert c.scale_weights == [1, 2, 3, 4, 5, 6, 7] and (c.width, c.max_displacement, c.pncc_source) == (0.25, 4, "gt")
     with pytest.raises(SystemExit):
         _parser("dffnet").parse_args(["--help"])
     text = capsys.readouterr().out

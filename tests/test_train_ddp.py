@@ -14,7 +14,9 @@ import pytest
 import torch
 from test_train import FakeConfig, FakeTask, _cfg
 
-from faceflow.engine.trainer import checkpoint_path, load_checkpoint, read_csv, train
+from faceflow.engine.checkpoint import checkpoint_path, load_checkpoint
+from faceflow.engine.logbook import read_csv
+from faceflow.engine.trainer import train
 
 pytestmark = pytest.mark.slow  # starts two training processes
 

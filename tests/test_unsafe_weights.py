@@ -139,7 +139,7 @@ def test_every_loader_refuses(tmp_path):
     _assert_refused(str(_err(load_model, run)), run / "checkpoints" / "last.pt")
     _assert_refused(str(_err(_load_backbone, "resnet18", evil)), evil)
     _assert_refused(str(_err(VGG19Loss, evil)), evil)
-    from evaluation.flow_benchmark import _weights_info
+    from evaluation.flow_methods import _weights_info
 
     _assert_refused(str(_err(_weights_info, evil)), evil)
     assert not marker.exists()

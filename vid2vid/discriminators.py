@@ -193,16 +193,19 @@ def mouth_size(h: int) -> int:
 
 def mouth_boxes(centres: torch.Tensor, h: int, w: int, size: int | None = None) -> torch.Tensor:
     """Square boxes (B, 4) int64 (x0, y0, x1, y1), x1/y1 exclusive, of side ``size`` (default
-    :func:`mouth_size` of h) centred on ``centres`` (B, 2) (x, y pixels), shifted to lie inside the
-    h x w image."""
+    :func:`mouth_size` of h) centred on ``centres`` (B, 2) (x, y pixels), shifted (not shrunk) to
+    lie inside the h x w image. The box holds ``image[y0:y1, x0:x1]``; its corner is the integer
+    nearest ``centre - size / 2`` (halves up: ``floor(c - size / 2 + 0.5)``, in float64), then
+    clamped to [0, w - size] x [0, h - size]. The one box geometry of the project
+    (:func:`reenact.conditioning.mouth_boxes` places its boxes with it)."""
     s = mouth_size(h) if size is None else int(size)
     if centres.dim() != 2 or centres.shape[1] != 2:
         raise ValueError(f"mouth_boxes: centres must be (B, 2), got {tuple(centres.shape)}")
     if not 1 <= s <= min(h, w):
         raise FaceflowError(f"mouth_boxes: crop side {s} does not fit a {h}x{w} image")
     c = centres.detach().to(torch.float64)
-    x0 = torch.round(c[:, 0] - s / 2).clamp(0, w - s).long()
-    y0 = torch.round(c[:, 1] - s / 2).clamp(0, h - s).long()
+    x0 = torch.floor(c[:, 0] - s / 2 + 0.5).clamp(0, w - s).long()
+    y0 = torch.floor(c[:, 1] - s / 2 + 0.5).clamp(0, h - s).long()
     return torch.stack([x0, y0, x0 + s, y0 + s], 1)
 
 

@@ -1,27 +1,27 @@
-"""2D backward warping by optical flow, in pure PyTorch (``grid_sample``), and flow composition.
+"""2D backward warping by optical flow, in pure PyTorch (:mod:`faceflow.ops.sampling`), and flow
+composition.
 
 Convention (shared by every flow provider, :mod:`reenact.flows`): a flow ``F_{t->s}`` lives on
 frame t's pixel grid and says where each pixel of frame t is found in frame s, in pixels
 (dx right, dy down). Warping frame s by it brings s onto t's grid (backward warping):
 ``W(I_s, F_{t->s})(x) = I_s(x + F_{t->s}(x))``, sampled bilinearly. With pixel (i, j) centred at
-(j + 0.5, i + 0.5), ``grid_sample(align_corners=False)`` with ``x_norm = 2 x / W - 1`` is exact,
+(j + 0.5, i + 0.5), sampling at pixel centres (:func:`faceflow.ops.sampling.sample`) is exact,
 so a zero flow reproduces the image exactly.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
+
+from faceflow.ops.sampling import pixel_centres, sample
 
 __all__ = ["warp", "compose", "base_grid"]
 
 
 def base_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """(1, H, W, 2) pixel-centre coordinates (x, y) = (j + 0.5, i + 0.5)."""
-    ys = torch.arange(h, device=device, dtype=dtype) + 0.5
-    xs = torch.arange(w, device=device, dtype=dtype) + 0.5
-    gy, gx = torch.meshgrid(ys, xs, indexing="ij")
-    return torch.stack([gx, gy], -1).unsqueeze(0)
+    """(1, H, W, 2) pixel-centre coordinates (x, y) = (j + 0.5, i + 0.5)
+    (:func:`faceflow.ops.sampling.pixel_centres`)."""
+    return pixel_centres(h, w, device, dtype)
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:
@@ -36,10 +36,8 @@ def warp(image: torch.Tensor, flow: torch.Tensor, padding_mode: str = "border") 
     if flow.shape[0] != B or tuple(flow.shape[-2:]) != (H, W):
         raise ValueError(f"warp: flow {tuple(flow.shape)} does not match image {tuple(image.shape)}")
     f = flow[:, :2].to(image.dtype).permute(0, 2, 3, 1)
-    pos = base_grid(H, W, image.device, image.dtype) + f
-    scale = torch.tensor([2.0 / W, 2.0 / H], device=image.device, dtype=image.dtype)
-    grid = pos * scale - 1.0
-    return F.grid_sample(image, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    pos = pixel_centres(H, W, image.device, image.dtype) + f
+    return sample(image, pos, mode="bilinear", padding_mode=padding_mode)
 
 
 def compose(flow_ab: torch.Tensor, flow_bc: torch.Tensor) -> torch.Tensor:

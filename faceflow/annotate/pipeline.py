@@ -15,13 +15,13 @@ interruption and finished work is kept):
 5. previews and ``manifest.json`` (written last: a directory with a manifest is complete).
 
 Storage (all under ``data/``, memory-mappable ``.npy``, N = kept frames, S = crop size,
-M = pairs): see :data:`LAYOUT`, also copied into the manifest.
+M = pairs): see :data:`faceflow.annotate.layout.LAYOUT`, also copied into the manifest. The
+previews are :mod:`faceflow.annotate.previews`; resuming is :class:`faceflow.io.rundir.RunState`.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -30,37 +30,15 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from faceflow import io as vio
+from faceflow.annotate.layout import LAYOUT, TEMPLATE, open_array
 from faceflow.errors import FaceflowError, MediaError
+from faceflow.io.rundir import RunState
+from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance
 
 if TYPE_CHECKING:  # torch is imported where used, so the command's --help does not load it
     import torch
 
 STATE_VERSION = 1
-TEMPLATE = 224
-
-LAYOUT = {
-    "frame_index.npy": "(N,) int64 original frame number of each kept frame",
-    "segment.npy": "(N,) int32 segment id of each kept frame (flow pairs never cross segments)",
-    "crops.npy": "(N, S, S, 3) uint8 frames cropped with the fixed per-video box",
-    "aligned.npy": "(N, 224, 224, 3) uint8 frames registered to the 68-point template (DeepFaceFlow input)",
-    "aligned_transform.npy": "(N, 2, 3) float64 similarity crop -> template ([x'; y'] = A [x; y; 1])",
-    "lmk68.npy": "(N, 68, 2) float32 smoothed 68 landmarks, crop pixels",
-    "dense.npy": "(N, 478, 3) float32 smoothed mediapipe points, crop pixels (z in pixels)",
-    "pupils.npy": "(N, 2, 2) float32 pupil centres (eq. (7.3)), crop pixels, NaN if closed",
-    "exp.npy": "(N, 53) float32 expression coefficients", "id.npy": "(100,) float32 identity coefficients",
-    "camera_rotation.npy": "(N, 3, 3) float32", "camera_translation.npy": "(N, 3) float32 crop pixels",
-    "camera_scale.npy": "(N,) float32 crop pixels per cm (p = f C R S + t, faceflow.geometry.camera)",
-    "pncc.npy": "(N, 224, 224, 3) float16 PNCC in the frame's template (DeepFaceFlow eq. (3))",
-    "pncc_mask.npy": "(N, 224, 224) bool face pixels of pncc",
-    "nmfc.npy": "(N, S, S, 3) uint8 NMFC of the face in the crop (Head2Head++ eq. (7.2))",
-    "face_mask.npy": "(N, S, S) bool face pixels of nmfc",
-    "eyes.npy": "(N, S, S, 3) uint8 eye sketches: white outlines, red pupils",
-    "eye_mask.npy": "(N, S, S) bool eye regions (dilated polygons)",
-    "pairs.npy": "(M, 2) int64 kept-frame indices (a, b) of the flow pairs",
-    "pair_kind.npy": "(M,) uint8 0 = consecutive, 1 = temporal gap",
-    "flow.npy": "(M, 224, 224, 3) float16 3D flow a -> b in template pixels of frame a (eq. (2)); "
-                "valid where pncc_mask[a]; frame b must be warped into a's template with aligned_transform[a]",
-}
 
 
 @dataclass
@@ -81,59 +59,47 @@ class AnnotateConfig:
 
 # ---------------------------------------------------------------------- state
 
-class _State:
-    """``state.json``: which stages are done, for resuming; tied to the input and options."""
+# what --overwrite deletes in OUT_DIR
+OUTPUTS = ("state.json", "manifest.json", "track.npz", "fit.npz", "data", "previews")
 
-    def __init__(self, out: Path, signature: dict, overwrite: bool):
-        self.path = out / "state.json"
-        self.out = out
-        if overwrite and out.exists():
-            for name in ("state.json", "manifest.json", "track.npz", "fit.npz"):
-                (out / name).unlink(missing_ok=True)
-            shutil.rmtree(out / "data", ignore_errors=True)
-            shutil.rmtree(out / "previews", ignore_errors=True)
-        self.data = {"version": STATE_VERSION, "signature": signature, "stages": {}}
-        if self.path.exists():
-            old = json.loads(self.path.read_text())
-            if old.get("signature") != signature or old.get("version") != STATE_VERSION:
-                raise FaceflowError(f"{out} holds an annotation of another input or with other options "
-                                    f"({old.get('signature', {}).get('video')}); pass --overwrite to replace it "
-                                    "or choose another output directory")
-            self.data = old
 
-    def done(self, stage: str) -> bool:
-        return bool(self.data["stages"].get(stage, {}).get("done"))
+def _open_state(out: Path, video: Path, cfg: AnnotateConfig, overwrite: bool) -> RunState:
+    """``OUT_DIR/state.json``: ``stages[name]`` holds each stage's progress (``done``, timings,
+    resume points), tied to the input video and the options (:func:`_signature`)."""
+    return RunState(out, {"version": STATE_VERSION, "signature": _signature(video, cfg), "stages": {}},
+                    overwrite=overwrite, outputs=OUTPUTS,
+                    refuse=lambda old: f"{out} holds an annotation of another input or with other options "
+                                       f"({(old.get('signature') or {}).get('video')}); pass --overwrite to replace "
+                                       "it or choose another output directory")
 
-    def get(self, stage: str) -> dict:
-        return self.data["stages"].setdefault(stage, {})
 
-    def save(self) -> None:
-        vio.save_json(self.path, self.data)
+def _stage(state: RunState, name: str) -> dict:
+    """The progress dict of stage ``name`` (created empty)."""
+    return state.section("stages", name)
+
+
+def _done(state: RunState, name: str) -> bool:
+    """Whether stage ``name`` finished (in this run or an earlier one)."""
+    return bool(state.data["stages"].get(name, {}).get("done"))
 
 
 def _signature(video: Path, cfg: AnnotateConfig) -> dict:
+    """What an annotation depends on: the video (path, size, modification time) and the options
+    (all but ``previews``)."""
     st = video.stat()
     keys = {k: v for k, v in asdict(cfg).items() if k not in ("previews",)}
     return {"video": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime),
             "options": json.loads(json.dumps(keys))}
 
 
-def _memmap(path: Path, shape, dtype) -> np.ndarray:
-    """Open (resume) or create a ``.npy`` memmap; a new one is filled with zeros."""
-    if path.exists():
-        arr = np.load(path, mmap_mode="r+")
-        if arr.shape == tuple(shape) and arr.dtype == np.dtype(dtype):
-            return arr
-    return np.lib.format.open_memmap(path, mode="w+", dtype=dtype, shape=tuple(shape))
-
-
 # ---------------------------------------------------------------------- track and fit
 
 def track_landmarks(video: Path, max_frames: int | None = None, detector: str = "mediapipe",
                     total: int | None = None):
-    """Landmarks of every frame, following one face (:func:`faceflow.face.landmarks.track_video`),
-    then smoothed. Returns (raw, smoothed) :class:`~faceflow.face.landmarks.Track`."""
-    from faceflow.face.landmarks import NoFaceError, TrackConfig, make_detector, smooth_track, track_video
+    """Landmarks of every frame, following one face (:func:`faceflow.face.tracking.track_video`),
+    then smoothed. Returns (raw, smoothed) :class:`~faceflow.face.tracking.Track`."""
+    from faceflow.face.landmarks import NoFaceError, make_detector
+    from faceflow.face.tracking import TrackConfig, smooth_track, track_video
 
     det = make_detector(detector)
     try:
@@ -166,9 +132,10 @@ def fit_landmarks(model, lmk68: np.ndarray, dense: np.ndarray | None, segment: n
 
 # ---------------------------------------------------------------------- stages
 
-def _stage_track(video: Path, info, cfg: AnnotateConfig, state: _State, say) -> dict:
+def _stage_track(video: Path, info, cfg: AnnotateConfig, state: RunState, say) -> dict:
+    """Stage 1, ``track``: the landmarks of every frame -> ``track.npz`` (its arrays returned)."""
     path = state.out / "track.npz"
-    if state.done("track") and path.exists():
+    if _done(state, "track") and path.exists():
         return dict(np.load(path, allow_pickle=False))
     t0 = time.perf_counter()
     total = info.num_frames if cfg.max_frames is None else min(info.num_frames, cfg.max_frames)
@@ -181,21 +148,23 @@ def _stage_track(video: Path, info, cfg: AnnotateConfig, state: _State, say) -> 
     if sm.dense is not None:
         arrays["dense"] = sm.dense
     vio.save_npz(path, **arrays)
-    st = state.get("track")
+    st = _stage(state, "track")
     st.update(done=True, seconds=time.perf_counter() - t0, summary=summary)
     state.save()
     return arrays
 
 
-def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
+def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: RunState, say):
+    """Stage 2, ``fit``: the morphable model over the usable frames -> ``fit.npz``. Returns (kept
+    frame indices, :class:`~faceflow.face.fitting.VideoFit`, dense vertex ids)."""
     from faceflow.face.fitting import VideoFit
 
     path = state.out / "fit.npz"
     keep = np.flatnonzero(track["segment"] >= 0)
-    if state.done("fit") and path.exists():
+    if _done(state, "fit") and path.exists():
         d = np.load(path, allow_pickle=False)
         fit = VideoFit(d["id"], d["exp"], d["rotation"], d["translation"], d["scale"], d["jaw_vertices"],
-                       d["lmk_error"], d["iod"], state.get("fit")["stats"])
+                       d["lmk_error"], d["iod"], _stage(state, "fit")["stats"])
         return keep, fit, d["dense_vertices"]
     t0 = time.perf_counter()
     say(f"fitting the morphable model to {len(keep)} frames")
@@ -203,7 +172,7 @@ def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: _State, say):
                                        progress=lambda m: say("  " + m))
     vio.save_npz(path, id=fit.id, exp=fit.exp, rotation=fit.rotation, translation=fit.translation, scale=fit.scale,
               jaw_vertices=fit.jaw_vertices, lmk_error=fit.lmk_error, iod=fit.iod, dense_vertices=dense_v)
-    st = state.get("fit")
+    st = _stage(state, "fit")
     st.update(done=True, seconds=time.perf_counter() - t0, stats=json.loads(json.dumps(fit.stats, default=float)))
     state.save()
     return keep, fit, dense_v
@@ -229,104 +198,134 @@ def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
     return torch.cat([xy, verts[..., 2:] * s[:, None, None]], -1)
 
 
-def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig, state: _State, say) -> None:
-    import torch
-    from tqdm import tqdm
-
-    from faceflow.face.eyes import eye_masks, eye_sketch, pupil_centres
-    from faceflow.face.registration import Similarity, crop_image, register_landmarks, warp_image
-    from faceflow.render.pncc import face_nmfc_uint8, pncc
-
+def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig, state: RunState, say) -> None:
+    """Stage 3, ``render``: per kept frame the crop, its registration to the template, PNCC, NMFC,
+    eye sketches and masks -> ``data/*.npy`` (:data:`LAYOUT`); resumable at the last checkpoint
+    (every 8 batches)."""
     data = state.out / "data"
     data.mkdir(parents=True, exist_ok=True)
-    st = state.get("render")
+    st = _stage(state, "render")
     if st.get("done"):
         return
-    N, S = len(keep), cfg.size
+    N = len(keep)
+    job = _render_job(model, track, keep, fit, box, cfg.size, data)
+    start = int(st.get("frames_done", 0))
+    say(f"rendering {N} frames" + (f" (resuming at {start})" if start else ""))
+    t0 = time.perf_counter()
+
+    def checkpoint(frames_done: int) -> None:  # everything before kept frame frames_done is on disk
+        job.flush()
+        st["frames_done"] = frames_done
+        state.save()
+
+    _render_frames(video, keep, start, cfg.batch, job, checkpoint)
+    job.flush()
+    st.update(done=True, frames_done=N, seconds=st.get("seconds", 0) + time.perf_counter() - t0)
+    state.save()
+
+
+@dataclass
+class _RenderJob:
+    """What rendering the kept frames needs; :meth:`render` fills rows of :attr:`arrays`."""
+
+    model: object  # the morphable model (MorphableModel)
+    box: object  # the per-video crop box (CropBox)
+    size: int  # crop size S
+    cfit: object  # the fit with crop-pixel cameras (crop_fit)
+    lmk: np.ndarray  # (N, 68, 2) float32 smoothed landmarks, crop pixels
+    A: np.ndarray  # (N, 2, 3) float64 similarities crop -> template
+    arrays: dict  # name -> (N, ...) memmap of data/<name>.npy (crops, aligned, pncc, ..., pupils)
+    face: object  # the model's 'face' subset (vertex indices, triangles) the PNCC and NMFC are drawn with
+
+    def render(self, batch: list[tuple[int, np.ndarray]]) -> None:
+        """Render the kept frames ``batch`` [(kept index, video frame (H, W, 3) uint8)] into their rows."""
+        import torch
+
+        from faceflow.face.eyes import eye_masks, eye_sketch, pupil_centres
+        from faceflow.face.registration import Similarity, crop_image, warp_image
+        from faceflow.render.pncc import face_nmfc_uint8, pncc
+
+        S, a, face = self.size, self.arrays, self.face
+        idx = np.array([i for i, _ in batch])
+        crops = np.stack([crop_image(fr, self.box, S) for _, fr in batch])
+        a["crops"][idx] = crops
+        for j, i in enumerate(idx):
+            a["aligned"][i] = warp_image(crops[j], Similarity(self.A[i]), TEMPLATE, border="border")
+            p = pupil_centres(crops[j], self.lmk[i])
+            a["pupils"][i] = p
+            a["eyes"][i] = eye_sketch(self.lmk[i], p, (S, S))
+            a["eye_mask"][i] = eye_masks(self.lmk[i], (S, S))
+        with torch.no_grad():
+            v = self.cfit.image_vertices(self.model, idx, face.indices)
+            code, mask = pncc(_to_template(v, self.A[idx]), face.triangles, (TEMPLATE, TEMPLATE), cull_backfaces=True)
+            a["pncc"][idx] = code.numpy().astype(np.float16)
+            a["pncc_mask"][idx] = mask.numpy()
+            img, fmask = face_nmfc_uint8(self.model, v, S)
+            a["nmfc"][idx] = img.numpy()
+            a["face_mask"][idx] = fmask.numpy()
+
+    def flush(self) -> None:
+        """Write the arrays' rendered rows to disk."""
+        for arr in self.arrays.values():
+            arr.flush()
+
+
+def _render_job(model, track: dict, keep: np.ndarray, fit, box, S: int, data: Path) -> _RenderJob:
+    """Write the small per-frame arrays (frame index, segment, landmarks, dense points, codes,
+    cameras, ``aligned_transform``) and open the big ones (:func:`_memmap`, resumable) for
+    :class:`_RenderJob`."""
+    from faceflow.face.registration import register_landmarks
+
+    N = len(keep)
     sim = box.transform(S)
     cfit = crop_fit(fit, box, S)
-    face = model.subset("face")
-    face_idx, tris = face.indices, face.triangles
     lmk_c = sim.apply(track["lmk68"][keep].astype(np.float64)).astype(np.float32)
-    dense_c = None
-    if "dense" in track:
-        dense_c = sim.apply_3d(track["dense"][keep].astype(np.float64)).astype(np.float32)
     small = {"frame_index.npy": keep.astype(np.int64), "segment.npy": track["segment"][keep].astype(np.int32),
              "lmk68.npy": lmk_c, "exp.npy": fit.exp, "id.npy": fit.id, "camera_rotation.npy": cfit.rotation,
              "camera_translation.npy": cfit.translation, "camera_scale.npy": cfit.scale}
-    if dense_c is not None:
-        small["dense.npy"] = dense_c
+    if "dense" in track:
+        small["dense.npy"] = sim.apply_3d(track["dense"][keep].astype(np.float64)).astype(np.float32)
     for name, arr in small.items():
         vio.save_npy(data / name, arr)
     A = np.stack([register_landmarks(lmk_c[i], TEMPLATE).matrix for i in range(N)])
     vio.save_npy(data / "aligned_transform.npy", A)
-    big = {
-        "crops": _memmap(data / "crops.npy", (N, S, S, 3), np.uint8),
-        "aligned": _memmap(data / "aligned.npy", (N, TEMPLATE, TEMPLATE, 3), np.uint8),
-        "pncc": _memmap(data / "pncc.npy", (N, TEMPLATE, TEMPLATE, 3), np.float16),
-        "pncc_mask": _memmap(data / "pncc_mask.npy", (N, TEMPLATE, TEMPLATE), np.bool_),
-        "nmfc": _memmap(data / "nmfc.npy", (N, S, S, 3), np.uint8),
-        "face_mask": _memmap(data / "face_mask.npy", (N, S, S), np.bool_),
-        "eyes": _memmap(data / "eyes.npy", (N, S, S, 3), np.uint8),
-        "eye_mask": _memmap(data / "eye_mask.npy", (N, S, S), np.bool_),
-    }
-    pupils = _memmap(data / "pupils.npy", (N, 2, 2), np.float32)
-    start = int(st.get("frames_done", 0))
-    say(f"rendering {N} frames" + (f" (resuming at {start})" if start else ""))
-    t0 = time.perf_counter()
+    shapes = {"crops": ((N, S, S, 3), np.uint8), "aligned": ((N, TEMPLATE, TEMPLATE, 3), np.uint8),
+              "pncc": ((N, TEMPLATE, TEMPLATE, 3), np.float16), "pncc_mask": ((N, TEMPLATE, TEMPLATE), np.bool_),
+              "nmfc": ((N, S, S, 3), np.uint8), "face_mask": ((N, S, S), np.bool_),
+              "eyes": ((N, S, S, 3), np.uint8), "eye_mask": ((N, S, S), np.bool_), "pupils": ((N, 2, 2), np.float32)}
+    arrays = {name: open_array(data / f"{name}.npy", shape, dtype) for name, (shape, dtype) in shapes.items()}
+    return _RenderJob(model, box, S, cfit, lmk_c, A, arrays, model.subset("face"))
+
+
+def _render_frames(video: Path, keep: np.ndarray, start: int, batch_size: int, job: _RenderJob, checkpoint) -> None:
+    """Read the video from kept frame ``start`` on and render the kept frames in batches of
+    ``batch_size``; ``checkpoint(frames_done)`` after every 8th batch."""
+    from tqdm import tqdm
+
+    N = len(keep)
     pos = {int(f): i for i, f in enumerate(keep)}
     first = int(keep[start]) if start < N else int(keep[-1]) + 1
     bar = tqdm(total=N, initial=start, unit="frame", desc="render")
     buf: list[tuple[int, np.ndarray]] = []
     batches = 0
-
-    def flush():
-        if not buf:
-            return
-        idx = np.array([i for i, _ in buf])
-        crops = np.stack([crop_image(fr, box, S) for _, fr in buf])
-        big["crops"][idx] = crops
-        for j, i in enumerate(idx):
-            big["aligned"][i] = warp_image(crops[j], Similarity(A[i]), TEMPLATE, border="border")
-            p = pupil_centres(crops[j], lmk_c[i])
-            pupils[i] = p
-            big["eyes"][i] = eye_sketch(lmk_c[i], p, (S, S))
-            big["eye_mask"][i] = eye_masks(lmk_c[i], (S, S))
-        with torch.no_grad():
-            v = cfit.image_vertices(model, idx, face_idx)
-            code, mask = pncc(_to_template(v, A[idx]), tris, (TEMPLATE, TEMPLATE), cull_backfaces=True)
-            big["pncc"][idx] = code.numpy().astype(np.float16)
-            big["pncc_mask"][idx] = mask.numpy()
-            img, fmask = face_nmfc_uint8(model, v, S)
-            big["nmfc"][idx] = img.numpy()
-            big["face_mask"][idx] = fmask.numpy()
-        bar.update(len(buf))
-        buf.clear()
-
     try:
-        for k, frame in enumerate(vio.read_frames(video, start=first,
-                                                  max_frames=int(keep[-1]) + 1 - first)):
+        for k, frame in enumerate(vio.read_frames(video, start=first, max_frames=int(keep[-1]) + 1 - first)):
             i = pos.get(first + k)
             if i is None:
                 continue
             buf.append((i, frame))
-            if len(buf) == cfg.batch:
-                flush()
+            if len(buf) == batch_size:
+                job.render(buf)
+                bar.update(len(buf))
+                buf.clear()
                 batches += 1
-                if batches % 8 == 0:  # checkpoint: everything before kept frame i + 1 is on disk
-                    for arr in big.values():
-                        arr.flush()
-                    pupils.flush()
-                    st["frames_done"] = i + 1
-                    state.save()
-        flush()
+                if batches % 8 == 0:
+                    checkpoint(i + 1)
+        if buf:
+            job.render(buf)
+            bar.update(len(buf))
     finally:
         bar.close()
-    for arr in big.values():
-        arr.flush()
-    pupils.flush()
-    st.update(done=True, frames_done=N, seconds=st.get("seconds", 0) + time.perf_counter() - t0)
-    state.save()
 
 
 def gap_pairs_rule(mean_flow, max_gap: int) -> int:
@@ -381,14 +380,16 @@ def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, 
     return [pairs[m] for m in order], [kinds[m] for m in order]  # one rasterisation serves them
 
 
-def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _State, say) -> dict:
+def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: RunState, say) -> dict:
+    """Stage 4, ``pairs``: choose the flow pairs (resumable once listed) and render their 3D flow
+    -> ``data/pairs.npy``, ``pair_kind.npy``, ``flow.npy``; returns the pair summary."""
     import torch
     from tqdm import tqdm
 
     from faceflow.render.flow import flow_ground_truth
     from faceflow.render.rasterize import rasterize
 
-    st = state.get("pairs")
+    st = _stage(state, "pairs")
     if st.get("done"):
         return st["summary"]
     data = state.out / "data"
@@ -423,7 +424,7 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _St
     gaps = pairs_a[kinds_a == 1, 1] - pairs_a[kinds_a == 1, 0]
     gap_hist = {int(g): int((gaps == g).sum()) for g in np.unique(gaps)}
     kinds = kinds_a.tolist()
-    flow = _memmap(data / "flow.npy", (M, TEMPLATE, TEMPLATE, 3), np.float16)
+    flow = open_array(data / "flow.npy", (M, TEMPLATE, TEMPLATE, 3), np.float16)
     start = int(st.get("pairs_done", 0))
     mags = []
     with torch.no_grad():
@@ -448,45 +449,11 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: _St
     return summary
 
 
-def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -> list[str]:
-    """PNG previews of a few frames: crop with the fitted mesh wireframe, NMFC, PNCC, eyes, flow."""
-    import cv2
-    import torch
+def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: RunState) -> list[str]:
+    """Stage 5: PNG previews of a few frames (:func:`faceflow.annotate.previews.write_previews`)."""
+    from faceflow.annotate.previews import write_previews
 
-    from faceflow.render.flowcolor import flow3d_to_rgb
-    from faceflow.render.overlay import draw_points, draw_wireframe
-
-    data = state.out / "data"
-    prev = state.out / "previews"
-    prev.mkdir(exist_ok=True)
-    N = len(keep)
-    if cfg.previews <= 0:
-        return []
-    crops = np.load(data / "crops.npy", mmap_mode="r")
-    nmfc_a = np.load(data / "nmfc.npy", mmap_mode="r")
-    pncc_a = np.load(data / "pncc.npy", mmap_mode="r")
-    eyes = np.load(data / "eyes.npy", mmap_mode="r")
-    lmk = np.load(data / "lmk68.npy")
-    cfit = crop_fit(fit, box, cfg.size)
-    sub = model.subset("meshreg")
-    names = []
-    for i in np.unique(np.linspace(0, N - 1, min(cfg.previews, N)).round().astype(int)):
-        with torch.no_grad():
-            v = cfit.image_vertices(model, np.array([i]), sub.indices)[0].numpy()
-        over = draw_points(draw_wireframe(crops[i], v, sub.triangles.numpy(), alpha=0.35), lmk[i])
-        row = [over, nmfc_a[i], eyes[i]]
-        pn = cv2.resize((np.asarray(pncc_a[i], np.float32) * 255).clip(0, 255).astype(np.uint8), (cfg.size, cfg.size))
-        row.append(pn)
-        name = f"frame{int(keep[i]):06d}.png"
-        vio.write_image(prev / name, np.concatenate(row, 1))
-        names.append(name)
-    pairs = np.load(data / "pairs.npy")
-    if len(pairs):
-        flow = np.load(data / "flow.npy", mmap_mode="r")
-        m = len(pairs) // 2
-        vio.write_image(prev / "flow_example.png", flow3d_to_rgb(np.asarray(flow[m], np.float32)))
-        names.append("flow_example.png")
-    return names
+    return write_previews(state.out, model, crop_fit(fit, box, cfg.size), keep, cfg.size, cfg.previews)
 
 
 # ---------------------------------------------------------------------- entry point
@@ -494,44 +461,20 @@ def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: _State) -
 def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = None, overwrite: bool = False,
              say=print) -> dict:
     """Run (or resume) the whole annotation; returns the manifest dict."""
-    from faceflow.face.fitting import reprojection_summary
-    from faceflow.face.registration import CropBox, crop_box
     from faceflow.geometry.morphable import MorphableModel
 
     cfg = cfg or AnnotateConfig()
-    if not 32 <= cfg.size <= 2048:
-        raise FaceflowError(f"--size must be between 32 and 2048, got {cfg.size}")
-    if cfg.max_frames is not None and cfg.max_frames < 2:
-        raise FaceflowError(f"--max-frames must be at least 2, got {cfg.max_frames}")
-    unknown = set(cfg.pairs) - {"consecutive", "gap"}
-    if unknown:
-        raise FaceflowError(f"unknown pair kind(s) {sorted(unknown)}; use consecutive and/or gap")
-    video = Path(video)
-    info = vio.probe(video, allow_still=True)  # MediaError for missing, corrupt, absurd sizes
-    if info.still:
-        raise MediaError(f"{video}: is a still image, not a video; annotate needs a video "
-                         "(fit a photo with faceflow.face.fitting.fit_image)")
-    if info.num_frames < 2:
-        raise MediaError(f"{video}: has {info.num_frames} frame(s); annotate needs a video of at least 2 frames "
-                         "(fit a photo with faceflow.face.fitting.fit_image)")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise FaceflowError(f"output {out} exists and is not a directory")
+    video, out = Path(video), Path(out)
+    info = _check_request(video, out, cfg)
     out.mkdir(parents=True, exist_ok=True)
-    state = _State(out, _signature(video, cfg), overwrite)
+    state = _open_state(out, video, cfg, overwrite)
     (out / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
     model = MorphableModel.load("skin")
     t_all = time.perf_counter()
 
     track = _stage_track(video, info, cfg, state, say)
     keep, fit, dense_v = _stage_fit(model, track, cfg, state, say)
-    box_d = state.get("fit").get("crop_box")
-    if box_d is None:
-        box = crop_box(track["boxes"], track["segment"] >= 0, image_size=(info.height, info.width))
-        state.get("fit")["crop_box"] = box.to_dict()
-        state.save()
-    else:
-        box = CropBox.from_dict(box_d)
+    box = _crop_box(state, track, info)
     _stage_render(video, model, track, keep, fit, box, cfg, state, say)
     pair_summary = {"pairs": 0}
     if cfg.pairs:
@@ -543,29 +486,16 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
     previews = _stage_previews(model, fit, keep, box, cfg, state)
 
     n_frames = len(track["segment"])
-    rep = reprojection_summary(fit)
-    flagged = keep[fit.relative_error > cfg.flag_error_iod]
-    t_track = state.get("track")["seconds"]
-    t_fit = state.get("fit")["seconds"]
-    segs = state.get("track")["summary"]["segments"]
-    from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance
-
     manifest = {
         # source: the video relative to OUT (faceflow.runtime.provenance.resolve_recorded), or its bare name when the
         # two share no folder; source_file: its name, size and sha256
         "source": portable_path(video, out, climb=True), "source_file": file_record(video, out),
         "fps": info.fps, "frames_in_video": info.num_frames,
         "frames_read": n_frames, "frames_kept": int(len(keep)), "image_size": [info.height, info.width],
-        "segments": segs, "crop_box": box.to_dict(), "crop_size": cfg.size, "template_size": TEMPLATE,
-        "tracking": state.get("track")["summary"],
-        "fit": {"reprojection": rep, "identity": {k: fit.stats[k] for k in
-                                                  ("id_norm2", "chi2_threshold", "quantile", "plausible")},
-                "dense_points": int(len(dense_v)), "flagged_frames": [int(f) for f in flagged],
-                "flag_threshold_iod": cfg.flag_error_iod},
-        "pairs": pair_summary,
-        "timings": {"track_s": t_track, "fit_s": t_fit, "render_s": state.get("render").get("seconds"),
-                    "landmarks_and_fit_fps": n_frames / max(t_track + t_fit, 1e-9),
-                    "this_run_s": time.perf_counter() - t_all},
+        "segments": _stage(state, "track")["summary"]["segments"], "crop_box": box.to_dict(), "crop_size": cfg.size,
+        "template_size": TEMPLATE, "tracking": _stage(state, "track")["summary"],
+        "fit": _fit_summary(fit, keep, dense_v, cfg), "pairs": pair_summary,
+        "timings": _timings(state, n_frames, t_all),
         "options": asdict(cfg), "layout": LAYOUT, "previews": previews, "complete": True,
         "provenance": provenance(weights={"morphable_model": model.path}, base=out),
     }
@@ -577,3 +507,59 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
         say("note: " + msg)
     vio.save_json(out / "manifest.json", manifest)
     return manifest
+
+
+def _check_request(video: Path, out: Path, cfg: AnnotateConfig):
+    """Refuse bad options, a video that is a still or too short, an ``out`` that is a file, before
+    any work; returns the video's :class:`~faceflow.io.VideoInfo`."""
+    if not 32 <= cfg.size <= 2048:
+        raise FaceflowError(f"--size must be between 32 and 2048, got {cfg.size}")
+    if cfg.max_frames is not None and cfg.max_frames < 2:
+        raise FaceflowError(f"--max-frames must be at least 2, got {cfg.max_frames}")
+    unknown = set(cfg.pairs) - {"consecutive", "gap"}
+    if unknown:
+        raise FaceflowError(f"unknown pair kind(s) {sorted(unknown)}; use consecutive and/or gap")
+    info = vio.probe(video, allow_still=True)  # MediaError for missing, corrupt, absurd sizes
+    if info.still:
+        raise MediaError(f"{video}: is a still image, not a video; annotate needs a video "
+                         "(fit a photo with faceflow.face.fitting.fit_image)")
+    if info.num_frames < 2:
+        raise MediaError(f"{video}: has {info.num_frames} frame(s); annotate needs a video of at least 2 frames "
+                         "(fit a photo with faceflow.face.fitting.fit_image)")
+    if out.exists() and not out.is_dir():
+        raise FaceflowError(f"output {out} exists and is not a directory")
+    return info
+
+
+def _crop_box(state: RunState, track: dict, info):
+    """The per-video crop box around the tracked face (:func:`faceflow.face.registration.crop_box`),
+    chosen once and kept in the fit stage's state."""
+    from faceflow.face.registration import CropBox, crop_box
+
+    st = _stage(state, "fit")
+    if st.get("crop_box") is not None:
+        return CropBox.from_dict(st["crop_box"])
+    box = crop_box(track["boxes"], track["segment"] >= 0, image_size=(info.height, info.width))
+    st["crop_box"] = box.to_dict()
+    state.save()
+    return box
+
+
+def _fit_summary(fit, keep: np.ndarray, dense_v: np.ndarray, cfg: AnnotateConfig) -> dict:
+    """The manifest's ``fit``: reprojection error, identity plausibility, dense points, flagged frames."""
+    from faceflow.face.fitting import reprojection_summary
+
+    flagged = keep[fit.relative_error > cfg.flag_error_iod]
+    return {"reprojection": reprojection_summary(fit),
+            "identity": {k: fit.stats[k] for k in ("id_norm2", "chi2_threshold", "quantile", "plausible")},
+            "dense_points": int(len(dense_v)), "flagged_frames": [int(f) for f in flagged],
+            "flag_threshold_iod": cfg.flag_error_iod}
+
+
+def _timings(state: RunState, n_frames: int, t_all: float) -> dict:
+    """The manifest's ``timings``: seconds of each stage (over all runs) and of this run."""
+    t_track = _stage(state, "track")["seconds"]
+    t_fit = _stage(state, "fit")["seconds"]
+    return {"track_s": t_track, "fit_s": t_fit, "render_s": _stage(state, "render").get("seconds"),
+            "landmarks_and_fit_fps": n_frames / max(t_track + t_fit, 1e-9),
+            "this_run_s": time.perf_counter() - t_all}

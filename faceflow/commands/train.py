@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 
-from faceflow.engine.config import add_common_arguments
+from faceflow.engine.config import add_common_arguments, config_from_args
 from faceflow.engine.task_options import (
     add_dffnet_arguments,
     add_meshreg_arguments,
@@ -25,7 +25,9 @@ class TrainTask:
         self._add_task_arguments(p)
 
     def run(self, args) -> int:
-        from faceflow.engine.trainer import config_from_args, dist_rank, load_task, train
+        from faceflow.engine.distributed import dist_rank
+        from faceflow.engine.task import load_task
+        from faceflow.engine.trainer import train
 
         cls = load_task(self.name)
         preset = cls.presets()[args.preset]

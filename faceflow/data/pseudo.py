@@ -27,7 +27,7 @@ key                shape, dtype            meaning
 Geometry: annotate stores the cameras in crop pixels (``p = f C R S + t``,
 :mod:`faceflow.geometry.camera`); a frame's template is reached with the similarity
 ``aligned_transform`` (x, y by the similarity, z scaled by its scale:
-:meth:`~faceflow.face.registration.Similarity.apply_3d`). Meshes of both frames are mapped with
+:meth:`~faceflow.geometry.similarity.Similarity.apply_3d`). Meshes of both frames are mapped with
 frame a's similarity, exactly as annotate does for ``flow``.
 
 :func:`build_real` annotates every clip of the chosen splits (``python -m faceflow data real``),
@@ -48,9 +48,10 @@ from torch.utils.data import Dataset
 from faceflow.annotate.pipeline import AnnotateConfig, annotate
 from faceflow.data import splits as _splits
 from faceflow.errors import FaceflowError
-from faceflow.face.registration import Similarity, warp_image
+from faceflow.face.registration import warp_image
 from faceflow.geometry.camera import project
 from faceflow.geometry.morphable import MorphableModel
+from faceflow.geometry.similarity import Similarity
 from faceflow.io import save_json
 from faceflow.render.flow import flow_ground_truth
 from faceflow.runtime.provenance import portable_json, portable_path, provenance
@@ -129,7 +130,7 @@ def template_vertices(base: torch.Tensor, exp_basis: torch.Tensor, exp: torch.Te
 
     base (V, 3) = mean + identity part (cm, model space); exp_basis (K, V, 3); exp (B, K);
     cameras rotation (B, 3, 3), translation (B, 3), scale (B,) in crop pixels; ``transform`` a
-    :class:`~faceflow.face.registration.Similarity` crop -> template. Returns (B, V, 3): eq. (1)
+    :class:`~faceflow.geometry.similarity.Similarity` crop -> template. Returns (B, V, 3): eq. (1)
     shape, ``p = f C R S + t`` (:mod:`faceflow.geometry.camera`), then the similarity (z scaled).
     """
 

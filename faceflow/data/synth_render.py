@@ -14,8 +14,9 @@ import torch
 from faceflow.data.synth_geometry import HeadGeometry, project_fitted
 from faceflow.data.synth_sampling import PairParams, SyntheticConfig
 from faceflow.data.synth_sources import Clip
-from faceflow.face.registration import estimate_similarity, template_landmarks
+from faceflow.face.registration import template_landmarks
 from faceflow.geometry.camera import euler_to_rotation, frame_face, project
+from faceflow.geometry.similarity import estimate_similarity
 from faceflow.render import Fragments, flow_ground_truth, pncc, rasterize, shade
 
 SIZE = 224  # the registered template (faceflow.face.registration.TEMPLATE_SIZE)

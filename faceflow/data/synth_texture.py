@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from faceflow.data.synth_geometry import HeadGeometry, project_fitted
 from faceflow.data.synth_sources import Clip
+from faceflow.ops.sampling import sample_points
 from faceflow.render import rasterize, vertex_normals
 
 
@@ -40,9 +41,7 @@ def sample_texture(geom: HeadGeometry, crop: np.ndarray, id_coeffs, exp, rotatio
         tol = depth_tol_cm * float(np.asarray(scale))
         seen = inside & frags.mask[0, r, c] & (p[:, 2] <= frags.depth[0, r, c] + tol) & (n[:, 2] < -min_facing)
         img = torch.from_numpy(np.ascontiguousarray(crop, dtype=np.float32) / 255.0).permute(2, 0, 1)[None]
-        grid = torch.stack([p[:, 0] / W * 2 - 1, p[:, 1] / H * 2 - 1], -1).view(1, 1, -1, 2)
-        colours = torch.nn.functional.grid_sample(img, grid, mode="bilinear", padding_mode="border",
-                                                  align_corners=False)[0, :, 0].T.numpy()
+        colours = sample_points(img, p[None, :, :2], mode="bilinear", padding_mode="border")[0].numpy()
     seen = seen.numpy()
     return _smooth_fill(geom, colours.astype(np.float32), seen, fill_iterations), seen
 

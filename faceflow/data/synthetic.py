@@ -11,7 +11,7 @@ seen in two frames:
 - head pose of frame 1 (yaw, pitch, roll, favouring near-frontal) and a small pose change for
   frame 2 (rotation, translation, scale), sometimes none;
 - registration as at inference: frame 1's 68 landmarks are aligned to the template
-  (:func:`faceflow.face.registration.estimate_similarity`) and the SAME similarity is applied to both
+  (:func:`faceflow.geometry.similarity.estimate_similarity`) and the SAME similarity is applied to both
   frames, so I1 is registered like a real frame and I2 is expressed in I1's frame;
 - appearance: per-vertex colours sampled from real registered frames of the split through their
   fitted meshes (a cached texture bank), a procedural iris, teeth and mouth, Lambert light,
@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -57,10 +56,13 @@ from faceflow.data.synth_sources import Clip, find_clips, load_clip
 from faceflow.data.synth_texture import build_texture_bank, sample_texture
 from faceflow.errors import FaceflowError
 from faceflow.geometry.morphable import model_files
+from faceflow.io.rundir import RunState
 from faceflow.render.flowcolor import flow3d_to_rgb, shared_max_magnitude
 from faceflow.runtime.provenance import portable_path, provenance
 
 FORMAT = "faceflow-synthetic/1"
+# what --overwrite deletes in the output directory
+OUTPUTS = ("config.json", "state.json", "manifest.json", "textures.npz", "data", "previews")
 
 LAYOUT = {
     "i1.npy": "(N, 224, 224, 3) uint8 RGB frame 1, registered to the 68-point template",
@@ -171,20 +173,6 @@ def _prepare(config: SyntheticConfig, clips: list[Clip], bank_path: str | Path |
     return Generator(config, clips, geom, bank)
 
 
-class _State:
-    def __init__(self, path: Path):
-        self.path = path
-        self.data = json.loads(path.read_text()) if path.is_file() else {"done": 0}
-
-    @property
-    def done(self) -> int:
-        return int(self.data.get("done", 0))
-
-    def save(self, **kw) -> None:
-        self.data.update(kw)
-        fio.save_json(self.path, self.data)
-
-
 def _open_array(path: Path, n: int, tail: tuple, dtype, keep: int) -> np.ndarray:
     """Open ``path`` as an (n, *tail) memmap; an existing one of another length keeps its first
     ``keep`` rows (written to a temporary file, then swapped in)."""
@@ -227,19 +215,45 @@ def generate(out_dir: str | Path, config: SyntheticConfig, sources, *, progress:
     resumes (a larger ``num_pairs`` extends the set); a different config is refused unless
     ``overwrite`` (which deletes the previous output).
     """
-
     config.validate()
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FaceflowError(f"output {out} exists and is not a directory")
     clips = find_clips(sources, config.split)
     config = replace(config, sources=[c.stem for c in clips])
-    cfg_path, state_path, man_path = out / "config.json", out / "state.json", out / "manifest.json"
-    if overwrite and out.exists():
-        for name in ("config.json", "state.json", "manifest.json", "textures.npz"):
-            (out / name).unlink(missing_ok=True)
-        shutil.rmtree(out / "data", ignore_errors=True)
-        shutil.rmtree(out / "previews", ignore_errors=True)
+    state = _open_output(out, config, overwrite)
+    done = int(state.data.get("done", 0))
+    (out / "manifest.json").unlink(missing_ok=True)  # incomplete until rewritten at the end
+    fio.save_json(out / "config.json", asdict(config))
+    t0 = time.perf_counter()
+    gen = _prepare(config, clips, out / "textures.npz", progress)
+    N = config.num_pairs
+    if done < N:
+        say(f"generating {N - done} synthetic {config.split} pairs from {len(clips)} clip(s)"
+            + (f" (resuming at {done})" if done else ""))
+    rate = _generate_pairs(gen, out / "data", state, done, progress)
+    previews = write_previews(out, config.previews)
+    manifest = {
+        "kind": "synthetic", "format": FORMAT, "split": config.split, "num_pairs": N, "size": SIZE,
+        # dir: the annotated clip relative to this directory (faceflow.runtime.provenance.resolve_recorded) or its name
+        "sources": [{"stem": c.stem, "dir": portable_path(c.path, out, climb=True), "frames": len(c)} for c in clips],
+        "textures": int(config.textures), "pairs_per_second": rate,
+        "this_run_s": time.perf_counter() - t0, "previews": previews, "layout": LAYOUT, "complete": True,
+        "provenance": provenance(weights=model_files("skin", "full"), base=out),
+    }
+    fio.save_json(out / "manifest.json", manifest)
+    return manifest
+
+
+def _open_output(out: Path, config: SyntheticConfig, overwrite: bool) -> RunState:
+    """The output directory's ``state.json`` (``done``: the pairs written, ``num_pairs``, ``format``),
+    after refusing a directory made with another generator version or configuration
+    (``config.json``), one that holds something else, or one with more pairs than asked for."""
+    state = RunState(out, {"done": 0, "num_pairs": config.num_pairs, "format": FORMAT}, overwrite=overwrite,
+                     outputs=OUTPUTS, match=("format",),
+                     refuse=lambda old: f"{out} was made by another version of the generator ({old.get('format')}, "
+                                        f"this is {FORMAT}); pass --overwrite to replace it")
+    cfg_path = out / "config.json"
     if cfg_path.is_file():
         try:
             old = SyntheticConfig.from_dict(json.loads(cfg_path.read_text()))
@@ -253,25 +267,20 @@ def generate(out_dir: str | Path, config: SyntheticConfig, sources, *, progress:
     elif out.is_dir() and any(out.iterdir()) and not (out / "data").is_dir():
         raise FaceflowError(f"{out} is not empty and holds no synthetic pairs; choose another output directory")
     out.mkdir(parents=True, exist_ok=True)
-    state = _State(state_path)
-    if state.data.get("format", FORMAT) != FORMAT:
-        raise FaceflowError(f"{out} was made by another version of the generator ({state.data.get('format')}, "
-                            f"this is {FORMAT}); pass --overwrite to replace it")
-    done = state.done
+    done = int(state.data.get("done", 0))
     if done > config.num_pairs:
         raise FaceflowError(f"{out} already holds {done} pairs; ask for at least {done} or pass --overwrite")
-    man_path.unlink(missing_ok=True)  # incomplete until rewritten at the end
-    fio.save_json(cfg_path, asdict(config))
-    t0 = time.perf_counter()
-    gen = _prepare(config, clips, out / "textures.npz", progress)
-    data = out / "data"
+    return state
+
+
+def _generate_pairs(gen: Generator, data: Path, state: RunState, done: int, progress: bool) -> float | None:
+    """Render pairs ``done`` .. ``num_pairs`` - 1 into the arrays in ``data`` (resized when the set
+    grows), a chunk of ``config.chunk`` pairs at a time; after each chunk the arrays are flushed
+    and ``state.json`` records the pairs done. Returns the pairs rendered per second (None: none)."""
+    config, N = gen.config, gen.config.num_pairs
     data.mkdir(exist_ok=True)
-    N = config.num_pairs
     arrays = {name: _open_array(data / f"{name}.npy", N, tail, dtype, done)
               for name, (tail, dtype) in _array_specs(int(gen.geometry.meshreg_idx.numel())).items()}
-    if done < N:
-        say(f"generating {N - done} synthetic {config.split} pairs from {len(clips)} clip(s)"
-            + (f" (resuming at {done})" if done else ""))
     bar = tqdm(total=N, initial=done, unit="pair", desc="synth", disable=not progress)
     t_render = time.perf_counter()
     first = done
@@ -285,21 +294,10 @@ def generate(out_dir: str | Path, config: SyntheticConfig, sources, *, progress:
         for arr in arrays.values():
             arr.flush()
         done = stop
-        state.save(done=done, num_pairs=N, format=FORMAT)
+        state.data.update(done=done, num_pairs=N, format=FORMAT)
+        state.save()
     bar.close()
-    rate = (N - first) / max(time.perf_counter() - t_render, 1e-9) if N > first else None
-    del arrays
-    previews = write_previews(out, config.previews)
-    manifest = {
-        "kind": "synthetic", "format": FORMAT, "split": config.split, "num_pairs": N, "size": SIZE,
-        # dir: the annotated clip relative to this directory (faceflow.runtime.provenance.resolve_recorded) or its name
-        "sources": [{"stem": c.stem, "dir": portable_path(c.path, out, climb=True), "frames": len(c)} for c in clips],
-        "textures": int(config.textures), "pairs_per_second": rate,
-        "this_run_s": time.perf_counter() - t0, "previews": previews, "layout": LAYOUT, "complete": True,
-        "provenance": provenance(weights=model_files("skin", "full"), base=out),
-    }
-    fio.save_json(man_path, manifest)
-    return manifest
+    return (N - first) / max(time.perf_counter() - t_render, 1e-9) if N > first else None
 
 
 def write_previews(root: str | Path, count: int) -> list[str]:

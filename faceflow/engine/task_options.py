@@ -1,12 +1,14 @@
 """The options of the DeepFaceFlow training tasks (:mod:`faceflow.engine.tasks`): their configs,
-the presets and their command-line flags. No torch here (nor in this module's package import),
-so ``faceflow train meshreg --help`` answers at once; the tasks import all of it from here."""
+the presets and their command-line flags (each field's help in its metadata, made into flags by
+:mod:`faceflow.engine.flags`). No torch here (nor in this module's package import), so
+``faceflow train meshreg --help`` answers at once; the tasks import all of it from here."""
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
+from faceflow.engine.flags import add_dataclass_arguments, dataclass_from_args, option
 from faceflow.errors import FaceflowError
 
 TRAIN_PRESETS = {
@@ -34,13 +36,14 @@ def task_presets(name: str) -> dict:
 class MeshRegConfig:
     """Options of :class:`MeshRegTask`; jitter magnitudes of 0 turn that jitter off."""
 
-    backbone: str = "resnet18"
-    pretrained_path: str | None = None
-    edge_weight: float = 1.0
-    jitter_shift: float = 4.0  # px
-    jitter_scale: float = 0.04  # relative
-    jitter_angle: float = 4.0  # degrees
-    color_jitter: float = 0.2
+    backbone: str = option("resnet18", "ResNet trunk", choices=("resnet18", "resnet50"))
+    pretrained_path: str | None = option(None, "local torchvision ImageNet state dict for the backbone (default: "
+                                               "random init; nothing is downloaded)", metavar="PATH")
+    edge_weight: float = option(1.0, "weight of the edge-length term of eq. (4)")
+    jitter_shift: float = option(4.0, "max random shift in px")
+    jitter_scale: float = option(0.04, "max relative random scale")
+    jitter_angle: float = option(4.0, "max random rotation in degrees")
+    color_jitter: float = option(0.2, "brightness/contrast/saturation jitter strength, 0 = off")
 
     def validate(self) -> "MeshRegConfig":
         if self.backbone not in ("resnet18", "resnet50"):
@@ -59,15 +62,17 @@ class DFFNetConfig:
     """Options of :class:`DFFNetTask`. ``scale_weights`` None = the loss's default w_i
     (:func:`faceflow.nets.losses.default_scale_weights`); ``pncc_source`` 'gt' = the dataset's PNCC."""
 
-    use_pncc: str = "full"
-    width: float = 1.0
-    max_displacement: int = 20  # correlation search radius in 1/8 cells (FlowNetC: 20)
-    stride2: int = 2  # displacement step in 1/8 cells (FlowNetC: 2)
-    alpha: float = 10.0
-    scale_weights: list[float] | None = None
+    use_pncc: str = option("full", "PNCC input: all 3 channels, depth only, or none (Table 3 ablation)",
+                           choices=("full", "depth", "none"))
+    width: float = option(1.0, "channel-width multiplier")
+    max_displacement: int = option(20, "correlation search radius in 1/8-resolution cells (FlowNetC: 20)")
+    stride2: int = option(2, "correlation displacement step in cells (FlowNetC: 2)")
+    alpha: float = option(10.0, "weight of the photometric term of eq. (5)")
+    scale_weights: list[float] | None = option(None, "eq. (5) weights of the 7 predictions, coarse -> fine "
+                                                     "(default: 1 at every scale, the paper's)", nargs=7, metavar="W")
     pncc_source: str = "gt"
-    color_jitter: float = 0.2
-    brightness: float = 0.05  # independent brightness change of i2 (relative)
+    color_jitter: float = option(0.2, "colour jitter strength shared by i1 and i2, 0 = off")
+    brightness: float = option(0.05, "independent brightness change of i2 (relative), 0 = off")
 
     def validate(self) -> "DFFNetConfig":
         if self.use_pncc not in ("full", "depth", "none"):
@@ -93,49 +98,28 @@ class DFFNetConfig:
         return self
 
 
-def override(cfg_cls, preset: dict, args, names: dict):
-    """A task config: the preset's fields, overridden by the options given on the command line."""
-    kw = dict(preset)
-    for arg, name in names.items():
-        v = getattr(args, arg, None)
-        if v is not None:
-            kw[name] = v
-    valid = {f.name for f in fields(cfg_cls)}
-    return cfg_cls(**{k: v for k, v in kw.items() if k in valid}).validate()
+# the task options of `faceflow train meshreg|dffnet`, in the order of their help
+MESHREG_FLAGS = ("backbone", "pretrained_path", "edge_weight", "jitter_shift", "jitter_scale", "jitter_angle",
+                 "color_jitter")
+DFFNET_FLAGS = ("width", "max_displacement", "stride2", "use_pncc", "alpha", "scale_weights", "color_jitter",
+                "brightness")
+FLAGS = {"meshreg": MESHREG_FLAGS, "dffnet": DFFNET_FLAGS}
+
+
+def _task_presets(name: str) -> dict[str, dict]:
+    return {k: v["task"] for k, v in task_presets(name).items()}
 
 
 def add_meshreg_arguments(p) -> None:
-    d = MeshRegConfig()
-    p.add_argument("--backbone", choices=("resnet18", "resnet50"),
-                   help="ResNet trunk (default: from the preset: tiny resnet18, paper resnet50)")
-    p.add_argument("--pretrained", metavar="PATH",
-                   help="local torchvision ImageNet state dict for the backbone (default: random init; "
-                        "nothing is downloaded)")
-    p.add_argument("--edge-weight", type=float, help=f"weight of the edge-length term of eq. (4) "
-                                                     f"(default: {d.edge_weight})")
-    p.add_argument("--jitter-shift", type=float, help=f"max random shift in px (default: {d.jitter_shift})")
-    p.add_argument("--jitter-scale", type=float, help=f"max relative random scale (default: {d.jitter_scale})")
-    p.add_argument("--jitter-angle", type=float, help=f"max random rotation in degrees (default: {d.jitter_angle})")
-    p.add_argument("--color-jitter", type=float,
-                   help=f"brightness/contrast/saturation jitter strength, 0 = off (default: {d.color_jitter})")
+    add_dataclass_arguments(p, MeshRegConfig, _task_presets("meshreg"), names=MESHREG_FLAGS,
+                            aliases={"pretrained_path": ("--pretrained",)})
 
 
 def add_dffnet_arguments(p) -> None:
-    d = DFFNetConfig()
-    p.add_argument("--width", type=float,
-                   help="channel-width multiplier (default: from the preset: tiny 0.25, paper 1.0)")
-    p.add_argument("--max-displacement", type=int,
-                   help="correlation search radius in 1/8-resolution cells (default: from the preset: tiny 4, "
-                        "paper 20 = FlowNetC)")
-    p.add_argument("--stride2", type=int,
-                   help="correlation displacement step in cells (default: from the preset: tiny 1, paper 2)")
-    p.add_argument("--use-pncc", choices=("full", "depth", "none"),
-                   help=f"PNCC input: all 3 channels, depth only, or none (Table 3 ablation) "
-                        f"(default: {d.use_pncc})")
-    p.add_argument("--alpha", type=float, help=f"weight of the photometric term of eq. (5) (default: {d.alpha})")
-    p.add_argument("--scale-weights", type=float, nargs=7, metavar="W",
-                   help="eq. (5) weights of the 7 predictions, coarse -> fine (default: 1 at every scale, the paper's)")
-    p.add_argument("--color-jitter", type=float,
-                   help=f"colour jitter strength shared by i1 and i2, 0 = off (default: {d.color_jitter})")
-    p.add_argument("--brightness", type=float,
-                   help=f"independent brightness change of i2, 0 = off (default: {d.brightness})")
+    add_dataclass_arguments(p, DFFNetConfig, _task_presets("dffnet"), names=DFFNET_FLAGS)
+
+
+def task_config_from_args(name: str, cfg_cls, args, preset: dict):
+    """The config of task ``name``: the preset's fields, overridden by the options given on the
+    command line (:func:`faceflow.engine.flags.dataclass_from_args`), validated."""
+    return dataclass_from_args(cfg_cls, args, preset, names=FLAGS[name]).validate()

@@ -9,7 +9,7 @@ registered template of frame 1: ``i1``, ``i2``, ``pncc``, ``flow``, ``mask``, ``
   the loss eq. (4) (:func:`faceflow.nets.meshreg.mesh_loss`). Augmentation: a small random
   similarity per image (+-4 px shift, +-4 % scale, +-4 degrees about the image centre) applied
   identically to the image (:func:`faceflow.face.registration.warp_image`) and the mesh (x, y by the
-  similarity, z scaled by its scale: :meth:`faceflow.face.registration.Similarity.apply_3d`), and a
+  similarity, z scaled by its scale: :meth:`faceflow.geometry.similarity.Similarity.apply_3d`), and a
   colour jitter. Validation: mean vertex error in pixels (3D, ``val_metric``) and its x, y part
   (:func:`faceflow.nets.metrics.vertex_errors`).
 - :class:`DFFNetTask` (Sec. 4.2): 3D flow with the loss eq. (5)
@@ -51,6 +51,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from faceflow.engine.config import TrainConfig
+from faceflow.engine.task import SimpleTask, StepContext
 from faceflow.engine.task_options import (
     PRESETS,
     TRAIN_PRESETS,
@@ -58,12 +60,12 @@ from faceflow.engine.task_options import (
     MeshRegConfig,
     add_dffnet_arguments,
     add_meshreg_arguments,
-    override,
+    task_config_from_args,
     task_presets,
 )
-from faceflow.engine.trainer import SimpleTask, StepContext, TrainConfig
 from faceflow.errors import FaceflowError
-from faceflow.face.registration import Similarity, estimate_similarity, template_landmarks
+from faceflow.face.registration import template_landmarks
+from faceflow.geometry.similarity import Similarity, estimate_similarity
 from faceflow.nets.dffnet import DFFNet
 from faceflow.nets.losses import flow_loss
 from faceflow.nets.meshreg import MeshReg, mesh_edges, mesh_loss
@@ -282,10 +284,7 @@ class MeshRegTask(SimpleTask):
 
     @classmethod
     def from_args(cls, args, preset_task: dict) -> "MeshRegTask":
-        return cls(override(MeshRegConfig, preset_task, args, {
-            "backbone": "backbone", "pretrained": "pretrained_path", "edge_weight": "edge_weight",
-            "jitter_shift": "jitter_shift", "jitter_scale": "jitter_scale", "jitter_angle": "jitter_angle",
-            "color_jitter": "color_jitter"}))
+        return cls(task_config_from_args("meshreg", MeshRegConfig, args, preset_task))
 
 
 # ---------------------------------------------------------------------------- DFFNet
@@ -380,10 +379,7 @@ class DFFNetTask(SimpleTask):
 
     @classmethod
     def from_args(cls, args, preset_task: dict) -> "DFFNetTask":
-        return cls(override(DFFNetConfig, preset_task, args, {
-            "width": "width", "use_pncc": "use_pncc", "alpha": "alpha", "scale_weights": "scale_weights",
-            "max_displacement": "max_displacement", "stride2": "stride2",
-            "color_jitter": "color_jitter", "brightness": "brightness"}))
+        return cls(task_config_from_args("dffnet", DFFNetConfig, args, preset_task))
 
 
 __all__ = ["MeshRegTask", "MeshRegConfig", "DFFNetTask", "DFFNetConfig", "meshreg_template", "color_jitter",

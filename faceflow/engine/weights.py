@@ -16,7 +16,7 @@ returns a float32 module in eval mode.
 - :func:`save_weights` / :func:`load_weights` / :func:`weights_info`;
 - :func:`load_tensors`: the one ``torch.load`` of user-supplied weights and checkpoint files
   (``weights_only=True``; :class:`UnsafeFileError` for a file holding other objects);
-- :func:`export_run`: a training run directory (``faceflow.engine.trainer``) -> weights file.
+- :func:`export_run`: a training run directory (:mod:`faceflow.engine.trainer`) -> weights file.
 """
 from __future__ import annotations
 
@@ -28,7 +28,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from faceflow.engine.trainer import atomic_torch_save, checkpoint_path, load_checkpoint, portable_record
+from faceflow.engine.checkpoint import atomic_torch_save, checkpoint_path, load_checkpoint, portable_record
 from faceflow.errors import AssetNotFoundError, FaceflowError
 from faceflow.io.safeload import UnsafeFileError, load_tensors
 from faceflow.nets.modules import unwrap

@@ -6,9 +6,10 @@ template using a similarity transform estimated from 68 facial landmarks" and re
 224 x 224. This module provides
 
 - :func:`template_landmarks`: the canonical frontal 68-point shape in a ``size x size`` image;
-- :class:`Similarity`: ``x' = s R x + t`` in 2D (no reflection), with its inverse, composition
-  and the induced maps on 2D flow vectors, scaled-orthographic 3D points and 3D flow;
-- :func:`estimate_similarity`: weighted least squares (2D Umeyama) between point sets;
+- :func:`register_landmarks`: the similarity image -> template that aligns 68 landmarks to it
+  (:class:`~faceflow.geometry.similarity.Similarity` and
+  :func:`~faceflow.geometry.similarity.estimate_similarity` live in
+  :mod:`faceflow.geometry.similarity`; they are re-exported here);
 - :func:`warp_image` / :func:`warp_back` / :func:`flow_to_image`: pure-PyTorch resampling
   (``grid_sample``, ``align_corners=False``) honouring the pixel-centre convention, so that
   PNCCs, masks and flows computed in the template frame map back to original coordinates;
@@ -37,9 +38,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from faceflow.errors import FaceflowError, MediaError
+from faceflow.geometry.similarity import Similarity, estimate_similarity, float_array
+from faceflow.ops.sampling import affine_grid, sample_normalised
 
 TEMPLATE_SIZE = 224
 MAX_SIZE = 8192
@@ -98,15 +100,6 @@ def _check_hw(size, name: str) -> tuple[int, int]:
     return _check_size(h, f"{name} height"), _check_size(w, f"{name} width")
 
 
-def _float_array(x, what: str) -> np.ndarray:
-    if torch.is_tensor(x):
-        x = x.detach().cpu().numpy()
-    try:
-        return np.asarray(x, dtype=np.float64)
-    except (TypeError, ValueError) as e:
-        raise FaceflowError(f"{what} must be numeric, got {type(x).__name__}: {e}") from None
-
-
 # ----------------------------------------------------------------------------- template
 def template_from_model(lmk3d) -> np.ndarray:
     """Normalise model-space 68 landmarks (68, 3) (cm, +Y up) into template units (68, 2).
@@ -114,7 +107,7 @@ def template_from_model(lmk3d) -> np.ndarray:
     x as is, y flipped; uniform scale so the bounding box height is ``TEMPLATE_BOX_HEIGHT``;
     box centred horizontally at 0.5 with its top at ``TEMPLATE_BOX_TOP``.
     """
-    p = _float_array(lmk3d, "model landmarks")
+    p = float_array(lmk3d, "model landmarks")
     if p.shape != (68, 3) and p.shape != (68, 2):
         raise FaceflowError(f"model landmarks must be (68, 3), got {p.shape}")
     xy = p[:, :2] * np.array([1.0, -1.0])
@@ -130,183 +123,9 @@ def template_landmarks(size: int = TEMPLATE_SIZE) -> np.ndarray:
     return _TEMPLATE_UNIT * float(_check_size(size, "template size"))
 
 
-# ----------------------------------------------------------------------------- similarity
-def _like(m: np.ndarray, x):
-    """The array ``m`` as the same kind (numpy / torch dtype and device) as ``x``."""
-    if torch.is_tensor(x):
-        dt = x.dtype if x.is_floating_point() else torch.float64
-        return torch.as_tensor(m, dtype=dt, device=x.device)
-    return m
-
-
-def _points(x, dim: int, what: str):
-    if torch.is_tensor(x):
-        if not x.is_floating_point():
-            x = x.double()
-    else:
-        x = _float_array(x, what)
-    if x.ndim < 1 or x.shape[-1] != dim:
-        raise FaceflowError(f"{what} must have shape (..., {dim}), got {tuple(x.shape)}")
-    return x
-
-
-@dataclass(eq=False)
-class Similarity:
-    """A 2D similarity ``x' = s R x + t`` (R a rotation, no reflection, s > 0).
-
-    matrix (2, 3) float64 with ``[x'; y'] = matrix @ [x; y; 1]``. Methods take numpy arrays or
-    torch tensors (returned as the same kind).
-    """
-
-    matrix: np.ndarray
-
-    def __post_init__(self):
-        m = np.array(self.matrix, dtype=np.float64)
-        if m.shape != (2, 3):
-            raise FaceflowError(f"a similarity matrix must be (2, 3), got {m.shape}")
-        if not np.isfinite(m).all():
-            raise FaceflowError("similarity matrix has non-finite entries")
-        a, b = m[0, 0], m[1, 0]
-        s2 = a * a + b * b
-        if s2 <= 1e-24:
-            raise FaceflowError("similarity matrix has zero scale")
-        if abs(m[1, 1] - a) > 1e-6 * math.sqrt(s2) or abs(m[0, 1] + b) > 1e-6 * math.sqrt(s2):
-            raise FaceflowError(f"matrix is not a similarity (rotation and uniform scale): {m.tolist()}")
-        self.matrix = m
-
-    # ---- construction
-    @classmethod
-    def identity(cls) -> "Similarity":
-        return cls(np.eye(2, 3))
-
-    @classmethod
-    def from_params(cls, scale: float, angle: float, translation=(0.0, 0.0)) -> "Similarity":
-        """``scale`` > 0, ``angle`` radians (+x toward +y), ``translation`` (tx, ty)."""
-        if not scale > 0:
-            raise FaceflowError(f"similarity scale must be > 0, got {scale}")
-        c, s = math.cos(angle) * scale, math.sin(angle) * scale
-        tx, ty = (float(v) for v in translation)
-        return cls(np.array([[c, -s, tx], [s, c, ty]]))
-
-    @classmethod
-    def about(cls, centre, scale: float = 1.0, angle: float = 0.0) -> "Similarity":
-        """Scale and rotate about the fixed point ``centre`` (x, y)."""
-        c = np.asarray(centre, dtype=np.float64)
-        lin = cls.from_params(scale, angle)
-        return cls.from_params(scale, angle, c - lin.apply(c))
-
-    # ---- parameters
-    @property
-    def linear(self) -> np.ndarray:
-        """(2, 2) ``s R``."""
-        return self.matrix[:, :2]
-
-    @property
-    def scale(self) -> float:
-        return float(math.hypot(self.matrix[0, 0], self.matrix[1, 0]))
-
-    @property
-    def angle(self) -> float:
-        """Rotation angle in radians, in (-pi, pi]; positive turns +x toward +y (y down)."""
-        return float(math.atan2(self.matrix[1, 0], self.matrix[0, 0]))
-
-    @property
-    def translation(self) -> np.ndarray:
-        return self.matrix[:, 2].copy()
-
-    # ---- maps
-    def apply(self, pts):
-        """Points (..., 2) -> (..., 2)."""
-        pts = _points(pts, 2, "points")
-        m = _like(self.matrix, pts)
-        return pts @ m[:, :2].T + m[:, 2]
-
-    def apply_vectors(self, v):
-        """Directions / 2D flow vectors (..., 2) -> (..., 2): the linear part ``s R`` only."""
-        v = _points(v, 2, "vectors")
-        return v @ _like(self.matrix, v)[:, :2].T
-
-    def apply_3d(self, pts):
-        """Scaled-orthographic points (..., 3): x, y as :meth:`apply`, z multiplied by the scale."""
-        pts = _points(pts, 3, "3D points")
-        xy = self.apply(pts[..., :2])
-        z = pts[..., 2:] * self.scale
-        return torch.cat([xy, z], -1) if torch.is_tensor(pts) else np.concatenate([xy, z], -1)
-
-    def apply_flow3d(self, flow):
-        """3D flow vectors (..., 3): x, y by the linear part, z by the scale."""
-        flow = _points(flow, 3, "3D flow")
-        xy = self.apply_vectors(flow[..., :2])
-        z = flow[..., 2:] * self.scale
-        return torch.cat([xy, z], -1) if torch.is_tensor(flow) else np.concatenate([xy, z], -1)
-
-    def _h(self) -> np.ndarray:
-        return np.vstack([self.matrix, [0.0, 0.0, 1.0]])
-
-    def inverse(self) -> "Similarity":
-        return Similarity(np.linalg.inv(self._h())[:2])
-
-    def compose(self, other: "Similarity") -> "Similarity":
-        """``self`` after ``other``: x -> self(other(x))."""
-        if not isinstance(other, Similarity):
-            raise FaceflowError(f"can only compose with a Similarity, got {type(other).__name__}")
-        return Similarity((self._h() @ other._h())[:2])
-
-    def __matmul__(self, other: "Similarity") -> "Similarity":
-        return self.compose(other)
-
-    def allclose(self, other: "Similarity", atol: float = 1e-9) -> bool:
-        return bool(np.allclose(self.matrix, other.matrix, rtol=0, atol=atol))
-
-    # ---- serialisation
-    def to_dict(self) -> dict:
-        return {"matrix": self.matrix.tolist()}
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "Similarity":
-        if not isinstance(d, dict) or "matrix" not in d:
-            raise FaceflowError(f"a similarity dict needs a 'matrix' entry, got {d!r}")
-        return cls(_float_array(d["matrix"], "similarity matrix"))
-
-
-def estimate_similarity(src, dst, weights=None) -> Similarity:
-    """Weighted least-squares similarity mapping ``src`` (N, 2) onto ``dst`` (N, 2).
-
-    Minimises ``sum_i w_i |s R src_i + t - dst_i|^2`` over s > 0, rotations R and t: the 2D case
-    of Umeyama (1991), solved in closed form with complex numbers (``a = s e^{i theta}``,
-    ``a = sum w conj(u_i) v_i / sum w |u_i|^2`` on centred points u, v). Rows with a NaN in
-    ``src``, ``dst`` or ``weights`` are ignored, as are zero weights.
-    Raises :class:`FaceflowError` with fewer than 2 valid points or a degenerate configuration.
-    """
-    src, dst = _float_array(src, "src points"), _float_array(dst, "dst points")
-    if src.ndim != 2 or src.shape[1] != 2 or dst.shape != src.shape:
-        raise FaceflowError(f"src and dst must both be (N, 2), got {src.shape} and {dst.shape}")
-    w = np.ones(len(src)) if weights is None else _float_array(weights, "weights")
-    if w.shape != (len(src),):
-        raise FaceflowError(f"weights must be ({len(src)},), got {w.shape}")
-    if (w < 0).any():
-        raise FaceflowError("weights must be non-negative")
-    ok = np.isfinite(src).all(1) & np.isfinite(dst).all(1) & np.isfinite(w) & (w > 0)
-    if ok.sum() < 2:
-        raise FaceflowError(f"need at least 2 valid (finite, positive-weight) point pairs, got {int(ok.sum())}")
-    u = src[ok, 0] + 1j * src[ok, 1]
-    v = dst[ok, 0] + 1j * dst[ok, 1]
-    w = w[ok] / w[ok].sum()
-    mu, mv = (w * u).sum(), (w * v).sum()
-    u, v = u - mu, v - mv
-    var = float((w * np.abs(u) ** 2).sum())
-    spread = max(np.abs(u).max(), np.abs(mu), 1.0)
-    if var <= (1e-12 * spread) ** 2:
-        raise FaceflowError("degenerate source points: all (weighted) points coincide")
-    a = (w * np.conj(u) * v).sum() / var
-    if abs(a) * math.sqrt(var) <= 1e-12 * max(np.abs(v).max(), np.abs(mv), 1.0):
-        raise FaceflowError("degenerate target points: the fitted scale is zero")
-    t = mv - a * mu
-    return Similarity(np.array([[a.real, -a.imag, t.real], [a.imag, a.real, t.imag]]))
-
-
+# ----------------------------------------------------------------------------- landmarks -> template
 def _landmarks68(lmk68) -> np.ndarray:
-    p = _float_array(lmk68, "landmarks")
+    p = float_array(lmk68, "landmarks")
     if p.shape not in ((68, 2), (68, 3)):
         raise FaceflowError(f"landmarks must be (68, 2) (or (68, 3), x y used), got {p.shape}")
     p = p[:, :2]
@@ -439,17 +258,13 @@ def _warp(src: _Source, ts: list[Similarity], out_hw, border: str, interpolation
     wr, hr = c1 - c0, r1 - r0
     to_norm = np.array([[2 / wr, 0, -2 * c0 / wr - 1], [0, 2 / hr, -2 * r0 / hr - 1], [0, 0, 1.0]])
     theta = torch.from_numpy((to_norm @ inv @ out_px)[:, :2]).to(x.device)  # (N, 2, 3) float64
-    # The grid is affine in (column, row): a per-column plus a per-row term, each in float64.
-    u = (torch.arange(w, dtype=torch.float64, device=x.device) * 2 + 1) / w - 1
-    v = (torch.arange(h, dtype=torch.float64, device=x.device) * 2 + 1) / h - 1
-    cols = (theta[:, :, None, 0] * u).to(x.dtype).transpose(1, 2)  # (N, w, 2)
-    rows = (theta[:, :, None, 1] * v + theta[:, :, None, 2]).to(x.dtype).transpose(1, 2)  # (N, h, 2)
-    grid = rows[:, :, None, :] + cols[:, None, :, :]  # (N, h, w, 2)
+    # per-column plus per-row terms in float64, summed in x's dtype (exact and memory-light)
+    grid = affine_grid(theta, h, w, x.dtype)  # (N, h, w, 2)
     if N != n:
         grid = grid.expand(n, -1, -1, -1)
     if B != n:
         x = x.expand(n, -1, -1, -1)
-    return F.grid_sample(x, grid, mode=interpolation, padding_mode=_BORDERS[border], align_corners=False)
+    return sample_normalised(x, grid, mode=interpolation, padding_mode=_BORDERS[border])
 
 
 def _check_modes(border: str, interpolation: str) -> None:
@@ -634,7 +449,7 @@ def crop_box(boxes, valid=None, margin: float = CROP_MARGIN, image_size=None,
     resized) to lie inside the image along each axis where it fits, which avoids padding and
     keeps the face inside the crop; otherwise it may extend outside (then the crop pads).
     """
-    b = _float_array(boxes, "boxes")
+    b = float_array(boxes, "boxes")
     if b.ndim != 2 or b.shape[1] != 4 or len(b) == 0:
         raise FaceflowError(f"boxes must be (T, 4) x0, y0, x1, y1 with T >= 1, got {b.shape}")
     ok = np.isfinite(b).all(1)

@@ -7,9 +7,8 @@ point p seen at an I1 pixel (recovered from the PNCC image, eq. (3), with
 image position (backward warping of I2 into I1's frame).
 
 Conventions: image-space points (x, y, z) in pixels, pixel (i, j) centred at
-(j + 0.5, i + 0.5), y down, smaller z = nearer the camera. Sampling uses
-``grid_sample(align_corners=False)`` with ``x_norm = 2 x / W - 1``, which is exact for this
-pixel-centre convention.
+(j + 0.5, i + 0.5), y down, smaller z = nearer the camera. Sampling goes through
+:func:`faceflow.ops.sampling.sample`, exact for this pixel-centre convention.
 
 Occlusion: a moved point is hidden in I2 when another moved face point lands on the same I2
 pixel nearer to the camera. A z-buffer of the moved points is built on I2's pixel grid
@@ -21,9 +20,9 @@ visible when its depth is within ``z_tolerance`` of the z-buffer at its nearest 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 
 from faceflow.errors import FaceflowError
+from faceflow.ops.sampling import sample
 
 __all__ = ["warp_by_flow", "moved_zbuffer"]
 
@@ -106,7 +105,6 @@ def warp_by_flow(image2: torch.Tensor, pncc_points: torch.Tensor, flow: torch.Te
             valid = valid & (p2[..., 2] <= zb + z_tolerance)
     # exact pixel-centre convention for align_corners=False; non-valid points sample anything
     safe = torch.where(valid.unsqueeze(-1), p2[..., :2], torch.zeros_like(p2[..., :2]))
-    grid = torch.stack([2 * safe[..., 0] / W - 1, 2 * safe[..., 1] / H - 1], -1).to(image2.dtype)
-    sampled = F.grid_sample(image2, grid, mode="bilinear", padding_mode="border", align_corners=False)
+    sampled = sample(image2, safe, mode="bilinear", padding_mode="border")
     warped = sampled * valid.unsqueeze(1).to(sampled.dtype)
     return warped, valid

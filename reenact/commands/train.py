@@ -4,11 +4,13 @@ DATA_DIR comes from ``python -m reenact preprocess``; MODEL_DIR receives the run
 harness of :mod:`faceflow.engine.trainer`: ``config.json``, ``checkpoints/last.pt`` written atomically,
 ``log.csv`` with every loss by name, ``val.csv`` with the held-out APD, ``samples/`` pictures
 and side-by-side videos (NMFC | generated | real) at every validation). Rerun the same command
-to resume after an interruption, or with a larger ``--max-iters`` to continue training.
+to resume after an interruption, or with a larger ``--iterations`` to continue training.
 
 Presets: ``tiny`` (narrow networks, 600 steps, learns a face on a CPU in tens of minutes) and
 ``paper`` (the thesis' networks and optimiser; for GPUs). ``torchrun --nproc_per_node N -m
-reenact train ...`` trains with DistributedDataParallel.
+reenact train ...`` trains with DistributedDataParallel. The harness flags are those of
+``faceflow train`` (``--iterations``, ``--max-minutes``, ``--num-workers``, ...); the older
+spellings ``--max-iters``, ``--minutes`` and ``--workers`` still work.
 """
 
 from __future__ import annotations
@@ -17,11 +19,29 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
+from faceflow.engine.config import TrainConfig, config_from_args, train_presets
+from faceflow.engine.flags import add_dataclass_arguments
 from reenact.presets import PRESETS
 
 if TYPE_CHECKING:  # imported where used, so --help does not load torch
-    from faceflow.engine.trainer import TrainConfig
     from reenact.task import ReenactTask
+
+# the harness flags (TrainConfig fields) of `reenact train`, under the names of `faceflow train`;
+# the older spellings of this command stay as aliases
+HARNESS_ALIASES = {"iterations": ("--max-iters",), "max_minutes": ("--minutes",), "num_workers": ("--workers",)}
+# help texts that say more than TrainConfig's for this task
+HARNESS_HELP = {
+    "batch_size": {"help": "sequences per step (split over DDP processes)"},
+    "val_every": {"help": "validate and write samples every N steps"},
+    "max_minutes": {"help": "train for this many minutes, then checkpoint and stop (the LR schedule still "
+                            "spans --iterations)"},
+    "device": {"help": "auto, cpu, cuda or cuda:N", "choices": None, "metavar": "DEVICE"},
+}
+
+
+def _harness(p, *names: str) -> None:
+    add_dataclass_arguments(p, TrainConfig, train_presets(PRESETS), names=names, aliases=HARNESS_ALIASES,
+                            custom=HARNESS_HELP)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,43 +51,26 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="flow provider fed to the dynamics discriminator and the temporal loss "
                         "(must be cached in DATA_DIR)")
     p.add_argument("--preset", default="tiny", choices=sorted(PRESETS), help="network sizes and schedule")
-    g = p.add_mutually_exclusive_group()
-    g.add_argument("--max-iters", type=int, default=None, help="training steps (default: the preset's)")
-    g.add_argument("--minutes", type=float, default=None,
-                   help="train for this many minutes (the schedule still spans --max-iters or the preset's steps)")
-    p.add_argument("--batch-size", type=int, default=None, help="sequences per step (default: the preset's)")
-    p.add_argument("--lr", type=float, default=None, help="Adam learning rate (default: the preset's, 2e-4)")
+    _harness(p.add_mutually_exclusive_group(), "iterations", "max_minutes")
+    _harness(p, "batch_size", "lr")
     p.add_argument("--seq-len", type=int, default=None, help="longest training sequence (default: the preset's)")
-    p.add_argument("--val-every", type=int, default=None, help="validate and write samples every N steps")
+    _harness(p, "val_every")
     p.add_argument("--vgg-weights", default=None,
                    help="VGG-19 weights file for the perceptual loss (default: $FACEFLOW_VGG19 or the torch "
                         "cache; without it the loss is off and the run says so)")
     p.add_argument("--composite", action="store_true",
                    help="vid2vid-style generator head: also predict a flow and an occlusion mask and blend the "
                         "warped previous frame with the synthesised one (off by default, as in Head2Head++)")
-    p.add_argument("--seed", type=int, default=0, help="random seed")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--amp", default="off", choices=["off", "fp16", "bf16"], help="mixed precision on CUDA")
-    p.add_argument("--workers", type=int, default=0, help="data-loading worker processes")
+    _harness(p, "seed", "device", "amp", "num_workers")
     p.add_argument("--overwrite", action="store_true", help="start over, deleting this run's checkpoints and logs")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def configs(args) -> tuple[ReenactTask, TrainConfig]:
     """The task and the harness config of the parsed options: defaults <- preset <- options."""
-    from faceflow.engine.trainer import TrainConfig
     from reenact.task import ReenactTask
 
-    preset = PRESETS[args.preset]
-    kw = dict(preset["train"])
-    for a, f in (("max_iters", "iterations"), ("batch_size", "batch_size"), ("lr", "lr"),
-                 ("val_every", "val_every"), ("seed", "seed")):
-        v = getattr(args, a, None)
-        if v is not None:
-            kw[f] = v
-    kw.update(out=args.model_dir, data=[args.data_dir], device=args.device, amp=args.amp,
-              num_workers=args.workers, max_minutes=float(args.minutes or 0.0))
-    cfg = TrainConfig(**kw).validate()
+    cfg = config_from_args(args, PRESETS[args.preset]["train"], out=args.model_dir, data=[args.data_dir])
     task_cfg = ReenactTask.make_config(args.preset, args.data_dir, args.flow, composite=args.composite,
                                        seq_len_max=args.seq_len,
                                        vgg_weights=args.vgg_weights)
@@ -75,7 +78,8 @@ def configs(args) -> tuple[ReenactTask, TrainConfig]:
 
 
 def run(args) -> int:
-    from faceflow.engine.trainer import dist_rank, train
+    from faceflow.engine.distributed import dist_rank
+    from faceflow.engine.trainer import train
 
     task, cfg = configs(args)
     summary = train(task, cfg, overwrite=args.overwrite, command=getattr(args, "command_line", None),

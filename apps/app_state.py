@@ -1,0 +1,200 @@
+"""The Gradio app's shared state and guards (:mod:`apps.gradio_app`): its config and context, gradio
+imported late, readable errors, upload limits, job folders and jobs run in a thread.
+
+Nothing here imports gradio or torch at import time: ``faceflow app --help`` stays instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import threading
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Iterator
+
+from faceflow.errors import FaceflowError, MediaError
+
+if TYPE_CHECKING:  # imported in build_app (GRADIO_ANALYTICS_ENABLED must be set first)
+    import gradio as gr
+
+__all__ = ["AppConfig", "AppContext", "TAB_NAMES", "check_video"]
+
+TAB_NAMES = ("3D face flow", "Reenact", "Prepare and train", "Evaluate")
+MAX_LOG_LINES = 400
+
+
+def _gradio():
+    """gradio, imported on first use (by :func:`build_app`, after it has set ``GRADIO_TEMP_DIR``:
+    gradio fixes some of its folders at import). Analytics are switched off before the import."""
+    os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+    import gradio
+
+    return gradio
+
+
+@dataclass
+class AppConfig:
+    """Where the app works and its limits. ``models_dir`` defaults to ``workdir/models``,
+    ``eval_dir`` to ``workdir/eval``; ``device``: 'auto' | 'cpu' | 'cuda' for every job.
+    ``results_root`` (default: ``workdir``): the Evaluate tab reads folders under it (or under
+    ``eval_dir``) only, never the app's own ``jobs/`` and ``tmp/`` (other users' uploads and results)."""
+
+    workdir: Path
+    models_dir: Path | None = None
+    eval_dir: Path | None = None
+    max_upload_mb: float = 200.0
+    max_video_seconds: float = 300.0
+    device: str = "auto"
+    results_root: Path | None = None
+
+    def __post_init__(self):
+        self.workdir = Path(self.workdir).resolve()
+        self.models_dir = Path(self.models_dir).resolve() if self.models_dir else self.workdir / "models"
+        self.eval_dir = Path(self.eval_dir).resolve() if self.eval_dir else self.workdir / "eval"
+        self.results_root = Path(self.results_root).resolve() if self.results_root else self.workdir
+        if not self.max_upload_mb > 0 or not self.max_video_seconds > 0:
+            raise FaceflowError(f"upload limits must be positive, got {self.max_upload_mb} MB and "
+                                f"{self.max_video_seconds} s")
+
+
+@dataclass
+class AppContext:
+    """The state of one running app: its config and the lazily loaded DeepFaceFlow estimator."""
+
+    config: AppConfig
+    _flow: object = field(default=None, repr=False)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def face_flow(self):
+        """The :class:`faceflow.estimate.FaceFlow` with the shipped weights, loaded on first use."""
+        with self._lock:
+            if self._flow is None:
+                from faceflow.estimate import FaceFlow
+                self._flow = FaceFlow.from_pretrained(device=self.config.device)
+            return self._flow
+
+    def new_job(self) -> Path:
+        """A fresh ``workdir/jobs/<uuid>`` folder for one request."""
+        job = self.config.workdir / "jobs" / uuid.uuid4().hex
+        job.mkdir(parents=True)
+        return job
+
+    def close(self) -> None:
+        with self._lock:
+            if self._flow is not None:
+                self._flow.close()
+            self._flow = None
+
+
+
+# ----------------------------------------------------------------------------- errors and limits
+def _user_error(e: BaseException) -> BaseException:
+    """The readable :class:`gr.Error` for a toolkit error (others are returned unchanged)."""
+    from faceflow.face.landmarks import MultipleFacesError, NoFaceError
+
+    gr = _gradio()
+    if isinstance(e, gr.Error):
+        return e
+    if isinstance(e, NoFaceError):
+        msg = f"No face found: {e}. Use images or frames that show one face clearly (frontal, well lit)."
+    elif isinstance(e, MultipleFacesError):
+        msg = f"Several faces found: {e}. Use a video or image with exactly one person."
+    elif isinstance(e, MediaError):
+        msg = f"Cannot use this file: {e}. Upload an ordinary image (PNG, JPEG) or video (MP4, MOV, WebM)."
+    elif isinstance(e, FaceflowError):
+        msg = str(e)
+    else:
+        return e
+    err = gr.Error(msg, title="Cannot do that", print_exception=False)
+    err.__cause__ = e
+    return err
+
+
+@contextlib.contextmanager
+def _user_errors() -> Iterator[None]:
+    """Turn toolkit errors raised inside into readable :class:`gr.Error` messages."""
+    try:
+        yield
+    except Exception as e:
+        err = _user_error(e)
+        if err is e:
+            raise
+        raise err from e
+
+
+@contextlib.contextmanager
+def _job(ctx: AppContext) -> Iterator[Path]:
+    """A fresh job folder, removed again when the job fails."""
+    job = ctx.new_job()
+    try:
+        yield job
+    except BaseException:
+        shutil.rmtree(job, ignore_errors=True)
+        raise
+
+
+def _fail(msg: str) -> gr.Error:
+    return _gradio().Error(msg, title="Cannot do that", print_exception=False)
+
+
+def _check_file_size(cfg: AppConfig, path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.is_file():
+        raise _fail(f"{what}: the uploaded file is missing ({p.name}); upload it again")
+    mb = p.stat().st_size / 2**20
+    if mb > cfg.max_upload_mb:
+        raise _fail(f"{what} is {mb:.0f} MB; the limit is {cfg.max_upload_mb:.0f} MB")
+    return p
+
+
+def check_video(cfg: AppConfig, path: str | Path | None, what: str = "the video"):
+    """Size and duration limits of an uploaded video; returns its :class:`faceflow.io.VideoInfo`."""
+    from faceflow import io as vio
+
+    if not path:
+        raise _fail(f"upload {what} first")
+    p = _check_file_size(cfg, path, what)
+    with _user_errors():
+        info = vio.probe(p)
+    if info.duration > cfg.max_video_seconds:
+        raise _fail(f"{what} lasts {info.duration:.0f} s; the limit is {cfg.max_video_seconds:.0f} s "
+                    f"({cfg.max_video_seconds / 60:.0f} min): trim it first")
+    return info
+
+
+# ----------------------------------------------------------------------------- jobs in a thread
+class _Log:
+    """Lines of text shared between a worker thread and the generator that shows them."""
+
+    def __init__(self):
+        self.lines: list[str] = []
+
+    def say(self, msg: str) -> None:
+        self.lines.extend(str(msg).splitlines() or [""])
+
+    def text(self) -> str:
+        return "\n".join(self.lines[-MAX_LOG_LINES:])
+
+
+def _in_thread(fn) -> tuple[threading.Thread, dict]:
+    """Run ``fn()`` in a daemon thread; the box receives ``result`` or ``error``."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = fn()
+        except BaseException as e:
+            box["error"] = e
+
+    t = threading.Thread(target=target, daemon=True, name="faceflow-app-job")
+    t.start()
+    return t, box
+
+
+def _result(box: dict):
+    if "error" in box:
+        raise _user_error(box["error"]) from box["error"]
+    return box.get("result")

@@ -1,0 +1,118 @@
+"""The app's second tab, **Reenact** (:mod:`apps.gradio_app`): a trained person-specific model
+(``MODELS/<name>/checkpoints/last.pt``) driven by an uploaded source video
+(:func:`reenact.run.reenact`), head or face reenactment (or self)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from apps.app_state import TAB_NAMES, AppConfig, AppContext, _fail, _gradio, _job, _Log, _user_errors, check_video
+
+__all__ = ["list_models", "models_markdown", "run_reenact", "reenact_tab"]
+
+
+def list_models(models_dir: str | Path) -> list[str]:
+    """Names of the trained models in ``models_dir``: its subfolders holding ``checkpoints/last.pt``."""
+    d = Path(models_dir)
+    if not d.is_dir():
+        return []
+    return sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "checkpoints" / "last.pt").is_file())
+
+
+def models_markdown(models_dir: str | Path) -> str:
+    """A Markdown table of the trained models (name, last logged step, checkpoint time)."""
+    from faceflow.engine.trainer import read_csv
+
+    names = list_models(models_dir)
+    if not names:
+        return (f"No trained model in `{models_dir}` yet: train one in the *Prepare and train* tab "
+                f"(or `python -m reenact train DATA {models_dir}/NAME`).")
+    rows = ["| model | step | saved |", "|---|---|---|"]
+    for n in names:
+        d = Path(models_dir) / n
+        try:
+            step = int(read_csv(d / "log.csv")[-1]["step"])
+        except (OSError, KeyError, IndexError, ValueError):
+            step = "?"
+        saved = time.strftime("%Y-%m-%d %H:%M", time.localtime((d / "checkpoints" / "last.pt").stat().st_mtime))
+        rows.append(f"| {n} | {step} | {saved} |")
+    return "\n".join(rows)
+
+
+def _model_dir(cfg: AppConfig, name) -> Path:
+    if not name:
+        raise _fail("pick a trained model first (press Refresh if you just trained one)")
+    if name not in list_models(cfg.models_dir):
+        raise _fail(f"no trained model named {name!r} in {cfg.models_dir}; press Refresh")
+    return cfg.models_dir / name
+
+
+def run_reenact(ctx: AppContext, model, source, mode: str = "head", side: bool = False, max_frames=0,
+                progress=None) -> tuple[str, str]:
+    """The reenact tab: drive ``model`` (a name from :func:`list_models`) with the ``source`` video.
+    Returns (path of the result mp4, Markdown summary)."""
+    from reenact.run import reenact
+
+    cfg = ctx.config
+    step = progress or (lambda *a, **k: None)
+    model_dir = _model_dir(cfg, model)
+    if mode not in ("head", "face", "self"):
+        raise _fail(f"unknown mode {mode!r}: choose head, face or self")
+    if mode != "self":
+        check_video(cfg, source, "the source video")
+    if max_frames is not None and (max_frames < 0 or int(max_frames) != max_frames):
+        raise _fail(f"max frames must be a whole number >= 0 (0: all), got {max_frames}")
+    log = _Log()
+
+    def say(msg):
+        log.say(msg)
+        step(None, desc=str(msg)[:120])
+
+    step(0.0, desc="tracking the source and fitting the face model")
+    with _job(ctx) as job, _user_errors():
+        out = job / "reenacted.mp4"
+        s = reenact(model_dir, mode, out, source if mode != "self" else None, side=bool(side),
+                    max_frames=int(max_frames) or None, device=cfg.device, work_dir=job / "source",
+                    progress=True, say=say)
+    lines = [f"**{s['frames']} frames** ({mode} reenactment with `{model}`, step {s['checkpoint_step']}) "
+             f"at {s['generation_fps']:.1f} frames/s."]
+    if "apd" in s:
+        lines.append(f"APD against the held-out frames: {s['apd']:.2f} (0-255 RGB L2).")
+    return str(out), "\n\n".join(lines + log.lines[-5:])
+
+
+def reenact_tab(ctx: AppContext, jobs: dict) -> tuple:
+    """The Reenact tab (made inside the app's ``gr.Tabs``): the model list, source video and the
+    ``list_models`` and ``reenact`` events. Returns the model list's refresh as (fn, inputs, outputs),
+    run again after training and on page load."""
+    gr = _gradio()
+    cfg = ctx.config
+
+    def reenact_fn(model, source, mode, side, max_frames, progress=gr.Progress(track_tqdm=True)):
+        return run_reenact(ctx, model, source, mode, side, max_frames, progress=progress)
+
+    def models_fn():
+        names = list_models(cfg.models_dir)
+        return gr.Dropdown(choices=names, value=names[-1] if names else None), models_markdown(cfg.models_dir)
+
+    with gr.Tab(TAB_NAMES[1], id="reenact"):
+        with gr.Row():
+            model = gr.Dropdown(choices=list_models(cfg.models_dir), label="Trained target model",
+                                allow_custom_value=True, scale=4)  # checked by list_models
+            refresh = gr.Button("Refresh", scale=1)
+        models_md = gr.Markdown(models_markdown(cfg.models_dir))
+        source = gr.Video(label="Source (driving) video", sources=["upload"])
+        with gr.Row():
+            mode = gr.Radio(["head", "face", "self"], value="head", label="Mode",
+                            info="head: expression and pose; face: expression only; "
+                                 "self: the target's held-out frames (no source needed)")
+            side = gr.Checkbox(False, label="Side by side (source | NMFC | result)")
+            rmax = gr.Number(300, label="Max frames (0: all)", precision=0, minimum=0)
+        rgo = gr.Button("Reenact", variant="primary")
+        rvideo = gr.Video(label="Result", interactive=False)
+        rsummary = gr.Markdown()
+        refresh.click(models_fn, None, [model, models_md], api_name="list_models")
+        rgo.click(reenact_fn, [model, source, mode, side, rmax], [rvideo, rsummary], api_name="reenact",
+                  **jobs)
+    return models_fn, None, [model, models_md]

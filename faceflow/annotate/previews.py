@@ -1,0 +1,56 @@
+"""The previews of an annotation (:mod:`faceflow.annotate.pipeline`, its last stage):
+``previews/frame<NNNNNN>.png`` for a few evenly spaced kept frames, each the crop with the fitted
+mesh wireframe and landmarks | NMFC | eye sketches | PNCC, and ``previews/flow_example.png``, the
+3D flow of the middle pair, colour-coded (:mod:`faceflow.render.flowcolor`).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+
+from faceflow import io as vio
+from faceflow.render.flowcolor import flow3d_to_rgb
+from faceflow.render.overlay import draw_points, draw_wireframe
+
+__all__ = ["write_previews"]
+
+
+def write_previews(out: Path, model, cfit, keep: np.ndarray, size: int, count: int) -> list[str]:
+    """Write the previews of the annotation in ``out`` (its ``data/*.npy`` complete) into
+    ``out/previews``; returns their file names.
+
+    model: the morphable model; cfit: the fit with crop-pixel cameras
+    (:func:`faceflow.annotate.pipeline.crop_fit`); keep (N,) the kept frames' numbers; size: the
+    crop size S; count: how many frames (none when <= 0).
+    """
+    data = out / "data"
+    prev = out / "previews"
+    prev.mkdir(exist_ok=True)
+    N = len(keep)
+    if count <= 0:
+        return []
+    crops = np.load(data / "crops.npy", mmap_mode="r")
+    nmfc_a = np.load(data / "nmfc.npy", mmap_mode="r")
+    pncc_a = np.load(data / "pncc.npy", mmap_mode="r")
+    eyes = np.load(data / "eyes.npy", mmap_mode="r")
+    lmk = np.load(data / "lmk68.npy")
+    sub = model.subset("meshreg")
+    names = []
+    for i in np.unique(np.linspace(0, N - 1, min(count, N)).round().astype(int)):
+        with torch.no_grad():
+            v = cfit.image_vertices(model, np.array([i]), sub.indices)[0].numpy()
+        over = draw_points(draw_wireframe(crops[i], v, sub.triangles.numpy(), alpha=0.35), lmk[i])
+        pn = cv2.resize((np.asarray(pncc_a[i], np.float32) * 255).clip(0, 255).astype(np.uint8), (size, size))
+        name = f"frame{int(keep[i]):06d}.png"
+        vio.write_image(prev / name, np.concatenate([over, nmfc_a[i], eyes[i], pn], 1))
+        names.append(name)
+    pairs = np.load(data / "pairs.npy")
+    if len(pairs):
+        flow = np.load(data / "flow.npy", mmap_mode="r")
+        m = len(pairs) // 2
+        vio.write_image(prev / "flow_example.png", flow3d_to_rgb(np.asarray(flow[m], np.float32)))
+        names.append("flow_example.png")
+    return names

@@ -1,0 +1,165 @@
+"""The run directory's checkpoints and its config record.
+
+- ``OUT/checkpoints/last.pt`` / ``best.pt`` (:func:`checkpoint_path`), written atomically
+  (:func:`atomic_torch_save`: temporary file in the same folder, flush + fsync, ``os.replace``)
+  and read back with ``torch.load(weights_only=True)`` (:func:`load_checkpoint`); they hold the
+  RNG states of every rank (:func:`rng_state` / :func:`set_rng_state`);
+- the config record (:func:`config_record`: format, task name, :class:`TrainConfig` and the task's
+  config), stored in checkpoints with full paths and in ``config.json`` / exported weights without
+  the machine's paths (:func:`portable_record`); :func:`check_same_run` refuses to resume a run
+  whose record differs beyond :data:`~faceflow.engine.config.RESUMABLE_KEYS`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from faceflow.engine.config import RESUMABLE_KEYS, TrainConfig
+from faceflow.engine.task import Task
+from faceflow.errors import FaceflowError
+from faceflow.io import atomic_path
+from faceflow.io.safeload import load_tensors
+from faceflow.runtime.provenance import portable_json, portable_path
+
+CHECKPOINT_FORMAT = "faceflow-checkpoint/1"
+CONFIG_FORMAT = "faceflow-train-config/1"
+# the files a run writes in OUT (removed by --overwrite; nothing else in OUT is touched)
+RUN_FILES = ("checkpoints", "config.json", "log.csv", "val.csv", "tb", "manifest.json", "samples")
+
+
+def checkpoint_path(out: str | os.PathLike, which: str = "last") -> Path:
+    """``OUT/checkpoints/WHICH.pt`` (``which``: ``last`` or ``best``)."""
+    return Path(out) / "checkpoints" / f"{which}.pt"
+
+
+def atomic_torch_save(obj, path: str | os.PathLike) -> None:
+    """``torch.save`` to a temporary file in the same folder, flush + fsync, ``os.replace``.
+    An interrupted write leaves ``path`` as it was."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    with contextlib.suppress(OSError):  # make the rename itself durable
+        fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def load_checkpoint(path: str | os.PathLike) -> dict:
+    """Read a checkpoint (``weights_only=True``); :class:`FaceflowError` naming the file if it is
+    missing, corrupt or not a checkpoint."""
+    p = Path(path)
+    if not p.is_file():
+        raise FaceflowError(f"checkpoint not found: {p}")
+    ck = load_tensors(p, "checkpoint", "unreadable checkpoint (corrupt or truncated?)")
+    if not isinstance(ck, dict) or ck.get("format") != CHECKPOINT_FORMAT:
+        raise FaceflowError(f"{p}: not a faceflow training checkpoint")
+    return ck
+
+
+def rng_state() -> dict:
+    """The torch, numpy, Python (and CUDA) RNG states of this process, as tensors and plain values."""
+    np_state = np.random.get_state()
+    py = random.getstate()
+    st = {"torch": torch.get_rng_state(),
+          "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                    "has_gauss": int(np_state[3]), "cached": float(np_state[4])},
+          "python": {"version": py[0], "state": list(py[1]), "gauss": py[2]}}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def set_rng_state(st: dict) -> None:
+    """Restore the RNG states of :func:`rng_state`."""
+    torch.set_rng_state(st["torch"])
+    n = st["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached"]))
+    p = st["python"]
+    random.setstate((p["version"], tuple(p["state"]), p["gauss"]))
+    if "cuda" in st and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError):
+            torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def config_record(task: Task, cfg: TrainConfig) -> dict:
+    """What a run is: ``{"format", "task", "train": TrainConfig, "task_config"}`` as plain JSON."""
+    return json.loads(json.dumps({"format": CONFIG_FORMAT, "task": task.name, "train": cfg.to_dict(),
+                                  "task_config": task.config_dict()}))
+
+
+def portable_record(record: dict, out) -> dict:
+    """A config record (:func:`config_record`, a checkpoint's ``config``) without the machine's
+    absolute paths, as ``config.json`` and exported weights store it: data directories relative
+    to the run directory ``out`` (or their names when the two share no folder), other absolute
+    paths by name or relative to the repository (:mod:`faceflow.runtime.provenance`). Idempotent."""
+    rec = json.loads(json.dumps(record))
+    train = rec.get("train")
+    if isinstance(train, dict):
+        for k in ("data", "val_data"):
+            if isinstance(train.get(k), list):
+                train[k] = [portable_path(p, out, climb=True) if os.path.isabs(str(p)) else p for p in train[k]]
+    return portable_json(rec, out)
+
+
+def config_diff(old: dict, new: dict) -> list[str]:
+    """``section.key: old -> new`` for every difference of two config records, except the
+    :data:`RESUMABLE_KEYS` of the train section."""
+    diffs = []
+    if old.get("task") != new.get("task"):
+        diffs.append(f"task: {old.get('task')!r} -> {new.get('task')!r}")
+    for section in ("train", "task_config"):
+        a, b = old.get(section, {}) or {}, new.get(section, {}) or {}
+        for k in sorted(set(a) | set(b)):
+            if section == "train" and k in RESUMABLE_KEYS:
+                continue
+            if a.get(k) != b.get(k):
+                diffs.append(f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}")
+    return diffs
+
+
+def clear_run(out: Path) -> None:
+    """Delete the :data:`RUN_FILES` of the run in ``out`` (``--overwrite``); nothing else."""
+    for name in RUN_FILES:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+def check_same_run(out: Path, record: dict) -> dict | None:
+    """The checkpoint to resume (``OUT/checkpoints/last.pt``) or None. :class:`FaceflowError`
+    when ``out`` holds a run (checkpoint or ``config.json``) with a config other than ``record``."""
+    last = checkpoint_path(out, "last")
+    ckpt = old = None
+    if last.is_file():
+        ckpt = load_checkpoint(last)
+        old = ckpt.get("config")
+    elif (out / "config.json").is_file():
+        try:
+            old = json.loads((out / "config.json").read_text())
+        except (OSError, ValueError):
+            old = None
+    if old is not None:
+        # a checkpoint holds the full paths: compare them as they are; config.json holds portable
+        # paths only (faceflow.runtime.provenance), so then compare the portable forms
+        diffs = (config_diff(old, record) if ckpt is not None
+                 else config_diff(portable_record(old, out), portable_record(record, out)))
+        if diffs:
+            raise FaceflowError(
+                f"{out} holds a run with a different configuration ({'; '.join(diffs)}); only "
+                f"{', '.join(RESUMABLE_KEYS[1:])} may change on resume. Use --overwrite to start over "
+                f"or choose another --out.")
+    return ckpt
