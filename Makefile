@@ -7,8 +7,9 @@
 # make test   - set up the environment if needed and run the whole test suite (what CI runs)
 # make test-fast - the same without the tests marked slow (training, whole clips, the app): the
 #               developer's loop, about a minute
-# make lint   - the lint gate: ruff with the pyproject.toml settings, and no import cycle or import
-#               against the layers (scripts/import_graph.py); CI runs it before the tests
+# make lint   - the lint gate: ruff with the pyproject.toml settings, no import cycle or import
+#               against the layers and stages (scripts/import_graph.py), no function over 80 lines
+#               without a reason nor module over 600 (scripts/long_functions.py); CI runs it first
 # make bench  - rasteriser benchmark (JSON)
 # make env    - only set up the environment (prints the venv path)
 # make lock   - regenerate requirements.lock from pyproject.toml (needs `uv`: pip install uv)
@@ -40,7 +41,8 @@ test:
 	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m pytest -q $(PYTEST_ARGS)
 
 lint:
-	@venv="$$(scripts/env.sh)" && "$$venv/bin/ruff" check . && "$$venv/bin/python" scripts/import_graph.py
+	@venv="$$(scripts/env.sh)" && "$$venv/bin/ruff" check . && "$$venv/bin/python" scripts/import_graph.py && \
+		"$$venv/bin/python" scripts/long_functions.py
 
 test-fast:
 	@venv="$$(scripts/env.sh)" && "$$venv/bin/python" -m pytest -q -m "not slow" $(PYTEST_ARGS)

@@ -24,34 +24,24 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from faceflow import io as vio
+from faceflow.annotate.pipeline import AnnotateConfig, annotate
 from faceflow.errors import FaceflowError
+from faceflow.estimate import DFFNET_FILE, MESHREG_FILE, WEIGHTS_DIR
 from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance, weights_records
+from reenact.conditioning import mouth_boxes
+from reenact.flows import flow_channels, make_provider
+from reenact.presets import PreprocessConfig
 
 __all__ = ["PreprocessConfig", "preprocess", "split_frames", "MANIFEST_FORMAT"]
 
 MANIFEST_FORMAT = "reenact-data/1"
 TRAIN_FRACTION = 2.0 / 3.0  # the paper's self-reenactment protocol
-
-
-@dataclass
-class PreprocessConfig:
-    """Options of one preprocessing run (saved in the manifest)."""
-
-    size: int = 256
-    flows: tuple[str, ...] = ("faceflow3d",)
-    max_frames: int | None = None
-    flow_weights: str | None = None  # DeepFaceFlow weights directory (default: the shipped ones)
-    device: str = "auto"
-    detector: str = "mediapipe"
-    conf_tau: float = 0.1  # photometric confidence threshold of the flows (reenact.flows)
-    videos: bool = True
-    extra: dict = field(default_factory=dict)
 
 
 def split_frames(n: int, fraction: float = TRAIN_FRACTION) -> dict:
@@ -90,7 +80,6 @@ def preprocess(video: str | Path, data_dir: str | Path, cfg: PreprocessConfig | 
 
 def _prepare(data_dir: str | Path, cfg: PreprocessConfig) -> Path:
     """Check the options, create ``data_dir`` and remove its manifest (incomplete until rewritten)."""
-    from reenact.flows import flow_channels
 
     for name in cfg.flows:
         flow_channels(name)  # unknown provider -> FaceflowError before any work
@@ -106,7 +95,6 @@ def _prepare(data_dir: str | Path, cfg: PreprocessConfig) -> Path:
 
 def _annotate(video, data_dir: Path, cfg: PreprocessConfig, overwrite: bool, say) -> dict:
     """Step 1: the annotation tool on the video into ``data_dir/annotation``; returns its manifest."""
-    from faceflow.annotate.pipeline import AnnotateConfig, annotate
 
     acfg = AnnotateConfig(size=cfg.size, max_frames=cfg.max_frames, pairs=(), previews=2, detector=cfg.detector)
     return annotate(video, data_dir / "annotation", acfg, overwrite=overwrite, say=lambda m: say("  " + m))
@@ -115,7 +103,6 @@ def _annotate(video, data_dir: Path, cfg: PreprocessConfig, overwrite: bool, say
 def _mouth_and_split(data_dir: Path, lmk: np.ndarray, N: int, cfg: PreprocessConfig) -> dict:
     """Steps 2 and 4: ``mouth.npy`` from the crop landmarks lmk (N, 68, 2) and ``split.json``;
     returns the split."""
-    from reenact.conditioning import mouth_boxes
 
     vio.save_npy(data_dir / "mouth.npy", mouth_boxes(lmk, cfg.size))
     split = split_frames(N)
@@ -128,7 +115,6 @@ def _flows(data_dir: Path, d: Path, lmk: np.ndarray, segment: np.ndarray, N: int
     """Step 3: ``flows/<provider>.npy`` and ``_conf.npy`` of every provider in ``cfg.flows`` (cached
     ones kept), from the annotation's crops in ``d``; returns {provider: its record}, including the
     providers of earlier runs."""
-    from reenact.flows import make_provider
 
     flows_dir = data_dir / "flows"
     flows_dir.mkdir(exist_ok=True)
@@ -204,7 +190,6 @@ def _flow_weight_files(provider: str, weights_dir: str | None) -> dict:
     """{role: path} of the weights files a flow provider uses (DeepFaceFlow's for faceflow3d)."""
     if provider != "faceflow3d":
         return {}
-    from faceflow.estimate import DFFNET_FILE, MESHREG_FILE, WEIGHTS_DIR
 
     root = Path(weights_dir) if weights_dir else WEIGHTS_DIR
     return {"meshreg": root / MESHREG_FILE, "dffnet": root / DFFNET_FILE}

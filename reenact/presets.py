@@ -1,6 +1,11 @@
-"""Training presets of the person-specific renderer: ``{name: {"train": TrainConfig fields,
+"""The options of the reenact commands without torch: the preprocessing config and the
+training presets of the person-specific renderer: ``{name: {"train": TrainConfig fields,
 "task": ReenactConfig fields}}``. Kept apart from :mod:`reenact.task` (torch, the networks) so
 the command line can list them without loading torch."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
 
 PRESETS = {
     # the thesis' networks and optimiser; a long budget for a GPU
@@ -17,3 +22,18 @@ PRESETS = {
              "task": {"generator": "tiny", "discriminator": "tiny", "seq_len_start": 3, "seq_len_max": 6,
                       "seq_len_double_every": 200, "val_len": 12, "lambda_l1": 10.0}},
 }
+
+
+@dataclass
+class PreprocessConfig:
+    """Options of one preprocessing run (saved in the manifest)."""
+
+    size: int = 256
+    flows: tuple[str, ...] = ("faceflow3d",)
+    max_frames: int | None = None
+    flow_weights: str | None = None  # DeepFaceFlow weights directory (default: the shipped ones)
+    device: str = "auto"
+    detector: str = "mediapipe"
+    conf_tau: float = 0.1  # photometric confidence threshold of the flows (reenact.flows)
+    videos: bool = True
+    extra: dict = field(default_factory=dict)

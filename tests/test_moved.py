@@ -51,3 +51,11 @@ def test_old_from_imports_work_in_a_fresh_interpreter():
 def test_an_unknown_old_name_still_fails_to_import():
     with pytest.raises(ModuleNotFoundError):
         importlib.import_module("faceflow.no_such_module")
+
+
+def test_the_old_annotate_module_names_resolve_on_the_package():
+    from faceflow.annotate import LAYOUT, AnnotateConfig, annotate, config, layout, pipeline
+
+    assert annotate is pipeline.annotate and AnnotateConfig is config.AnnotateConfig and LAYOUT is layout.LAYOUT
+    with pytest.raises(ImportError):
+        from faceflow.annotate import no_such_name  # noqa: F401

@@ -25,36 +25,30 @@ import json
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
+import torch
+from tqdm import tqdm
 
 from faceflow import io as vio
+from faceflow.annotate.config import AnnotateConfig
 from faceflow.annotate.layout import LAYOUT, TEMPLATE, open_array
+from faceflow.annotate.previews import write_previews
 from faceflow.errors import FaceflowError, MediaError
+from faceflow.face.correspondence import load_correspondence
+from faceflow.face.eyes import eye_masks, eye_sketch, pupil_centres
+from faceflow.face.fitting import FitConfig, VideoFit, fit_video, reprojection_summary
+from faceflow.face.landmarks import NoFaceError, make_detector
+from faceflow.face.registration import CropBox, Similarity, crop_box, crop_image, register_landmarks, warp_image
+from faceflow.face.tracking import TrackConfig, smooth_track, track_video
+from faceflow.geometry.morphable import MorphableModel
 from faceflow.io.rundir import RunState
+from faceflow.render.flow import flow_ground_truth
+from faceflow.render.pncc import face_nmfc_uint8, pncc
+from faceflow.render.rasterize import rasterize
 from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance
 
-if TYPE_CHECKING:  # torch is imported where used, so the command's --help does not load it
-    import torch
-
 STATE_VERSION = 1
-
-
-@dataclass
-class AnnotateConfig:
-    """Options of one annotation run (saved in the manifest)."""
-
-    size: int = 256  # crop size (synthesis side)
-    max_frames: int | None = None
-    pairs: tuple[str, ...] = ("consecutive", "gap")
-    max_gap: int = 10  # gap pairs: advance while mean 3D flow <= 1 px, at most this far
-    gap_stride: int = 1  # a gap pair starts at every gap_stride-th frame
-    dense: bool = True  # use mediapipe's dense points in the fit
-    previews: int = 6
-    detector: str = "mediapipe"
-    batch: int = 16
-    flag_error_iod: float = 0.08  # frames whose landmark error exceeds this fraction of IOD are flagged
 
 
 # ---------------------------------------------------------------------- state
@@ -98,8 +92,6 @@ def track_landmarks(video: Path, max_frames: int | None = None, detector: str = 
                     total: int | None = None):
     """Landmarks of every frame, following one face (:func:`faceflow.face.tracking.track_video`),
     then smoothed. Returns (raw, smoothed) :class:`~faceflow.face.tracking.Track`."""
-    from faceflow.face.landmarks import NoFaceError, make_detector
-    from faceflow.face.tracking import TrackConfig, smooth_track, track_video
 
     det = make_detector(detector)
     try:
@@ -117,8 +109,6 @@ def fit_landmarks(model, lmk68: np.ndarray, dense: np.ndarray | None, segment: n
     """Fit the morphable model to the frames inside segments (``segment`` (T,) >= 0), with
     mediapipe's dense points (T, 478, 2|3) through :mod:`faceflow.face.correspondence` when given.
     Returns (kept frame indices, :class:`~faceflow.face.fitting.VideoFit`, dense vertex ids)."""
-    from faceflow.face.correspondence import load_correspondence
-    from faceflow.face.fitting import FitConfig, fit_video
 
     keep = np.flatnonzero(segment >= 0)
     dense_pts, dense_v = None, np.zeros(0, np.int64)
@@ -157,7 +147,6 @@ def _stage_track(video: Path, info, cfg: AnnotateConfig, state: RunState, say) -
 def _stage_fit(model, track: dict, cfg: AnnotateConfig, state: RunState, say):
     """Stage 2, ``fit``: the morphable model over the usable frames -> ``fit.npz``. Returns (kept
     frame indices, :class:`~faceflow.face.fitting.VideoFit`, dense vertex ids)."""
-    from faceflow.face.fitting import VideoFit
 
     path = state.out / "fit.npz"
     keep = np.flatnonzero(track["segment"] >= 0)
@@ -190,7 +179,6 @@ def crop_fit(fit, box, size: int):
 
 def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
     """Apply per-frame similarities A (B, 2, 3) to image-space vertices (B, V, 3); z scales."""
-    import torch
 
     A = torch.from_numpy(A).to(verts)
     s = torch.sqrt(torch.det(A[:, :, :2]).abs())
@@ -239,11 +227,7 @@ class _RenderJob:
 
     def render(self, batch: list[tuple[int, np.ndarray]]) -> None:
         """Render the kept frames ``batch`` [(kept index, video frame (H, W, 3) uint8)] into their rows."""
-        import torch
 
-        from faceflow.face.eyes import eye_masks, eye_sketch, pupil_centres
-        from faceflow.face.registration import Similarity, crop_image, warp_image
-        from faceflow.render.pncc import face_nmfc_uint8, pncc
 
         S, a, face = self.size, self.arrays, self.face
         idx = np.array([i for i, _ in batch])
@@ -274,7 +258,6 @@ def _render_job(model, track: dict, keep: np.ndarray, fit, box, S: int, data: Pa
     """Write the small per-frame arrays (frame index, segment, landmarks, dense points, codes,
     cameras, ``aligned_transform``) and open the big ones (:func:`_memmap`, resumable) for
     :class:`_RenderJob`."""
-    from faceflow.face.registration import register_landmarks
 
     N = len(keep)
     sim = box.transform(S)
@@ -300,7 +283,6 @@ def _render_job(model, track: dict, keep: np.ndarray, fit, box, S: int, data: Pa
 def _render_frames(video: Path, keep: np.ndarray, start: int, batch_size: int, job: _RenderJob, checkpoint) -> None:
     """Read the video from kept frame ``start`` on and render the kept frames in batches of
     ``batch_size``; ``checkpoint(frames_done)`` after every 8th batch."""
-    from tqdm import tqdm
 
     N = len(keep)
     pos = {int(f): i for i, f in enumerate(keep)}
@@ -346,10 +328,7 @@ def gap_pairs_rule(mean_flow, max_gap: int) -> int:
 
 def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, say):
     """The flow pairs (a, b) of kept frames and their kinds (0 consecutive, 1 gap), ordered by a."""
-    import torch
-    from tqdm import tqdm
 
-    from faceflow.render.flow import flow_ground_truth
 
     pairs, kinds = [], []
     for a in range(N - 1):
@@ -383,11 +362,7 @@ def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, 
 def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: RunState, say) -> dict:
     """Stage 4, ``pairs``: choose the flow pairs (resumable once listed) and render their 3D flow
     -> ``data/pairs.npy``, ``pair_kind.npy``, ``flow.npy``; returns the pair summary."""
-    import torch
-    from tqdm import tqdm
 
-    from faceflow.render.flow import flow_ground_truth
-    from faceflow.render.rasterize import rasterize
 
     st = _stage(state, "pairs")
     if st.get("done"):
@@ -451,7 +426,6 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: Run
 
 def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: RunState) -> list[str]:
     """Stage 5: PNG previews of a few frames (:func:`faceflow.annotate.previews.write_previews`)."""
-    from faceflow.annotate.previews import write_previews
 
     return write_previews(state.out, model, crop_fit(fit, box, cfg.size), keep, cfg.size, cfg.previews)
 
@@ -461,7 +435,6 @@ def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: RunState)
 def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = None, overwrite: bool = False,
              say=print) -> dict:
     """Run (or resume) the whole annotation; returns the manifest dict."""
-    from faceflow.geometry.morphable import MorphableModel
 
     cfg = cfg or AnnotateConfig()
     video, out = Path(video), Path(out)
@@ -534,7 +507,6 @@ def _check_request(video: Path, out: Path, cfg: AnnotateConfig):
 def _crop_box(state: RunState, track: dict, info):
     """The per-video crop box around the tracked face (:func:`faceflow.face.registration.crop_box`),
     chosen once and kept in the fit stage's state."""
-    from faceflow.face.registration import CropBox, crop_box
 
     st = _stage(state, "fit")
     if st.get("crop_box") is not None:
@@ -547,7 +519,6 @@ def _crop_box(state: RunState, track: dict, info):
 
 def _fit_summary(fit, keep: np.ndarray, dense_v: np.ndarray, cfg: AnnotateConfig) -> dict:
     """The manifest's ``fit``: reprojection error, identity plausibility, dense points, flagged frames."""
-    from faceflow.face.fitting import reprojection_summary
 
     flagged = keep[fit.relative_error > cfg.flag_error_iod]
     return {"reprojection": reprojection_summary(fit),

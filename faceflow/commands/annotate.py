@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 
-from faceflow.annotate.pipeline import AnnotateConfig, annotate
+from faceflow.annotate.config import AnnotateConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from faceflow.annotate.pipeline import annotate
+
     cfg = AnnotateConfig(size=args.size, max_frames=args.max_frames, pairs=tuple(args.pairs),
                          max_gap=args.max_gap, gap_stride=args.gap_stride, dense=args.dense,
                          previews=args.previews, detector=args.detector)

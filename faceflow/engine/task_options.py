@@ -119,6 +119,11 @@ def add_dffnet_arguments(p) -> None:
     add_dataclass_arguments(p, DFFNetConfig, _task_presets("dffnet"), names=DFFNET_FLAGS)
 
 
+def add_task_arguments(name: str, p) -> None:
+    """The flags of task ``name`` (``meshreg`` or ``dffnet``)."""
+    {"meshreg": add_meshreg_arguments, "dffnet": add_dffnet_arguments}[name](p)
+
+
 def task_config_from_args(name: str, cfg_cls, args, preset: dict):
     """The config of task ``name``: the preset's fields, overridden by the options given on the
     command line (:func:`faceflow.engine.flags.dataclass_from_args`), validated."""

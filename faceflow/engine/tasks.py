@@ -58,8 +58,7 @@ from faceflow.engine.task_options import (
     TRAIN_PRESETS,
     DFFNetConfig,
     MeshRegConfig,
-    add_dffnet_arguments,
-    add_meshreg_arguments,
+    add_task_arguments,
     task_config_from_args,
     task_presets,
 )
@@ -187,12 +186,32 @@ def _split_pairs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.cat([batch["i1"], batch["i2"]]), torch.cat([batch["mesh1"], batch["mesh2"]])
 
 
-class MeshRegTask(SimpleTask):
+class _TaskOptions(SimpleTask):
+    """The command line of a DeepFaceFlow task, all from :mod:`faceflow.engine.task_options`: its
+    presets, its flags and its config built from parsed arguments (``config_class``)."""
+
+    config_class: type
+
+    @classmethod
+    def presets(cls) -> dict:
+        return task_presets(cls.name)
+
+    @classmethod
+    def add_arguments(cls, p) -> None:
+        add_task_arguments(cls.name, p)
+
+    @classmethod
+    def from_args(cls, args, preset_task: dict) -> "_TaskOptions":
+        return cls(task_config_from_args(cls.name, cls.config_class, args, preset_task))
+
+
+class MeshRegTask(_TaskOptions):
     """Train 3DMeshReg (DeepFaceFlow Sec. 4.1): image -> 2,713-vertex face mesh, loss eq. (4).
 
     Each pair contributes its two images (i1 -> mesh1, i2 -> mesh2)."""
 
     name = "meshreg"
+    config_class = MeshRegConfig
 
     def __init__(self, config: MeshRegConfig | None = None, morphable=None):
         super().__init__((config or MeshRegConfig()).validate())
@@ -272,19 +291,6 @@ class MeshRegTask(SimpleTask):
                 "config": {"num_vertices": int(models["net"].num_vertices), "backbone": self.config.backbone},
                 "meta": {"triangles": tris}}
 
-    # ---- command line
-    @classmethod
-    def presets(cls) -> dict:
-        return task_presets("meshreg")
-
-    @classmethod
-    def add_arguments(cls, p) -> None:
-        add_meshreg_arguments(p)
-
-
-    @classmethod
-    def from_args(cls, args, preset_task: dict) -> "MeshRegTask":
-        return cls(task_config_from_args("meshreg", MeshRegConfig, args, preset_task))
 
 
 # ---------------------------------------------------------------------------- DFFNet
@@ -294,10 +300,11 @@ def _check_flow_batch(batch: dict, need_pncc: bool) -> None:
             raise FaceflowError(f"dffnet training needs {k!r} in every sample (pair-sample contract)")
 
 
-class DFFNetTask(SimpleTask):
+class DFFNetTask(_TaskOptions):
     """Train DFFNet (DeepFaceFlow Sec. 4.2): (I1, I2, PNCC of I1) -> 3D flow, loss eq. (5)."""
 
     name = "dffnet"
+    config_class = DFFNetConfig
 
     def __init__(self, config: DFFNetConfig | None = None, morphable=None):
         super().__init__((config or DFFNetConfig()).validate())
@@ -368,18 +375,6 @@ class DFFNetTask(SimpleTask):
                 "config": {"use_pncc": self.config.use_pncc, "width": float(self.config.width),
                            "max_displacement": int(self.config.max_displacement), "stride2": int(self.config.stride2)}}
 
-    @classmethod
-    def presets(cls) -> dict:
-        return task_presets("dffnet")
-
-    @classmethod
-    def add_arguments(cls, p) -> None:
-        add_dffnet_arguments(p)
-
-
-    @classmethod
-    def from_args(cls, args, preset_task: dict) -> "DFFNetTask":
-        return cls(task_config_from_args("dffnet", DFFNetConfig, args, preset_task))
 
 
 __all__ = ["MeshRegTask", "MeshRegConfig", "DFFNetTask", "DFFNetConfig", "meshreg_template", "color_jitter",

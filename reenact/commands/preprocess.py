@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reenact.preprocess import PreprocessConfig, preprocess
+from reenact.presets import PreprocessConfig
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -31,6 +31,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
+    from reenact.preprocess import preprocess
+
     cfg = PreprocessConfig(size=args.size, flows=tuple(args.flow), max_frames=args.max_frames,
                            flow_weights=args.flow_weights, device=args.device, detector=args.detector,
                            videos=args.videos)
