@@ -28,6 +28,7 @@ import torch
 from scipy.ndimage import distance_transform_edt
 
 from faceflow.errors import FaceflowError
+from faceflow.face.correspondence import load_correspondence
 from faceflow.face.fitting import fit_image
 from faceflow.face.landmarks import MediapipeDetector, NoFaceError, detect_image
 from faceflow.geometry.morphable import MorphableModel
@@ -168,8 +169,6 @@ class FitDifference(_Method):
         self.dense = bool(dense)
         self.correspondence = None
         if self.dense:
-            from faceflow.face.correspondence import load_correspondence
-
             self.correspondence = load_correspondence()
         self.detector = MediapipeDetector(static_image_mode=True)  # independent images: no tracking
         self.coverage: list[float] = []

@@ -23,7 +23,9 @@ import shlex
 import sys
 from dataclasses import dataclass
 
+from faceflow.errors import run_cli
 from faceflow.runtime.provenance import running_module
+from faceflow.runtime.threads import prefer_passive_wait
 
 
 @dataclass(frozen=True)
@@ -117,8 +119,6 @@ def run_module(module, argv: list[str] | None = None, prog: str | None = None) -
     """Parse ``argv`` with ``module.add_arguments`` and run ``module.run`` (``python -m`` of a
     single-command module such as ``evaluation.flow_benchmark``). ``args.command_line`` is the
     command as the user typed it (program and words), which manifests record."""
-    from faceflow.errors import run_cli
-    from faceflow.runtime.threads import prefer_passive_wait
 
     prefer_passive_wait()
     prog = prog or program_name(module.__name__, argv)
@@ -141,7 +141,6 @@ def dispatch(group: Group, argv: list[str] | None = None, prog: str | None = Non
             return 2  # not reached
         node, prog = names[words[0]], f"{prog} {words[0]}"
         words = words[1:]
-    from faceflow.errors import run_cli
 
     module = run_cli(lambda: load_target(node.target))  # Ctrl-C or a user error while importing: no traceback
     if isinstance(module, int):

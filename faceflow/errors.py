@@ -1,3 +1,5 @@
+import sys
+
 """Exception types shared by the whole toolkit.
 
 Every error a user can cause (bad input, missing assets or weights) derives from
@@ -21,7 +23,6 @@ class MediaError(FaceflowError):
 def run_cli(func, *args) -> int:
     """Run a command-line action: a :class:`FaceflowError` becomes ``error: message`` on stderr
     and exit code 2 (no traceback), Ctrl-C exit code 130; otherwise ``func``'s return value."""
-    import sys
 
     try:
         return func(*args)

@@ -37,7 +37,9 @@ from faceflow.engine.weights import load_weights
 from faceflow.errors import AssetNotFoundError, FaceflowError, MediaError
 from faceflow.face.landmarks import MediapipeDetector, NoFaceError, detect_image, make_detector
 from faceflow.face.registration import TEMPLATE_SIZE, flow_to_image, register_landmarks, warp_image
+from faceflow.geometry.morphable import MorphableModel
 from faceflow.geometry.similarity import Similarity
+from faceflow.io import read_image
 from faceflow.io.mesh import write_obj
 from faceflow.nets.modules import resolve_device
 from faceflow.ops.sampling import sample_points
@@ -88,7 +90,6 @@ class FlowResult:
 def _as_rgb(image, what: str) -> np.ndarray:
     """An RGB uint8 (H, W, 3) array from an array or an image path."""
     if isinstance(image, (str, Path)):
-        from faceflow.io import read_image
         image = read_image(image)
     if torch.is_tensor(image):
         raise FaceflowError(f"{what}: pass a numpy RGB image (H, W, 3) uint8 or a path, not a tensor "
@@ -303,7 +304,6 @@ def meshreg_triangles(meshreg: torch.nn.Module, model=None) -> np.ndarray:
     tris = (getattr(meshreg, "weights_meta", None) or {}).get("triangles")
     if tris is None:
         if model is None:
-            from faceflow.geometry.morphable import MorphableModel
             model = MorphableModel.load()
         tris = model.subset("meshreg").triangles.cpu().numpy()
     return np.asarray(tris, dtype=np.int64)

@@ -26,7 +26,6 @@ from faceflow.render.pncc import face_nmfc_uint8
 from vid2vid import discriminators as dsc
 
 MOUTH = slice(48, 68)  # iBUG mouth points (outer 48-59, inner 60-67)
-MOUTH_SIDE_256 = 72  # mouth box side at crop size 256
 
 __all__ = ["render_conditioning", "mouth_boxes", "mouth_side"]
 
@@ -143,8 +142,9 @@ def _render_frames(model, ident: np.ndarray, exp, R, t, f, S: int, out: dict, a:
 
 
 def mouth_side(size: int) -> int:
-    """Side of the mouth box for crop size S: round(72 S / 256)."""
-    return int(np.floor(MOUTH_SIDE_256 * size / 256 + 0.5))
+    """Side of the mouth box for crop size S: round(72 S / 256), halves up
+    (:func:`vid2vid.discriminators.mouth_size`)."""
+    return dsc.mouth_size(size)
 
 
 def mouth_boxes(lmk68, size: int, box: int | None = None):

@@ -14,12 +14,14 @@ windows of T consecutive kept frames of one split part that never cross a segmen
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from faceflow.errors import FaceflowError
+from faceflow.runtime.provenance import resolve_recorded
 from reenact.preprocess import MANIFEST_FORMAT
 
 __all__ = ["TargetData", "SequenceDataset", "window_starts", "to_signed", "to_uint8"]
@@ -63,9 +65,6 @@ class TargetData:
         if self.manifest.get("format") != MANIFEST_FORMAT:
             raise FaceflowError(f"{mf}: unknown format {self.manifest.get('format')!r} (expected {MANIFEST_FORMAT})")
         if flow not in self.manifest["flows"]:
-            import os
-
-            from faceflow.runtime.provenance import resolve_recorded
 
             # the source is recorded relative to the data directory (absolute in older manifests)
             src = os.path.normpath(resolve_recorded(self.manifest.get("source", "VIDEO"), self.root))

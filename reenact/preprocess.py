@@ -28,6 +28,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from faceflow import io as vio
 from faceflow.annotate.pipeline import AnnotateConfig, annotate
@@ -198,7 +199,5 @@ def _flow_weight_files(provider: str, weights_dir: str | None) -> dict:
 def _device_name(device: str) -> str:
     """The torch device ``device`` ('auto', 'cpu', 'cuda', ...) resolves to, for the record."""
     if device == "auto":
-        import torch
-
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device

@@ -212,6 +212,12 @@ def test_multiscale_shapes_and_pooling():
 
 def test_mouth_size():
     assert mouth_size(256) == 72 and mouth_size(64) == 18 and mouth_size(512) == 144
+    # one rule, halves rounded up: 72 * 80 / 256 = 22.5 -> 23 (Python's round would give 22), so the
+    # boxes preprocessing stores (reenact.conditioning.mouth_side) are the ones the crop accepts
+    assert mouth_size(80) == 23 and mouth_size(208) == 59
+    from reenact.conditioning import mouth_side
+
+    assert all(mouth_side(s) == mouth_size(s) == int(72 * s / 256 + 0.5) for s in range(16, 2049))
 
 
 def test_mouth_crop_slices_and_gradients():

@@ -186,9 +186,14 @@ def build_discriminators(cfg: DiscriminatorConfig | None = None) -> dict[str, nn
 
 # ----------------------------------------------------------------------------- mouth
 
+MOUTH_SIDE_256 = 72  # mouth box side at frame height 256 (thesis)
+
+
 def mouth_size(h: int) -> int:
-    """Side of the square mouth crop for frames of height ``h``: 72 px at 256 (thesis)."""
-    return int(round(72 * h / 256))
+    """Side of the square mouth crop for frames of height ``h``: 72 px at 256 (thesis), rounded half
+    up (``floor(72 h / 256 + 0.5)``), the one rule of the boxes stored by preprocessing and of the
+    crops the mouth discriminator takes."""
+    return (2 * MOUTH_SIDE_256 * int(h) + 256) // 512
 
 
 def mouth_boxes(centres: torch.Tensor, h: int, w: int, size: int | None = None) -> torch.Tensor:

@@ -63,6 +63,7 @@ from pathlib import Path
 import numpy as np
 
 from faceflow.errors import FaceflowError
+from faceflow.runtime.assets import media_dir
 
 SPLITS = ("train", "val", "test")
 TIERS = ("A", "B", "C")
@@ -236,7 +237,6 @@ def person(key: str) -> Person:
 def video_path(stem: str, media_root: str | Path | None = None) -> Path:
     """Where a clip lives: ``<media_root>/<folder>/<stem>.mp4`` (default root:
     :func:`faceflow.runtime.assets.media_dir`). The file is not checked."""
-    from faceflow.runtime.assets import media_dir
 
     c = clip(stem)
     root = Path(media_root) if media_root is not None else media_dir()

@@ -11,6 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
+from faceflow.data.splits import SPLITS
 from faceflow.data.synth_sources import Clip
 from faceflow.errors import FaceflowError
 
@@ -91,8 +92,6 @@ class SyntheticConfig:
         return cls(**kw)
 
     def validate(self) -> None:
-        from faceflow.data.splits import SPLITS
-
         if self.split not in SPLITS:
             raise FaceflowError(f"unknown split {self.split!r}; choose one of {list(SPLITS)}")
         for name in ("num_pairs", "textures", "pairs_per_identity", "max_gap", "max_active", "chunk"):

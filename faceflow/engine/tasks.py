@@ -51,6 +51,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from faceflow.data.pseudo import AnnotatedPairs
+from faceflow.data.synthetic import SyntheticPairs
 from faceflow.engine.config import TrainConfig
 from faceflow.engine.task import SimpleTask, StepContext
 from faceflow.engine.task_options import (
@@ -63,7 +65,8 @@ from faceflow.engine.task_options import (
     task_presets,
 )
 from faceflow.errors import FaceflowError
-from faceflow.face.registration import template_landmarks
+from faceflow.face.registration import template_landmarks, warp_image
+from faceflow.geometry.morphable import MorphableModel
 from faceflow.geometry.similarity import Similarity, estimate_similarity
 from faceflow.nets.dffnet import DFFNet
 from faceflow.nets.losses import flow_loss
@@ -80,14 +83,9 @@ def open_flow_dataset(path: str | Path, model=None):
     (``model``: an already loaded 'skin' :class:`~faceflow.geometry.morphable.MorphableModel` to share)."""
     p = Path(path)
     kind = dataset_kind(p)
-    try:
-        if kind == "synthetic":
-            from faceflow.data.synthetic import SyntheticPairs
-            return SyntheticPairs(p)
-        from faceflow.data.pseudo import AnnotatedPairs
-        return AnnotatedPairs([p], model=model)
-    except ImportError as e:
-        raise FaceflowError(f"cannot open {kind} dataset {p}: {e}") from e
+    if kind == "synthetic":
+        return SyntheticPairs(p)
+    return AnnotatedPairs([p], model=model)
 
 
 def dataset_kind(path: str | Path) -> str:
@@ -120,10 +118,6 @@ def open_flow_datasets(paths, model=None) -> torch.utils.data.Dataset | None:
     annotated = [p for p in paths if dataset_kind(p) == "annotated"]
     parts = [open_flow_dataset(p, model) for p in paths if p not in annotated]
     if annotated:
-        try:
-            from faceflow.data.pseudo import AnnotatedPairs
-        except ImportError as e:
-            raise FaceflowError(f"cannot open annotated datasets {annotated}: {e}") from e
         parts.append(AnnotatedPairs(annotated, model=model))
     return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
 
@@ -221,7 +215,6 @@ class MeshRegTask(_TaskOptions):
 
     def _model(self):
         if self._morphable is None:
-            from faceflow.geometry.morphable import MorphableModel
             self._morphable = MorphableModel.load("skin")
         return self._morphable
 
@@ -246,8 +239,6 @@ class MeshRegTask(_TaskOptions):
         u = ctx.rand(14).to(images.device)  # per pair: 4 + 3 for i1, 4 + 3 for i2
         u = torch.cat([u[:, :7], u[:, 7:]])  # (2b, 7) aligned with the concatenation
         if c.jitter_shift > 0 or c.jitter_scale > 0 or c.jitter_angle > 0:
-            from faceflow.face.registration import warp_image
-
             sims = jitter_similarities(u[:, :4], tuple(images.shape[-2:]), c.jitter_shift, c.jitter_scale,
                                        c.jitter_angle)
             images = warp_image(images, sims, tuple(images.shape[-2:]), border="border")
@@ -312,7 +303,6 @@ class DFFNetTask(_TaskOptions):
 
     def datasets(self, cfg: TrainConfig):
         if self._morphable is None and _needs_model(cfg):  # one load shared by the annotated sets
-            from faceflow.geometry.morphable import MorphableModel
             self._morphable = MorphableModel.load("skin")
         return open_flow_datasets(cfg.data, self._morphable), open_flow_datasets(cfg.val_data, self._morphable)
 

@@ -23,6 +23,7 @@ import torch
 import torch.nn as nn
 
 from faceflow.errors import AssetNotFoundError, FaceflowError
+from faceflow.io.safeload import load_tensors
 from faceflow.nets.resnet import ARCHITECTURES, ResNet
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -38,7 +39,6 @@ def _load_backbone(backbone: str, pretrained_path: str | Path | None) -> tuple[n
         path = Path(pretrained_path)
         if not path.is_file():
             raise AssetNotFoundError(f"ImageNet weights for {backbone} not found at {path}")
-        from faceflow.io.safeload import load_tensors  # weights_only=True; refuses files holding other objects
 
         state = load_tensors(path, f"{backbone} ImageNet weights file",
                              f"could not load {backbone} ImageNet weights (corrupt or truncated?)")

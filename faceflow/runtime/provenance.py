@@ -33,6 +33,8 @@ import sys
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
+from faceflow import __version__
+
 __all__ = ["provenance", "command_line", "portable_command", "versions", "git_commit", "git_state",
            "file_sha256", "file_record", "weights_records", "portable_path", "portable_json",
            "resolve_recorded", "device_text", "running_module", "REPO_ROOT"]
@@ -258,7 +260,6 @@ def versions(extra: Sequence[str] = ()) -> dict:
     """``{"faceflow", "python", "torch", "numpy", ...}``: torch and numpy always, the modules
     of :data:`_OPTIONAL` (cv2, mediapipe, ...) when already imported, and those named in
     ``extra`` (import names; read from the package metadata when not imported)."""
-    from faceflow import __version__
 
     v = {"faceflow": __version__, "python": platform.python_version()}
     for name in (*_REQUIRED, *_OPTIONAL, *extra):

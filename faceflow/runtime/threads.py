@@ -24,6 +24,9 @@ spinning speed back on a dedicated machine (see the README's "Threads on a busy 
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import time
 
 
 def prefer_passive_wait() -> None:
@@ -69,10 +72,6 @@ class busy_neighbour:
         self._procs: list = []
 
     def __enter__(self) -> "busy_neighbour":
-        import subprocess
-        import sys
-        import time
-
         code = "import time\nend = time.monotonic() + 3600\nwhile time.monotonic() < end: pass\n"
         self._procs = [subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
