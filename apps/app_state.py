@@ -26,7 +26,7 @@ TAB_NAMES = ("3D face flow", "Reenact", "Prepare and train", "Evaluate")
 MAX_LOG_LINES = 400
 
 
-def _gradio():
+def gradio_module():
     """gradio, imported on first use (by :func:`build_app`, after it has set ``GRADIO_TEMP_DIR``:
     gradio fixes some of its folders at import). Analytics are switched off before the import."""
     os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
@@ -95,7 +95,7 @@ def _user_error(e: BaseException) -> BaseException:
     """The readable :class:`gr.Error` for a toolkit error (others are returned unchanged)."""
     from faceflow.face.landmarks import MultipleFacesError, NoFaceError
 
-    gr = _gradio()
+    gr = gradio_module()
     if isinstance(e, gr.Error):
         return e
     if isinstance(e, NoFaceError):
@@ -114,7 +114,7 @@ def _user_error(e: BaseException) -> BaseException:
 
 
 @contextlib.contextmanager
-def _user_errors() -> Iterator[None]:
+def user_errors() -> Iterator[None]:
     """Turn toolkit errors raised inside into readable :class:`gr.Error` messages."""
     try:
         yield
@@ -126,7 +126,7 @@ def _user_errors() -> Iterator[None]:
 
 
 @contextlib.contextmanager
-def _job(ctx: AppContext) -> Iterator[Path]:
+def job_dir(ctx: AppContext) -> Iterator[Path]:
     """A fresh job folder, removed again when the job fails."""
     job = ctx.new_job()
     try:
@@ -136,17 +136,17 @@ def _job(ctx: AppContext) -> Iterator[Path]:
         raise
 
 
-def _fail(msg: str) -> gr.Error:
-    return _gradio().Error(msg, title="Cannot do that", print_exception=False)
+def fail(msg: str) -> gr.Error:
+    return gradio_module().Error(msg, title="Cannot do that", print_exception=False)
 
 
 def _check_file_size(cfg: AppConfig, path: str | Path, what: str) -> Path:
     p = Path(path)
     if not p.is_file():
-        raise _fail(f"{what}: the uploaded file is missing ({p.name}); upload it again")
+        raise fail(f"{what}: the uploaded file is missing ({p.name}); upload it again")
     mb = p.stat().st_size / 2**20
     if mb > cfg.max_upload_mb:
-        raise _fail(f"{what} is {mb:.0f} MB; the limit is {cfg.max_upload_mb:.0f} MB")
+        raise fail(f"{what} is {mb:.0f} MB; the limit is {cfg.max_upload_mb:.0f} MB")
     return p
 
 
@@ -155,18 +155,18 @@ def check_video(cfg: AppConfig, path: str | Path | None, what: str = "the video"
     from faceflow import io as vio
 
     if not path:
-        raise _fail(f"upload {what} first")
+        raise fail(f"upload {what} first")
     p = _check_file_size(cfg, path, what)
-    with _user_errors():
+    with user_errors():
         info = vio.probe(p)
     if info.duration > cfg.max_video_seconds:
-        raise _fail(f"{what} lasts {info.duration:.0f} s; the limit is {cfg.max_video_seconds:.0f} s "
+        raise fail(f"{what} lasts {info.duration:.0f} s; the limit is {cfg.max_video_seconds:.0f} s "
                     f"({cfg.max_video_seconds / 60:.0f} min): trim it first")
     return info
 
 
 # ----------------------------------------------------------------------------- jobs in a thread
-class _Log:
+class JobLog:
     """Lines of text shared between a worker thread and the generator that shows them."""
 
     def __init__(self):
@@ -179,7 +179,7 @@ class _Log:
         return "\n".join(self.lines[-MAX_LOG_LINES:])
 
 
-def _in_thread(fn) -> tuple[threading.Thread, dict]:
+def in_thread(fn) -> tuple[threading.Thread, dict]:
     """Run ``fn()`` in a daemon thread; the box receives ``result`` or ``error``."""
     box: dict = {}
 
@@ -194,7 +194,7 @@ def _in_thread(fn) -> tuple[threading.Thread, dict]:
     return t, box
 
 
-def _result(box: dict):
+def job_result(box: dict):
     if "error" in box:
         raise _user_error(box["error"]) from box["error"]
     return box.get("result")

@@ -34,7 +34,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from apps.app_state import TAB_NAMES, AppConfig, AppContext, _gradio, check_video
+from apps.app_state import TAB_NAMES, AppConfig, AppContext, check_video, gradio_module
 from apps.tab_evaluate import evaluate_tab, read_evaluation
 from apps.tab_flow import FLOW_OUTPUTS, estimate_flow, flow_tab
 from apps.tab_reenact import list_models, reenact_tab, run_reenact
@@ -59,7 +59,7 @@ def build_app(workdir: str | Path = "outputs/app", models_dir: str | Path | None
         (cfg.workdir / sub).mkdir(parents=True, exist_ok=True)
     cfg.models_dir.mkdir(parents=True, exist_ok=True)
     os.environ["GRADIO_TEMP_DIR"] = str(cfg.workdir / "tmp")  # read when gradio, components and server are made
-    gr = _gradio()
+    gr = gradio_module()
     ctx = AppContext(cfg)
     jobs = dict(concurrency_limit=1, concurrency_id="jobs")  # long jobs: one at a time for everyone
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from apps.app_state import TAB_NAMES, AppConfig, AppContext, _fail, _gradio
+from apps.app_state import TAB_NAMES, AppConfig, AppContext, fail, gradio_module
 from faceflow.errors import FaceflowError
 
 __all__ = ["read_evaluation", "evaluate_tab"]
@@ -44,11 +44,11 @@ def _results_folder(cfg: AppConfig, folder) -> Path:
     if not text:
         return Path(os.path.realpath(cfg.eval_dir))
     if "\x00" in text or len(text) > 4096:
-        raise _fail("not a folder name")
+        raise fail("not a folder name")
     p = Path(text)
     real = os.path.realpath(p if p.is_absolute() else cfg.results_root / p)
     if not _served(cfg, real):
-        raise _fail(f"`{text}` is outside the evaluation results this app serves: give a folder under "
+        raise fail(f"`{text}` is outside the evaluation results this app serves: give a folder under "
                     f"`{cfg.results_root}` (absolute, or relative to it, e.g. `eval`)")
     return Path(real)
 
@@ -108,7 +108,7 @@ def read_evaluation(folder: str | Path, served=None) -> tuple[str, list[tuple[np
 def evaluate_tab(ctx: AppContext) -> tuple:
     """The Evaluate tab (made inside the app's ``gr.Tabs``) and its ``evaluation`` event. Returns the
     tables' refresh as (fn, inputs, outputs), run again on page load."""
-    gr = _gradio()
+    gr = gradio_module()
     cfg = ctx.config
 
     def eval_fn(folder):  # only results under results_root / eval_dir: the folder is typed by any user

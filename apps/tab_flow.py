@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from apps.app_state import TAB_NAMES, AppConfig, AppContext, _fail, _gradio, _job, _user_errors, check_video
+from apps.app_state import TAB_NAMES, AppConfig, AppContext, check_video, fail, gradio_module, job_dir, user_errors
 
 __all__ = ["FLOW_OUTPUTS", "estimate_flow", "flow_tab"]
 
@@ -19,7 +19,7 @@ def _check_image(image, what: str) -> np.ndarray:
     if img.ndim == 2:
         img = np.repeat(img[..., None], 3, -1)
     if img.ndim != 3 or img.shape[2] not in (3, 4) or max(img.shape[:2]) > MAX_IMAGE_SIDE:
-        raise _fail(f"{what}: expected an RGB image of at most {MAX_IMAGE_SIDE} px per side, got {img.shape}")
+        raise fail(f"{what}: expected an RGB image of at most {MAX_IMAGE_SIDE} px per side, got {img.shape}")
     return np.ascontiguousarray(img[..., :3]).astype(np.uint8, copy=False)
 
 
@@ -31,14 +31,14 @@ def _frames_from_video(cfg: AppConfig, video, n1, n2) -> tuple[np.ndarray, np.nd
     out = []
     for k, n in (("1", n1), ("2", n2)):
         if n is None or int(n) != n or n < 0:
-            raise _fail(f"frame {k} must be a whole number >= 0, got {n}")
+            raise fail(f"frame {k} must be a whole number >= 0, got {n}")
         if int(n) >= info.num_frames:
-            raise _fail(f"frame {k} is {int(n)} but the video has about {info.num_frames} frames "
+            raise fail(f"frame {k} is {int(n)} but the video has about {info.num_frames} frames "
                         f"(numbered from 0)")
-        with _user_errors():
+        with user_errors():
             frames = list(vio.read_frames(video, start=int(n), max_frames=1))
         if not frames:
-            raise _fail(f"the video has no frame {int(n)}")
+            raise fail(f"the video has no frame {int(n)}")
         out.append(frames[0])
     return out[0], out[1]
 
@@ -60,8 +60,8 @@ def estimate_flow(ctx: AppContext, image1, image2, video=None, frame1=0, frame2=
         img1, img2 = _frames_from_video(ctx.config, video, frame1, frame2)
         what = f"frames {int(frame1)} and {int(frame2)} of the video"
     else:
-        raise _fail("give two images, or a video and two frame numbers")
-    with _job(ctx) as job, _user_errors():
+        raise fail("give two images, or a video and two frame numbers")
+    with job_dir(ctx) as job, user_errors():
         step(0.2, desc="loading DeepFaceFlow")
         ff = ctx.face_flow()
         step(0.4, desc="landmarks, 3DMeshReg, PNCC and DFFNet")
@@ -81,7 +81,7 @@ def estimate_flow(ctx: AppContext, image1, image2, video=None, frame1=0, frame2=
 def flow_tab(ctx: AppContext, jobs: dict) -> None:
     """The 3D face flow tab (made inside the app's ``gr.Tabs``): inputs, outputs and the
     ``estimate_flow`` event; ``jobs``: the shared queue slot of the long jobs."""
-    gr = _gradio()
+    gr = gradio_module()
 
     def flow_fn(img1, img2, video, n1, n2, progress=gr.Progress()):
         return estimate_flow(ctx, img1, img2, video, n1, n2, progress=progress)

@@ -7,7 +7,17 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from apps.app_state import TAB_NAMES, AppConfig, AppContext, _fail, _gradio, _job, _Log, _user_errors, check_video
+from apps.app_state import (
+    TAB_NAMES,
+    AppConfig,
+    AppContext,
+    JobLog,
+    check_video,
+    fail,
+    gradio_module,
+    job_dir,
+    user_errors,
+)
 
 __all__ = ["list_models", "models_markdown", "run_reenact", "reenact_tab"]
 
@@ -42,9 +52,9 @@ def models_markdown(models_dir: str | Path) -> str:
 
 def _model_dir(cfg: AppConfig, name) -> Path:
     if not name:
-        raise _fail("pick a trained model first (press Refresh if you just trained one)")
+        raise fail("pick a trained model first (press Refresh if you just trained one)")
     if name not in list_models(cfg.models_dir):
-        raise _fail(f"no trained model named {name!r} in {cfg.models_dir}; press Refresh")
+        raise fail(f"no trained model named {name!r} in {cfg.models_dir}; press Refresh")
     return cfg.models_dir / name
 
 
@@ -58,19 +68,19 @@ def run_reenact(ctx: AppContext, model, source, mode: str = "head", side: bool =
     step = progress or (lambda *a, **k: None)
     model_dir = _model_dir(cfg, model)
     if mode not in ("head", "face", "self"):
-        raise _fail(f"unknown mode {mode!r}: choose head, face or self")
+        raise fail(f"unknown mode {mode!r}: choose head, face or self")
     if mode != "self":
         check_video(cfg, source, "the source video")
     if max_frames is not None and (max_frames < 0 or int(max_frames) != max_frames):
-        raise _fail(f"max frames must be a whole number >= 0 (0: all), got {max_frames}")
-    log = _Log()
+        raise fail(f"max frames must be a whole number >= 0 (0: all), got {max_frames}")
+    log = JobLog()
 
     def say(msg):
         log.say(msg)
         step(None, desc=str(msg)[:120])
 
     step(0.0, desc="tracking the source and fitting the face model")
-    with _job(ctx) as job, _user_errors():
+    with job_dir(ctx) as job, user_errors():
         out = job / "reenacted.mp4"
         s = reenact(model_dir, mode, out, source if mode != "self" else None, side=bool(side),
                     max_frames=int(max_frames) or None, device=cfg.device, work_dir=job / "source",
@@ -86,7 +96,7 @@ def reenact_tab(ctx: AppContext, jobs: dict) -> tuple:
     """The Reenact tab (made inside the app's ``gr.Tabs``): the model list, source video and the
     ``list_models`` and ``reenact`` events. Returns the model list's refresh as (fn, inputs, outputs),
     run again after training and on page load."""
-    gr = _gradio()
+    gr = gradio_module()
     cfg = ctx.config
 
     def reenact_fn(model, source, mode, side, max_frames, progress=gr.Progress(track_tqdm=True)):

@@ -10,7 +10,17 @@ import shutil
 from pathlib import Path
 from typing import Iterator
 
-from apps.app_state import TAB_NAMES, AppContext, _fail, _gradio, _in_thread, _Log, _result, _user_errors, check_video
+from apps.app_state import (
+    TAB_NAMES,
+    AppContext,
+    JobLog,
+    check_video,
+    fail,
+    gradio_module,
+    in_thread,
+    job_result,
+    user_errors,
+)
 
 __all__ = ["prepare_and_train", "train_tab"]
 
@@ -58,44 +68,44 @@ def prepare_and_train(ctx: AppContext, video, name: str, preset: str = "tiny", s
     step = progress or (lambda *a, **k: None)
     name = (name or "").strip()
     if not MODEL_NAME.match(name):
-        raise _fail(f"model name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
+        raise fail(f"model name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
     if preset not in PRESETS:
-        raise _fail(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+        raise fail(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
     for label, v in (("max frames", max_frames), ("iterations", iterations), ("minutes", minutes)):
         if v is not None and v < 0:
-            raise _fail(f"{label} must be >= 0 (0: the default), got {v}")
+            raise fail(f"{label} must be >= 0 (0: the default), got {v}")
     info = check_video(cfg, video, "the target video")
     model_dir = cfg.models_dir / name
     data_dir = model_dir / "data"
     target = model_dir / f"target{Path(video).suffix.lower() or '.mp4'}"
     if target.exists() and not _same_file(target, Path(video)):
-        raise _fail(f"a model named {name!r} already exists for another video; choose another name")
+        raise fail(f"a model named {name!r} already exists for another video; choose another name")
     model_dir.mkdir(parents=True, exist_ok=True)
     if not target.exists():
         shutil.copyfile(video, target)
-    log = _Log()
+    log = JobLog()
     log.say(f"target: {Path(video).name} ({info.width}x{info.height}, {info.duration:.1f} s at {info.fps:.3g} fps)"
             f" -> {model_dir}")
     yield log.text()
 
     pcfg = PreprocessConfig(size=int(size), flows=(flow,), max_frames=int(max_frames) or None, device=cfg.device)
     step(0.0, desc="preprocessing: annotation, fits, flows")
-    t, box = _in_thread(lambda: preprocess(target, data_dir, pcfg, say=log.say))
+    t, box = in_thread(lambda: preprocess(target, data_dir, pcfg, say=log.say))
     while t.is_alive():
         t.join(0.5)
         yield log.text()
-    m = _result(box)
+    m = job_result(box)
     log.say(f"prepared {m['frames']} frames at {m['size']}x{m['size']} (train {m['split']['train']}, "
             f"test {m['split']['test']})")
     yield log.text()
 
-    with _user_errors():
+    with user_errors():
         task, tcfg = configs(_train_args(data_dir.resolve(), model_dir.resolve(), preset, flow, iterations,
                                          minutes, cfg.device))
     budget = f", at most {tcfg.max_minutes:g} min" if tcfg.max_minutes else ""
     log.say(f"training ({preset} preset, {tcfg.iterations} iterations{budget}) on {tcfg.device}")
     yield log.text()
-    t, box = _in_thread(lambda: train(task, tcfg, command=f"gradio app: prepare and train {name}", progress=False))
+    t, box = in_thread(lambda: train(task, tcfg, command=f"gradio app: prepare and train {name}", progress=False))
     shown = ""
     while t.is_alive():
         t.join(1.0)
@@ -105,7 +115,7 @@ def prepare_and_train(ctx: AppContext, video, name: str, preset: str = "tiny", s
             shown = status
         step((n, tcfg.iterations), desc="training", unit="steps")
         yield log.text()
-    s = _result(box)
+    s = job_result(box)
     val = s.get("val") or {}
     apd = f", held-out APD {val['val_metric']:.2f}" if "val_metric" in val else ""
     log.say(f"done: {name} at step {s['step']} ({s['status']}{apd}). Pick it in the Reenact tab.")
@@ -123,7 +133,7 @@ def train_tab(ctx: AppContext, jobs: dict, models_refresh: tuple) -> None:
     event, followed by ``models_refresh`` (fn, inputs, outputs: the Reenact tab's model list)."""
     from reenact.task import PRESETS
 
-    gr = _gradio()
+    gr = gradio_module()
     cfg = ctx.config
 
     def train_fn(video, name, preset, size, max_frames, flow, iterations, minutes, progress=gr.Progress()):

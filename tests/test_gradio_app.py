@@ -179,7 +179,7 @@ def test_reenact_tab_lists_models_and_rejects_bad_ones(served):
         client.predict("fake", None, "self", False, 4, api_name="/reenact")
     with pytest.raises(AppError, match="no trained model named 'ghost'"):  # e.g. deleted since listed
         client.predict("ghost", None, "self", False, 4, api_name="/reenact")
-    with pytest.raises(ga._gradio().Error, match="pick a trained model first"):
+    with pytest.raises(ga.gradio_module().Error, match="pick a trained model first"):
         ga.run_reenact(app.faceflow, None, None, "self")
     with pytest.raises(AppError, match="upload the source video"):
         client.predict("fake", None, "head", False, 4, api_name="/reenact")
@@ -328,7 +328,7 @@ def test_evaluate_tab_skips_symlinked_files_pointing_outside(served, tmp_path):
 
 
 def test_results_root_option(tmp_path):
-    gr = ga._gradio()
+    gr = ga.gradio_module()
     out, _ = _outside_results(tmp_path)
     cfg = ga.AppConfig(tmp_path / "work", results_root=tmp_path / "res")
     assert cfg.results_root == (tmp_path / "res").resolve()
@@ -374,7 +374,7 @@ def test_server_files_are_not_served(served):
 
 # ------------------------------------------------------------------ limits (no server needed)
 def test_upload_limits(tmp_path):
-    gr = ga._gradio()
+    gr = ga.gradio_module()
     clip = media(CLIP)                                              # 20 s, about 1 MB
     small = ga.AppConfig(tmp_path, max_upload_mb=0.01)
     with pytest.raises(gr.Error, match="the limit is 0 MB"):

@@ -17,7 +17,7 @@ from faceflow.errors import MediaError
 PathLike = Union[str, "os.PathLike[str]"]
 MAX_SIDE = 16384                   # largest accepted width or height, in pixels
 
-def _path(path, what: str, output: bool = False) -> str:
+def check_path(path, what: str, output: bool = False) -> str:
     """Check a path argument; return it absolute.  Inputs must be non-empty files;
     for outputs the parent directories are created."""
     if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
@@ -37,19 +37,19 @@ def _path(path, what: str, output: bool = False) -> str:
     return p
 
 
-def _check_size(width: int, height: int, path: str) -> None:
+def check_size(width: int, height: int, path: str) -> None:
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise MediaError(f"{path}: absurd frame size {width}x{height} "
                          f"(each side must be between 1 and {MAX_SIDE})")
 
 
-def _check_int(value, name: str, minimum: int) -> int:
+def check_int(value, name: str, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise MediaError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
 
-def _partial_name(final: str) -> str:
+def partial_name(final: str) -> str:
     folder, name = os.path.split(final)
     stem, ext = os.path.splitext(name)
     return os.path.join(folder, f".{stem}.{uuid.uuid4().hex[:8]}.partial{ext}")
@@ -62,8 +62,8 @@ def atomic_path(path: PathLike) -> Iterator[str]:
     On normal exit it replaces ``path`` (:func:`os.replace`); on an exception it is
     deleted and ``path`` keeps its previous content, if any.
     """
-    final = _path(path, "output", output=True)
-    tmp = _partial_name(final)
+    final = check_path(path, "output", output=True)
+    tmp = partial_name(final)
     try:
         yield tmp
         if not os.path.exists(tmp):

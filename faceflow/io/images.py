@@ -8,17 +8,17 @@ import cv2
 import numpy as np
 
 from faceflow.errors import MediaError
-from faceflow.io.files import PathLike, _check_size, _path, atomic_path
+from faceflow.io.files import PathLike, atomic_path, check_path, check_size
 
 
 def read_image(path: PathLike) -> np.ndarray:
     """Read an image as RGB ``np.uint8 (H, W, 3)``: grayscale is replicated, alpha dropped,
     16-bit scaled to 8 bits, EXIF orientation applied."""
-    p = _path(path, "image")
+    p = check_path(path, "image")
     img = cv2.imdecode(np.fromfile(p, np.uint8), cv2.IMREAD_COLOR)
     if img is None:
         raise MediaError(f"{p}: not a readable image (corrupt or unsupported format)")
-    _check_size(img.shape[1], img.shape[0], p)
+    check_size(img.shape[1], img.shape[0], p)
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
@@ -29,7 +29,7 @@ def _image_to_uint8(img, path: str) -> np.ndarray:
         img = img[..., 0]
     if not (img.ndim == 2 or (img.ndim == 3 and img.shape[2] in (3, 4))):
         raise MediaError(f"{path}: image must have shape (H, W), (H, W, 3) or (H, W, 4), got {img.shape}")
-    _check_size(img.shape[1], img.shape[0], path)
+    check_size(img.shape[1], img.shape[0], path)
     if img.dtype == np.uint8:
         return img
     if img.dtype.kind != "f":
@@ -49,7 +49,7 @@ def write_image(path: PathLike, img: np.ndarray, jpeg_quality: int = 95) -> str:
     ``img``: uint8, or float in [0, 1], shaped ``(H, W)`` (gray), ``(H, W, 3)`` (RGB) or
     ``(H, W, 4)`` (RGBA; JPEG drops the alpha).
     """
-    p = _path(path, "output", output=True)
+    p = check_path(path, "output", output=True)
     ext = os.path.splitext(p)[1].lower()
     if not ext or not cv2.haveImageWriter(p):
         raise MediaError(f"{p}: unsupported image file extension {ext!r}")

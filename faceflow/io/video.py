@@ -26,7 +26,7 @@ import imageio_ffmpeg
 import numpy as np
 
 from faceflow.errors import MediaError
-from faceflow.io.files import PathLike, _check_int, _check_size, _partial_name, _path
+from faceflow.io.files import PathLike, check_int, check_path, check_size, partial_name
 
 DEFAULT_MAX_BYTES = 2 * 1024 ** 3  # read_video refuses clips that decode to more than this
 _IMAGE_CODECS = {"png", "mjpeg", "jpeg2000", "bmp", "webp", "tiff", "gif", "jpegxl", "qoi"}
@@ -161,7 +161,7 @@ def _parse_header(path: str, demuxer: str, text: str, allow_still: bool = False)
     if still and not allow_still:
         raise MediaError(f"{path}: is a still image ({demuxer}, {codec}), not a video; "
                          "use read_image() or pass allow_still=True")
-    _check_size(width, height, path)
+    check_size(width, height, path)
     if still:
         num_frames, duration = 1, duration or 1.0 / fps
     else:
@@ -188,7 +188,7 @@ def probe(path: PathLike, exact: bool = False, allow_still: bool = False) -> Vid
     a video stream, a still image (unless ``allow_still``: it is then one frame) and a
     width or height of 0 or above ``MAX_SIDE``.
     """
-    p = _path(path, "video")
+    p = check_path(path, "video")
     fields, still = _parse_header(p, *_ffmpeg_header(p), allow_still=allow_still)
     if fields["num_frames"] is None or (exact and not still):
         fields["num_frames"] = _count_frames(p)
@@ -212,16 +212,16 @@ class VideoReader:
 
     def __init__(self, path: PathLike, start: int = 0, max_frames: Optional[int] = None,
                  step: int = 1, size: Optional[Tuple[int, int]] = None, allow_still: bool = False):
-        self.start = _check_int(start, "start", 0)
-        self.step = _check_int(step, "step", 1)
-        self.max_frames = None if max_frames is None else _check_int(max_frames, "max_frames", 0)
+        self.start = check_int(start, "start", 0)
+        self.step = check_int(step, "step", 1)
+        self.max_frames = None if max_frames is None else check_int(max_frames, "max_frames", 0)
         self.info = probe(path, allow_still=allow_still)
         self.width, self.height = self.info.size
         if size is not None:
             if not isinstance(size, (tuple, list)) or len(size) != 2:
                 raise MediaError(f"size must be a (width, height) pair, got {size!r}")
-            self.width, self.height = (_check_int(s, "size", 1) for s in size)
-            _check_size(self.width, self.height, self.info.path)
+            self.width, self.height = (check_int(s, "size", 1) for s in size)
+            check_size(self.width, self.height, self.info.path)
         self.frames_read = 0
         self._proc, self._log, self._closed = None, None, False
 
@@ -344,12 +344,12 @@ class VideoWriter:
 
     def __init__(self, path: PathLike, fps: float, audio_from: Optional[PathLike] = None,
                  crf: int = 18, preset: str = "medium"):
-        self.path = _path(path, "output", output=True)
+        self.path = check_path(path, "output", output=True)
         if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) \
                 or not math.isfinite(fps) or not 0 < fps <= 1000:
             raise MediaError(f"fps must be a number in (0, 1000], got {fps!r}")
         self.fps = float(fps)
-        self.crf = _check_int(crf, "crf", 0)
+        self.crf = check_int(crf, "crf", 0)
         if self.crf > 51:
             raise MediaError(f"crf must be at most 51, got {crf}")
         if preset not in _X264_PRESETS:
@@ -357,10 +357,10 @@ class VideoWriter:
         self.preset = preset
         self._audio = None  # (path, codec) of the audio track to mux in
         if audio_from is not None:
-            src = _path(audio_from, "audio source")
+            src = check_path(audio_from, "audio source")
             audio = re.search(r"Stream #\S+: Audio: (\w+)", _ffmpeg_header(src)[1])
             self._audio = (src, audio.group(1)) if audio else None
-        self._tmp = _partial_name(self.path)
+        self._tmp = partial_name(self.path)
         self.width = self.height = None
         self.frames_written = 0
         self._proc, self._log, self._closed = None, None, False
@@ -389,7 +389,7 @@ class VideoWriter:
             raise MediaError(f"{self.path}: frame must have shape (H, W, 3), got {frame.shape}")
         h, w = frame.shape[:2]
         if self._proc is None:
-            _check_size(w, h, self.path)
+            check_size(w, h, self.path)
             self._start(w, h)
         elif (w, h) != (self.width, self.height):
             raise MediaError(f"{self.path}: frame {self.frames_written} is {w}x{h} but earlier "
@@ -435,7 +435,7 @@ class VideoWriter:
     def _mux_audio(self) -> None:
         """Second pass: copy the encoded video and add the audio track, cut to the video."""
         src, codec = self._audio
-        muxed = _partial_name(self.path)
+        muxed = partial_name(self.path)
         opts = {"c:v": "copy", "c:a": "copy" if codec == "aac" else "aac",
                 "t": f"{self.frames_written / self.fps:.6f}", **self._container_opts()}
         graph = ffmpeg.output(ffmpeg.input(self._tmp)["v:0"], ffmpeg.input(src)["a:0"], muxed, **opts)
