@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from faceflow.runtime.flags import option
+
 PRESETS = {
     # the thesis' networks and optimiser; a long budget for a GPU
     "paper": {"train": dict(iterations=40000, batch_size=2, lr=2e-4, warmup_steps=0,
@@ -28,12 +30,17 @@ PRESETS = {
 class PreprocessConfig:
     """Options of one preprocessing run (saved in the manifest)."""
 
-    size: int = 256
-    flows: tuple[str, ...] = ("faceflow3d",)
-    max_frames: int | None = None
-    flow_weights: str | None = None  # DeepFaceFlow weights directory (default: the shipped ones)
-    device: str = "auto"
-    detector: str = "mediapipe"
-    conf_tau: float = 0.1  # photometric confidence threshold of the flows (reenact.flows)
-    videos: bool = True
+    size: int = option(256, "crop size in pixels (the synthesis resolution)")
+    flows: tuple[str, ...] = option(("faceflow3d",), "flow provider(s) between consecutive real frames; several "
+                                    "may be cached side by side", choices=("faceflow3d", "dis2d", "none"),
+                                    flag="--flow")
+    max_frames: int | None = option(None, "only the first N frames of the video")
+    flow_weights: str | None = option(None, "directory with DeepFaceFlow's meshreg.pt and dffnet.pt (default: "
+                                            "the shipped weights)")
+    device: str = option("auto", "device of the flow network", choices=("auto", "cpu", "cuda"))
+    detector: str = option("mediapipe", "landmark backend", choices=("mediapipe", "fan"))
+    conf_tau: float = option(0.1, "photometric confidence threshold of the flows (reenact.flows)")
+    videos: bool = option(True, "skip writing nmfc.mp4 and eyes.mp4 (by default they are written)")
     extra: dict = field(default_factory=dict)
+
+    FLAGS = ("size", "flows", "max_frames", "flow_weights", "device", "detector", "videos")

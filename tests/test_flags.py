@@ -1,4 +1,4 @@
-"""One path from a dataclass to command-line flags and back (faceflow.engine.flags): a field's help
+"""One path from a dataclass to command-line flags and back (faceflow.runtime.flags): a field's help
 shows in --help, a preset value becomes the default, an explicit flag wins, aliases parse to the
 same field; TrainConfig's flags (`faceflow train`) and the harness flags of `reenact train`."""
 
@@ -11,8 +11,8 @@ import pytest
 
 from faceflow.cli import HelpFormatter
 from faceflow.engine.config import TrainConfig, add_common_arguments, config_from_args
-from faceflow.engine.flags import add_dataclass_arguments, dataclass_from_args, flag_name
 from faceflow.errors import FaceflowError
+from faceflow.runtime.flags import add_dataclass_arguments, dataclass_from_args, flag_name
 
 
 @dataclass
@@ -122,3 +122,36 @@ def test_reenact_train_accepts_the_harness_flags_of_faceflow_train(tmp_path):
                  "--num-workers NUM_WORKERS, --workers"):
         assert flag in text
     assert "(default: from the preset: paper 40000, tiny 600)" in text
+
+
+@dataclass
+class Switches:
+    dense: bool = field(default=True, metadata={"help": "use the dense points"})
+    pairs: tuple[str, ...] = field(default=("a", "b"), metadata={"help": "pair kinds", "nargs": "*",
+                                                                  "choices": ("a", "b")})
+
+
+def test_on_by_default_switch_and_tuple_fields():
+    p = argparse.ArgumentParser(prog="demo", formatter_class=HelpFormatter)
+    add_dataclass_arguments(p, Switches)
+    text = _help(p)
+    assert "--no-dense use the dense points" in text and "--dense " not in text
+    assert "pair kinds (default: a b)" in text
+    assert dataclass_from_args(Switches, p.parse_args([])) == Switches()
+    got = dataclass_from_args(Switches, p.parse_args(["--no-dense", "--pairs", "b"]))
+    assert got == Switches(dense=False, pairs=("b",)) and isinstance(got.pairs, tuple)
+    assert dataclass_from_args(Switches, p.parse_args(["--pairs"])).pairs == ()  # none at all
+    with pytest.raises(SystemExit):
+        p.parse_args(["--pairs", "c"])
+
+
+def test_a_field_may_name_its_own_flag():
+    @dataclass
+    class Named:
+        flows: tuple[str, ...] = field(default=("x",), metadata={"help": "providers", "flag": "--flow"})
+
+    p = argparse.ArgumentParser(prog="demo")
+    add_dataclass_arguments(p, Named)
+    assert dataclass_from_args(Named, p.parse_args(["--flow", "y", "z"])).flows == ("y", "z")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--flows", "y"])

@@ -6,18 +6,26 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from faceflow.runtime.flags import option
+
 
 @dataclass
 class AnnotateConfig:
     """Options of one annotation run (saved in the manifest)."""
 
-    size: int = 256  # crop size (synthesis side)
-    max_frames: int | None = None
-    pairs: tuple[str, ...] = ("consecutive", "gap")
-    max_gap: int = 10  # gap pairs: advance while mean 3D flow <= 1 px, at most this far
-    gap_stride: int = 1  # a gap pair starts at every gap_stride-th frame
-    dense: bool = True  # use mediapipe's dense points in the fit
-    previews: int = 6
-    detector: str = "mediapipe"
-    batch: int = 16
-    flag_error_iod: float = 0.08  # frames whose landmark error exceeds this fraction of IOD are flagged
+    size: int = option(256, "crop size in pixels (synthesis side)")
+    max_frames: int | None = option(None, "only the first N frames")
+    pairs: tuple[str, ...] = option(("consecutive", "gap"), "which 3D-flow pairs to make (none: pass --pairs "
+                                    "with no value)", nargs="*", choices=("consecutive", "gap"))
+    # gap pairs: advance while the mean 3D flow is at most 1 px, at most this far
+    max_gap: int = option(10, "longest temporal gap of a gap pair")
+    gap_stride: int = option(1, "start a gap pair at every N-th frame")
+    dense: bool = option(True, "fit to the 68 landmarks only (by default mediapipe's dense points are used "
+                               "too)")
+    previews: int = option(6, "number of preview PNGs")
+    detector: str = option("mediapipe", "landmark backend", choices=("mediapipe", "fan"))
+    batch: int = option(16, "frames rendered per batch")
+    flag_error_iod: float = option(0.08, "frames whose landmark error exceeds this fraction of the "
+                                         "inter-ocular distance are flagged")
+
+    FLAGS = ("max_frames", "size", "pairs", "max_gap", "gap_stride", "dense", "previews", "detector")

@@ -11,31 +11,20 @@ from __future__ import annotations
 import argparse
 
 from faceflow.annotate.config import AnnotateConfig
+from faceflow.runtime.flags import add_dataclass_arguments, dataclass_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    d = AnnotateConfig()
     p.add_argument("video", help="input video (any format ffmpeg reads)")
     p.add_argument("out", help="output directory (created; rerun the same command to resume)")
-    p.add_argument("--max-frames", type=int, default=None, help="only the first N frames")
-    p.add_argument("--size", type=int, default=d.size, help="crop size in pixels (synthesis side)")
-    p.add_argument("--pairs", nargs="*", default=list(d.pairs), choices=["consecutive", "gap"],
-                   help="which 3D-flow pairs to make (none: pass --pairs with no value)")
-    p.add_argument("--max-gap", type=int, default=d.max_gap, help="longest temporal gap of a gap pair")
-    p.add_argument("--gap-stride", type=int, default=d.gap_stride, help="start a gap pair at every N-th frame")
-    p.add_argument("--no-dense", dest="dense", action="store_false",
-                   help="fit to the 68 landmarks only (by default mediapipe's dense points are used too)")
-    p.add_argument("--previews", type=int, default=d.previews, help="number of preview PNGs")
-    p.add_argument("--detector", default=d.detector, choices=["mediapipe", "fan"], help="landmark backend")
+    add_dataclass_arguments(p, AnnotateConfig, names=AnnotateConfig.FLAGS)
     p.add_argument("--overwrite", action="store_true", help="replace an existing annotation in OUT")
 
 
 def run(args) -> int:
     from faceflow.annotate.pipeline import annotate
 
-    cfg = AnnotateConfig(size=args.size, max_frames=args.max_frames, pairs=tuple(args.pairs),
-                         max_gap=args.max_gap, gap_stride=args.gap_stride, dense=args.dense,
-                         previews=args.previews, detector=args.detector)
+    cfg = dataclass_from_args(AnnotateConfig, args, names=AnnotateConfig.FLAGS)
     m = annotate(args.video, args.out, cfg, overwrite=args.overwrite)
     rep = m["fit"]["reprojection"]
     print(f"done: {m['frames_kept']}/{m['frames_read']} frames kept in {len(m['segments'])} segment(s), "

@@ -1,7 +1,7 @@
 """The harness's options: :class:`TrainConfig` (saved as ``OUT/config.json``), the presets'
 defaults and the command-line flags that set it. Kept apart from :mod:`faceflow.engine.trainer` (torch)
 so ``faceflow train ... --help`` answers without loading torch: each field carries its flag's help,
-and :mod:`faceflow.engine.flags` turns the fields into flags and the parsed flags back into a config."""
+and :mod:`faceflow.runtime.flags` turns the fields into flags and the parsed flags back into a config."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ import numbers
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from faceflow.engine.flags import add_dataclass_arguments, dataclass_from_args, option
 from faceflow.errors import FaceflowError
+from faceflow.runtime.flags import add_dataclass_arguments, dataclass_from_args, option
 
 AMP_MODES = ("off", "fp16", "bf16")
 DEVICES = ("auto", "cpu", "cuda")

@@ -1,6 +1,6 @@
 """The options of the DeepFaceFlow training tasks (:mod:`faceflow.engine.tasks`): their configs,
 the presets and their command-line flags (each field's help in its metadata, made into flags by
-:mod:`faceflow.engine.flags`). No torch here (nor in this module's package import), so
+:mod:`faceflow.runtime.flags`). No torch here (nor in this module's package import), so
 ``faceflow train meshreg --help`` answers at once; the tasks import all of it from here."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
-from faceflow.engine.flags import add_dataclass_arguments, dataclass_from_args, option
 from faceflow.errors import FaceflowError
+from faceflow.runtime.flags import add_dataclass_arguments, dataclass_from_args, option
 
 TRAIN_PRESETS = {
     "tiny": dict(iterations=2000, batch_size=8, lr=1e-4, warmup_steps=50, val_every=200, val_samples=64,
@@ -126,5 +126,5 @@ def add_task_arguments(name: str, p) -> None:
 
 def task_config_from_args(name: str, cfg_cls, args, preset: dict):
     """The config of task ``name``: the preset's fields, overridden by the options given on the
-    command line (:func:`faceflow.engine.flags.dataclass_from_args`), validated."""
+    command line (:func:`faceflow.runtime.flags.dataclass_from_args`), validated."""
     return dataclass_from_args(cfg_cls, args, preset, names=FLAGS[name]).validate()

@@ -4,7 +4,7 @@ A *task* (:class:`~faceflow.engine.task.Task`) says what to build and how one st
 harness does the rest, identically for every network of the project (3DMeshReg, DFFNet, the
 synthesiser's GAN). Its parts, one module each under ``faceflow/engine/``:
 
-- **config** (:mod:`~faceflow.engine.config`, :mod:`~faceflow.engine.flags`): :class:`TrainConfig`
+- **config** (:mod:`~faceflow.engine.config`, :mod:`~faceflow.runtime.flags`): :class:`TrainConfig`
   + the task's own dataclass, saved as ``OUT/config.json``; each field is a command-line flag;
 - **deterministic data order** (:mod:`~faceflow.engine.sampler`): the sample indices of global
   step ``s`` are positions ``s*B .. s*B + B - 1`` of an endless stream made of one seeded

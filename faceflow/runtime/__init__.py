@@ -1,1 +1,2 @@
-"""The program's surroundings: asset search, thread settings, provenance of outputs."""
+"""The program's surroundings: asset search, thread settings, provenance of outputs, command-line flags
+from dataclass fields."""

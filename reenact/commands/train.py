@@ -20,7 +20,7 @@ import json
 from typing import TYPE_CHECKING
 
 from faceflow.engine.config import TrainConfig, config_from_args, train_presets
-from faceflow.engine.flags import add_dataclass_arguments
+from faceflow.runtime.flags import add_dataclass_arguments
 from reenact.presets import PRESETS
 
 if TYPE_CHECKING:  # imported where used, so --help does not load torch

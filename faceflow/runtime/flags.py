@@ -13,10 +13,13 @@ Every flag's parser default is None, so :func:`dataclass_from_args` tells a flag
     add_dataclass_arguments(parser, Options, presets={"tiny": {"steps": 10}})
     opts = dataclass_from_args(Options, parser.parse_args(argv), preset={"steps": 10})
 
-Field metadata read here: ``help``, ``choices``, ``metavar`` and ``nargs`` (a list field takes
-``+`` values unless told otherwise). The flag's type comes from the annotation: ``int``, ``float``,
-``str``, ``bool`` (an on-switch), ``list[T]`` and ``T | None``. No torch, no numpy: the option
-modules build their parsers with it and ``--help`` answers at once.
+Field metadata read here: ``help``, ``choices``, ``metavar``, ``nargs`` (a list field takes
+``+`` values unless told otherwise) and ``flag`` (a spelling other than the field's name, e.g.
+``--flow`` for the field ``flows``). The flag's type comes from the annotation: ``int``, ``float``,
+``str``, ``bool`` (a switch: ``--name`` turns an off-by-default field on, ``--no-name`` turns an
+on-by-default field off, and its help says what ``--no-name`` does), ``list[T]``,
+``tuple[T, ...]`` (read as a list, stored as a tuple) and ``T | None``. No torch, no numpy: the
+option modules build their parsers with it and ``--help`` answers at once.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from typing import Any
 from faceflow.errors import FaceflowError
 
 # the keys of a field's metadata that set how its flag reads
-FLAG_KEYS = ("help", "choices", "metavar", "nargs")
+FLAG_KEYS = ("help", "choices", "metavar", "nargs", "flag")
 
 
 def option(default, text: str, **flag) -> dataclasses.Field:
@@ -43,9 +46,9 @@ def option(default, text: str, **flag) -> dataclasses.Field:
     return dataclasses.field(default=default, metadata=meta)
 
 
-def flag_name(name: str) -> str:
-    """``batch_size`` -> ``--batch-size``."""
-    return "--" + name.replace("_", "-")
+def flag_name(name: str, negative: bool = False) -> str:
+    """``batch_size`` -> ``--batch-size``; ``negative``: ``dense`` -> ``--no-dense``."""
+    return ("--no-" if negative else "--") + name.replace("_", "-")
 
 
 def _value_type(annotation) -> tuple[type, bool]:
@@ -55,7 +58,7 @@ def _value_type(annotation) -> tuple[type, bool]:
         if len(inner) != 1:
             raise FaceflowError(f"a command-line flag cannot take the type {annotation}")
         annotation = inner[0]
-    if typing.get_origin(annotation) is list:
+    if typing.get_origin(annotation) in (list, tuple):
         return typing.get_args(annotation)[0], True
     if annotation in (int, float, str, bool):
         return annotation, False
@@ -116,7 +119,10 @@ def add_dataclass_arguments(parser, cls, presets: Mapping[str, Mapping[str, Any]
             kw["required"] = True
         else:
             text += default_text(f, presets)
-        if kind is bool and not is_list:
+        negative = kind is bool and not is_list and _field_default(f) is True
+        if negative:  # an on-by-default switch: --no-NAME turns it off
+            kw.update(action="store_const", const=False)
+        elif kind is bool and not is_list:
             kw["action"] = "store_true"
         else:
             kw["type"] = kind
@@ -125,7 +131,8 @@ def add_dataclass_arguments(parser, cls, presets: Mapping[str, Mapping[str, Any]
             for key in ("choices", "metavar"):
                 if meta.get(key) is not None:
                     kw[key] = meta[key]
-        actions[name] = parser.add_argument(flag_name(name), *spellings, help=text, **kw)
+        flag = meta.get("flag") or flag_name(name, negative)
+        actions[name] = parser.add_argument(flag, *spellings, help=text, **kw)
     return actions
 
 
@@ -139,4 +146,13 @@ def dataclass_from_args(cls, args, preset: Mapping[str, Any] | None = None, name
     given = {n: getattr(args, n) for n in (names if names is not None else fields)
              if getattr(args, n, None) is not None}
     values = {**dict(preset or {}), **given, **fixed}
-    return cls(**{k: v for k, v in values.items() if k in fields})
+    hints = typing.get_type_hints(cls)
+    return cls(**{k: tuple(v) if _is_tuple(hints[k]) and isinstance(v, list) else v
+                  for k, v in values.items() if k in fields})
+
+
+def _is_tuple(annotation) -> bool:
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType) and len(args) == 1:
+        annotation = args[0]
+    return typing.get_origin(annotation) is tuple
