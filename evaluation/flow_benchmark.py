@@ -54,7 +54,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +65,7 @@ from tqdm import tqdm
 from evaluation.flow_data import DATASETS, KINDS, KindTagged, open_real_test, open_synthetic, pair_kinds
 from evaluation.flow_methods import DFFNetMethod, build_methods
 from evaluation.flow_report import REFERENCE_ROWS, format_markdown, summarize, write_outputs
-from evaluation.methods import METHODS  # re-exported
+from evaluation.methods import METHODS, BenchmarkConfig  # re-exported
 from faceflow.data.splits import evenly_spaced
 from faceflow.errors import FaceflowError
 from faceflow.io.rundir import RunState
@@ -82,31 +82,6 @@ __all__ = [
 
 TEMPLATE = 224
 STATE_VERSION = 1
-
-
-@dataclass
-class BenchmarkConfig:
-    """Options of one benchmark run (saved in ``results.json``)."""
-
-    out: str
-    synthetic: str | None = None  # synthetic test dataset directory
-    real_root: str | None = None  # directory of annotated clips (the test persons' are used)
-    meshreg: str | None = None  # weights files
-    dffnet: str | None = None
-    dffnet_depth: str | None = None
-    dffnet_nopncc: str | None = None
-    methods: tuple[str, ...] = tuple(METHODS)
-    max_pairs: int | None = None  # per split, evenly spaced
-    batch_size: int = 4
-    device: str = "cpu"
-    fit_dense: bool = True  # fit_difference also fits mediapipe's dense points
-    overwrite: bool = False
-
-    def signature(self) -> dict:
-        """What the per-pair records depend on (a resumed run must match it; records are kept
-        per pair index, so another ``max_pairs`` or method list reuses them)."""
-        keep = ("synthetic", "real_root", "meshreg", "dffnet", "dffnet_depth", "dffnet_nopncc", "fit_dense")
-        return {k: getattr(self, k) for k in keep}
 
 
 # ---------------------------------------------------------------------- metrics

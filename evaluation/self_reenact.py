@@ -73,7 +73,7 @@ import re
 import shlex
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import cv2
@@ -81,6 +81,7 @@ import numpy as np
 import torch
 
 from evaluation.lpips_metric import ALEXNET_FILENAME, LPIPSMetric, find_alexnet_weights
+from evaluation.self_reenact_config import SelfReenactConfig  # re-exported
 from evaluation.self_reenact_figures import heatmap_image, write_figures
 from evaluation.self_reenact_metrics import (
     EYE_POINTS,
@@ -139,28 +140,6 @@ def _say(msg: str) -> None:
 
 
 # ============================================================================ the pipeline
-
-@dataclass
-class SelfReenactConfig:
-    """Options of an evaluation run (the first five are fixed for an OUT directory)."""
-
-    preset: str = "tiny"
-    iters: int | None = None     # training steps (default: the preset's)
-    minutes: float | None = None  # training time per model instead (the schedule spans the preset's steps)
-    seed: int = 0
-    size: int = 256
-    max_frames: int | None = None
-    flows: tuple[str, ...] = ("dis2d", "faceflow3d")
-    device: str = "auto"
-    lpips_weights: str | None = None
-    sample_frames: int = 300
-    progress: bool = True
-
-    def fixed(self) -> dict:
-        """The options an OUT directory is tied to (OUT/config.json): the cells must be comparable."""
-        return {"preset": self.preset, "iters": self.iters, "minutes": self.minutes, "seed": self.seed,
-                "size": self.size, "max_frames": self.max_frames}
-
 
 class Stopped(Exception):
     """Training stopped by a signal: the run ends, rerun to resume."""

@@ -23,6 +23,7 @@ ff flow "$clip:0" "$clip:8" --out "$out/flow"
 ff train meshreg --data "$out/annotate" --out "$out/train_meshreg" --iterations 20 --log-every 1 \
     --batch-size 2 --val-every 1000 --ckpt-every 1000 --device cpu
 ff reenact preprocess "$clip" "$out/reenact_data" --max-frames 24 --flow dis2d --no-videos --device cpu
+# --max-iters: the older spelling of --iterations, so that trees from before the rename run too
 ff reenact train "$out/reenact_data" "$out/reenact_model" --flow dis2d --max-iters 6 --batch-size 1 \
     --seq-len 3 --val-every 1000 --device cpu --quiet
 ff reenact run "$out/reenact_model" --mode self --out "$out/reenact_self.mp4" --max-frames 4 --device cpu

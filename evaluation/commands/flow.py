@@ -11,41 +11,22 @@ the evaluation.flow_benchmark module documentation.
 from __future__ import annotations
 
 import sys
+from dataclasses import fields
 from pathlib import Path
 
-from evaluation.methods import METHODS
+from evaluation.methods import BenchmarkConfig
+from faceflow.runtime.flags import add_dataclass_arguments, dataclass_from_args
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--synthetic", metavar="DIR", default=None,
-                   help="synthetic test dataset directory (with manifest.json)")
-    p.add_argument("--real-root", metavar="DIR", default=None,
-                   help="directory of annotated clips (`python -m faceflow annotate` outputs); the test persons' "
-                        "clips are used")
-    p.add_argument("--meshreg", metavar="W.pt", default=None, help="3DMeshReg weights (PNCC input of DFFNet)")
-    p.add_argument("--dffnet", metavar="W.pt", default=None, help="DFFNet weights, full PNCC (use_pncc='full')")
-    p.add_argument("--dffnet-depth", metavar="W.pt", default=None, help="DFFNet weights, depth-only PNCC")
-    p.add_argument("--dffnet-nopncc", metavar="W.pt", default=None, help="DFFNet weights without PNCC")
-    p.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS), metavar="NAME",
-                   help="methods to run (default: all; those without weights are skipped): " + ", ".join(METHODS))
-    p.add_argument("--max-pairs", type=int, default=None, metavar="N",
-                   help="evaluate at most N evenly spaced pairs of each split (default: all)")
-    p.add_argument("--batch-size", type=int, default=4, help="pairs per batch")
-    p.add_argument("--device", default="cpu", help="torch device of the networks, e.g. cpu or cuda:0")
-    p.add_argument("--no-fit-dense", dest="fit_dense", action="store_false",
-                   help="fit_difference: fit the 68 landmarks only (by default also mediapipe's dense points)")
-    p.add_argument("--overwrite", action="store_true", help="discard the per-pair records of an earlier run in --out")
-    p.add_argument("--out", metavar="DIR", required=True, help="output directory (flow_benchmark.md, results.json)")
+    names = [f.name for f in fields(BenchmarkConfig) if f.name != "out"] + ["out"]
+    add_dataclass_arguments(p, BenchmarkConfig, names=names, required=("out",))
 
 
 def run(args) -> int:
-    from evaluation.flow_benchmark import BenchmarkConfig, run_benchmark, write_outputs
+    from evaluation.flow_benchmark import run_benchmark, write_outputs
 
-    cfg = BenchmarkConfig(out=args.out, synthetic=args.synthetic, real_root=args.real_root, meshreg=args.meshreg,
-                          dffnet=args.dffnet, dffnet_depth=args.dffnet_depth, dffnet_nopncc=args.dffnet_nopncc,
-                          methods=tuple(dict.fromkeys(args.methods)), max_pairs=args.max_pairs,
-                          batch_size=args.batch_size, device=args.device, fit_dense=args.fit_dense,
-                          overwrite=args.overwrite)
+    cfg = dataclass_from_args(BenchmarkConfig, args)
     results = run_benchmark(cfg)
     text = write_outputs(results, cfg.out)
     print(text)

@@ -12,23 +12,16 @@ from pathlib import Path
 
 from faceflow.data.synth_sampling import SyntheticConfig
 from faceflow.errors import FaceflowError
+from faceflow.runtime.flags import add_dataclass_arguments, dataclass_from_args
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Options of ``python -m faceflow data synth``."""
-    d = SyntheticConfig()
     p.add_argument("--annotated", required=True, nargs="+", metavar="DIR",
                    help="annotated clips (output of python -m faceflow annotate): a directory holding them or "
                         "clip directories; only complete clips of --split are used")
-    p.add_argument("--split", required=True, choices=["train", "val", "test"],
-                   help="identity split whose clips give textures, expressions and backgrounds")
     p.add_argument("--out", required=True, type=Path, help="output directory (rerun the same command to resume)")
-    p.add_argument("--pairs", type=int, default=d.num_pairs, help="number of pairs (a larger number extends a set)")
-    p.add_argument("--seed", type=int, default=d.seed, help="random seed; pair k depends only on (seed, k)")
-    p.add_argument("--textures", type=int, default=d.textures, help="size of the texture bank (real frames)")
-    p.add_argument("--pairs-per-identity", type=int, default=d.pairs_per_identity,
-                   help="consecutive pairs sharing a synthetic identity and texture")
-    p.add_argument("--previews", type=int, default=d.previews, help="number of preview PNGs")
+    add_dataclass_arguments(p, SyntheticConfig, names=SyntheticConfig.FLAGS, required=("split",))
     p.add_argument("--threads", type=int, default=1,
                    help="torch CPU threads (rendering is many small operations: one thread is usually fastest)")
     p.add_argument("--overwrite", action="store_true", help="replace a set made with another configuration")
@@ -42,8 +35,7 @@ def run(args: argparse.Namespace) -> int:
     from faceflow.data.synthetic import generate
 
     torch.set_num_threads(args.threads)
-    cfg = SyntheticConfig(split=args.split, num_pairs=args.pairs, seed=args.seed, textures=args.textures,
-                          pairs_per_identity=args.pairs_per_identity, previews=args.previews)
+    cfg = dataclass_from_args(SyntheticConfig, args, names=SyntheticConfig.FLAGS)
     m = generate(args.out, cfg, args.annotated, overwrite=args.overwrite)
     rate = m["pairs_per_second"]
     print(f"done: {m['num_pairs']} synthetic {m['split']} pairs from {len(m['sources'])} clip(s) "

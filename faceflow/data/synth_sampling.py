@@ -14,6 +14,7 @@ import numpy as np
 from faceflow.data.splits import SPLITS
 from faceflow.data.synth_sources import Clip
 from faceflow.errors import FaceflowError
+from faceflow.runtime.flags import option
 
 _IRIS_COLOURS = ((0.33, 0.19, 0.09), (0.18, 0.10, 0.05), (0.30, 0.44, 0.58), (0.34, 0.44, 0.30),
                  (0.45, 0.34, 0.19), (0.40, 0.42, 0.44))
@@ -27,11 +28,13 @@ class SyntheticConfig:
     by :func:`faceflow.data.synthetic.generate` from the annotated clips of ``split``.
     """
 
-    split: str = "train"
-    num_pairs: int = 2000
-    seed: int = 0
-    textures: int = 50  # texture bank size (real frames of the split)
-    pairs_per_identity: int = 1  # consecutive pairs sharing identity and texture
+    split: str = option("train", "identity split whose clips give textures, expressions and backgrounds",
+                        choices=("train", "val", "test"))
+    num_pairs: int = option(2000, "number of pairs (a larger number extends a set)", flag="--pairs",
+                            metavar="N")
+    seed: int = option(0, "random seed; pair k depends only on (seed, k)")
+    textures: int = option(50, "size of the texture bank (real frames)")
+    pairs_per_identity: int = option(1, "consecutive pairs sharing a synthetic identity and texture")
     id_scale: float = 1.0  # std of the identity draw
     # expressions
     real_exp_prob: float = 0.6
@@ -72,7 +75,9 @@ class SyntheticConfig:
     bg_remove_face: bool = True  # fill the real face of the background frame from its surroundings
     # bookkeeping (not part of the data's identity)
     chunk: int = 64
-    previews: int = 4
+    previews: int = option(4, "number of preview PNGs")
+
+    FLAGS = ("split", "num_pairs", "seed", "textures", "pairs_per_identity", "previews")
     sources: list[str] = field(default_factory=list)
 
     def signature(self) -> dict:

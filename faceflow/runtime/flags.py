@@ -38,9 +38,12 @@ FLAG_KEYS = ("help", "choices", "metavar", "nargs", "flag")
 
 
 def option(default, text: str, **flag) -> dataclasses.Field:
-    """A dataclass field with its flag's help ``text`` (and ``choices``, ``metavar``, ``nargs``) in
-    its metadata; a list default is copied for each instance."""
+    """A dataclass field with its flag's help ``text`` (and ``choices``, ``metavar``, ``nargs``,
+    ``flag``) in its metadata; a list default is copied for each instance; ``dataclasses.MISSING``
+    makes a field without a default (a required argument of the class)."""
     meta = {"help": text, **flag}
+    if default is dataclasses.MISSING:
+        return dataclasses.field(metadata=meta)
     if isinstance(default, list):
         return dataclasses.field(default_factory=lambda: list(default), metadata=meta)
     return dataclasses.field(default=default, metadata=meta)
