@@ -32,7 +32,7 @@ def list_models(models_dir: str | Path) -> list[str]:
 
 def models_markdown(models_dir: str | Path) -> str:
     """A Markdown table of the trained models (name, last logged step, checkpoint time)."""
-    from faceflow.engine.trainer import read_csv
+    from faceflow.engine.logbook import read_csv
 
     names = list_models(models_dir)
     if not names:

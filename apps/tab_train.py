@@ -41,7 +41,7 @@ def _train_args(data_dir: Path, model_dir: Path, preset: str, flow: str, iterati
 
 
 def _training_status(model_dir: Path, iterations: int) -> tuple[int, str]:
-    from faceflow.engine.trainer import read_csv
+    from faceflow.engine.logbook import read_csv
 
     try:
         rows = read_csv(model_dir / "log.csv")

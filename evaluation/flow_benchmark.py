@@ -43,7 +43,7 @@ method), and ``state.json`` (per-pair records; an interrupted run resumes from i
 with the same options; ``--overwrite`` starts afresh). All files are written atomically.
 
 Code: the test data is :mod:`evaluation.flow_data`, the methods :mod:`evaluation.flow_methods`
-(names and labels in :mod:`evaluation.methods`, baselines in :mod:`evaluation.baselines`), the
+(names and labels in :mod:`evaluation.flow_config`, baselines in :mod:`evaluation.baselines`), the
 summary and the report :mod:`evaluation.flow_report`; this module scores the pairs
 (:func:`evaluate_dataset`, :func:`photometric_error`) and runs the benchmark
 (:func:`run_benchmark`), re-exporting the public names. The command line is
@@ -62,10 +62,10 @@ import torch
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from evaluation.flow_config import METHODS, BenchmarkConfig  # re-exported
 from evaluation.flow_data import DATASETS, KINDS, KindTagged, open_real_test, open_synthetic, pair_kinds
 from evaluation.flow_methods import DFFNetMethod, build_methods
 from evaluation.flow_report import REFERENCE_ROWS, format_markdown, summarize, write_outputs
-from evaluation.methods import METHODS, BenchmarkConfig  # re-exported
 from faceflow.data.splits import evenly_spaced
 from faceflow.errors import FaceflowError
 from faceflow.io.rundir import RunState

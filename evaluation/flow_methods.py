@@ -1,5 +1,5 @@
 """The flow benchmark's methods (:mod:`evaluation.flow_benchmark`), built from the names of
-:data:`evaluation.methods.METHODS`: trained DFFNets run through :class:`faceflow.FaceFlow`
+:data:`evaluation.flow_config.METHODS`: trained DFFNets run through :class:`faceflow.FaceFlow`
 (:class:`DFFNetMethod`), the 3DMM fit difference, OpenCV's 2D optical flow and zero flow
 (:mod:`evaluation.baselines`). Each is ``method(batch) -> (B, 224, 224, 3)`` flow in template
 pixels with ``name``, ``label``, ``dims`` (3, or 2 for 2D-only flow), ``meta()`` and ``close()``.
@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from evaluation.baselines import FitDifference, OpenCVFlow, ZeroFlow
-from evaluation.methods import METHODS
+from evaluation.flow_config import METHODS
 from faceflow.engine.weights import load_weights
 from faceflow.errors import FaceflowError
 from faceflow.estimate import FaceFlow, meshreg_triangles

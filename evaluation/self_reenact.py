@@ -2,7 +2,7 @@
 frames (DeepFaceFlow Table 3: "Head2Head++ with 2D optical flow vs with 3D facial flow").
 
 ``python -m evaluation.self_reenact VIDEO_OR_DATA_DIR [...] --out OUT [--flows dis2d faceflow3d]
-[--preset tiny] [--iters N | --minutes M] [--seed 0] [--size 256] [--max-frames N] [--device auto]``
+[--preset tiny] [--iterations N | --max-minutes M] [--seed 0] [--size 256] [--max-frames N] [--device auto]``
 
 For every input (a video, or a directory prepared by ``python -m reenact preprocess``) and every
 flow provider (:mod:`reenact.flows`) this
@@ -10,7 +10,7 @@ flow provider (:mod:`reenact.flows`) this
 1. preprocesses the video once into ``OUT/data/<video>`` (all providers' flows side by side,
    plus ``dis2d`` as the temporal metric's reference flow; cached, resumable);
 2. trains a person-specific model under ``OUT/models/<video>/<flow>`` with the same preset,
-   seed and budget (``--iters`` steps, or ``--minutes`` of training time in total, resumed
+   seed and budget (``--iterations`` steps, or ``--max-minutes`` of training time in total, resumed
    runs included) for every provider;
 3. self-reenacts the held-out last third of the kept frames (the split of
    :func:`reenact.preprocess.split_frames`) frame by frame exactly as ``python -m reenact run
@@ -111,7 +111,9 @@ from evaluation.self_reenact_tables import (
     write_text,
 )
 from faceflow import io as vio
-from faceflow.engine.trainer import TrainConfig, checkpoint_path, load_checkpoint, train
+from faceflow.engine.checkpoint import checkpoint_path, load_checkpoint
+from faceflow.engine.config import TrainConfig
+from faceflow.engine.trainer import train
 from faceflow.errors import FaceflowError
 from faceflow.io.rundir import RunState
 from faceflow.nets.modules import resolve_device
@@ -159,11 +161,11 @@ def _resolve_inputs(inputs, cfg: SelfReenactConfig) -> list[tuple[str, Path, boo
     if cfg.preset not in PRESETS:
         raise FaceflowError(f"unknown preset {cfg.preset!r}; choose one of {', '.join(sorted(PRESETS))}")
     if cfg.iters is not None and cfg.minutes is not None:
-        raise FaceflowError("give either --iters or --minutes, not both")
+        raise FaceflowError("give either --iterations or --max-minutes, not both")
     if cfg.iters is not None and cfg.iters < 1:
-        raise FaceflowError(f"--iters must be >= 1, got {cfg.iters}")
+        raise FaceflowError(f"--iterations must be >= 1, got {cfg.iters}")
     if cfg.minutes is not None and not cfg.minutes > 0:
-        raise FaceflowError(f"--minutes must be > 0, got {cfg.minutes}")
+        raise FaceflowError(f"--max-minutes must be > 0, got {cfg.minutes}")
     out, names = [], {}
     for raw in inputs:
         p = Path(raw)

@@ -1,12 +1,13 @@
 """Old import paths of modules that moved into the stage sub-packages (issue 13), kept working.
 
-Until 0.1 the modules of :mod:`faceflow` sat in one flat folder. Code written against those paths
-(``import faceflow.morphable``, ``from faceflow.landmarks import track_video``, ``faceflow.train``)
-still runs: a finder on ``sys.meta_path`` answers each old name with the module that now holds it,
-the very same module object, so classes and functions are identical (``faceflow.morphable.MorphableModel
-is faceflow.geometry.morphable.MorphableModel``). Where one old module was split in several, the old
-name is a read-only view that looks names up in each new module in turn. New code should import the
-new paths; the table below is the map from old to new.
+Before the stage sub-packages (issue 13), the modules of :mod:`faceflow` sat in one flat folder.
+Code written against those paths (``import faceflow.morphable``, ``from faceflow.landmarks import
+track_video``, ``faceflow.train``) still runs: a finder on ``sys.meta_path`` answers each old name
+with the module that now holds it, the very same module object, so classes and functions are
+identical (``faceflow.morphable.MorphableModel is faceflow.geometry.morphable.MorphableModel``).
+Where one old module was split in several, the old name is a read-only view that looks names up in
+each new module in turn. New code should import the new paths; the table below is the map from old
+to new.
 """
 from __future__ import annotations
 
@@ -33,15 +34,17 @@ MOVED: dict[str, tuple[str, ...]] = {
                        "faceflow.engine.checkpoint", "faceflow.engine.logbook", "faceflow.engine.distributed",
                        "faceflow.engine.config"),
     "faceflow.train_config": ("faceflow.engine.config",),
-    "faceflow.task_options": ("faceflow.engine.task_options",),
+    "faceflow.task_options": ("faceflow.engine.dff_options",),
     "faceflow.opticalflow": ("faceflow.ops.opticalflow",),
     "faceflow.assets": ("faceflow.runtime.assets",),
     "faceflow.threads": ("faceflow.runtime.threads",),
     "faceflow.provenance": ("faceflow.runtime.provenance",),
     "faceflow.bench": ("faceflow.commands.bench",),
     "faceflow.nets.weights": ("faceflow.engine.weights",),
-    "faceflow.nets.tasks": ("faceflow.engine.tasks",),
+    "faceflow.nets.tasks": ("faceflow.engine.dff_tasks",),
+    # modules of the other packages that moved (only names here: faceflow imports none of them)
     "vid2vid.flow": ("reenact.flows",),  # flow providers live with reenactment (vid2vid imports faceflow first)
+    "evaluation.methods": ("evaluation.flow_config",),
 }
 
 

@@ -27,7 +27,7 @@ from vid2vid import discriminators as dsc
 
 MOUTH = slice(48, 68)  # iBUG mouth points (outer 48-59, inner 60-67)
 
-__all__ = ["render_conditioning", "mouth_boxes", "mouth_side"]
+__all__ = ["render_conditioning", "mouth_boxes"]
 
 
 def _array(x, shape: tuple, name: str, dtype=np.float32) -> np.ndarray:
@@ -141,14 +141,8 @@ def _render_frames(model, ident: np.ndarray, exp, R, t, f, S: int, out: dict, a:
     out["lmk68_model"][a:a + n] = cam.project(model.shape(i, e, model.lmk68))[..., :2].cpu().numpy()
 
 
-def mouth_side(size: int) -> int:
-    """Side of the mouth box for crop size S: round(72 S / 256), halves up
-    (:func:`vid2vid.discriminators.mouth_size`)."""
-    return dsc.mouth_size(size)
-
-
 def mouth_boxes(lmk68, size: int, box: int | None = None):
-    """Square mouth boxes (x0, y0, x1, y1) of side ``box`` (default :func:`mouth_side`), centred
+    """Square mouth boxes (x0, y0, x1, y1) of side ``box`` (default :func:`vid2vid.discriminators.mouth_size`), centred
     on the mean of the mouth points 48-67 and shifted (not shrunk) to lie inside the S x S image
     (placed by :func:`vid2vid.discriminators.mouth_boxes`).
 
@@ -162,7 +156,7 @@ def mouth_boxes(lmk68, size: int, box: int | None = None):
         raise ValueError(f"lmk68 must have shape (T, 68, 2), got {tuple(pts.shape)}")
     if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size < 1:
         raise ValueError(f"size must be a positive integer, got {size!r}")
-    side = mouth_side(size) if box is None else box
+    side = dsc.mouth_size(size) if box is None else box
     if isinstance(side, bool) or not isinstance(side, (int, np.integer)) or not 1 <= side <= size:
         raise ValueError(f"mouth box side must be an integer in [1, {size}], got {side!r}")
     centre = pts[:, MOUTH].mean(1)  # (T, 2)

@@ -28,7 +28,7 @@ import torch
 from tqdm import tqdm
 
 from faceflow import io as vio
-from faceflow.engine.trainer import checkpoint_path, load_checkpoint
+from faceflow.engine.checkpoint import checkpoint_path, load_checkpoint
 from faceflow.errors import FaceflowError
 from faceflow.nets.modules import resolve_device
 from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance

@@ -549,7 +549,7 @@ def test_depth_gauge_is_the_model_origin_in_both_frames(gen):
     face, frontal, registered by its landmarks, is then exactly ``meshreg_template``; and after a
     head rotation the depths of frame 2 are still a linear function of the model coordinates
     without offset."""
-    from faceflow.engine.tasks import meshreg_template
+    from faceflow.engine.dff_tasks import meshreg_template
     from faceflow.geometry.morphable import MorphableModel
 
     model = MorphableModel.load("skin")

@@ -21,6 +21,8 @@ from scipy.spatial.transform import Rotation
 from scipy.stats import chi2
 
 from faceflow.errors import FaceflowError
+from faceflow.face import fit_cameras as FC
+from faceflow.face import fit_energy as FE
 from faceflow.face import fitting as F
 from faceflow.face.fit_cameras import rodrigues
 from faceflow.face.fit_energy import Bases, frame_blocks, solve_coefficients
@@ -48,7 +50,7 @@ def make_scene(model, T: int, seed: int, yaw: float = 30.0, yaw0: float = 0.0, p
     cam = Camera(R, torch.tensor([[128.0, 140.0, 0.0]]).expand(T, 3), torch.full((T,), 10.0))
     verts = model.shape(torch.from_numpy(ident)[None].expand(T, -1), torch.from_numpy(exp))
     img = cam.project(verts).double().numpy()
-    contour = F.JawContour(model)
+    contour = FC.JawContour(model)
     jaw = contour.select(verts[:, contour.all].double().numpy(), R.double().numpy())
     inner = model.lmk68.numpy()[17:]
     lmk = np.concatenate([img[np.arange(T)[:, None], jaw, :2], img[:, inner, :2]], 1)
@@ -154,7 +156,7 @@ def test_output_cameras_are_temporally_smooth(skin_model, scene, fit_noisy):
 def test_image_turned_head_needs_jaw_marching(skin_model, yaw):
     sc = make_scene(skin_model, 1, seed=1, yaw=0.0, yaw0=yaw, pitch=0.0, roll=0.0)
     fit = F.fit_image(skin_model, sc["lmk"][0])
-    off = F.fit_image(skin_model, sc["lmk"][0], config=F.FitConfig(jaw_marching=False))
+    off = F.fit_image(skin_model, sc["lmk"][0], config=FE.FitConfig(jaw_marching=False))
     e, e_off = fit_errors(skin_model, fit, sc), fit_errors(skin_model, off, sc)
     report(f"image yaw {yaw:+.0f}, marching", e)
     report(f"image yaw {yaw:+.0f}, no marching", e_off)
@@ -193,7 +195,7 @@ def _camera_problem(skin_model, noise: float, seed: int, T: int = 8):
 def test_estimate_cameras_exact_without_noise(skin_model):
     X, l, w, R, f, t = _camera_problem(skin_model, 0.0, seed=3)
     for weights in (None, w):
-        Re, te, fe = F.estimate_cameras(X, l, weights)
+        Re, te, fe = FC.estimate_cameras(X, l, weights)
         assert np.abs(Re - R).max() < 1e-6
         assert np.abs(fe / f - 1).max() < 1e-6
         assert np.abs(te - t).max() < 1e-6
@@ -202,7 +204,7 @@ def test_estimate_cameras_exact_without_noise(skin_model):
 
 def test_estimate_cameras_matches_least_squares_reference(skin_model):
     X, l, w, R, f, t = _camera_problem(skin_model, 5.0, seed=4)
-    Re, te, fe = F.estimate_cameras(X, l, w)
+    Re, te, fe = FC.estimate_cameras(X, l, w)
     worst = 0.0
     for k in range(len(X)):
         def resid(p):
@@ -235,7 +237,7 @@ def test_smooth_cameras_reduces_jitter():
     R = euler_to_rotation(torch.from_numpy(ang)).numpy()
     Rn = rodrigues(rng.normal(0, np.radians(1.0), (T, 3))) @ R
     fn, tn = f * np.exp(rng.normal(0, 0.02, T)), t + np.c_[rng.normal(0, 2, (T, 2)), np.zeros(T)]
-    Rs, ts, fs = F.smooth_cameras(Rn, tn, fn)
+    Rs, ts, fs = FC.smooth_cameras(Rn, tn, fn)
     assert rotation_error_deg(Rs, R).mean() < 0.5 * rotation_error_deg(Rn, R).mean()
     assert np.abs(ts - t)[:, :2].mean() < 0.5 * np.abs(tn - t)[:, :2].mean()
     assert np.abs(np.log(fs / f)).mean() < 0.5 * np.abs(np.log(fn / f)).mean()
@@ -281,7 +283,7 @@ def small_problem(skin_model):
             "A": A, "b": b, "G": G, "h": h, "i_true": i_true}
 
 
-def _dense_system(p, cfg: F.FitConfig, id_prior, seg, ident_fixed=None):
+def _dense_system(p, cfg: FE.FitConfig, id_prior, seg, ident_fixed=None):
     """The uncompressed eq. (3.3) as one dense least-squares system over [e_1..e_T, (i)]: every
     landmark row, sqrt(a_exp) I, chol(id prior)^T, and second differences / exp_smooth_sigma
     within segments. Returns A, b, lo, hi."""
@@ -326,8 +328,8 @@ CASES = {"free identity": (np.array([0, 0, 0, 0]), False), "fixed identity": (np
 @pytest.fixture(scope="module")
 def exact_optima(skin_model, small_problem):
     """BVLS (exact active-set) optimum of the dense system of each case."""
-    cfg = F.FitConfig()
-    id_prior = F.identity_prior(skin_model, cfg)
+    cfg = FE.FitConfig()
+    id_prior = FE.identity_prior(skin_model, cfg)
     out = {}
     for name, (seg, fixed) in CASES.items():
         ident = small_problem["i_true"] + 0.2 if fixed else None
@@ -358,7 +360,7 @@ def test_solve_coefficients_is_the_exact_minimiser(small_problem, exact_optima, 
     (the compression, priors, smoothness rows, segments and fixed identity are exact)."""
     id_prior, optima = exact_optima
     A, b, x_ref, ident, seg = optima[case]
-    cfg = F.FitConfig(max_solver_iter=2000, lsmr_maxiter=2000)
+    cfg = FE.FitConfig(max_solver_iter=2000, lsmr_maxiter=2000)
     e, i, info = _solve(small_problem, cfg, id_prior, seg, ident)
     x = e.ravel() if ident is not None else np.r_[e.ravel(), i]
     cost, best = float(((A @ x - b) ** 2).sum()), float(((A @ x_ref - b) ** 2).sum())
@@ -443,10 +445,10 @@ def _euler_R(pitch, yaw, roll):
 
 
 def test_jaw_contour_frontal_is_symmetric(skin_model):
-    jaw = F.JawContour(skin_model)
+    jaw = FC.JawContour(skin_model)
     mean = skin_model.mean.double().numpy()
     sel = jaw.select(mean[jaw.all][None], _euler_R(0, 0, 0))[0]
-    assert all(sel[k] == jaw.fixed[k] for k in F.CHIN)
+    assert all(sel[k] == jaw.fixed[k] for k in FC.CHIN)
     for k in range(8):
         a, b = mean[sel[k]], mean[sel[16 - k]]
         assert abs(a[0] + b[0]) < 1e-4 and np.abs(a[1:] - b[1:]).max() < 1e-4, k
@@ -456,7 +458,7 @@ def test_jaw_contour_frontal_is_symmetric(skin_model):
 
 @pytest.mark.parametrize("pitch,yaw", [(0.0, 30.0), (0.0, -30.0), (10.0, 40.0), (-8.0, -20.0)])
 def test_jaw_contour_picks_the_silhouette(skin_model, scene, pitch, yaw):
-    jaw = F.JawContour(skin_model)
+    jaw = FC.JawContour(skin_model)
     shape = skin_model.shape(torch.from_numpy(scene["ident"])[None], torch.from_numpy(scene["exp"][:1])).double()
     R = _euler_R(pitch, yaw, 0.0)
     sel = jaw.select(shape[:, jaw.all].numpy(), R)[0]
@@ -474,7 +476,7 @@ def test_jaw_contour_picks_the_silhouette(skin_model, scene, pitch, yaw):
 
 @pytest.mark.parametrize("pitch,yaw", [(0.0, 0.0), (0.0, 30.0), (10.0, -35.0)])
 def test_jaw_contour_ignores_roll(skin_model, scene, pitch, yaw):
-    jaw = F.JawContour(skin_model)
+    jaw = FC.JawContour(skin_model)
     pts = skin_model.shape(torch.from_numpy(scene["ident"])[None])[:, jaw.all].double().numpy()
     ref = jaw.select(pts, _euler_R(pitch, yaw, 0.0))
     for roll in (-30.0, 15.0, 40.0):
@@ -505,37 +507,37 @@ def test_smooth_series_reduces_noise():
     tt = np.arange(120)
     truth = np.stack([np.sin(2 * np.pi * tt / 40), np.cos(2 * np.pi * tt / 25)], 1)
     noisy = truth + rng.normal(0, 0.2, truth.shape)
-    sm = F.smooth_series(noisy)
+    sm = FC.smooth_series(noisy)
     rms = lambda a: float(np.sqrt((a ** 2).mean()))
     assert rms(sm - truth) < 0.5 * rms(noisy - truth)
     # columns are independent and the shape is kept
     y3 = noisy.reshape(120, 1, 2)
-    out3 = F.smooth_series(y3)
+    out3 = FC.smooth_series(y3)
     assert out3.shape == y3.shape
-    assert np.allclose(out3[:, 0, 1], F.smooth_series(noisy[:, 1]))
+    assert np.allclose(out3[:, 0, 1], FC.smooth_series(noisy[:, 1]))
 
 
 def test_smooth_series_respects_segments():
     rng = np.random.default_rng(1)
     y = np.r_[np.zeros(30), np.full(30, 5.0)] + rng.normal(0, 0.1, 60)
     seg = np.r_[np.zeros(30, int), np.ones(30, int)]
-    out = F.smooth_series(y, seg)
-    assert np.allclose(out[:30], F.smooth_series(y[:30]))
-    assert np.allclose(out[30:], F.smooth_series(y[30:]))
+    out = FC.smooth_series(y, seg)
+    assert np.allclose(out[:30], FC.smooth_series(y[:30]))
+    assert np.allclose(out[30:], FC.smooth_series(y[30:]))
     assert np.abs(out[:30]).max() < 0.3 and np.abs(out[30:] - 5).max() < 0.3  # the step is kept
-    across = F.smooth_series(y, None, lam=50.0)  # smoothing across the step blurs it ...
+    across = FC.smooth_series(y, None, lam=50.0)  # smoothing across the step blurs it ...
     assert abs(across[29]) > 0.5 and abs(across[30] - 5) > 0.5
-    assert np.abs(F.smooth_series(y, seg, lam=50.0)[28:32] - [0, 0, 5, 5]).max() < 0.3  # ... per segment not
+    assert np.abs(FC.smooth_series(y, seg, lam=50.0)[28:32] - [0, 0, 5, 5]).max() < 0.3  # ... per segment not
 
 
 def test_smooth_series_short_segments_unchanged():
     rng = np.random.default_rng(2)
     y = rng.normal(0, 1, (27, 2))
     seg = np.r_[np.zeros(10, int), np.full(4, 1), np.full(13, 2)]
-    out = F.smooth_series(y, seg)
+    out = FC.smooth_series(y, seg)
     assert np.array_equal(out[10:14], y[10:14])
     assert not np.allclose(out[:10], y[:10]) and not np.allclose(out[14:], y[14:])
-    assert np.array_equal(F.smooth_series(y[:4]), y[:4])
+    assert np.array_equal(FC.smooth_series(y[:4]), y[:4])
 
 
 def test_reprojection_summary():
@@ -580,7 +582,7 @@ def test_fit_video_real_clip(skin_model):
     rough = np.sqrt((np.diff(a, 2, axis=0) ** 2).mean(0))
     # reference: per-frame rigid cameras of the mean face (no temporal model, no shape fit)
     X = np.broadcast_to(skin_model.mean[skin_model.lmk68].double().numpy(), (len(lmk), 68, 3))
-    R0 = F.estimate_cameras(X, lmk)[0]
+    R0 = FC.estimate_cameras(X, lmk)[0]
     a0 = np.degrees(rotation_to_euler(torch.from_numpy(R0)).numpy())
     rough0 = np.sqrt((np.diff(a0, 2, axis=0) ** 2).mean(0))
     print(f"Obama 40 frames: median {s['median_px']:.2f} px = {100 * s['median_iod']:.2f}% IOD "

@@ -155,3 +155,14 @@ def test_a_field_may_name_its_own_flag():
     assert dataclass_from_args(Named, p.parse_args(["--flow", "y", "z"])).flows == ("y", "z")
     with pytest.raises(SystemExit):
         p.parse_args(["--flows", "y"])
+
+
+def test_misuse_is_named():
+    @dataclass
+    class Bad:
+        dense: bool = field(default=True, metadata={"help": "dense points", "flag": "--sparse"})
+
+    with pytest.raises(FaceflowError, match="--no-dense"):
+        add_dataclass_arguments(argparse.ArgumentParser(), Bad)
+    with pytest.raises(FaceflowError, match="no field stepz"):
+        dataclass_from_args(Options, argparse.Namespace(), stepz=3)

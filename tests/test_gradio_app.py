@@ -25,8 +25,8 @@ if importlib.util.find_spec("gradio") is None or importlib.util.find_spec("gradi
     pytest.skip("gradio and gradio_client are not installed", allow_module_level=True)
 
 # after the skip above: these need gradio_client
-from gradio_client import Client, handle_file  # noqa: E402
-from gradio_client.exceptions import AppError  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402  (after the skip when gradio is absent)
+from gradio_client.exceptions import AppError  # noqa: E402  (after the skip, as above)
 
 from apps import gradio_app as ga  # noqa: E402  (imports gradio lazily, in build_app)
 from apps import tab_evaluate  # noqa: E402  (the Evaluate tab's folder checks)

@@ -58,4 +58,4 @@ def test_the_old_annotate_module_names_resolve_on_the_package():
 
     assert annotate is pipeline.annotate and AnnotateConfig is config.AnnotateConfig and LAYOUT is layout.LAYOUT
     with pytest.raises(ImportError):
-        from faceflow.annotate import no_such_name  # noqa: F401
+        from faceflow.annotate import no_such_name  # noqa: F401  (the import itself is the test)

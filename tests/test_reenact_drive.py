@@ -18,8 +18,9 @@ from _media import media
 from faceflow.annotate import pipeline as ann
 from faceflow.annotate.pipeline import AnnotateConfig, annotate
 from faceflow.errors import FaceflowError
-from reenact.conditioning import mouth_boxes, mouth_side, render_conditioning
+from reenact.conditioning import mouth_boxes, render_conditioning
 from reenact.drive import adapt_cameras, analyse_source, drive_from_source, drive_self, held_out_start, pingpong_indices
+from vid2vid.discriminators import mouth_size as mouth_side
 
 pytestmark = [pytest.mark.slow, pytest.mark.usefixtures("one_thread")]  # slow: tracks and fits real clips
 

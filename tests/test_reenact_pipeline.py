@@ -12,7 +12,10 @@ import pytest
 import torch
 
 from faceflow import io as vio
-from faceflow.engine.trainer import TrainConfig, checkpoint_path, load_checkpoint, read_csv, train
+from faceflow.engine.checkpoint import checkpoint_path, load_checkpoint
+from faceflow.engine.config import TrainConfig
+from faceflow.engine.logbook import read_csv
+from faceflow.engine.trainer import train
 from faceflow.errors import FaceflowError
 from reenact.data import SequenceDataset, TargetData
 from reenact.preprocess import PreprocessConfig, preprocess

@@ -72,7 +72,7 @@ def test_match_names_the_entries_that_tie_the_file_to_its_run(tmp_path):
 
 def test_unreadable_or_non_object_state_is_refused(tmp_path):
     (tmp_path / "state.json").write_text('{"version": 1, "signa')
-    with pytest.raises(FaceflowError, match=r"unreadable.*another output directory.*--overwrite"):
+    with pytest.raises(FaceflowError, match=r"unreadable.*another output directory.*delete it"):
         _open(tmp_path, {})
     (tmp_path / "state.json").write_text("[1, 2]")
     with pytest.raises(FaceflowError, match="overwrite"):
@@ -111,3 +111,12 @@ def test_save_every_s_throttles_unless_forced(tmp_path):
     state.data["records"]["x"] = 1
     state.save()
     assert json.loads((tmp_path / "state.json").read_text())["records"] == {}
+
+
+def test_a_signature_with_tuples_resumes(tmp_path):
+    # the signature is compared as it reads back from JSON: a tuple in it is the stored list
+    first = _open(tmp_path, {"pairs": ("consecutive", "gap"), "size": 256})
+    first.section("records")["0"] = 1
+    first.save()
+    again = _open(tmp_path, {"pairs": ("consecutive", "gap"), "size": 256})
+    assert again.data["records"] == {"0": 1}

@@ -229,7 +229,7 @@ def test_heatmap_image_panels_share_one_scale():
 def run_dir(tmp_path_factory):
     video = media(VIDEO)
     out = tmp_path_factory.mktemp("selfreenact") / "out"
-    argv = [str(video), "--out", str(out), "--flows", "dis2d", "none", "--iters", str(ITERS), "--size", str(SIZE),
+    argv = [str(video), "--out", str(out), "--flows", "dis2d", "none", "--iterations", str(ITERS), "--size", str(SIZE),
             "--max-frames", str(FRAMES), "--device", "cpu", "--quiet", "--sample-frames", "6"]
     assert sr_cmd.main(argv) == 0
     return out, video, argv

@@ -1,5 +1,5 @@
 """The training harness (faceflow.engine: trainer, task, sampler, checkpoint, logbook), the
-DeepFaceFlow tasks (faceflow.engine.tasks) and weights files (faceflow.engine.weights): exact
+DeepFaceFlow tasks (faceflow.engine.dff_tasks) and weights files (faceflow.engine.weights): exact
 resume equivalence, atomic checkpoints, config refusal, the LR schedule, deterministic data order
 and augmentation, AMP fallback on CPU, overfitting a batch with DFFNet and 3DMeshReg, and export
 -> load round trips. CPU, tiny models, fake data."""
@@ -387,7 +387,7 @@ def _with_data(task_cls, train_ds, val_ds):
 
 @pytest.mark.slow
 def test_dffnet_task_overfits_a_batch_and_exports(tmp_path):
-    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask
     from faceflow.engine.weights import export_run, load_weights
 
     ds = FakeFlowPairs(2, 64)
@@ -417,7 +417,7 @@ def test_dffnet_task_overfits_a_batch_and_exports(tmp_path):
 
 @pytest.mark.slow
 def test_meshreg_task_overfits_a_batch_and_exports(tmp_path, skin_model):
-    from faceflow.engine.tasks import MeshRegConfig, MeshRegTask, meshreg_template
+    from faceflow.engine.dff_tasks import MeshRegConfig, MeshRegTask, meshreg_template
     from faceflow.engine.weights import export_run, load_weights
 
     template = meshreg_template(skin_model)
@@ -440,7 +440,7 @@ def test_meshreg_task_overfits_a_batch_and_exports(tmp_path, skin_model):
 
 
 def test_meshreg_template_matches_registration_template(skin_model):
-    from faceflow.engine.tasks import meshreg_template
+    from faceflow.engine.dff_tasks import meshreg_template
     from faceflow.face.registration import template_landmarks
 
     lmk = meshreg_template(skin_model, vertices=skin_model.lmk68)
@@ -453,7 +453,7 @@ def test_meshreg_template_matches_registration_template(skin_model):
 
 
 def test_meshreg_jitter_moves_image_and_mesh_together(skin_model):
-    from faceflow.engine.tasks import MeshRegConfig, MeshRegTask
+    from faceflow.engine.dff_tasks import MeshRegConfig, MeshRegTask
 
     S = 96
     task = MeshRegTask(MeshRegConfig(color_jitter=0.0, jitter_shift=4, jitter_scale=0.04, jitter_angle=4),
@@ -481,7 +481,7 @@ def test_validation_metrics_have_analytic_values():
     """DFFNet: zero flow against FakeFlowPairs' constant (2, -1, 0.5) on the disc scores |(2, -1, 0.5)|
     (3D) and |(2, -1)| (2D) however the disc is batched; 3DMeshReg: mesh1 + (3, 4, 12) scores 13 (3D)
     and 5 (x, y). Both are the benchmarks' metrics (faceflow.nets.metrics)."""
-    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask, MeshRegTask
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask, MeshRegTask
 
     class ZeroFlowNet(nn.Module):
         def forward(self, i1, i2, pncc):
@@ -516,7 +516,7 @@ def test_val_subset_is_the_shared_evenly_spaced_selection():
 
 
 def test_dffnet_colour_jitter_identical_on_both_images():
-    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask
 
     img = torch.rand(3, 3, 16, 16) * 0.6 + 0.2
     ctx = StepContext(torch.device("cpu"), seed=2)
@@ -542,7 +542,7 @@ def _parser(task: str) -> argparse.ArgumentParser:
 
 
 def test_cli_presets_overrides_and_help(tmp_path, capsys):
-    from faceflow.engine.tasks import DFFNetTask, MeshRegTask
+    from faceflow.engine.dff_tasks import DFFNetTask, MeshRegTask
 
     args = _parser("dffnet").parse_args(["--data", "a", "b", "--out", str(tmp_path), "--width", "0.5",
                                  "--iterations", "7", "--preset", "paper"])
@@ -575,7 +575,7 @@ def test_cli_presets_overrides_and_help(tmp_path, capsys):
 
 def test_cli_export(tmp_path):
     out = tmp_path / "run"
-    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask
     task = _with_data(DFFNetTask, FakeFlowPairs(2, 64), None)(DFFNetConfig(width=0.125))
     train(task, _cfg(out, iterations=1, batch_size=2), progress=False)
     args = _parser("export").parse_args([str(out), "--out", str(tmp_path / "w.pt"), "--half", "--which", "last"])
@@ -592,7 +592,7 @@ def test_cli_export(tmp_path):
 
 
 def test_dataset_directories_are_recognised_by_manifest(tmp_path):
-    from faceflow.engine.tasks import dataset_kind, open_flow_datasets
+    from faceflow.engine.dff_tasks import dataset_kind, open_flow_datasets
 
     (tmp_path / "syn").mkdir()
     (tmp_path / "syn" / "manifest.json").write_text(json.dumps({"kind": "synthetic"}))
@@ -664,7 +664,7 @@ def test_run_config_and_manifest_hold_no_absolute_paths(tmp_path, monkeypatch):
 def test_exported_weights_meta_holds_no_absolute_paths(tmp_path, monkeypatch):
     import hashlib
 
-    from faceflow.engine.tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask
     from faceflow.engine.weights import export_run, weights_info
 
     out = tmp_path / "run"

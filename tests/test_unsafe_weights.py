@@ -16,8 +16,9 @@ import pytest
 import torch
 from _media import REPO
 
-from faceflow.engine.weights import UnsafeFileError, load_tensors, load_weights, save_weights
+from faceflow.engine.weights import load_weights, save_weights
 from faceflow.errors import FaceflowError
+from faceflow.io.safeload import UnsafeFileError, load_tensors
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -125,7 +126,7 @@ def test_corrupt_and_truncated_files(tmp_path):
 def test_every_loader_refuses(tmp_path):
     """The checkpoint reader (training resume, export, reenact), the backbone / VGG / benchmark
     weight readers all go through load_tensors."""
-    from faceflow.engine.trainer import load_checkpoint
+    from faceflow.engine.checkpoint import load_checkpoint
     from faceflow.nets.meshreg import _load_backbone
     from reenact.run import load_model
     from vid2vid.losses import VGG19Loss

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import itertools
 
+import numpy as np
 import pytest
 import torch
 import torch.nn as nn
@@ -212,12 +213,16 @@ def test_multiscale_shapes_and_pooling():
 
 def test_mouth_size():
     assert mouth_size(256) == 72 and mouth_size(64) == 18 and mouth_size(512) == 144
-    # one rule, halves rounded up: 72 * 80 / 256 = 22.5 -> 23 (Python's round would give 22), so the
-    # boxes preprocessing stores (reenact.conditioning.mouth_side) are the ones the crop accepts
+    # one rule, halves rounded up: 72 * 80 / 256 = 22.5 -> 23 (Python's round would give 22); the
+    # boxes preprocessing stores (reenact.conditioning.mouth_boxes) use it too
     assert mouth_size(80) == 23 and mouth_size(208) == 59
-    from reenact.conditioning import mouth_side
+    assert all(mouth_size(s) == int(72 * s / 256 + 0.5) for s in range(16, 2049))
+    from reenact.conditioning import mouth_boxes
 
-    assert all(mouth_side(s) == mouth_size(s) == int(72 * s / 256 + 0.5) for s in range(16, 2049))
+    lmk = np.zeros((1, 68, 2), np.float32) + 40.0
+    for s in (80, 208):
+        x0, y0, x1, y1 = mouth_boxes(lmk, s)[0]
+        assert x1 - x0 == y1 - y0 == mouth_size(s)
 
 
 def test_mouth_crop_slices_and_gradients():

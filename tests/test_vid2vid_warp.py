@@ -8,7 +8,8 @@ import math
 import pytest
 import torch
 
-from vid2vid.warp import base_grid, compose, warp
+from faceflow.ops.sampling import pixel_centres as base_grid
+from vid2vid.warp import compose, warp
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -15,13 +15,7 @@ import torch
 
 from faceflow.ops.sampling import pixel_centres, sample
 
-__all__ = ["warp", "compose", "base_grid"]
-
-
-def base_grid(h: int, w: int, device=None, dtype=torch.float32) -> torch.Tensor:
-    """(1, H, W, 2) pixel-centre coordinates (x, y) = (j + 0.5, i + 0.5)
-    (:func:`faceflow.ops.sampling.pixel_centres`)."""
-    return pixel_centres(h, w, device, dtype)
+__all__ = ["warp", "compose"]
 
 
 def warp(image: torch.Tensor, flow: torch.Tensor, padding_mode: str = "border") -> torch.Tensor:

@@ -14,7 +14,7 @@ import sys
 from dataclasses import fields
 from pathlib import Path
 
-from evaluation.methods import BenchmarkConfig
+from evaluation.flow_config import BenchmarkConfig
 from faceflow.runtime.flags import add_dataclass_arguments, dataclass_from_args
 
 

@@ -37,7 +37,8 @@ from faceflow.annotate.previews import write_previews
 from faceflow.errors import FaceflowError, MediaError
 from faceflow.face.correspondence import load_correspondence
 from faceflow.face.eyes import eye_masks, eye_sketch, pupil_centres
-from faceflow.face.fitting import FitConfig, VideoFit, fit_video, reprojection_summary
+from faceflow.face.fit_energy import FitConfig
+from faceflow.face.fitting import VideoFit, fit_video, reprojection_summary
 from faceflow.face.landmarks import NoFaceError, make_detector
 from faceflow.face.registration import CropBox, Similarity, crop_box, crop_image, register_landmarks, warp_image
 from faceflow.face.tracking import TrackConfig, smooth_track, track_video
@@ -256,7 +257,7 @@ class _RenderJob:
 
 def _render_job(model, track: dict, keep: np.ndarray, fit, box, S: int, data: Path) -> _RenderJob:
     """Write the small per-frame arrays (frame index, segment, landmarks, dense points, codes,
-    cameras, ``aligned_transform``) and open the big ones (:func:`_memmap`, resumable) for
+    cameras, ``aligned_transform``) and open the big ones (:func:`faceflow.annotate.layout.open_array`, resumable) for
     :class:`_RenderJob`."""
 
     N = len(keep)

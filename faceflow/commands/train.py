@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 
 from faceflow.engine.config import add_common_arguments, config_from_args
-from faceflow.engine.task_options import (
+from faceflow.engine.dff_options import (
     add_dffnet_arguments,
     add_meshreg_arguments,
     task_presets,

@@ -191,7 +191,7 @@ class AnnotatedPairs(Dataset):
     ``has_head_flow`` False): training does not read it, and rasterising frame a's mesh for it
     triples an item's cost (about 15 ms instead of 5 ms on one CPU thread). model: a loaded
     :class:`~faceflow.geometry.morphable.MorphableModel` ('skin', as annotate uses) to avoid reloading.
-    Images are served as stored (training augments them in the task, :mod:`faceflow.engine.tasks`).
+    Images are served as stored (training augments them in the task, :mod:`faceflow.engine.dff_tasks`).
     Clips outside the split table get identity indices after :data:`~faceflow.data.splits.PERSONS`,
     one per unknown stem (sorted). Arrays are memory-mapped on first use in each process.
     """

@@ -37,7 +37,7 @@ def pose_meshes(geom: HeadGeometry, p: PairParams):
     Frame 1 is framed by :func:`faceflow.geometry.camera.frame_face` at the pose ``p.pose1``; its 68
     landmarks are aligned to :func:`~faceflow.face.registration.template_landmarks`. Depth gauge: the
     model origin is at depth 0 in both frames, as in the annotation tool's fits and
-    :func:`faceflow.engine.tasks.meshreg_template` (the depth translation is unobservable). Frame 2 rotates by
+    :func:`faceflow.engine.dff_tasks.meshreg_template` (the depth translation is unobservable). Frame 2 rotates by
     ``p.rot_change`` (about axes fixed to the camera, pivot 8 cm behind the landmarks' centre),
     scales by ``1 + p.scale_change`` and moves by ``p.trans_change`` template pixels.
     """

@@ -331,7 +331,7 @@ def write_previews(root: str | Path, count: int) -> list[str]:
 class SyntheticPairs(torch.utils.data.Dataset):
     """A generated synthetic set as a flow dataset (items follow the pair-sample contract,
     ``kind`` 0, ``has_head_flow`` True). Images are served as stored: training augments them
-    in the task (:mod:`faceflow.engine.tasks`, randomness from the harness's ``ctx.rand``).
+    in the task (:mod:`faceflow.engine.dff_tasks`, randomness from the harness's ``ctx.rand``).
     """
 
     _NAMES = ("i1", "i2", "pncc", "mask", "flow", "head_flow", "mesh1", "mesh2", "identity")

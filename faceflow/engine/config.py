@@ -51,7 +51,7 @@ class TrainConfig:
     ckpt_every: int = option(100, "write last.pt every N steps")
     log_every: int = option(10, "log.csv row every N steps")
     num_workers: int = option(0, "DataLoader worker processes")
-    device: str = option("auto", "auto: CUDA when available", choices=DEVICES)
+    device: str = option("auto", "auto (CUDA when available), cpu, cuda or cuda:N", metavar="DEVICE")
     amp: str = option("off", "mixed precision on CUDA (ignored on CPU)", choices=AMP_MODES)
     max_minutes: float = option(0.0, "time budget of this invocation: checkpoint and stop cleanly when used (0: none)")
     grad_clip: float = option(0.0, "max gradient norm (0: no clipping)")

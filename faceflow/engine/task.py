@@ -5,7 +5,6 @@ the optimizer step with gradient clipping, per-sample randomness). The registere
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import importlib
 from dataclasses import asdict
@@ -20,10 +19,10 @@ from faceflow.engine.config import TrainConfig
 from faceflow.errors import FaceflowError
 
 # training tasks of `faceflow train NAME`: "module:Class", imported when a run starts (the
-# command's options and presets come from faceflow.engine.task_options without importing them)
+# command's options and presets come from faceflow.engine.dff_options without importing them)
 TASKS = {
-    "meshreg": "faceflow.engine.tasks:MeshRegTask",
-    "dffnet": "faceflow.engine.tasks:DFFNetTask",
+    "meshreg": "faceflow.engine.dff_tasks:MeshRegTask",
+    "dffnet": "faceflow.engine.dff_tasks:DFFNetTask",
 }
 
 
@@ -157,16 +156,12 @@ class Task:
     def config_dict(self) -> dict:
         return asdict(self.config) if self.config is not None else {}
 
-    # ---- command line (``faceflow train NAME``: faceflow/commands/train.py reads the options and
-    # presets of the registered tasks from faceflow.engine.task_options, then builds the task with from_args)
+    # ---- command line (``faceflow train NAME``: faceflow/commands/train.py adds the flags of the
+    # registered tasks from faceflow.engine.dff_options, then builds the task with presets() and from_args)
     @classmethod
     def presets(cls) -> dict[str, dict]:
         """``{preset: {"train": TrainConfig kwargs, "task": task-config kwargs}}``."""
         return {"default": {"train": {}, "task": {}}}
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
-        """Task-specific options (defaults None: taken from the preset)."""
 
     @classmethod
     def from_args(cls, args, preset_task: dict) -> "Task":

@@ -63,14 +63,13 @@ from faceflow.engine.checkpoint import (
     checkpoint_path,
     clear_run,
     config_record,
-    load_checkpoint,
     portable_record,
     rng_state,
     set_rng_state,
 )
-from faceflow.engine.config import AMP_MODES, RESUMABLE_KEYS, TrainConfig
+from faceflow.engine.config import AMP_MODES, TrainConfig
 from faceflow.engine.distributed import Distributed, StopFlags
-from faceflow.engine.logbook import CsvLog, read_csv
+from faceflow.engine.logbook import CsvLog
 from faceflow.engine.sampler import Indexed, StepBatchSampler, val_subset, worker_init
 from faceflow.engine.task import StepContext, Task
 from faceflow.errors import FaceflowError
@@ -523,7 +522,4 @@ def train(task: Task, cfg: TrainConfig, overwrite: bool = False, command: str | 
         dist.close()
 
 
-# the harness's public names; TrainConfig, checkpoint_path, load_checkpoint and read_csv are
-# re-exported for the callers that import them from here (the old faceflow.train: faceflow.moved)
-__all__ = ["Trainer", "train", "lr_factor", "resolve_amp", "evaluating", "TrainConfig", "RESUMABLE_KEYS",
-           "checkpoint_path", "load_checkpoint", "read_csv"]
+__all__ = ["Trainer", "train", "lr_factor", "resolve_amp", "evaluating"]

@@ -14,8 +14,9 @@ parameter whose fp16 copy would overflow is kept in float32 too. :func:`load_wei
 returns a float32 module in eval mode.
 
 - :func:`save_weights` / :func:`load_weights` / :func:`weights_info`;
-- :func:`load_tensors`: the one ``torch.load`` of user-supplied weights and checkpoint files
-  (``weights_only=True``; :class:`UnsafeFileError` for a file holding other objects);
+- files are read through :func:`faceflow.io.safeload.load_tensors`, the one ``torch.load`` of
+  user-supplied weights and checkpoint files (``weights_only=True``; ``UnsafeFileError`` for a
+  file holding other objects);
 - :func:`export_run`: a training run directory (:mod:`faceflow.engine.trainer`) -> weights file.
 """
 from __future__ import annotations
@@ -30,7 +31,7 @@ import torch.nn as nn
 
 from faceflow.engine.checkpoint import atomic_torch_save, checkpoint_path, load_checkpoint, portable_record
 from faceflow.errors import AssetNotFoundError, FaceflowError
-from faceflow.io.safeload import UnsafeFileError, load_tensors
+from faceflow.io.safeload import load_tensors
 from faceflow.nets.modules import unwrap
 from faceflow.runtime.provenance import portable_command, provenance
 
@@ -191,4 +192,4 @@ def export_run(run_dir: str | os.PathLike, out: str | os.PathLike, half: bool = 
 
 
 __all__ = ["FORMAT", "KINDS", "model_class", "build_model", "half_state_dict", "save_weights",
-           "load_weights", "weights_info", "export_run", "load_tensors", "UnsafeFileError"]
+           "load_weights", "weights_info", "export_run"]

@@ -66,7 +66,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence
+from typing import Sequence
 
 import numpy as np
 from scipy.spatial import cKDTree
@@ -79,9 +79,6 @@ from faceflow.geometry.morphable import MorphableModel
 from faceflow.io import atomic_path, probe, read_frames
 from faceflow.runtime.assets import media_dir
 from faceflow.runtime.provenance import portable_command as _portable_command
-
-if TYPE_CHECKING:
-    from faceflow.geometry.morphable import MorphableModel
 
 logger = logging.getLogger(__name__)
 
@@ -567,7 +564,7 @@ def main(argv: list[str] | None = None) -> int:
 __all__ = [
     "NUM_POINTS", "IRIS", "DEFAULT_PATH", "DEFAULT_CLIPS", "STATUSES", "BuildConfig", "Correspondence", "HitStats",
     "face_oval_points", "surface_hits", "canonical_positions", "frame_hits", "hit_stats", "vote", "sample_video",
-    "build_correspondence", "save_correspondence", "read_correspondence", "load_correspondence", "media_dir", "main",
+    "build_correspondence", "save_correspondence", "read_correspondence", "load_correspondence", "main",
 ]
 
 

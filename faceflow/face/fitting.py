@@ -57,8 +57,6 @@ from scipy.stats import chi2
 
 from faceflow.errors import FaceflowError
 from faceflow.face.fit_cameras import (
-    CHIN,
-    MARCHING,
     JawContour,
     batched_solve,
     einsum,
@@ -66,16 +64,12 @@ from faceflow.face.fit_cameras import (
     image_rows,
     rodrigues,
     smooth_cameras,
-    smooth_series,
 )
 from faceflow.face.fit_energy import Bases, FitConfig, frame_blocks, identity_only, identity_prior, solve_coefficients
 from faceflow.geometry.camera import Camera, rotation_to_euler
 from faceflow.geometry.morphable import MorphableModel
 
-__all__ = [
-    "FitConfig", "VideoFit", "fit_video", "fit_image", "reprojection_summary", "identity_plausibility",
-    "identity_prior", "estimate_cameras", "smooth_cameras", "smooth_series", "JawContour", "CHIN", "MARCHING",
-]
+__all__ = ["VideoFit", "fit_video", "fit_image", "reprojection_summary", "identity_plausibility"]
 
 
 @dataclass

@@ -5,7 +5,8 @@
 - :mod:`faceflow.io.images`: :func:`read_image`, :func:`write_image` through OpenCV.
 - :mod:`faceflow.io.files`: path checks and atomic files (:func:`atomic_path`, :func:`save_npy`,
   :func:`save_npz`, :func:`save_json`).
-- :mod:`faceflow.io.mesh`: OBJ / PLY meshes; :mod:`faceflow.io.safeload`: tensors from user files.
+- :mod:`faceflow.io.mesh`: OBJ / PLY meshes; :mod:`faceflow.io.safeload`: tensors from user files;
+  :mod:`faceflow.io.rundir`: :class:`~faceflow.io.rundir.RunState`, resumable output directories.
 
 The names of the first three are re-exported here, so ``from faceflow import io; io.read_video(...)``
 (the module ``faceflow/io.py`` before the package) keeps working.

@@ -23,7 +23,6 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Iterable
-from copy import deepcopy
 from pathlib import Path
 
 from faceflow.errors import FaceflowError
@@ -60,7 +59,8 @@ class RunState:
         self.indent, self.every_s = indent, float(every_s)
         if overwrite:
             self._delete(outputs)
-        self.data = deepcopy(fresh)
+        fresh = json.loads(json.dumps(fresh))  # as it reads back from disk (tuples become lists)
+        self.data = fresh
         if not overwrite and self.path.is_file():
             old = self._read(refuse)
             if any(old.get(k) != fresh.get(k) for k in match):
@@ -81,7 +81,7 @@ class RunState:
             old = json.loads(self.path.read_text())
         except (OSError, ValueError) as e:
             raise FaceflowError(f"{self.path} is unreadable ({e}); choose another output directory or "
-                                "start afresh (--overwrite)") from e
+                                "delete it to start afresh") from e
         if not isinstance(old, dict):
             raise FaceflowError(refuse({}))
         return old

@@ -6,10 +6,11 @@
 - :mod:`.dffnet`: DFFNet (Sec. 4.2, Fig. 3).
 - :mod:`.losses`: the flow loss, eq. (5).
 - :mod:`.metrics`: AEPE and vertex errors shared by validation and the benchmarks.
-
-The training tasks that use them (:mod:`faceflow.engine.tasks`) and their weights files
-(:mod:`faceflow.engine.weights`) live with the harness in :mod:`faceflow.engine`.
 - :mod:`.resnet`: the ResNet trunks of 3DMeshReg.
+- :mod:`.modules`: the parameter counter, DDP unwrap and device resolver.
+
+The training tasks that use them (:mod:`faceflow.engine.dff_tasks`) and their weights files
+(:mod:`faceflow.engine.weights`) live with the harness in :mod:`faceflow.engine`.
 """
 
 from faceflow.nets.correlation import benchmark_correlation, correlation, correlation_channels

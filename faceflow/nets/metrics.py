@@ -1,5 +1,5 @@
 """Accuracy metrics of DeepFaceFlow's networks, shared by training's validation
-(:mod:`faceflow.engine.tasks`) and the benchmarks (:mod:`evaluation.flow_benchmark`,
+(:mod:`faceflow.engine.dff_tasks`) and the benchmarks (:mod:`evaluation.flow_benchmark`,
 :mod:`evaluation.meshreg_benchmark`).
 
 - flow: the end-point error ||F - F_gt||_2 over the ground-truth mask (3D, or its x, y part),

@@ -134,6 +134,9 @@ def add_dataclass_arguments(parser, cls, presets: Mapping[str, Mapping[str, Any]
             for key in ("choices", "metavar"):
                 if meta.get(key) is not None:
                     kw[key] = meta[key]
+        if negative and meta.get("flag"):
+            raise FaceflowError(f"{cls.__name__}.{name}: an on-by-default switch is spelt --no-{name.replace('_', '-')}"
+                                f"; it cannot take the flag {meta['flag']}")
         flag = meta.get("flag") or flag_name(name, negative)
         actions[name] = parser.add_argument(flag, *spellings, help=text, **kw)
     return actions
@@ -146,6 +149,8 @@ def dataclass_from_args(cls, args, preset: Mapping[str, Any] | None = None, name
     ``names``: the fields read from ``args`` (default: all). Keys of ``preset`` that are not fields
     of ``cls`` are left out."""
     fields = {f.name for f in dataclasses.fields(cls)}
+    if unknown := sorted(set(fixed) - fields):
+        raise FaceflowError(f"{cls.__name__} has no field {', '.join(unknown)}")
     given = {n: getattr(args, n) for n in (names if names is not None else fields)
              if getattr(args, n, None) is not None}
     values = {**dict(preset or {}), **given, **fixed}

@@ -35,7 +35,6 @@ HARNESS_HELP = {
     "val_every": {"help": "validate and write samples every N steps"},
     "max_minutes": {"help": "train for this many minutes, then checkpoint and stop (the LR schedule still "
                             "spans --iterations)"},
-    "device": {"help": "auto, cpu, cuda or cuda:N", "choices": None, "metavar": "DEVICE"},
 }
 
 

@@ -1,4 +1,5 @@
-"""DeepFaceFlow's training tasks for :mod:`faceflow.engine.trainer`: 3DMeshReg and DFFNet, and their presets.
+"""DeepFaceFlow's training tasks for :mod:`faceflow.engine.trainer`: 3DMeshReg and DFFNet (their options
+and presets: :mod:`faceflow.engine.dff_options`).
 
 Both train on flow datasets that follow the pair-sample contract (dict items at the 224
 registered template of frame 1: ``i1``, ``i2``, ``pncc``, ``flow``, ``mask``, ``mesh1``,
@@ -22,7 +23,7 @@ registered template of frame 1: ``i1``, ``i2``, ``pncc``, ``flow``, ``mask``, ``
   pixels of the whole validation subset (``val_metric`` = 3D AEPE;
   :func:`faceflow.nets.metrics.endpoint_errors`, as in :mod:`evaluation.flow_benchmark`).
 
-Presets (:data:`PRESETS`), number by number:
+Presets (:data:`faceflow.engine.dff_options.PRESETS`), number by number:
 
 ==================  =================  ===============================================================
 setting             tiny (CPU)         paper (GPU)
@@ -54,16 +55,13 @@ import torch.nn as nn
 from faceflow.data.pseudo import AnnotatedPairs
 from faceflow.data.synthetic import SyntheticPairs
 from faceflow.engine.config import TrainConfig
-from faceflow.engine.task import SimpleTask, StepContext
-from faceflow.engine.task_options import (
-    PRESETS,
-    TRAIN_PRESETS,
+from faceflow.engine.dff_options import (
     DFFNetConfig,
     MeshRegConfig,
-    add_task_arguments,
     task_config_from_args,
     task_presets,
 )
+from faceflow.engine.task import SimpleTask, StepContext
 from faceflow.errors import FaceflowError
 from faceflow.face.registration import template_landmarks, warp_image
 from faceflow.geometry.morphable import MorphableModel
@@ -181,7 +179,7 @@ def _split_pairs(batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class _TaskOptions(SimpleTask):
-    """The command line of a DeepFaceFlow task, all from :mod:`faceflow.engine.task_options`: its
+    """The command line of a DeepFaceFlow task, all from :mod:`faceflow.engine.dff_options`: its
     presets, its flags and its config built from parsed arguments (``config_class``)."""
 
     config_class: type
@@ -189,10 +187,6 @@ class _TaskOptions(SimpleTask):
     @classmethod
     def presets(cls) -> dict:
         return task_presets(cls.name)
-
-    @classmethod
-    def add_arguments(cls, p) -> None:
-        add_task_arguments(cls.name, p)
 
     @classmethod
     def from_args(cls, args, preset_task: dict) -> "_TaskOptions":
@@ -368,5 +362,4 @@ class DFFNetTask(_TaskOptions):
 
 
 __all__ = ["MeshRegTask", "MeshRegConfig", "DFFNetTask", "DFFNetConfig", "meshreg_template", "color_jitter",
-           "jitter_similarities", "open_flow_dataset", "open_flow_datasets", "dataset_kind", "PRESETS",
-           "TRAIN_PRESETS"]
+           "jitter_similarities", "open_flow_dataset", "open_flow_datasets", "dataset_kind"]

@@ -1,4 +1,4 @@
-"""The options of the DeepFaceFlow training tasks (:mod:`faceflow.engine.tasks`): their configs,
+"""The options of the DeepFaceFlow training tasks (:mod:`faceflow.engine.dff_tasks`): their configs,
 the presets and their command-line flags (each field's help in its metadata, made into flags by
 :mod:`faceflow.runtime.flags`). No torch here (nor in this module's package import), so
 ``faceflow train meshreg --help`` answers at once; the tasks import all of it from here."""
@@ -117,11 +117,6 @@ def add_meshreg_arguments(p) -> None:
 
 def add_dffnet_arguments(p) -> None:
     add_dataclass_arguments(p, DFFNetConfig, _task_presets("dffnet"), names=DFFNET_FLAGS)
-
-
-def add_task_arguments(name: str, p) -> None:
-    """The flags of task ``name`` (``meshreg`` or ``dffnet``)."""
-    {"meshreg": add_meshreg_arguments, "dffnet": add_dffnet_arguments}[name](p)
 
 
 def task_config_from_args(name: str, cfg_cls, args, preset: dict):
