@@ -7,7 +7,9 @@ Test data (pair-sample contract items, all at the 224x224 registered template of
 
 - synthetic test split: a generated set's directory (``faceflow.data.synthetic.SyntheticPairs``);
 - real pseudo-GT test split: the annotated clips of the test persons under ``--real-root``
-  (``faceflow.data.pseudo.split_dirs(root, 'test')`` -> ``AnnotatedPairs``).
+  (``faceflow.data.pseudo.split_dirs(root, 'test')`` -> ``AnnotatedPairs``), the published
+  tables; or anyone's annotated clips: ``--clips DIR...`` (``faceflow annotate`` outputs), or
+  ``--real-root ROOT --all-clips`` (every complete annotation under ROOT).
 
 Example (a quick look at the baselines): ``python -m evaluation.flow_benchmark --real-root
 /work/data/annotated --methods fit_difference dis farneback zero --max-pairs 50 --out OUT``.
@@ -52,6 +54,7 @@ summary and the report :mod:`evaluation.flow_report`; this module scores the pai
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -63,8 +66,9 @@ from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from evaluation.flow_config import METHODS, BenchmarkConfig  # re-exported
-from evaluation.flow_data import DATASETS, KINDS, KindTagged, open_real_test, open_synthetic, pair_kinds
+from evaluation.flow_data import DATASETS, KINDS, KindTagged, open_real, open_real_test, open_synthetic, pair_kinds
 from evaluation.flow_methods import DFFNetMethod, build_methods
+from evaluation.flow_precision import evaluate_precision
 from evaluation.flow_report import REFERENCE_ROWS, format_markdown, summarize, write_outputs
 from faceflow.data.splits import evenly_spaced
 from faceflow.errors import FaceflowError
@@ -249,15 +253,34 @@ def run_benchmark(cfg: BenchmarkConfig, progress: bool = True, say=print) -> dic
             records[dname] = evaluate_dataset(ds, methods, dname, idx, cfg.batch_size, photometric=(dname == "real"),
                                               state=state, progress=progress)
             ds_info[dname] = _dataset_info(ds, records[dname], clips, path, idx, out)
+        precision = _precision(cfg, methods, say) if cfg.stills else None
     finally:
         for m in methods:
             m.close()
-    return _results(cfg, out, methods, skipped, records, ds_info)
+    results = _results(cfg, out, methods, skipped, records, ds_info)
+    if precision is not None:
+        results["precision"] = portable_json(precision, out)
+    return results
+
+
+def _precision(cfg: BenchmarkConfig, methods: list, say) -> dict:
+    """The precision rows (:mod:`evaluation.flow_precision`) of the methods that need no dataset PNCC."""
+    usable = [m for m in methods if getattr(m, "pncc_source", None) != "gt"]
+    say(f"precision rows: {len(cfg.stills)} still(s), {cfg.precision_motions} motion(s) each, "
+        f"{len(usable)} method(s)")
+    return evaluate_precision(cfg.stills, usable, cfg.precision_motions, cfg.precision_seed)
 
 
 def _check_config(cfg: BenchmarkConfig) -> None:
-    if cfg.synthetic is None and cfg.real_root is None:
-        raise FaceflowError("nothing to evaluate: give --synthetic and/or --real-root")
+    if cfg.all_clips and cfg.real_root is None:
+        raise FaceflowError("--all-clips needs --real-root (the folder holding the annotated clips)")
+    if cfg.synthetic is None and cfg.real_root is None and not cfg.clips and not cfg.stills:
+        raise FaceflowError("nothing to evaluate: give --synthetic and/or --real-root (or --clips DIR...), "
+                            "or --stills IMG... for the precision rows")
+    if cfg.precision_motions < 0:
+        raise FaceflowError(f"--precision-motions must be at least 0, got {cfg.precision_motions}")
+    if cfg.clips and (cfg.real_root is not None or cfg.all_clips):
+        raise FaceflowError("--clips names the real clips itself: give it without --real-root / --all-clips")
     if cfg.batch_size < 1:
         raise FaceflowError(f"--batch-size must be at least 1, got {cfg.batch_size}")
     if cfg.max_pairs is not None and cfg.max_pairs < 1:
@@ -276,9 +299,11 @@ def _open_datasets(cfg: BenchmarkConfig, say) -> dict:
         if split is not None and split != "test":
             say(f"warning: {cfg.synthetic} is a synthetic {split!r} set, not the test split")
         datasets["synthetic"] = (syn, None, str(cfg.synthetic))
-    if cfg.real_root is not None:
-        ds, dirs = open_real_test(cfg.real_root, say)
-        datasets["real"] = (ds, [Path(d).name for d in dirs], str(cfg.real_root))
+    if cfg.real_root is not None or cfg.clips:
+        ds, dirs = open_real(cfg.real_root, cfg.clips, cfg.all_clips, say)
+        ds.clip_dirs = dirs
+        where = str(cfg.real_root) if cfg.real_root is not None else os.path.commonpath([str(d) for d in dirs])
+        datasets["real"] = (ds, [Path(d).name for d in dirs], where)
     return datasets
 
 
@@ -290,7 +315,7 @@ def _signature(cfg: BenchmarkConfig, datasets: dict, methods: list) -> dict:
         used.update({k: w["sha256"] for k, w in (getattr(m, "weights", {}) or {}).items()})
     manifests = [Path(cfg.synthetic) / "manifest.json"] if cfg.synthetic is not None else []
     if "real" in datasets:
-        manifests += [Path(cfg.real_root) / c / "manifest.json" for c in datasets["real"][1]]
+        manifests += [Path(d) / "manifest.json" for d in datasets["real"][0].clip_dirs]
     return dict(cfg.signature(), sizes={k: len(v[0]) for k, v in datasets.items()}, weights_sha256=used,
                 manifests={str(p): int(p.stat().st_mtime) for p in manifests})
 
@@ -315,6 +340,8 @@ def _results(cfg: BenchmarkConfig, out: Path, methods: list, skipped: dict, reco
     for k in ("synthetic", "real_root"):  # data relative to OUT (or by name); weights by name + sha256
         if config[k] is not None:
             config[k] = portable_path(config[k], out, climb=True)
+    for k in ("clips", "stills"):
+        config[k] = [portable_path(c, out, climb=True) for c in config[k]]
     results = {"config": config, "datasets": ds_info,
                "methods": {m.name: {"label": m.label, "dims": m.dims, "meta": m.meta()} for m in methods},
                "skipped": skipped, "weights": weights,

@@ -30,6 +30,17 @@ class BenchmarkConfig:
     synthetic: str | None = option(None, "synthetic test dataset directory (with manifest.json)", metavar="DIR")
     real_root: str | None = option(None, "directory of annotated clips (`python -m faceflow annotate` outputs); "
                                          "the test persons' clips are used", metavar="DIR")
+    clips: tuple[str, ...] = option((), "annotated clip directories (any complete `faceflow annotate` output: your "
+                                        "own footage) evaluated as the real split instead of the test persons",
+                                    metavar="DIR")
+    all_clips: bool = option(False, "with --real-root: every complete annotated clip under the root, not only "
+                                    "the identity split's test persons (the published tables use those)")
+    stills: tuple[str, ...] = option((), "still images with a face for the precision rows: each against itself "
+                                         "(true flow 0) and against in-plane rigid motions of itself (known flow)",
+                                     metavar="IMG")
+    precision_motions: int = option(4, "in-plane motions per still (rotation up to 3 degrees about the face, "
+                                       "shift up to 4 px)")
+    precision_seed: int = option(0, "seed of the precision rows' motions")
     meshreg: str | None = option(None, "3DMeshReg weights (PNCC input of DFFNet)", metavar="W.pt")
     dffnet: str | None = option(None, "DFFNet weights, full PNCC (use_pncc='full')", metavar="W.pt")
     dffnet_depth: str | None = option(None, "DFFNet weights, depth-only PNCC", metavar="W.pt")
@@ -50,5 +61,6 @@ class BenchmarkConfig:
     def signature(self) -> dict:
         """What the per-pair records depend on (a resumed run must match it; records are kept
         per pair index, so another ``max_pairs`` or method list reuses them)."""
-        keep = ("synthetic", "real_root", "meshreg", "dffnet", "dffnet_depth", "dffnet_nopncc", "fit_dense")
+        keep = ("synthetic", "real_root", "clips", "all_clips", "meshreg", "dffnet", "dffnet_depth", "dffnet_nopncc",
+                "fit_dense")
         return {k: getattr(self, k) for k in keep}

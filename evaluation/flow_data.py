@@ -1,7 +1,9 @@
 """The flow benchmark's test data (:mod:`evaluation.flow_benchmark`), pair-sample contract items at
 the 224x224 registered template of frame 1: the synthetic test split (:func:`open_synthetic`) and
-the real pseudo-ground-truth test persons (:func:`open_real_test`), whose consecutive and gap pairs
-are told apart (:class:`KindTagged`, :func:`pair_kinds`).
+real pseudo-ground-truth pairs (:func:`open_real`): by default the identity split's test persons
+(the published tables), or any annotated clips (a user's own footage: ``--clips DIR...``, or every
+complete annotation under a root), whose consecutive and gap pairs are told apart
+(:class:`KindTagged`, :func:`pair_kinds`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import numpy as np
 import torch
 
 from faceflow.data import splits
-from faceflow.data.pseudo import AnnotatedPairs, split_dirs
+from faceflow.data.pseudo import AnnotatedPairs, read_manifest, split_dirs
 from faceflow.data.synthetic import SyntheticPairs
 from faceflow.errors import FaceflowError
 from faceflow.geometry.morphable import MorphableModel
 
-__all__ = ["DATASETS", "KINDS", "open_synthetic", "KindTagged", "open_real_test", "pair_kinds"]
+__all__ = ["DATASETS", "KINDS", "open_synthetic", "KindTagged", "open_real", "open_real_test", "annotated_dirs",
+           "pair_kinds"]
 
 DATASETS = ("synthetic", "real")
 KINDS = {0: "consecutive", 1: "gap"}
@@ -59,20 +62,72 @@ def open_real_test(root: str | Path, say=print):
     """The real pseudo-GT test split under ``root``: the complete annotations of the test
     persons' clips (:func:`faceflow.data.pseudo.split_dirs`), consecutive pairs first, then gap
     pairs (:class:`KindTagged`). Returns (dataset, clip directories)."""
+    return _tagged(_test_person_dirs(root, say))
+
+
+def open_real(root: str | Path | None = None, clips=(), all_clips: bool = False, say=print):
+    """Real pseudo-GT pairs (:class:`KindTagged`) and their clip directories, from one of:
+    ``clips`` (annotation directories, anyone's footage), ``all_clips`` (every complete
+    annotation directly under ``root``), or by default the identity split's test persons under
+    ``root`` (:func:`open_real_test`)."""
+    if clips:
+        return _tagged(annotated_dirs(clips))
+    if root is None:
+        raise FaceflowError("real pairs need --real-root (or --clips)")
+    if all_clips:
+        r = _root(root)
+        found = [d for d in sorted(p for p in r.iterdir() if p.is_dir()) if (d / "manifest.json").is_file()]
+        if not found:
+            raise FaceflowError(f"no complete annotation (a folder with manifest.json) under {r}; run "
+                                "`faceflow annotate VIDEO DIR` on your clips first")
+        return _tagged(annotated_dirs(found))
+    return open_real_test(root, say)
+
+
+def annotated_dirs(paths) -> list[Path]:
+    """The annotation directories ``paths``, each checked: a folder holding a complete
+    ``faceflow annotate`` output (its ``manifest.json`` with the array layout)."""
+    dirs = []
+    for p in map(Path, paths):
+        if not p.is_dir():
+            raise FaceflowError(f"annotated clip {p} is not a directory")
+        if not (p / "manifest.json").is_file():
+            raise FaceflowError(f"annotated clip {p} is incomplete: no manifest.json (annotate still running or "
+                                "interrupted: rerun `faceflow annotate VIDEO DIR` to finish it)")
+        if "layout" not in read_manifest(p):
+            raise FaceflowError(f"{p} is not a `faceflow annotate` output (its manifest has no array layout)")
+        dirs.append(p)
+    if len({d.resolve() for d in dirs}) != len(dirs):
+        raise FaceflowError("the same annotated clip is given twice")
+    return dirs
+
+
+def _root(root: str | Path) -> Path:
     r = Path(root)
     if not r.is_dir():
         raise FaceflowError(f"annotated clips root {r} does not exist or is not a directory")
+    return r
+
+
+def _test_person_dirs(root: str | Path, say) -> list[Path]:
+    r = _root(root)
     dirs = [Path(d) for d in split_dirs(r, "test")]
     expected = splits.annotation_clips("test")
     if not dirs:
         incomplete = [c for c in expected if (r / c).is_dir()]
         raise FaceflowError(f"no complete annotation of a test clip under {r} (expected {', '.join(expected)}"
                             + (f"; incomplete, without manifest.json: {', '.join(incomplete)}" if incomplete else "")
-                            + "); run `python -m faceflow annotate` on the test clips first")
+                            + "); run `python -m faceflow annotate` on the test clips first, or evaluate any "
+                              "annotated clips with --clips DIR... (or --all-clips)")
     found = {d.name for d in dirs}
     missing = [c for c in expected if c not in found]
     if missing:
         say(f"note: test clip(s) without a complete annotation under {r}, left out: {', '.join(missing)}")
+    return dirs
+
+
+def _tagged(dirs: list[Path]):
+    """(consecutive pairs then gap pairs of the clips ``dirs`` as one :class:`KindTagged`, dirs)."""
     model = MorphableModel.load("skin")
     parts = [(AnnotatedPairs(dirs, pair_kinds=kname, model=model), k) for k, kname in KINDS.items()]
     return KindTagged(parts), dirs

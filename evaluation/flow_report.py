@@ -95,6 +95,7 @@ def format_markdown(results: dict) -> str:
     L += _data_lines(results["datasets"])
     L += _aepe_sections(results, order, present)
     L += _photometric_section(results, order)
+    L += _precision_section(results, order)
     L += _methods_section(results, order, present)
     L += _weights_section(results.get("weights") or {})
     return "\n".join(L) + "\n"
@@ -176,6 +177,32 @@ def _photometric_section(results: dict, order: list[str]) -> list[str]:
     return L + _table(rows, ["Flow", "MAE 0-255 (per-pair mean)", "mask pixels scored", "pairs"]) + [""]
 
 
+def _precision_section(results: dict, order: list[str]) -> list[str]:
+    """The precision rows on stills (:mod:`evaluation.flow_precision`), when asked for."""
+    prec = results.get("precision")
+    if not prec:
+        return []
+    stills = sorted({p["still"] for p in prec["pairs"]})
+    L = [f"## Precision on stills ({', '.join(stills)})", "",
+         f"Each still against itself (true flow 0) and against {prec['motions_per_still']} in-plane rigid motions "
+         f"of itself (rotation up to {prec['max_angle_deg']:g} degrees about the face, shift up to "
+         f"{prec['max_shift_px']:g} px; true 2D flow known exactly, true z 0), at the 224 template, on the face "
+         "(the convex hull of the 68 landmarks). 2D: mean end-point error (p99 in parentheses); z: mean |z|.", ""]
+    rows = []
+    for m in order:
+        if m not in prec["rows"]:
+            continue
+        r = prec["rows"][m]
+        cells = []
+        for kind in ("identical", "similarity"):
+            c = r.get(kind)
+            cells += ["n/a", "n/a"] if c is None else [f"{c['epe2d']:.3f} ({c['epe2d_p99']:.2f})",
+                                                       f"{c['abs_z']:.3f}" if "abs_z" in c else "-"]
+        rows.append((results["methods"][m]["label"], cells))
+    return L + _table(rows, ["Flow", "identical: 2D px", "identical: z px", "similarity: 2D EPE px",
+                             "similarity: z px"]) + [""]
+
+
 def _methods_section(results: dict, order: list[str], present: list[str]) -> list[str]:
     """Each method's name, flow kind, time per pair and failures; the device, skipped methods
     and settings."""
@@ -188,7 +215,7 @@ def _methods_section(results: dict, order: list[str], present: list[str]) -> lis
                       "n/a" if t is None else f"{t:.3f}", " / ".join(f"{f.get(d, 0)}" for d in present) or "0"]))
     L = ["## Methods", ""]
     L += _table(rows, ["Method", "name", "flow", "time per pair (s)",
-                       "failures (" + " / ".join(present) + ")"]) + [""]
+                       ("failures (" + " / ".join(present) + ")" if present else "failures")]) + [""]
     L.append(f"Device: {results['config']['device']}, batch size {results['config']['batch_size']} "
              "(time per pair = batch time / batch size; failures score zero flow).")
     for m, why in results.get("skipped", {}).items():

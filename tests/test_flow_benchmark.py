@@ -433,3 +433,50 @@ def test_results_hold_no_absolute_paths_and_hash_the_weights(tmp_path, monkeypat
     assert r["weights"]["dffnet"]["meta"]["run_dir"] == "r"
     assert r["provenance"]["weights"]["dffnet"] == {"file": "dff.pt", "bytes": os.path.getsize(w), "sha256": sha}
     assert str(tmp_path) not in (out / "flow_benchmark.md").read_text()
+
+
+# ---------------------------------------------------------------------- anyone's footage
+
+@pytest.mark.slow
+def test_the_real_table_on_any_annotated_clips(tmp_path, capsys):
+    import json
+
+    from _media import media
+
+    from faceflow.annotate.pipeline import AnnotateConfig, annotate
+
+    root = tmp_path / "mine"
+    clip = root / "my_own_clip"  # a training person: never in the published (test-person) table
+    annotate(media("extra/DPE_d.mp4"), clip, AnnotateConfig(size=128, max_frames=8, previews=0),
+             say=lambda m: None)
+    (root / "half_done").mkdir()  # an interrupted annotation: no manifest.json
+
+    # the published default keeps to the test persons, and says how to score other clips
+    assert flow_cmd.main(["--real-root", str(root), "--methods", "zero", "--out", str(tmp_path / "o0")]) == 2
+    assert "--clips" in capsys.readouterr().err
+
+    out = tmp_path / "o1"
+    assert flow_cmd.main(["--clips", str(clip), "--methods", "zero", "dis", "--out", str(out)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    real = res["datasets"]["real"]
+    assert real["clips"] == ["my_own_clip"] and real["pairs"] == real["pairs_total"] > 0
+    assert res["config"]["clips"] == ["../mine/my_own_clip"]  # portable: relative to OUT
+    dis, zero = res["metrics"]["dis"]["real"]["all"], res["metrics"]["zero"]["real"]["all"]
+    assert dis["pairs"] == zero["pairs"] == real["pairs"]
+    assert res["photometric"]["dis"]["error"] < res["photometric"]["zero"]["error"]  # DIS aligns the frames
+    assert "my_own_clip" in (out / "flow_benchmark.md").read_text()
+
+    # every complete annotation under the root: the same clip, the same numbers
+    out2 = tmp_path / "o2"
+    assert flow_cmd.main(["--real-root", str(root), "--all-clips", "--methods", "zero", "dis", "--out", str(out2)]) == 0
+    res2 = json.loads((out2 / "results.json").read_text())
+    assert res2["datasets"]["real"]["clips"] == ["my_own_clip"]
+    assert res2["metrics"]["dis"]["real"] == res["metrics"]["dis"]["real"]
+
+    # bad requests are named
+    for argv, said in ((["--clips", str(root / "half_done")], "incomplete"),
+                       (["--clips", str(clip), "--real-root", str(root)], "without --real-root"),
+                       (["--all-clips"], "--all-clips needs --real-root"),
+                       (["--clips", str(clip), str(clip)], "twice")):
+        assert flow_cmd.main([*argv, "--methods", "zero", "--out", str(tmp_path / "o3")]) == 2
+        assert said in capsys.readouterr().err
