@@ -15,6 +15,8 @@ METHODS = {
     "dffnet_depth": ("DFFNet, depth-only PNCC (from 3DMeshReg)", "dffnet_depth", True),
     "dffnet_depth_gt_pncc": ("DFFNet, depth-only PNCC (ground truth, oracle)", "dffnet_depth", False),
     "dffnet_nopncc": ("DFFNet without PNCC", "dffnet_nopncc", False),
+    # the zero-th step of a classical initialisation (issue 14): DIS's 2D flow, DFFNet's z, no training
+    "dis_dffnet_z": ("DIS 2D + DFFNet z (hybrid, no training)", "dffnet", True),
     "fit_difference": ("3DMM fit difference (ITWMM-style)", None, False),
     "dis": ("DIS optical flow (OpenCV, medium)", None, False),
     "farneback": ("Farneback (OpenCV)", None, False),

@@ -20,7 +20,7 @@ from faceflow.geometry.morphable import MorphableModel
 from faceflow.io.safeload import load_tensors
 from faceflow.runtime.provenance import file_sha256
 
-__all__ = ["DFFNetMethod", "build_methods"]
+__all__ = ["DFFNetMethod", "HybridMethod", "build_methods"]
 
 # weights option -> the use_pncc its DFFNet must have
 _PNCC_MODE = {"dffnet": "full", "dffnet_depth": "depth", "dffnet_nopncc": "none"}
@@ -88,6 +88,31 @@ def _load_net(path: str, kind: str, device):
     return load_weights(path, device=device).eval(), info
 
 
+class HybridMethod:
+    """DIS optical flow for x, y and a DFFNet's z at every pixel (``dis_dffnet_z``): what a network
+    that starts from DIS and learns only the depth component would give before any training of
+    the residual. ``method(batch) -> (B, 224, 224, 3)``."""
+
+    dims = 3
+
+    def __init__(self, name: str, label: str, dffnet: DFFNetMethod, dis: OpenCVFlow):
+        self.name, self.label, self.dffnet, self.dis = name, label, dffnet, dis
+        self.weights = dffnet.weights
+        self.failures = 0
+
+    def __call__(self, batch: dict) -> torch.Tensor:
+        out = self.dffnet(batch).clone()
+        out[..., :2] = self.dis(batch)[..., :2].to(out.dtype)
+        return out
+
+    def meta(self) -> dict:
+        return {"xy": {"dis": self.dis.meta()}, "z": self.dffnet.meta()}
+
+    def close(self) -> None:
+        self.dffnet.close()
+        self.dis.close()
+
+
 def build_methods(cfg, model=None) -> tuple[list, dict]:
     """The requested methods that can run, and ``{name: reason}`` for those skipped.
 
@@ -107,7 +132,10 @@ def build_methods(cfg, model=None) -> tuple[list, dict]:
             if why:
                 skipped[name] = why
                 continue
-            methods.append(_dffnet_method(cfg, name, label, wopt, needs_meshreg, nets, model))
+            method = _dffnet_method(cfg, name, label, wopt, needs_meshreg, nets, model)
+            if name == "dis_dffnet_z":
+                method = HybridMethod(name, label, method, OpenCVFlow("dis"))
+            methods.append(method)
         elif name == "fit_difference":
             if model is None:
                 model = MorphableModel.load("skin")

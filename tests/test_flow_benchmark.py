@@ -480,3 +480,33 @@ def test_the_real_table_on_any_annotated_clips(tmp_path, capsys):
                        (["--clips", str(clip), str(clip)], "twice")):
         assert flow_cmd.main([*argv, "--methods", "zero", "--out", str(tmp_path / "o3")]) == 2
         assert said in capsys.readouterr().err
+
+
+def test_hybrid_takes_xy_from_dis_and_z_from_dffnet():
+    from evaluation.flow_methods import HybridMethod
+
+    class _Net:
+        weights = {"dffnet": {"sha256": "x"}}
+
+        def __call__(self, batch):
+            return torch.full((len(batch["i1"]), S, S, 3), 7.0)
+
+        def meta(self):
+            return {"use_pncc": "full"}
+
+        def close(self):
+            self.closed = True
+
+    net = _Net()
+    h = HybridMethod("dis_dffnet_z", "hybrid", net, OpenCVFlow("dis"))
+    g = torch.Generator().manual_seed(0)
+    img = torch.from_numpy(gaussian_filter(torch.rand(S, S, generator=g).numpy(), 3)).float()
+    i1 = img.expand(3, S, S)[None]
+    i2 = torch.roll(i1, shifts=2, dims=-1)  # moved 2 px right
+    out = h({"i1": i1, "i2": i2})
+    dis = OpenCVFlow("dis")({"i1": i1, "i2": i2})
+    assert out.shape == (1, S, S, 3) and h.dims == 3
+    assert torch.equal(out[..., :2], dis[..., :2].float()) and (out[..., 2] == 7).all()
+    assert h.weights is net.weights and set(h.meta()) == {"xy", "z"}
+    h.close()
+    assert net.closed
