@@ -32,18 +32,11 @@ from faceflow.face.correspondence import load_correspondence
 from faceflow.face.fitting import fit_image
 from faceflow.face.landmarks import MediapipeDetector, NoFaceError, detect_image
 from faceflow.geometry.morphable import MorphableModel
-from faceflow.ops.opticalflow import DISFlow, FarnebackParams, farneback_flow, grey
+from faceflow.ops.opticalflow import DISFlow, FarnebackParams, farneback_flow, grey, to_uint8_images
 from faceflow.render.flow import flow_ground_truth
 
 __all__ = ["ZeroFlow", "OpenCVFlow", "FarnebackParams", "FitDifference", "fit_difference_flow",
            "to_uint8_images", "nan_dz"]
-
-
-def to_uint8_images(x: torch.Tensor) -> np.ndarray:
-    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 RGB (rounded)."""
-    if x.ndim != 4 or x.shape[1] != 3:
-        raise FaceflowError(f"expected images (B, 3, H, W), got {tuple(x.shape)}")
-    return (x.detach().float().clamp(0, 1).permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
 
 
 def nan_dz(flow_xy: np.ndarray | torch.Tensor) -> torch.Tensor:

@@ -42,6 +42,7 @@ from faceflow.geometry.similarity import Similarity
 from faceflow.io import read_image
 from faceflow.io.mesh import write_obj
 from faceflow.nets.modules import resolve_device
+from faceflow.ops.opticalflow import dis_flow
 from faceflow.ops.sampling import sample_points
 from faceflow.render.flowcolor import flow2d_to_rgb, flow3d_to_rgb
 from faceflow.render.overlay import draw_wireframe
@@ -222,7 +223,9 @@ class FaceFlow:
             pncc = code.permute(0, 3, 1, 2).contiguous()
         else:
             mask = torch.ones(i1.shape[0], self.size, self.size, dtype=torch.bool, device=self.device)
-        dense = self.dffnet(i1, i2, pncc)[-1].permute(0, 2, 3, 1)            # Sec. 4.2: finest scale
+        # a classical start (init='dis') takes DIS's flow as a fourth input; other networks take three
+        init = (dis_flow(i1, i2),) if getattr(self.dffnet, "init", "none") == "dis" else ()
+        dense = self.dffnet(i1, i2, pncc, *init)[-1].permute(0, 2, 3, 1)     # Sec. 4.2: finest scale
         flow = torch.where(mask.unsqueeze(-1), dense, torch.zeros_like(dense))
         return {"flow": flow, "mask": mask, "mesh": mesh, "pncc": pncc, "dense_flow": dense}
 

@@ -361,3 +361,73 @@ def test_one_device_resolver_and_module_helpers():
     lin = torch.nn.Linear(3, 2)
     lin.bias.requires_grad_(False)
     assert count_parameters(lin) == 6 and unwrap(lin) is lin
+
+
+# ------------------------------------------------------------------ DFFNet with a classical start
+def _zero_heads(net: DFFNet) -> DFFNet:
+    for head in net.predict:
+        torch.nn.init.zeros_(head.weight)
+        torch.nn.init.zeros_(head.bias)
+    return net
+
+
+def test_dffnet_dis_init_outputs_the_initial_flow_when_its_residual_is_zero():
+    net = _zero_heads(DFFNet("full", width=0.25, init="dis")).eval()
+    i1, i2, pncc = _inputs()
+    g = torch.Generator().manual_seed(1)
+    init = torch.randn(2, 2, 224, 224, generator=g) * 3
+    with torch.no_grad():
+        out = net(i1, i2, pncc, init)
+    assert [tuple(o.shape) for o in out] == [(2, 3, s, s) for s in SIZES]
+    torch.testing.assert_close(out[-1][:, :2], init, atol=1e-5, rtol=0)  # full resolution: the flow itself
+    assert (out[-1][:, 2] == 0).all()  # z starts at 0
+    # coarse scales: the flow averaged over each cell (224 -> 28: 8x8 blocks)
+    torch.testing.assert_close(out[3][:, :2], init.view(2, 2, 28, 8, 28, 8).mean((3, 5)), atol=1e-5, rtol=0)
+    # the initial flow is an input too: the same net with its heads back on depends on it
+    torch.manual_seed(0)
+    live = DFFNet("full", width=0.25, init="dis").eval()
+    with torch.no_grad():
+        a, b = live(i1, i2, pncc, init)[-1], live(i1, i2, pncc, init + 1.0)[-1]
+    assert not torch.allclose(a[:, 2], b[:, 2])
+    assert live.conv0[0].in_channels == 3 + 3 + 2
+
+
+def test_dffnet_init_is_checked():
+    i1, i2, pncc = _inputs(1, 64, 64)
+    with pytest.raises(FaceflowError, match="needs init_flow"):
+        DFFNet("full", width=0.25, init="dis")(i1, i2, pncc)
+    with pytest.raises(FaceflowError, match="takes no init_flow"):
+        DFFNet("full", width=0.25)(i1, i2, pncc, torch.zeros(1, 2, 64, 64))
+    with pytest.raises(FaceflowError, match="init must be one of"):
+        DFFNet("full", init="raft")
+
+
+def test_faceflow_runs_dis_init_weights_end_to_end(tmp_path):
+    from faceflow.engine.weights import load_weights, save_weights
+    from faceflow.estimate import FaceFlow
+    from faceflow.ops.opticalflow import dis_flow
+
+    net = _zero_heads(DFFNet("full", width=0.25, init="dis"))
+    path = save_weights(net, "dffnet", {"use_pncc": "full", "width": 0.25, "init": "dis"}, tmp_path / "dis.pt",
+                        half=False)
+    loaded = load_weights(path)
+    assert loaded.init == "dis"
+    g = torch.Generator().manual_seed(0)
+    img = torch.nn.functional.avg_pool2d(torch.rand(1, 3, 240, 240, generator=g), 9, 1)  # smooth, 232 x 232
+    i1, i2 = img[..., :224, :224], img[..., 3:227, 2:226]  # i2 is i1 moved by (-2, -3) px
+    pncc = torch.full((1, 3, 224, 224), 0.5)
+    out = FaceFlow(None, loaded, None, device="cpu").estimate_registered(i1, i2, pncc=pncc)
+    want = dis_flow(i1, i2)[0].permute(1, 2, 0)
+    torch.testing.assert_close(out["flow"][0, ..., :2], want, atol=1e-4, rtol=0)
+    assert (out["flow"][0, ..., 2] == 0).all()
+    inner = out["flow"][0, 40:-40, 40:-40, :2]
+    assert (inner - torch.tensor([-2.0, -3.0])).norm(dim=-1).median() < 0.2  # DIS finds the motion
+
+
+def test_dffnet_task_records_init_only_when_used():
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask
+
+    assert "init" not in DFFNetTask(DFFNetConfig()).config_dict()  # runs made before the option still resume
+    task = DFFNetTask(DFFNetConfig(init="dis", width=0.125))
+    assert task.config_dict()["init"] == "dis" and task.build_model().init == "dis"
+    assert task.export_spec({})["config"]["init"] == "dis"

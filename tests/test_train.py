@@ -680,3 +680,16 @@ def test_exported_weights_meta_holds_no_absolute_paths(tmp_path, monkeypatch):
     assert ck["file"] == "checkpoints/last.pt"
     assert ck["sha256"] == hashlib.sha256(checkpoint_path(out, "last").read_bytes()).hexdigest()
     assert {"faceflow", "torch", "numpy", "python"} <= set(meta["provenance"]["versions"])
+
+
+def test_dffnet_task_with_a_dis_start_trains_and_validates(tmp_path):
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask
+
+    task = _with_data(DFFNetTask, FakeFlowPairs(2, 64), FakeFlowPairs(2, 64, seed=9))(
+        DFFNetConfig(width=0.125, color_jitter=0.0, brightness=0.0, init="dis"))
+    out = tmp_path / "dis"
+    s = train(task, _cfg(out, iterations=4, batch_size=2, lr=1e-3, warmup_steps=0, val_every=4), progress=False)
+    rows = read_csv(out / "log.csv")
+    assert s["step"] == 4 and all(np.isfinite(float(r["loss"])) for r in rows)
+    assert np.isfinite(s["val"]["aepe_3d"]) and s["val"]["aepe_2d"] <= s["val"]["aepe_3d"]
+    assert json.loads((out / "config.json").read_text())["task_config"]["init"] == "dis"

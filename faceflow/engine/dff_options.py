@@ -73,10 +73,15 @@ class DFFNetConfig:
     pncc_source: str = "gt"
     color_jitter: float = option(0.2, "colour jitter strength shared by i1 and i2, 0 = off")
     brightness: float = option(0.05, "independent brightness change of i2 (relative), 0 = off")
+    init: str = option("none", "none: the paper's network; dis: start from DIS optical flow, an input whose "
+                               "2D flow the network corrects and to which it adds z (a classical initialisation)",
+                       choices=("none", "dis"))
 
     def validate(self) -> "DFFNetConfig":
         if self.use_pncc not in ("full", "depth", "none"):
             raise FaceflowError(f"dffnet use_pncc must be full, depth or none, got {self.use_pncc!r}")
+        if self.init not in ("none", "dis"):
+            raise FaceflowError(f"dffnet init must be none or dis, got {self.init!r}")
         if self.pncc_source != "gt":
             raise FaceflowError(f"dffnet pncc_source must be 'gt' (the dataset's PNCC), got {self.pncc_source!r}")
         for name in ("width", "alpha", "color_jitter", "brightness"):
@@ -101,7 +106,7 @@ class DFFNetConfig:
 # the task options of `faceflow train meshreg|dffnet`, in the order of their help
 MESHREG_FLAGS = ("backbone", "pretrained_path", "edge_weight", "jitter_shift", "jitter_scale", "jitter_angle",
                  "color_jitter")
-DFFNET_FLAGS = ("width", "max_displacement", "stride2", "use_pncc", "alpha", "scale_weights", "color_jitter",
+DFFNET_FLAGS = ("width", "max_displacement", "stride2", "use_pncc", "init", "alpha", "scale_weights", "color_jitter",
                 "brightness")
 FLAGS = {"meshreg": MESHREG_FLAGS, "dffnet": DFFNET_FLAGS}
 

@@ -70,6 +70,7 @@ from faceflow.nets.dffnet import DFFNet
 from faceflow.nets.losses import flow_loss
 from faceflow.nets.meshreg import MeshReg, mesh_edges, mesh_loss
 from faceflow.nets.metrics import endpoint_errors, vertex_errors
+from faceflow.ops.opticalflow import dis_flow
 from faceflow.render.pncc import pncc_to_points
 
 
@@ -303,7 +304,20 @@ class DFFNetTask(_TaskOptions):
     def build_model(self) -> nn.Module:
         c = self.config
         return DFFNet(use_pncc=c.use_pncc, width=c.width, max_displacement=int(c.max_displacement),
-                      stride2=int(c.stride2))
+                      stride2=int(c.stride2), init=c.init)
+
+    def config_dict(self) -> dict:
+        """The task config for the run's record; ``init`` only when not the paper's 'none' (so runs
+        made before the option existed still resume)."""
+        d = super().config_dict()
+        if d.get("init") == "none":
+            d.pop("init")
+        return d
+
+    def _init_in(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple:
+        """The extra input of a classical start (``init='dis'``: DIS on the images the network sees);
+        none for the paper's network."""
+        return (dis_flow(x1, x2),) if self.config.init == "dis" else ()
 
     def _pncc_in(self, batch):
         return None if self.config.use_pncc == "none" else batch["pncc"].float()
@@ -324,7 +338,7 @@ class DFFNetTask(_TaskOptions):
         i1, i2, pncc = batch["i1"].float(), batch["i2"].float(), batch["pncc"].float()
         x1, x2 = self.augment(i1, i2, ctx)
         with ctx.autocast():
-            preds = model(x1, x2, self._pncc_in(batch))
+            preds = model(x1, x2, self._pncc_in(batch), *self._init_in(x1, x2))
         preds = [p.float() for p in preds]
         H, W = i1.shape[-2:]
         points = pncc_to_points(pncc.permute(0, 2, 3, 1), (H, W))
@@ -346,7 +360,7 @@ class DFFNetTask(_TaskOptions):
             i1, i2 = batch["i1"].to(ctx.device).float(), batch["i2"].to(ctx.device).float()
             pncc = None if self.config.use_pncc == "none" else batch["pncc"].to(ctx.device).float()
             with ctx.autocast():
-                fine = model(i1, i2, pncc)[-1]
+                fine = model(i1, i2, pncc, *self._init_in(i1, i2))[-1]
             pred, gt, m = fine.float().permute(0, 2, 3, 1), batch["flow"].to(ctx.device).float(), batch["mask"]
             sums3, count = endpoint_errors(pred, gt, m, 3)
             s3 += float(sums3.sum())
@@ -357,7 +371,8 @@ class DFFNetTask(_TaskOptions):
     def export_spec(self, models) -> dict:
         return {"model": "net", "kind": "dffnet",
                 "config": {"use_pncc": self.config.use_pncc, "width": float(self.config.width),
-                           "max_displacement": int(self.config.max_displacement), "stride2": int(self.config.stride2)}}
+                           "max_displacement": int(self.config.max_displacement), "stride2": int(self.config.stride2),
+                           **({"init": self.config.init} if self.config.init != "none" else {})}}
 
 
 

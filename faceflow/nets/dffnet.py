@@ -25,6 +25,13 @@ Architecture (channel counts at ``width=1``; every count is multiplied by ``widt
   Transposed-conv outputs are cropped to the skip size, so any H, W >= 64 works (224 gives
   4, 7, 14, 28, 56, 112, 224).
 
+Classical initialisation (``init='dis'``, issue 14): ``forward`` also takes a 2D flow ``init_flow``
+(B, 2, H, W) in pixels (DIS optical flow between i1 and i2: :func:`faceflow.ops.opticalflow.dis_flow`).
+It is an input (scaled by ``1 / flow_div``, area-averaged to 1/8 beside the correlation and at full
+resolution beside ``conv0``) and the base of every prediction: each scale's output is the network's
+residual plus the initial flow averaged to that scale (z starts at 0). The network then only learns
+the correction of the 2D flow and the depth component.
+
 Flow convention: ``flow[:, 0]`` = dx, ``flow[:, 1]`` = dy (image pixels, y down), ``flow[:, 2]`` =
 dz (depth displacement in the same pixel units as the scaled-orthographic mesh depth). EVERY
 returned prediction, including the coarse ones, is in pixel units of the FULL-RESOLUTION input
@@ -41,6 +48,7 @@ from faceflow.errors import FaceflowError
 from faceflow.nets.correlation import correlation, correlation_channels
 
 PNCC_MODES = ("full", "depth", "none")
+INITS = ("none", "dis")
 
 
 def _ch(n: int, width: float) -> int:
@@ -69,11 +77,17 @@ class DFFNet(nn.Module):
         width: multiplier of every channel count (e.g. 0.25 for a CPU "tiny" preset).
         max_displacement, stride2: correlation parameters (20, 2 -> 441 channels).
         flow_div: the heads predict ``flow / flow_div``.
+        init: ``'none'`` (the paper's network) or ``'dis'`` (the predictions are residuals on an
+            initial 2D flow given to ``forward``; see the module docstring).
     """
 
     def __init__(self, use_pncc: str = "full", width: float = 1.0, max_displacement: int = 20,
-                 stride2: int = 2, flow_div: float = 20.0):
+                 stride2: int = 2, flow_div: float = 20.0, init: str = "none"):
         super().__init__()
+        if init not in INITS:
+            raise FaceflowError(f"DFFNet init must be one of {INITS}, got {init!r}")
+        self.init = init
+        init_ch = 2 if init != "none" else 0
         if use_pncc not in PNCC_MODES:
             raise FaceflowError(f"DFFNet use_pncc must be one of {PNCC_MODES}, got {use_pncc!r}")
         if not width > 0:
@@ -98,14 +112,14 @@ class DFFNet(nn.Module):
         self.conv_redir = _conv(c(256), c(32), 1, 1)
         corr_ch = correlation_channels(max_displacement, stride2)
         # contracting part
-        self.conv3_1 = _conv(corr_ch + c(32) + pncc_feat, c(256))
+        self.conv3_1 = _conv(corr_ch + c(32) + pncc_feat + init_ch, c(256))
         self.conv4 = _conv(c(256), c(512), 3, 2)
         self.conv4_1 = _conv(c(512), c(512))
         self.conv5 = _conv(c(512), c(512), 3, 2)
         self.conv5_1 = _conv(c(512), c(512))
         self.conv6 = _conv(c(512), c(1024), 3, 2)
         self.conv6_1 = _conv(c(1024), c(1024))
-        self.conv0 = _conv(3 + self.pncc_channels, c(16))  # full-resolution skip for refinement
+        self.conv0 = _conv(3 + self.pncc_channels + init_ch, c(16))  # full-resolution skip for refinement
 
         # expanding part: skips at 1/32 .. 1/1 and the decoder feature widths
         skips = [c(512), c(512), c(256), c(128), c(64), c(16)]
@@ -132,6 +146,17 @@ class DFFNet(nn.Module):
                 for ch in range(3):
                     up.weight[ch, ch] = k[:, None] * k[None, :]
 
+    def _check_init(self, i1, init_flow):
+        if self.init == "none":
+            if init_flow is not None:
+                raise FaceflowError("this DFFNet (init='none') takes no init_flow")
+            return
+        if init_flow is None or init_flow.shape != (i1.shape[0], 2, *i1.shape[-2:]) or \
+                not init_flow.is_floating_point():
+            raise FaceflowError(f"DFFNet (init={self.init!r}) needs init_flow (B, 2, H, W) = "
+                                f"{(i1.shape[0], 2, *i1.shape[-2:])}, got "
+                                f"{None if init_flow is None else tuple(init_flow.shape)}")
+
     def _check(self, i1, i2, pncc):
         for name, t in (("i1", i1), ("i2", i2)):
             if not isinstance(t, torch.Tensor) or t.ndim != 4 or t.shape[1] != 3 or not t.is_floating_point():
@@ -146,11 +171,13 @@ class DFFNet(nn.Module):
                 raise FaceflowError(f"DFFNet (use_pncc={self.use_pncc!r}) needs a float PNCC image "
                                     f"{tuple(i1.shape)}, got {None if pncc is None else tuple(pncc.shape)}")
 
-    def forward(self, i1: torch.Tensor, i2: torch.Tensor, pncc: torch.Tensor | None = None
-                ) -> list[torch.Tensor]:
-        """``i1, i2, pncc``: (B, 3, H, W) in [0, 1] -> 7 flows (B, 3, h_s, w_s), coarsest (1/64)
-        to finest (B, 3, H, W), all in full-resolution pixel units (see module docstring)."""
+    def forward(self, i1: torch.Tensor, i2: torch.Tensor, pncc: torch.Tensor | None = None,
+                init_flow: torch.Tensor | None = None) -> list[torch.Tensor]:
+        """``i1, i2, pncc``: (B, 3, H, W) in [0, 1] (``init_flow`` (B, 2, H, W) pixels with
+        ``init='dis'``) -> 7 flows (B, 3, h_s, w_s), coarsest (1/64) to finest (B, 3, H, W), all in
+        full-resolution pixel units (see module docstring)."""
         self._check(i1, i2, pncc)
+        self._check_init(i1, init_flow)
         x1, x2 = i1 - 0.5, i2 - 0.5
         c1a = self.conv1(x1)
         c2a = self.conv2(c1a)
@@ -167,11 +194,14 @@ class DFFNet(nn.Module):
         if self.pncc_channels:
             p = (pncc if self.use_pncc == "full" else pncc[:, 2:3]) - 0.5
             feats.append(_crop(self.pncc_branch(p), c3a))
+        init = None if init_flow is None else init_flow.to(i1.dtype) / self.flow_div
+        if init is not None:
+            feats.append(F.adaptive_avg_pool2d(init, c3a.shape[-2:]))
         c3_1 = self.conv3_1(torch.cat(feats, 1))
         c4 = self.conv4_1(self.conv4(c3_1))
         c5 = self.conv5_1(self.conv5(c4))
         c6 = self.conv6_1(self.conv6(c5))
-        c0 = self.conv0(x1 if p is None else torch.cat([x1, p], 1))
+        c0 = self.conv0(torch.cat([x1] + ([] if p is None else [p]) + ([] if init is None else [init]), 1))
 
         skips = [c5, c4, c3_1, c2a, c1a, c0]
         feat = c6
@@ -183,4 +213,6 @@ class DFFNet(nn.Module):
             feat = torch.cat([skip, up_feat, up_flow], 1)
             raw = self.predict[k + 1](feat)
             flows.append(raw)
+        if init is not None:  # the heads predict residuals on the initial flow (z starts at 0)
+            flows = [f + F.pad(F.adaptive_avg_pool2d(init, f.shape[-2:]), (0, 0, 0, 0, 0, 1)) for f in flows]
         return [f * self.flow_div for f in flows]

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+
+from faceflow.errors import FaceflowError
 
 
 @dataclass
@@ -57,3 +60,20 @@ def farneback_flow(g1: np.ndarray, g2: np.ndarray, params: FarnebackParams | Non
     p = params or FarnebackParams()
     return cv2.calcOpticalFlowFarneback(g1, g2, None, p.pyr_scale, p.levels, p.winsize, p.iterations,
                                         p.poly_n, p.poly_sigma, p.flags)
+
+
+def to_uint8_images(x: torch.Tensor) -> np.ndarray:
+    """(B, 3, H, W) float in [0, 1] -> (B, H, W, 3) uint8 RGB (rounded)."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise FaceflowError(f"expected images (B, 3, H, W), got {tuple(x.shape)}")
+    return (x.detach().float().clamp(0, 1).permute(0, 2, 3, 1) * 255 + 0.5).to(torch.uint8).cpu().numpy()
+
+
+def dis_flow(i1: torch.Tensor, i2: torch.Tensor, dis: DISFlow | None = None) -> torch.Tensor:
+    """DIS forward flow of image batches: i1, i2 (B, 3, H, W) float in [0, 1] -> (B, 2, H, W) float32
+    (dx, dy) pixels on i1's device, computed on the CPU from the rounded grey images (the same input
+    as the benchmark's DIS row). No gradient flows through it."""
+    dis = dis or DISFlow()
+    a, b = to_uint8_images(i1), to_uint8_images(i2)
+    flows = np.stack([dis(grey(x), grey(y)) for x, y in zip(a, b)])
+    return torch.from_numpy(flows).permute(0, 3, 1, 2).to(i1.device)
