@@ -98,3 +98,23 @@ def test_the_benchmark_command_writes_the_precision_rows(tmp_path):
     assert still.endswith("LivePortrait_d12.jpg") and not still.startswith("/")  # portable
     md = (out / "flow_benchmark.md").read_text()
     assert "## Precision on stills (LivePortrait_d12.jpg)" in md
+
+
+def test_mask_extent_measures_the_spill_below_the_jaw():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "mask_extent.py"
+    spec = importlib.util.spec_from_file_location("mask_extent", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    lmk = np.zeros((68, 2))
+    lmk[:17, 0] = np.linspace(60, 160, 17)
+    lmk[:17, 1] = 140.0  # a flat jaw line at y = 140
+    mask = np.zeros((224, 224), bool)
+    mask[50:150, 50:170] = True  # lowest row 149: centre 149.5
+    d = mod.below_jaw(mask, lmk)
+    assert np.allclose(d, 9.5) and len(d) == 96  # columns 62 .. 157 between the jaw ends
+    mask[120:150, 100:110] = False  # a notch: those columns end at row 119, above the jaw
+    d = mod.below_jaw(mask, lmk)
+    assert np.nanmin(d) == pytest.approx(119.5 - 140) and np.nanmax(d) == pytest.approx(9.5)
