@@ -44,7 +44,7 @@ from faceflow.io.mesh import write_obj
 from faceflow.nets.modules import resolve_device
 from faceflow.ops.opticalflow import dis_flow
 from faceflow.ops.sampling import sample_points
-from faceflow.render.flowcolor import flow2d_to_rgb, flow3d_to_rgb
+from faceflow.render.flowcolor import flow2d_to_rgb, flow3d_to_rgb, shared_max_magnitude
 from faceflow.render.overlay import draw_wireframe
 from faceflow.render.pncc import pncc as render_pncc
 from faceflow.render.rasterize import rasterize
@@ -66,6 +66,9 @@ class FlowResult:
     I1's pixel grid (H, W): ``flow_image`` (H, W, 3), ``mask_image`` (H, W) bool, ``mesh_image``
     (V, 3) (z scaled like x, y). ``transform``: the I1 -> template similarity; ``landmarks``
     (68, 2) of I1; ``triangles`` (F, 3) int64 of the mesh.
+    Decomposed weights (``faceflow train dffnet --decompose``) also give the rigid head-motion flow
+    and the expression flow, whose sum is ``flow``: ``head_flow`` / ``expression_flow`` (224, 224, 3)
+    and ``head_flow_image`` / ``expression_flow_image`` (H, W, 3); None for other weights.
     """
 
     flow: np.ndarray
@@ -80,6 +83,10 @@ class FlowResult:
     transform: Similarity
     landmarks: np.ndarray
     triangles: np.ndarray = field(repr=False)
+    head_flow: np.ndarray | None = field(default=None, repr=False)
+    expression_flow: np.ndarray | None = field(default=None, repr=False)
+    head_flow_image: np.ndarray | None = field(default=None, repr=False)
+    expression_flow_image: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def flow2d_image(self) -> np.ndarray:
@@ -225,9 +232,14 @@ class FaceFlow:
             mask = torch.ones(i1.shape[0], self.size, self.size, dtype=torch.bool, device=self.device)
         # a classical start (init='dis') takes DIS's flow as a fourth input; other networks take three
         init = (dis_flow(i1, i2),) if getattr(self.dffnet, "init", "none") == "dis" else ()
-        dense = self.dffnet(i1, i2, pncc, *init)[-1].permute(0, 2, 3, 1)     # Sec. 4.2: finest scale
-        flow = torch.where(mask.unsqueeze(-1), dense, torch.zeros_like(dense))
-        return {"flow": flow, "mask": mask, "mesh": mesh, "pncc": pncc, "dense_flow": dense}
+        on_face = lambda f: torch.where(mask.unsqueeze(-1), f, torch.zeros_like(f))
+        if getattr(self.dffnet, "decompose", False):  # the head-motion and expression flows too
+            flows, heads = self.dffnet(i1, i2, pncc, *init, parts=True)
+            dense, head = flows[-1].permute(0, 2, 3, 1), heads[-1].permute(0, 2, 3, 1)
+            parts = {"head_flow": on_face(head), "expression_flow": on_face(dense - head)}
+        else:
+            dense, parts = self.dffnet(i1, i2, pncc, *init)[-1].permute(0, 2, 3, 1), {}  # Sec. 4.2: finest
+        return {"flow": on_face(dense), "mask": mask, "mesh": mesh, "pncc": pncc, "dense_flow": dense, **parts}
 
     # ------------------------------------------------------------------ images
     def _landmarks(self, image: np.ndarray, what: str) -> np.ndarray:
@@ -285,13 +297,26 @@ class FaceFlow:
                 mesh = out["mesh"][j].cpu().numpy()
                 H, W = a[j].shape[:2]
                 fi, mi = flow_to_image(flow, T[j], (H, W), mask=mask, return_mask=True)
+                parts = self._parts_of(out, j, T[j], (H, W), mask)
                 results.append(FlowResult(
                     flow=flow.astype(np.float32), mask=mask, mesh=mesh.astype(np.float32),
                     pncc=out["pncc"][j].permute(1, 2, 0).cpu().numpy(), registered1=r1[j], registered2=r2[j],
                     flow_image=np.asarray(fi, np.float32), mask_image=np.asarray(mi, bool),
                     mesh_image=np.asarray(T[j].inverse().apply_3d(mesh), np.float32), transform=T[j],
-                    landmarks=lm[j].astype(np.float32), triangles=tris))
+                    landmarks=lm[j].astype(np.float32), triangles=tris, **parts))
         return results
+
+    @staticmethod
+    def _parts_of(out: dict, j: int, transform: Similarity, size, mask: np.ndarray) -> dict:
+        """The head-motion and expression flows of pair ``j`` (registered and on I1's grid), when
+        the network decomposes its flow; else nothing."""
+        parts = {}
+        for name in ("head_flow", "expression_flow"):
+            if name in out:
+                f = out[name][j].cpu().numpy().astype(np.float32)
+                parts[name] = f
+                parts[f"{name}_image"] = np.asarray(flow_to_image(f, transform, size, mask=mask), np.float32)
+        return parts
 
     def __enter__(self) -> "FaceFlow":
         return self
@@ -343,6 +368,8 @@ def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None, *
                   weights: dict | None = None, device=None, inputs: dict | None = None) -> Path:
     """Write one result: ``flow3d.npy`` (H, W, 3) and ``mask.npy`` on I1's grid, the registered
     ``flow3d_registered.npy`` / ``mask_registered.npy``, colour-coded ``flow3d.png`` / ``flow2d.png``,
+    for decomposed weights ``head_flow3d.npy`` / ``expression_flow3d.npy`` and their colour codings
+    ``head_flow3d.png`` / ``expression_flow3d.png`` (on the scale of the whole flow),
     ``pncc.png``, ``mesh.obj`` (I1 pixels), ``mesh_warped.obj`` and ``mesh_warped.png`` (Fig. 1:
     I1 with its mesh | I2 with the mesh moved by the flow | the 3D flow), then ``manifest.json``.
 
@@ -361,6 +388,12 @@ def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None, *
     vio.write_image(out / "flow3d.png", flow3d_to_rgb(res.flow_image, res.mask_image))
     vio.write_image(out / "flow2d.png", flow2d_to_rgb(res.flow_image[..., :2], res.mask_image))
     vio.write_image(out / "pncc.png", np.clip(res.pncc * 255 + 0.5, 0, 255).astype(np.uint8))
+    if res.head_flow_image is not None:  # a decomposed flow: its two parts, on the scale of the whole
+        scale = shared_max_magnitude([res.flow_image], [res.mask_image])
+        for name in ("head_flow", "expression_flow"):
+            part = getattr(res, f"{name}_image")
+            vio.save_npy(out / f"{name}3d.npy", part)
+            vio.write_image(out / f"{name}3d.png", flow3d_to_rgb(part, res.mask_image, max_magnitude=scale))
     moved, visible = warp_mesh_by_flow(res.mesh, res.flow, res.mask, res.triangles)
     write_obj(out / "mesh.obj", res.mesh_image, res.triangles)
     write_obj(out / "mesh_warped.obj", np.asarray(res.transform.inverse().apply_3d(moved), np.float32),

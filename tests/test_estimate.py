@@ -295,3 +295,40 @@ def test_shipped_weights_on_a_real_pair(model, frames):
     mag = np.linalg.norm(res.flow[res.mask], axis=-1)
     assert np.isfinite(res.flow).all() and np.median(mag) < 10.0
     assert np.all(res.flow_image[~res.mask_image] == 0)
+
+
+class ConstantParts(torch.nn.Module):
+    """A stand-in decomposed DFFNet: a constant head-motion flow and a constant expression flow."""
+
+    decompose = True
+
+    def __init__(self, head, expression):
+        super().__init__()
+        self.register_buffer("h", torch.tensor(head, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("e", torch.tensor(expression, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, i1, i2, pncc, parts=False):
+        h = self.h.expand(i1.shape[0], 3, *i1.shape[-2:])
+        flows, heads = [h + self.e], [h]
+        return (flows, heads) if parts else flows
+
+
+def test_decomposed_flow_through_the_api_and_the_files(model, frames, tmp_path):
+    from faceflow.estimate import write_outputs
+
+    meshreg, tris = _template_meshreg(model)
+    head, expr = (1.0, -2.0, 0.5), (0.5, 0.25, -1.0)
+    res = FaceFlow(meshreg, ConstantParts(head, expr), tris, device="cpu").estimate(frames[0], frames[1])
+    m = res.mask
+    np.testing.assert_allclose(res.head_flow[m], np.broadcast_to(head, (m.sum(), 3)), atol=1e-6)
+    np.testing.assert_allclose(res.expression_flow[m], np.broadcast_to(expr, (m.sum(), 3)), atol=1e-6)
+    np.testing.assert_allclose(res.head_flow + res.expression_flow, res.flow, atol=1e-6)  # the parts sum up
+    assert np.all(res.head_flow[~m] == 0) and res.head_flow_image.shape == res.flow_image.shape
+    np.testing.assert_allclose(res.head_flow_image + res.expression_flow_image, res.flow_image, atol=1e-4)
+    out = write_outputs(res, tmp_path / "o")
+    for name in ("head_flow3d.npy", "expression_flow3d.npy", "head_flow3d.png", "expression_flow3d.png"):
+        assert (out / name).is_file()
+    # a network that does not decompose: no parts, no part files
+    plain = FaceFlow(meshreg, ConstantFlow(head), tris, device="cpu").estimate(frames[0], frames[1])
+    assert plain.head_flow is None and plain.expression_flow_image is None
+    assert not (write_outputs(plain, tmp_path / "p") / "head_flow3d.npy").exists()

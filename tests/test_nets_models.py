@@ -431,3 +431,27 @@ def test_dffnet_task_records_init_only_when_used():
     task = DFFNetTask(DFFNetConfig(init="dis", width=0.125))
     assert task.config_dict()["init"] == "dis" and task.build_model().init == "dis"
     assert task.export_spec({})["config"]["init"] == "dis"
+
+
+# ------------------------------------------------------------------ decomposed DFFNet
+def test_dffnet_decomposed_flow_is_the_sum_of_its_parts():
+    torch.manual_seed(0)
+    net = DFFNet("full", width=0.25, decompose=True).eval()
+    i1, i2, pncc = _inputs()
+    with torch.no_grad():
+        flows, heads = net(i1, i2, pncc, parts=True)
+        plain = net(i1, i2, pncc)
+    assert [tuple(f.shape) for f in flows] == [tuple(h.shape) for h in heads] == [(2, 3, s, s) for s in SIZES]
+    assert all(torch.equal(a, b) for a, b in zip(flows, plain))  # parts=True only adds the heads
+    # with the heads' weights off, each prediction is its bias: head (1, 2, 3), expression (0.5, 0, -1)
+    for p in net.predict:
+        torch.nn.init.zeros_(p.weight)
+        p.bias.data = torch.tensor([1.0, 2.0, 3.0, 0.5, 0.0, -1.0]) / 20.0
+    with torch.no_grad():
+        flows, heads = net(i1, i2, pncc, parts=True)
+    torch.testing.assert_close(heads[-1][0, :, 10, 10], torch.tensor([1.0, 2.0, 3.0]))
+    torch.testing.assert_close(flows[-1][0, :, 10, 10], torch.tensor([1.5, 2.0, 2.0]))  # head + expression
+    with pytest.raises(FaceflowError, match="decompose=True"):
+        DFFNet("full", width=0.25)(i1, i2, pncc, parts=True)
+    with pytest.raises(FaceflowError, match="classical start"):
+        DFFNet("full", width=0.25, init="dis", decompose=True)

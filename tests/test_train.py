@@ -693,3 +693,36 @@ def test_dffnet_task_with_a_dis_start_trains_and_validates(tmp_path):
     assert s["step"] == 4 and all(np.isfinite(float(r["loss"])) for r in rows)
     assert np.isfinite(s["val"]["aepe_3d"]) and s["val"]["aepe_2d"] <= s["val"]["aepe_3d"]
     assert json.loads((out / "config.json").read_text())["task_config"]["init"] == "dis"
+
+
+class _WithHeadFlow(FakeFlowPairs):
+    """FakeFlowPairs whose head-motion flow is known: half the flow (the other half: expression)."""
+
+    def __getitem__(self, i):
+        item = super().__getitem__(i)
+        item["head_flow"], item["has_head_flow"] = item["flow"] * 0.5, torch.tensor(True)
+        return item
+
+
+def test_decomposed_dffnet_trains_on_both_targets_and_exports(tmp_path):
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask
+    from faceflow.engine.weights import export_run, load_weights
+
+    cfg = DFFNetConfig(width=0.125, color_jitter=0.0, brightness=0.0, decompose=True)
+    task = _with_data(DFFNetTask, _WithHeadFlow(2, 64), _WithHeadFlow(2, 64, seed=9))(cfg)
+    out = tmp_path / "dec"
+    s = train(task, _cfg(out, iterations=12, batch_size=2, lr=1e-3, warmup_steps=0, val_every=12), progress=False)
+    rows = read_csv(out / "log.csv")
+    assert "epe_head" in rows[0] and rows[-1]["epe_head"] < rows[0]["epe_head"]
+    assert s["val"]["head_pixels"] > 0 and np.isfinite(s["val"]["aepe_head_3d"])
+    rec = json.loads((out / "config.json").read_text())["task_config"]
+    assert rec["decompose"] is True and rec["head_weight"] == 1.0
+    net = load_weights(export_run(out, tmp_path / "dec.pt", half=False))
+    assert net.decompose
+    # pairs without a head-motion flow add nothing to the loss
+    plain = DFFNetTask(cfg)
+    b = torch.utils.data.default_collate([FakeFlowPairs(1, 64)[0]])
+    heads = [torch.ones(1, 3, 64, 64)]
+    total, epe = plain._head_loss(heads, b)
+    assert float(total) == 0 and float(epe) == 0
+    assert "decompose" not in DFFNetTask(DFFNetConfig()).config_dict()  # older runs still resume

@@ -76,12 +76,19 @@ class DFFNetConfig:
     init: str = option("none", "none: the paper's network; dis: start from DIS optical flow, an input whose "
                                "2D flow the network corrects and to which it adds z (a classical initialisation)",
                        choices=("none", "dis"))
+    decompose: bool = option(False, "predict the rigid head-motion flow and the expression flow, whose sum is the "
+                                    "flow; trains on the data's head_flow too (synthetic pairs have it)")
+    head_weight: float = option(1.0, "weight of the head-motion flow's end-point term (decomposed networks)")
 
     def validate(self) -> "DFFNetConfig":
         if self.use_pncc not in ("full", "depth", "none"):
             raise FaceflowError(f"dffnet use_pncc must be full, depth or none, got {self.use_pncc!r}")
         if self.init not in ("none", "dis"):
             raise FaceflowError(f"dffnet init must be none or dis, got {self.init!r}")
+        if self.decompose and self.init != "none":
+            raise FaceflowError("a decomposed DFFNet has no classical start yet: --decompose needs --init none")
+        if self.head_weight < 0:
+            raise FaceflowError(f"dffnet head_weight must be >= 0, got {self.head_weight}")
         if self.pncc_source != "gt":
             raise FaceflowError(f"dffnet pncc_source must be 'gt' (the dataset's PNCC), got {self.pncc_source!r}")
         for name in ("width", "alpha", "color_jitter", "brightness"):
@@ -106,8 +113,8 @@ class DFFNetConfig:
 # the task options of `faceflow train meshreg|dffnet`, in the order of their help
 MESHREG_FLAGS = ("backbone", "pretrained_path", "edge_weight", "jitter_shift", "jitter_scale", "jitter_angle",
                  "color_jitter")
-DFFNET_FLAGS = ("width", "max_displacement", "stride2", "use_pncc", "init", "alpha", "scale_weights", "color_jitter",
-                "brightness")
+DFFNET_FLAGS = ("width", "max_displacement", "stride2", "use_pncc", "init", "decompose", "head_weight", "alpha",
+                "scale_weights", "color_jitter", "brightness")
 FLAGS = {"meshreg": MESHREG_FLAGS, "dffnet": DFFNET_FLAGS}
 
 

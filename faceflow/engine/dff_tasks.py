@@ -286,6 +286,10 @@ def _check_flow_batch(batch: dict, need_pncc: bool) -> None:
             raise FaceflowError(f"dffnet training needs {k!r} in every sample (pair-sample contract)")
 
 
+# DFFNet options added after the first training runs, with the value that means "not used"
+_ADDED_LATER = {"init": "none", "decompose": False, "head_weight": 1.0}
+
+
 class DFFNetTask(_TaskOptions):
     """Train DFFNet (DeepFaceFlow Sec. 4.2): (I1, I2, PNCC of I1) -> 3D flow, loss eq. (5)."""
 
@@ -304,14 +308,15 @@ class DFFNetTask(_TaskOptions):
     def build_model(self) -> nn.Module:
         c = self.config
         return DFFNet(use_pncc=c.use_pncc, width=c.width, max_displacement=int(c.max_displacement),
-                      stride2=int(c.stride2), init=c.init)
+                      stride2=int(c.stride2), init=c.init, decompose=c.decompose)
 
     def config_dict(self) -> dict:
-        """The task config for the run's record; ``init`` only when not the paper's 'none' (so runs
-        made before the option existed still resume)."""
+        """The task config for the run's record; the options added after the first runs only when
+        they are not their default (so runs made before them still resume)."""
         d = super().config_dict()
-        if d.get("init") == "none":
-            d.pop("init")
+        for key, absent in _ADDED_LATER.items():
+            if d.get(key) == absent and not (key == "head_weight" and d.get("decompose")):
+                d.pop(key, None)
         return d
 
     def _init_in(self, x1: torch.Tensor, x2: torch.Tensor) -> tuple:
@@ -338,7 +343,8 @@ class DFFNetTask(_TaskOptions):
         i1, i2, pncc = batch["i1"].float(), batch["i2"].float(), batch["pncc"].float()
         x1, x2 = self.augment(i1, i2, ctx)
         with ctx.autocast():
-            preds = model(x1, x2, self._pncc_in(batch), *self._init_in(x1, x2))
+            out = model(x1, x2, self._pncc_in(batch), *self._init_in(x1, x2), **self._parts())
+        preds, heads = out if self.config.decompose else (out, None)
         preds = [p.float() for p in preds]
         H, W = i1.shape[-2:]
         points = pncc_to_points(pncc.permute(0, 2, 3, 1), (H, W))
@@ -347,32 +353,60 @@ class DFFNetTask(_TaskOptions):
         points = torch.where((pncc.amax(1) > 0).unsqueeze(-1), points, torch.full_like(points, float("nan")))
         total, parts = flow_loss(preds, batch["flow"].float(), batch["mask"], self.config.scale_weights,  # eq. (5)
                                  i1=i1, i2=i2, pncc_points=points, alpha=self.config.alpha)
-        return total, {"epe": parts["epe"], "epe_full": parts[f"epe_{len(preds) - 1}"],
-                       "photometric": parts["photometric"]}
+        logged = {"epe": parts["epe"], "epe_full": parts[f"epe_{len(preds) - 1}"], "photometric": parts["photometric"]}
+        if heads is not None:
+            head_total, head_epe = self._head_loss([h.float() for h in heads], batch)
+            total = total + self.config.head_weight * head_total
+            logged["epe_head"] = head_epe
+        return total, logged
+
+    def _parts(self) -> dict:
+        return {"parts": True} if self.config.decompose else {}
+
+    def _head_loss(self, heads: list[torch.Tensor], batch: dict):
+        """The end-point term of eq. (5) on the head-motion flow, over the pairs that have one
+        (``has_head_flow``); zero when none of the batch has."""
+        has = batch.get("has_head_flow")
+        if "head_flow" not in batch or has is None or not bool(has.any()):
+            zero = heads[-1].sum() * 0
+            return zero, zero.detach()
+        mask = batch["mask"].bool() & has.bool().view(-1, 1, 1)
+        total, parts = flow_loss(heads, batch["head_flow"].float(), mask, self.config.scale_weights, alpha=0.0)
+        return total, parts[f"epe_{len(heads) - 1}"]
 
     def validate(self, models, loader, ctx: StepContext) -> dict[str, float]:
 
         model = models["net"]
-        s3 = s2 = 0.0
-        n = 0
+        s3 = s2 = sh = 0.0
+        n = nh = 0
         for batch in loader:
             _check_flow_batch(batch, self.config.use_pncc != "none")
             i1, i2 = batch["i1"].to(ctx.device).float(), batch["i2"].to(ctx.device).float()
             pncc = None if self.config.use_pncc == "none" else batch["pncc"].to(ctx.device).float()
             with ctx.autocast():
-                fine = model(i1, i2, pncc, *self._init_in(i1, i2))[-1]
-            pred, gt, m = fine.float().permute(0, 2, 3, 1), batch["flow"].to(ctx.device).float(), batch["mask"]
+                out = model(i1, i2, pncc, *self._init_in(i1, i2), **self._parts())
+            flows, heads = out if self.config.decompose else (out, None)
+            pred, gt, m = flows[-1].float().permute(0, 2, 3, 1), batch["flow"].to(ctx.device).float(), batch["mask"]
             sums3, count = endpoint_errors(pred, gt, m, 3)
             s3 += float(sums3.sum())
             s2 += float(endpoint_errors(pred, gt, m, 2)[0].sum())
             n += int(count.sum())
-        return {"val_metric": s3 / max(n, 1), "aepe_3d": s3 / max(n, 1), "aepe_2d": s2 / max(n, 1)}
+            if heads is not None and "has_head_flow" in batch:
+                hm = m.bool() & batch["has_head_flow"].bool().view(-1, 1, 1)
+                hsum, hcount = endpoint_errors(heads[-1].float().permute(0, 2, 3, 1),
+                                               batch["head_flow"].to(ctx.device).float(), hm, 3)
+                sh, nh = sh + float(hsum.sum()), nh + int(hcount.sum())
+        res = {"val_metric": s3 / max(n, 1), "aepe_3d": s3 / max(n, 1), "aepe_2d": s2 / max(n, 1)}
+        if self.config.decompose:  # over the pairs that have a head-motion flow (head_pixels: how many pixels)
+            res.update(aepe_head_3d=sh / max(nh, 1), head_pixels=nh)
+        return res
 
     def export_spec(self, models) -> dict:
         return {"model": "net", "kind": "dffnet",
                 "config": {"use_pncc": self.config.use_pncc, "width": float(self.config.width),
                            "max_displacement": int(self.config.max_displacement), "stride2": int(self.config.stride2),
-                           **({"init": self.config.init} if self.config.init != "none" else {})}}
+                           **({"init": self.config.init} if self.config.init != "none" else {}),
+                           **({"decompose": True} if self.config.decompose else {})}}
 
 
 

@@ -32,6 +32,11 @@ resolution beside ``conv0``) and the base of every prediction: each scale's outp
 residual plus the initial flow averaged to that scale (z starts at 0). The network then only learns
 the correction of the 2D flow and the depth component.
 
+Decomposed flow (``decompose=True``, issue 14): every head predicts 6 channels, the rigid
+head-motion flow (3) and the expression flow (3); the total flow is their sum. ``forward`` still
+returns the total flows, and with ``parts=True`` also the head-motion flows (the expression flow is
+the difference). Not combined with ``init='dis'``.
+
 Flow convention: ``flow[:, 0]`` = dx, ``flow[:, 1]`` = dy (image pixels, y down), ``flow[:, 2]`` =
 dz (depth displacement in the same pixel units as the scaled-orthographic mesh depth). EVERY
 returned prediction, including the coarse ones, is in pixel units of the FULL-RESOLUTION input
@@ -79,14 +84,18 @@ class DFFNet(nn.Module):
         flow_div: the heads predict ``flow / flow_div``.
         init: ``'none'`` (the paper's network) or ``'dis'`` (the predictions are residuals on an
             initial 2D flow given to ``forward``; see the module docstring).
+        decompose: predict the head-motion and expression flows, whose sum is the flow.
     """
 
     def __init__(self, use_pncc: str = "full", width: float = 1.0, max_displacement: int = 20,
-                 stride2: int = 2, flow_div: float = 20.0, init: str = "none"):
+                 stride2: int = 2, flow_div: float = 20.0, init: str = "none", decompose: bool = False):
         super().__init__()
         if init not in INITS:
             raise FaceflowError(f"DFFNet init must be one of {INITS}, got {init!r}")
-        self.init = init
+        if decompose and init != "none":
+            raise FaceflowError("a decomposed DFFNet has no classical start yet: use init='none'")
+        self.init, self.decompose = init, bool(decompose)
+        nf = 6 if self.decompose else 3  # channels of each prediction: (head, expression) or the flow
         init_ch = 2 if init != "none" else 0
         if use_pncc not in PNCC_MODES:
             raise FaceflowError(f"DFFNet use_pncc must be one of {PNCC_MODES}, got {use_pncc!r}")
@@ -124,15 +133,15 @@ class DFFNet(nn.Module):
         # expanding part: skips at 1/32 .. 1/1 and the decoder feature widths
         skips = [c(512), c(512), c(256), c(128), c(64), c(16)]
         outs = [c(512), c(256), c(128), c(64), c(32), c(16)]
-        self.predict = nn.ModuleList([nn.Conv2d(c(1024), 3, 3, 1, 1)])
+        self.predict = nn.ModuleList([nn.Conv2d(c(1024), nf, 3, 1, 1)])
         self.deconv = nn.ModuleList()
         self.upflow = nn.ModuleList()
         cin = c(1024)
         for skip, out in zip(skips, outs):
             self.deconv.append(_deconv(cin, out))
-            self.upflow.append(nn.ConvTranspose2d(3, 3, 4, 2, 1, bias=False))
-            cin = skip + out + 3
-            self.predict.append(nn.Conv2d(cin, 3, 3, 1, 1))
+            self.upflow.append(nn.ConvTranspose2d(nf, nf, 4, 2, 1, bias=False))
+            cin = skip + out + nf
+            self.predict.append(nn.Conv2d(cin, nf, 3, 1, 1))
 
         for m in self.modules():
             if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d)):
@@ -143,7 +152,7 @@ class DFFNet(nn.Module):
             with torch.no_grad():
                 up.weight.zero_()
                 k = torch.tensor([0.25, 0.75, 0.75, 0.25])
-                for ch in range(3):
+                for ch in range(nf):
                     up.weight[ch, ch] = k[:, None] * k[None, :]
 
     def _check_init(self, i1, init_flow):
@@ -172,10 +181,13 @@ class DFFNet(nn.Module):
                                     f"{tuple(i1.shape)}, got {None if pncc is None else tuple(pncc.shape)}")
 
     def forward(self, i1: torch.Tensor, i2: torch.Tensor, pncc: torch.Tensor | None = None,
-                init_flow: torch.Tensor | None = None) -> list[torch.Tensor]:
+                init_flow: torch.Tensor | None = None, parts: bool = False):
         """``i1, i2, pncc``: (B, 3, H, W) in [0, 1] (``init_flow`` (B, 2, H, W) pixels with
         ``init='dis'``) -> 7 flows (B, 3, h_s, w_s), coarsest (1/64) to finest (B, 3, H, W), all in
-        full-resolution pixel units (see module docstring)."""
+        full-resolution pixel units (see module docstring). ``parts`` (a decomposed network):
+        ``(flows, head_flows)``, the head-motion flows at the same scales."""
+        if parts and not self.decompose:
+            raise FaceflowError("parts=True needs a decomposed DFFNet (decompose=True)")
         self._check(i1, i2, pncc)
         self._check_init(i1, init_flow)
         x1, x2 = i1 - 0.5, i2 - 0.5
@@ -215,4 +227,8 @@ class DFFNet(nn.Module):
             flows.append(raw)
         if init is not None:  # the heads predict residuals on the initial flow (z starts at 0)
             flows = [f + F.pad(F.adaptive_avg_pool2d(init, f.shape[-2:]), (0, 0, 0, 0, 0, 1)) for f in flows]
+        if self.decompose:  # (head, expression) -> the flow is their sum
+            heads = [f[:, :3] * self.flow_div for f in flows]
+            totals = [(f[:, :3] + f[:, 3:]) * self.flow_div for f in flows]
+            return (totals, heads) if parts else totals
         return [f * self.flow_div for f in flows]
