@@ -46,7 +46,8 @@ def _frames_from_video(cfg: AppConfig, video, n1, n2) -> tuple[np.ndarray, np.nd
 def estimate_flow(ctx: AppContext, image1, image2, video=None, frame1=0, frame2=8, progress=None) -> tuple:
     """The flow tab: 3D flow from image1 (H, W, 3) to image2, or between two frames of a video
     when the two images are not both given. Returns paths of (flow3d.png, flow2d.png, pncc.png,
-    mesh_overlay.png, mesh_warped.png, flow3d.npy) and a Markdown summary."""
+    mesh_overlay.png, mesh_warped.png, flow3d.npy), a Markdown summary, and the colour codings of
+    the head-motion and expression flows (paths; None unless the weights decompose the flow)."""
     from faceflow import io as vio
     from faceflow.estimate import write_outputs
     from faceflow.render.overlay import draw_wireframe
@@ -75,7 +76,12 @@ def estimate_flow(ctx: AppContext, image1, image2, video=None, frame1=0, frame2=
                f"({img1.shape[1]}x{img1.shape[0]}); median |F| {np.median(mag):.2f} px, 95th percentile "
                f"{np.percentile(mag, 95):.2f} px (in the 224x224 registered frame). `flow3d.npy` is "
                f"(H, W, 3) float32 pixels (dx right, dy down, dz depth) on image 1's grid, 0 off the face.")
-    return tuple(str(job / name) for name in FLOW_OUTPUTS) + (summary,)
+    parts = tuple(str(job / f"{n}3d.png") if res.head_flow is not None else None
+                  for n in ("head_flow", "expression_flow"))
+    if res.head_flow is not None:
+        summary += (" The weights decompose the flow: the rigid head motion and the expression flow "
+                    "(shown below, on the scale of the whole flow) sum to it.")
+    return tuple(str(job / name) for name in FLOW_OUTPUTS) + (summary,) + parts
 
 
 def flow_tab(ctx: AppContext, jobs: dict) -> None:
@@ -107,5 +113,8 @@ def flow_tab(ctx: AppContext, jobs: dict) -> None:
         owarp = gr.Image(label="Fig. 1: I1 with its mesh | I2 with the mesh moved by the flow | 3D flow",
                          interactive=False)
         onpy = gr.File(label="flow3d.npy (H, W, 3)", interactive=False)
-        go.click(flow_fn, [img1, img2, video, n1, n2], [o3d, o2d, opn, oov, owarp, onpy, summary],
+        with gr.Accordion("Decomposed flow (weights trained with --decompose)", open=False), gr.Row():
+            ohead = gr.Image(label="Rigid head motion", interactive=False)
+            oexp = gr.Image(label="Expression", interactive=False)
+        go.click(flow_fn, [img1, img2, video, n1, n2], [o3d, o2d, opn, oov, owarp, onpy, summary, ohead, oexp],
                  api_name="estimate_flow", **jobs)

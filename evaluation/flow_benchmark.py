@@ -211,7 +211,24 @@ def _score_method(m, batch: dict, ids: list[int], kinds: list[int], photometric:
         if cover is not None and cover[b] is not None:
             r["coverage"] = float(cover[b])
         out[str(i)] = r
+    _score_parts(getattr(m, "last_head_flow", None), pred, batch, ids, out)
     return out
+
+
+def _score_parts(head: torch.Tensor | None, pred: torch.Tensor, batch: dict, ids: list[int], out: dict) -> None:
+    """Add to the records of a decomposed method the summed 3D end-point errors of its head-motion
+    flow (``sh3``) and expression flow (``se3``, the rest of the flow) over ``nh`` mask pixels, on
+    the pairs that have a head-motion flow (synthetic pairs; ``has_head_flow``)."""
+    if head is None or "head_flow" not in batch or "has_head_flow" not in batch:
+        return
+    has = batch["has_head_flow"].bool().view(-1, 1, 1)
+    mask = batch["mask"].bool() & has
+    gt_head = batch["head_flow"].float()
+    sh, nh = endpoint_errors(head, gt_head, mask, 3)
+    se = endpoint_errors(pred - head, batch["flow"].float() - gt_head, mask, 3)[0]
+    for b, i in enumerate(ids):
+        if bool(has[b]):
+            out[str(i)].update(sh3=float(sh[b]), se3=float(se[b]), nh=int(nh[b]))
 
 
 def _score_references(batch: dict, ids: list[int], kinds: list[int]) -> dict:

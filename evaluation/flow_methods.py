@@ -56,6 +56,8 @@ class DFFNetMethod:
     def __call__(self, batch: dict) -> torch.Tensor:
         pncc = batch["pncc"].float() if self.pncc_source == "gt" else None
         out = self.flow.estimate_registered(batch["i1"].float(), batch["i2"].float(), pncc=pncc)
+        # a decomposed network's head-motion flow (B, H, W, 3), scored against the pairs' head_flow
+        self.last_head_flow = out["dense_head_flow"].float().cpu() if "dense_head_flow" in out else None
         return out["dense_flow"].float().cpu()
 
     def meta(self) -> dict:

@@ -21,15 +21,24 @@ __all__ = ["REFERENCE_ROWS", "summarize", "format_markdown", "write_outputs"]
 REFERENCE_ROWS = {"gt_pseudo_flow": "Ground-truth pseudo-flow (reference)", "zero_flow": "Zero flow (reference)"}
 
 
-def _cell(records: list[dict], key: str) -> dict | None:
-    """Pixel-pooled and per-pair AEPE of ``key`` ('s3' or 's2') over records."""
-    recs = [r for r in records if r.get(key) is not None and r["n"] > 0]
+def _cell(records: list[dict], key: str, count: str = "n") -> dict | None:
+    """Pixel-pooled and per-pair AEPE of ``key`` ('s3', 's2'; the parts' 'sh3', 'se3' over ``count``
+    'nh') over records."""
+    recs = [r for r in records if r.get(key) is not None and r.get(count, 0) > 0]
     if not recs:
         return None
     s = sum(r[key] for r in recs)
-    n = sum(r["n"] for r in recs)
-    return {"pixel_pooled": s / n, "per_pair": float(np.mean([r[key] / r["n"] for r in recs])),
+    n = sum(r[count] for r in recs)
+    return {"pixel_pooled": s / n, "per_pair": float(np.mean([r[key] / r[count] for r in recs])),
             "pairs": len(recs), "pixels": int(n)}
+
+
+def _metrics(records: list[dict]) -> dict:
+    """The cells of one method on one group of pairs; a decomposed method adds its parts."""
+    cells = {"aepe3d": _cell(records, "s3"), "aepe2d": _cell(records, "s2"), "pairs": len(records)}
+    if any("sh3" in r for r in records):
+        cells.update(aepe3d_head=_cell(records, "sh3", "nh"), aepe3d_expression=_cell(records, "se3", "nh"))
+    return cells
 
 
 def summarize(records: dict) -> dict:
@@ -46,8 +55,7 @@ def summarize(records: dict) -> dict:
                 sub = [r for r in rl if r.get("kind") == k]
                 if sub:
                     groups[kname] = sub
-            metrics.setdefault(meth, {})[ds] = {
-                g: {"aepe3d": _cell(v, "s3"), "aepe2d": _cell(v, "s2"), "pairs": len(v)} for g, v in groups.items()}
+            metrics.setdefault(meth, {})[ds] = {g: _metrics(v) for g, v in groups.items()}
             if meth not in REFERENCE_ROWS:
                 times.setdefault(meth, []).extend(r["t"] for r in rl)
                 fails.setdefault(meth, {})[ds] = int(sum(r.get("fail", 0) for r in rl))
@@ -94,6 +102,7 @@ def format_markdown(results: dict) -> str:
     L = ["# Flow benchmark (DeepFaceFlow Tables 1 and 2 on our data)", ""]
     L += _data_lines(results["datasets"])
     L += _aepe_sections(results, order, present)
+    L += _parts_section(results, order, present)
     L += _photometric_section(results, order)
     L += _precision_section(results, order)
     L += _methods_section(results, order, present)
@@ -175,6 +184,24 @@ def _photometric_section(results: dict, order: list[str]) -> list[str]:
         label = results["methods"][m]["label"] if m in results["methods"] else REFERENCE_ROWS.get(m, m)
         rows.append((label, [err, f"{100 * frac:.1f}%", str(p["pairs"])]))
     return L + _table(rows, ["Flow", "MAE 0-255 (per-pair mean)", "mask pixels scored", "pairs"]) + [""]
+
+
+def _parts_section(results: dict, order: list[str], present: list[str]) -> list[str]:
+    """3D AEPE of the head-motion and expression flows of decomposed methods (pairs with a
+    head-motion flow: the synthetic ones)."""
+    rows = []
+    for m in order:
+        for d in present:
+            cell = results["metrics"].get(m, {}).get(d, {}).get("all", {})
+            if cell.get("aepe3d_head"):
+                rows.append((f"{results['methods'][m]['label']}, {_DATASET_NAMES[d]}",
+                             [_fmt(cell["aepe3d_head"]), _fmt(cell["aepe3d_expression"]), _fmt(cell["aepe3d"])]))
+    if not rows:
+        return []
+    return (["## Decomposed flow: 3D AEPE of each part (pixels)", "",
+             "The rigid head-motion flow against the pairs' head_flow, the expression flow (the rest) against "
+             "flow - head_flow, and the whole flow, on the pairs that record a head-motion flow.", ""]
+            + _table(rows, ["Method, data", "head motion", "expression", "whole flow"]) + [""])
 
 
 def _precision_section(results: dict, order: list[str]) -> list[str]:

@@ -200,7 +200,8 @@ class FaceFlow:
         mesh (e.g. the ground-truth PNCC, an oracle in evaluation); 3DMeshReg is not run
         (``mesh`` None) and the mask is the PNCC's face (its nonzero pixels). Without 3DMeshReg
         and without a ``pncc``, a DFFNet with ``use_pncc='none'`` runs alone: ``mesh`` and
-        ``pncc`` are None and the mask is every pixel (no face is known).
+        ``pncc`` are None and the mask is every pixel (no face is known). A decomposed network adds
+        ``head_flow`` and ``expression_flow`` (masked like ``flow``) and ``dense_head_flow``.
         """
 
         for name, t in (("i1", i1), ("i2", i2)) + ((("pncc", pncc),) if pncc is not None else ()):
@@ -236,7 +237,7 @@ class FaceFlow:
         if getattr(self.dffnet, "decompose", False):  # the head-motion and expression flows too
             flows, heads = self.dffnet(i1, i2, pncc, *init, parts=True)
             dense, head = flows[-1].permute(0, 2, 3, 1), heads[-1].permute(0, 2, 3, 1)
-            parts = {"head_flow": on_face(head), "expression_flow": on_face(dense - head)}
+            parts = {"head_flow": on_face(head), "expression_flow": on_face(dense - head), "dense_head_flow": head}
         else:
             dense, parts = self.dffnet(i1, i2, pncc, *init)[-1].permute(0, 2, 3, 1), {}  # Sec. 4.2: finest
         return {"flow": on_face(dense), "mask": mask, "mesh": mesh, "pncc": pncc, "dense_flow": dense, **parts}

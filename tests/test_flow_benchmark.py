@@ -510,3 +510,44 @@ def test_hybrid_takes_xy_from_dis_and_z_from_dffnet():
     assert h.weights is net.weights and set(h.meta()) == {"xy", "z"}
     h.close()
     assert net.closed
+
+
+class _PairsWithHeadFlow(FakePairs):
+    """FakePairs whose head-motion flow is known (its x, y part; the expression flow: its z) on
+    every other pair."""
+
+    def __getitem__(self, k):
+        item = super().__getitem__(k)
+        item["head_flow"] = item["flow"] * torch.tensor([1.0, 1.0, 0.0])
+        item["has_head_flow"] = torch.tensor(k % 2 == 0)
+        return item
+
+
+class _DecomposedOracle(Oracle):
+    """The whole flow exact, its head-motion part off by 0.3 px in x (so the expression part too)."""
+
+    name, label = "decomposed", "Decomposed"
+
+    def __call__(self, batch):
+        self.last_head_flow = batch["head_flow"] + torch.tensor([0.3, 0.0, 0.0]) * batch["mask"][..., None]
+        return super().__call__(batch)
+
+
+def test_the_parts_of_a_decomposed_flow_are_scored():
+    ds = _PairsWithHeadFlow(5)
+    recs = fb.evaluate_dataset(ds, [_DecomposedOracle(), ZeroFlow()], "synthetic", None, batch_size=2,
+                               progress=False)
+    cells = fb.summarize({"synthetic": recs})["metrics"]
+    dec = cells["decomposed"]["synthetic"]["all"]
+    assert dec["aepe3d"]["pixel_pooled"] == 0
+    for part in ("aepe3d_head", "aepe3d_expression"):
+        assert dec[part]["pixel_pooled"] == pytest.approx(0.3, abs=1e-6) and dec[part]["pairs"] == 3
+    assert dec["aepe3d_head"]["pixels"] == sum(int(ds[k]["mask"].sum()) for k in (0, 2, 4))
+    assert "aepe3d_head" not in cells["zero"]["synthetic"]["all"]  # not a decomposed method
+    results = {"config": {"device": "cpu", "batch_size": 2},
+               "datasets": {"synthetic": {"path": "x", "pairs": 5, "pairs_total": 5, "kinds": None, "clips": None}},
+               "methods": {"decomposed": {"label": "Decomposed", "dims": 3, "meta": {}},
+                           "zero": {"label": "Zero flow", "dims": 3, "meta": {}}},
+               "skipped": {}, "weights": {}, **fb.summarize({"synthetic": recs})}
+    text = fb.format_markdown(results)
+    assert "## Decomposed flow" in text and "| Decomposed, Synthetic test | 0.300 (0.300) | 0.300 (0.300) |" in text

@@ -105,7 +105,8 @@ def test_flow_tab_matches_direct_estimate(served, frames):
     app, client, work, _, _ = served
     (p0, p8), f0, f8 = frames
     out = client.predict(handle_file(str(p0)), handle_file(str(p8)), None, 0, 8, api_name="/estimate_flow")
-    *files, summary = out
+    *files, summary, head, expression = out
+    assert head is None and expression is None  # the shipped weights do not decompose the flow
     assert [Path(f).name for f in files] == list(ga.FLOW_OUTPUTS)
     assert all(Path(f).is_file() and Path(f).stat().st_size > 0 for f in files)
     flow = np.load(files[-1])
@@ -415,3 +416,22 @@ def test_browser_renders_the_four_tabs(served, tmp_path):
     assert (img.reshape(-1, 3) != img[0, 0]).any(-1).mean() > 0.01
     (REPO / "outputs").mkdir(exist_ok=True)
     shutil.copyfile(shot, REPO / "outputs" / "app_screenshot.png")
+
+
+def test_flow_tab_shows_the_parts_of_decomposed_weights(tmp_path):
+    from test_estimate import ConstantParts, _template_meshreg
+
+    from apps.app_state import AppConfig, AppContext
+    from apps.tab_flow import estimate_flow
+    from faceflow.estimate import FaceFlow
+    from faceflow.geometry.morphable import MorphableModel
+
+    meshreg, tris = _template_meshreg(MorphableModel.load())
+    frames = list(vio.read_frames(media(CLIP), max_frames=2))
+    ctx = AppContext(AppConfig(workdir=tmp_path))
+    ctx._flow = FaceFlow(meshreg, ConstantParts((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)), tris, device="cpu")
+    *files, summary, head, expression = estimate_flow(ctx, frames[0], frames[1])
+    assert len(files) == len(ga.FLOW_OUTPUTS) and "decompose the flow" in summary
+    assert head.endswith("head_flow3d.png") and expression.endswith("expression_flow3d.png")
+    h, e = vio.read_image(head), vio.read_image(expression)
+    assert h.shape == e.shape == frames[0].shape and not np.array_equal(h, e)  # two directions, two colours
