@@ -29,8 +29,9 @@ Classical initialisation (``init='dis'``, issue 14): ``forward`` also takes a 2D
 (B, 2, H, W) in pixels (DIS optical flow between i1 and i2: :func:`faceflow.ops.opticalflow.dis_flow`).
 It is an input (scaled by ``1 / flow_div``, area-averaged to 1/8 beside the correlation and at full
 resolution beside ``conv0``) and the base of every prediction: each scale's output is the network's
-residual plus the initial flow averaged to that scale (z starts at 0). The network then only learns
-the correction of the 2D flow and the depth component.
+residual plus the initial flow averaged to that scale (z starts at 0). The residual heads start at
+zero, so an untrained network outputs the initial flow; it then learns the correction of the 2D flow
+and the depth component.
 
 Decomposed flow (``decompose=True``, issue 14): every head predicts 6 channels, the rigid
 head-motion flow (3) and the expression flow (3); the total flow is their sum. ``forward`` still
@@ -154,6 +155,10 @@ class DFFNet(nn.Module):
                 k = torch.tensor([0.25, 0.75, 0.75, 0.25])
                 for ch in range(nf):
                     up.weight[ch, ch] = k[:, None] * k[None, :]
+        if self.init != "none":  # a classical start begins exactly at the initial flow: residual heads at 0
+            for head in self.predict:
+                nn.init.zeros_(head.weight)
+                nn.init.zeros_(head.bias)
 
     def _check_init(self, i1, init_flow):
         if self.init == "none":
