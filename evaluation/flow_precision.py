@@ -30,6 +30,7 @@ from faceflow.errors import FaceflowError
 from faceflow.face.landmarks import MediapipeDetector, NoFaceError, detect_image
 from faceflow.face.registration import TEMPLATE_SIZE, register_landmarks, warp_image
 from faceflow.geometry.similarity import Similarity
+from faceflow.ops.sampling import pixel_centres
 
 __all__ = ["PrecisionPair", "random_motions", "precision_pairs", "face_mask", "score_flow", "evaluate_precision",
            "KINDS"]
@@ -71,8 +72,8 @@ def face_mask(lmk_template: np.ndarray, size: int = TEMPLATE_SIZE) -> np.ndarray
 
 
 def _template_grid(size: int) -> np.ndarray:
-    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
-    return np.stack([xs, ys], -1)
+    """(size, size, 2) float64 pixel centres (x, y) of the template (:func:`faceflow.ops.sampling.pixel_centres`)."""
+    return pixel_centres(size, size, dtype=torch.float64)[0].numpy()
 
 
 def _as_tensor(img: np.ndarray) -> torch.Tensor:
