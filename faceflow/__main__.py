@@ -25,6 +25,8 @@ COMMANDS = Group("faceflow", "3D facial flow toolkit (DeepFaceFlow).", (
         Command("dffnet", "faceflow.commands.train:DFFNET", "train DFFNet: (I1, I2, PNCC) -> 3D flow, eq. (5)"),
         Command("export", "faceflow.commands.train:EXPORT",
                 "write a run's best (or last) checkpoint as a weights file"),
+        Command("pack", "faceflow.commands.train:PACK",
+                "a compact copy of a run (fp32 weights, bf16 optimizer moments) to commit and resume from"),
     ), "Train with the one harness (faceflow.engine.trainer): rerun the same command to resume; torchrun for DDP."),
     BENCH,
 ))

@@ -455,5 +455,22 @@ def test_dffnet_decomposed_flow_is_the_sum_of_its_parts():
     torch.testing.assert_close(flows[-1][0, :, 10, 10], torch.tensor([1.5, 2.0, 2.0]))  # head + expression
     with pytest.raises(FaceflowError, match="decompose=True"):
         DFFNet("full", width=0.25)(i1, i2, pncc, parts=True)
-    with pytest.raises(FaceflowError, match="classical start"):
-        DFFNet("full", width=0.25, init="dis", decompose=True)
+
+
+def test_decomposed_dffnet_with_a_dis_start_begins_at_dis_with_no_head_motion():
+    torch.manual_seed(0)
+    net = DFFNet("full", width=0.25, init="dis", decompose=True).eval()
+    i1, i2, pncc = _inputs()
+    init = torch.randn(2, 2, 224, 224)
+    with torch.no_grad():
+        flows, heads = net(i1, i2, pncc, init, parts=True)
+    torch.testing.assert_close(flows[-1][:, :2], init, atol=1e-5, rtol=0)  # the untrained total is the start
+    assert torch.equal(flows[-1][:, 2], torch.zeros(2, 224, 224))
+    assert all(torch.equal(h, torch.zeros_like(h)) for h in heads)  # head motion starts at zero
+    for p in net.predict:  # with head / expression biases the total is head + expression + start
+        p.bias.data = torch.tensor([1.0, 2.0, 3.0, 0.5, 0.0, -1.0]) / 20.0
+    with torch.no_grad():
+        flows, heads = net(i1, i2, pncc, init, parts=True)
+    torch.testing.assert_close(heads[-1][:, :, 10, 10], torch.tensor([1.0, 2.0, 3.0]).expand(2, 3))
+    want = torch.tensor([1.5, 2.0, 2.0]).view(1, 3) + torch.cat([init[:, :, 10, 10], torch.zeros(2, 1)], 1)
+    torch.testing.assert_close(flows[-1][:, :, 10, 10], want, atol=1e-5, rtol=0)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 from dataclasses import dataclass
 
@@ -726,3 +727,89 @@ def test_decomposed_dffnet_trains_on_both_targets_and_exports(tmp_path):
     total, epe = plain._head_loss(heads, b)
     assert float(total) == 0 and float(epe) == 0
     assert "decompose" not in DFFNetTask(DFFNetConfig()).config_dict()  # older runs still resume
+
+
+class _RealKind(FakeFlowPairs):
+    """FakeFlowPairs marked as real video pairs (pseudo ground truth)."""
+
+    def __getitem__(self, i):
+        return {**super().__getitem__(i), "kind": torch.tensor(1)}
+
+
+def test_dffnet_inplane_pairs_replace_the_drawn_rows():
+    from faceflow.engine.dff_tasks import KIND_INPLANE, DFFNetConfig, DFFNetTask
+
+    b = torch.utils.data.default_collate([_RealKind(3, 64)[i] for i in range(3)])
+    u = torch.tensor([[0.1, 0.9, 0.2, 0.7, 0.9], [0.8, 0.5, 0.5, 0.5, 0.9], [0.2, 0.5, 0.5, 0.5, 0.1]])
+    out = DFFNetTask(DFFNetConfig(inplane=0.5))._with_inplane_pairs(b, u)
+    assert out["kind"].tolist() == [KIND_INPLANE, 1, KIND_INPLANE]
+    assert torch.equal(out["i2"][1], b["i2"][1]) and torch.equal(out["flow"][1], b["flow"][1])  # row 1 kept
+    assert torch.equal(out["flow"][0][..., 2], torch.zeros(64, 64)) and out["flow"][0][..., :2].abs().max() > 1
+    assert torch.equal(out["i2"][2], b["i1"][2]) and torch.equal(out["flow"][2], torch.zeros(64, 64, 3))  # identical
+    assert torch.equal(out["head_flow"][0], out["flow"][0]) and out["has_head_flow"].tolist() == [True, False, True]
+    assert DFFNetTask(DFFNetConfig())._with_inplane_pairs(b, u) is b
+
+
+def test_flow_loss_pair_weights_scale_each_pairs_end_point_terms():
+    from faceflow.nets.losses import flow_loss
+
+    gt = torch.zeros(2, 8, 8, 3)
+    mask = torch.ones(2, 8, 8, dtype=torch.bool)
+    pred = [torch.zeros(2, 3, 8, 8)]
+    pred[0][0, 0] = 1.0  # pair 0 off by 1 px, pair 1 by 3 px
+    pred[0][1, 0] = 3.0
+    assert float(flow_loss(pred, gt, mask, alpha=0)[0]) == pytest.approx(2.0)
+    assert float(flow_loss(pred, gt, mask, alpha=0, pair_weights=torch.tensor([1.0, 0.0]))[0]) == pytest.approx(0.5)
+    assert float(flow_loss(pred, gt, mask, alpha=0, pair_weights=torch.tensor([1.0, 0.5]))[0]) == pytest.approx(1.25)
+
+
+def test_dffnet_self_supervision_on_real_pairs_trains_and_is_recorded(tmp_path):
+    from faceflow.engine.dff_tasks import DFFNetConfig, DFFNetTask
+
+    cfg = DFFNetConfig(width=0.125, color_jitter=0.0, brightness=0.0, self_weight=0.05, pseudo_weight=0.5,
+                       inplane=0.3)
+    task = _with_data(DFFNetTask, _RealKind(4, 64), FakeFlowPairs(2, 64, seed=9))(cfg)
+    out = tmp_path / "self"
+    s = train(task, _cfg(out, iterations=3, batch_size=2, lr=1e-3, warmup_steps=0, val_every=3), progress=False)
+    rows = read_csv(out / "log.csv")
+    assert s["step"] == 3 and {"census", "smooth"} <= set(rows[0])
+    assert all(np.isfinite(float(r["census"])) and float(r["census"]) > 0 for r in rows)
+    rec = json.loads((out / "config.json").read_text())["task_config"]
+    assert (rec["self_weight"], rec["smooth_weight"], rec["pseudo_weight"], rec["inplane"], rec["inplane_shift"]) == (
+        0.05, 0.5, 0.5, 0.3, 5.0)
+    plain = DFFNetTask(DFFNetConfig()).config_dict()  # runs made before these options still resume
+    assert not {"inplane", "inplane_shift", "self_weight", "smooth_weight", "pseudo_weight"} & set(plain)
+
+
+def test_packed_run_is_smaller_and_resumes_elsewhere(tmp_path):
+    """A packed run (fp32 weights, bf16 moments, portable config) resumes in another folder with
+    data directories of the same names; without the optimizer it resumes with fresh moments."""
+    from faceflow.engine.checkpoint import pack_run
+
+    data_a, data_b = tmp_path / "a" / "clips", tmp_path / "b" / "clips"
+    data_a.mkdir(parents=True)
+    data_b.mkdir(parents=True)
+    run = tmp_path / "run"
+    train(FakeTask(), _cfg(run, iterations=3, data=[str(data_a)]), progress=False)
+    full = _weights(run)
+    path = pack_run(run, tmp_path / "packs" / "p")
+    packed = load_checkpoint(path)
+    assert packed["packed"] == {"from": "run", "optimizer": "bfloat16"} and packed["step"] == 3
+    for k, v in full["models"]["net"].items():
+        assert torch.equal(packed["models"]["net"][k], v.float())
+    moments = [v for st in packed["optimizers"]["net"]["state"].values() for v in st.values()
+               if torch.is_tensor(v) and v.numel() > 1]
+    assert moments and all(v.dtype == torch.bfloat16 for v in moments)
+    assert str(tmp_path) not in json.dumps(packed["config"])  # no machine paths
+    assert (path.parent.parent / "log.csv").read_text() == (run / "log.csv").read_text()
+
+    moved = tmp_path / "moved"  # the pack copied elsewhere, the data in another folder of the same name
+    shutil.copytree(path.parent.parent, moved)
+    s = train(FakeTask(), _cfg(moved, iterations=5, data=[str(data_b)]), progress=False)
+    assert s["step"] == 5 and [int(r["step"]) for r in read_csv(moved / "log.csv")] == [1, 2, 3, 4, 5]
+    with pytest.raises(FaceflowError, match="different configuration"):
+        train(FakeTask(), _cfg(moved, iterations=6, lr=0.5, data=[str(data_b)]), progress=False)
+
+    light = pack_run(run, tmp_path / "light", optimizer=False)
+    assert "optimizers" not in load_checkpoint(light) and light.stat().st_size < path.stat().st_size
+    assert train(FakeTask(), _cfg(tmp_path / "light", iterations=4, data=[str(data_b)]), progress=False)["step"] == 4

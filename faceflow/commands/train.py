@@ -57,6 +57,26 @@ class Export:
         return 0
 
 
+class Pack:
+    """Write a compact copy of a run that the harness resumes from (fp32 weights, the optimizer's
+    moments in bfloat16, logs, config without the machine's paths): small enough to commit, so
+    training goes on across sessions and machines. Resume: rerun the training command with
+    --out PACK_DIR (the data directories are matched by folder name)."""
+
+    def add_arguments(self, p) -> None:
+        p.add_argument("run_dir", metavar="RUN_DIR", help="a training run directory (its checkpoints/last.pt)")
+        p.add_argument("--out", required=True, metavar="DIR", help="the packed run directory to write")
+        p.add_argument("--no-optimizer", action="store_true",
+                       help="leave out the optimizer's moments (half the size; the run resumes with fresh ones)")
+
+    def run(self, args) -> int:
+        from faceflow.engine.checkpoint import pack_run
+
+        path = pack_run(args.run_dir, args.out, optimizer=not args.no_optimizer)
+        print(f"{path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
+
+
 MESHREG = TrainTask("meshreg", add_meshreg_arguments, """Train 3DMeshReg (DeepFaceFlow Sec. 4.1): image ->
 2,713-vertex face mesh, loss eq. (4); each pair contributes its two images. Rerun the same command
 to resume; torchrun --nproc_per_node N trains with DistributedDataParallel.""")
@@ -64,3 +84,4 @@ DFFNET = TrainTask("dffnet", add_dffnet_arguments, """Train DFFNet (DeepFaceFlow
 I1) -> 3D flow, loss eq. (5). Rerun the same command to resume; torchrun --nproc_per_node N trains
 with DistributedDataParallel.""")
 EXPORT = Export()
+PACK = Pack()

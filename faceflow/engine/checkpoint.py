@@ -7,7 +7,11 @@
 - the config record (:func:`config_record`: format, task name, :class:`TrainConfig` and the task's
   config), stored in checkpoints with full paths and in ``config.json`` / exported weights without
   the machine's paths (:func:`portable_record`); :func:`check_same_run` refuses to resume a run
-  whose record differs beyond :data:`~faceflow.engine.config.RESUMABLE_KEYS`.
+  whose record differs beyond :data:`~faceflow.engine.config.RESUMABLE_KEYS`;
+- a **packed run** (:func:`pack_run`, ``faceflow train pack``): a copy of a run small enough to
+  commit -- fp32 weights, the optimizer's moments in bfloat16 (or none), the logs, the config
+  record without the machine's paths -- that the harness resumes from like any run directory,
+  on any machine, with the data directories matched by name.
 """
 
 from __future__ import annotations
@@ -139,6 +143,54 @@ def clear_run(out: Path) -> None:
             p.unlink()
 
 
+def _by_data_names(record: dict) -> dict:
+    """A config record whose data directories are their folder names (how a packed run, made on
+    another machine, is compared)."""
+    rec = json.loads(json.dumps(record))
+    for k in ("data", "val_data"):
+        if isinstance((rec.get("train") or {}).get(k), list):
+            rec["train"][k] = [Path(str(p)).name for p in rec["train"][k]]
+    return rec
+
+
+def pack_run(run_dir: str | os.PathLike, out: str | os.PathLike, optimizer: bool = True) -> Path:
+    """Write a compact copy of the run in ``run_dir`` to ``out``, a run directory the harness
+    resumes from (rerun the training command with ``--out OUT``). Returns ``OUT/checkpoints/last.pt``.
+
+    Its ``last.pt`` holds the weights in fp32, the optimizers' floating state in bfloat16
+    (``optimizer``; without it the run resumes with fresh optimizer moments), the schedulers, the
+    step, the elapsed training time, the RNG states and the config record without absolute
+    paths; ``config.json``, ``log.csv`` and ``val.csv`` are copied. Resuming from it is not
+    bit-exact (the moments are rounded) and the data directories are matched by folder name."""
+    src, dst = Path(run_dir), Path(out)
+    ck = load_checkpoint(checkpoint_path(src, "last"))
+    if dst.resolve() == src.resolve():
+        raise FaceflowError(f"faceflow train pack: --out must differ from the run directory {src}")
+    packed = {k: v for k, v in ck.items() if k != "optimizers"}
+    packed["models"] = {n: {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+                        for n, sd in ck["models"].items()}
+    if optimizer:
+        packed["optimizers"] = {n: _bf16_state(sd) for n, sd in ck["optimizers"].items()}
+    packed["config"] = portable_record(ck["config"], dst)
+    packed["packed"] = {"from": src.name, "optimizer": "bfloat16" if optimizer else "none"}
+    (dst / "checkpoints").mkdir(parents=True, exist_ok=True)
+    for name in ("config.json", "log.csv", "val.csv"):
+        if (src / name).is_file():
+            with atomic_path(dst / name) as tmp:
+                shutil.copyfile(src / name, tmp)
+    atomic_torch_save(packed, checkpoint_path(dst, "last"))
+    return checkpoint_path(dst, "last")
+
+
+def _bf16_state(state_dict: dict) -> dict:
+    """An optimizer state dict with its floating tensors of more than one element in bfloat16
+    (``load_state_dict`` casts them back to the parameters' dtype)."""
+    out = dict(state_dict)
+    out["state"] = {k: {n: v.bfloat16() if torch.is_tensor(v) and v.is_floating_point() and v.numel() > 1 else v
+                        for n, v in st.items()} for k, st in state_dict["state"].items()}
+    return out
+
+
 def check_same_run(out: Path, record: dict) -> dict | None:
     """The checkpoint to resume (``OUT/checkpoints/last.pt``) or None. :class:`FaceflowError`
     when ``out`` holds a run (checkpoint or ``config.json``) with a config other than ``record``."""
@@ -155,8 +207,12 @@ def check_same_run(out: Path, record: dict) -> dict | None:
     if old is not None:
         # a checkpoint holds the full paths: compare them as they are; config.json holds portable
         # paths only (faceflow.runtime.provenance), so then compare the portable forms
-        diffs = (config_diff(old, record) if ckpt is not None
-                 else config_diff(portable_record(old, out), portable_record(record, out)))
+        if ckpt is not None and ckpt.get("packed"):  # made elsewhere: data matched by name
+            diffs = config_diff(_by_data_names(old), _by_data_names(portable_record(record, out)))
+        elif ckpt is not None:
+            diffs = config_diff(old, record)
+        else:
+            diffs = config_diff(portable_record(old, out), portable_record(record, out))
         if diffs:
             raise FaceflowError(
                 f"{out} holds a run with a different configuration ({'; '.join(diffs)}); only "

@@ -79,19 +79,30 @@ class DFFNetConfig:
     decompose: bool = option(False, "predict the rigid head-motion flow and the expression flow, whose sum is the "
                                     "flow; trains on the data's head_flow too (synthetic pairs have it)")
     head_weight: float = option(1.0, "weight of the head-motion flow's end-point term (decomposed networks)")
+    inplane: float = option(0.0, "fraction of each batch whose frame 2 is replaced by frame 1 moved by a rigid "
+                                 "motion of the image plane, with its exact flow (z = 0); a quarter of them are not "
+                                 "moved at all (identical images, zero flow); 0 = off")
+    inplane_shift: float = option(5.0, "max shift of the in-plane pairs in px")
+    inplane_angle: float = option(4.0, "max rotation of the in-plane pairs in degrees")
+    self_weight: float = option(0.0, "weight of the self-supervised loss (census data term + smoothness, "
+                                     "occlusion-masked) on real pairs; 0 = off")
+    smooth_weight: float = option(0.5, "weight of the smoothness term inside the self-supervised loss")
+    pseudo_weight: float = option(1.0, "weight of the end-point terms to the pseudo ground truth of real pairs "
+                                       "(the model fit; with self-supervision it mainly teaches z)")
 
     def validate(self) -> "DFFNetConfig":
         if self.use_pncc not in ("full", "depth", "none"):
             raise FaceflowError(f"dffnet use_pncc must be full, depth or none, got {self.use_pncc!r}")
         if self.init not in ("none", "dis"):
             raise FaceflowError(f"dffnet init must be none or dis, got {self.init!r}")
-        if self.decompose and self.init != "none":
-            raise FaceflowError("a decomposed DFFNet has no classical start yet: --decompose needs --init none")
         if self.head_weight < 0:
             raise FaceflowError(f"dffnet head_weight must be >= 0, got {self.head_weight}")
         if self.pncc_source != "gt":
             raise FaceflowError(f"dffnet pncc_source must be 'gt' (the dataset's PNCC), got {self.pncc_source!r}")
-        for name in ("width", "alpha", "color_jitter", "brightness"):
+        if not 0 <= self.inplane <= 1:
+            raise FaceflowError(f"dffnet inplane must be a fraction in [0, 1], got {self.inplane}")
+        for name in ("width", "alpha", "color_jitter", "brightness", "inplane_shift", "inplane_angle", "self_weight",
+                     "smooth_weight", "pseudo_weight"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise FaceflowError(f"dffnet {name} must be a finite number >= 0, got {v!r}")
@@ -114,7 +125,8 @@ class DFFNetConfig:
 MESHREG_FLAGS = ("backbone", "pretrained_path", "edge_weight", "jitter_shift", "jitter_scale", "jitter_angle",
                  "color_jitter")
 DFFNET_FLAGS = ("width", "max_displacement", "stride2", "use_pncc", "init", "decompose", "head_weight", "alpha",
-                "scale_weights", "color_jitter", "brightness")
+                "scale_weights", "color_jitter", "brightness", "inplane", "inplane_shift", "inplane_angle",
+                "self_weight", "smooth_weight", "pseudo_weight")
 FLAGS = {"meshreg": MESHREG_FLAGS, "dffnet": DFFNET_FLAGS}
 
 

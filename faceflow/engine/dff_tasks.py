@@ -52,7 +52,8 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
-from faceflow.data.pseudo import AnnotatedPairs
+from faceflow.data.inplane import inplane_motions, inplane_pairs
+from faceflow.data.pseudo import KIND_REAL, AnnotatedPairs
 from faceflow.data.synthetic import SyntheticPairs
 from faceflow.engine.config import TrainConfig
 from faceflow.engine.dff_options import (
@@ -70,6 +71,7 @@ from faceflow.nets.dffnet import DFFNet
 from faceflow.nets.losses import flow_loss
 from faceflow.nets.meshreg import MeshReg, mesh_edges, mesh_loss
 from faceflow.nets.metrics import endpoint_errors, vertex_errors
+from faceflow.nets.selfsup import self_supervised_loss
 from faceflow.ops.opticalflow import dis_flow
 from faceflow.render.pncc import pncc_to_points
 
@@ -287,7 +289,28 @@ def _check_flow_batch(batch: dict, need_pncc: bool) -> None:
 
 
 # DFFNet options added after the first training runs, with the value that means "not used"
-_ADDED_LATER = {"init": "none", "decompose": False, "head_weight": 1.0}
+_ADDED_LATER = {"init": "none", "decompose": False, "head_weight": 1.0, "inplane": 0.0, "inplane_shift": 5.0,
+                "inplane_angle": 4.0, "self_weight": 0.0, "smooth_weight": 0.5, "pseudo_weight": 1.0}
+# an option that only matters when another is on (kept in the record then, even at its default)
+_DEPENDS_ON = {"head_weight": "decompose", "inplane_shift": "inplane", "inplane_angle": "inplane",
+               "smooth_weight": "self_weight"}
+# ``kind`` of an in-plane pair made in a training batch (synthetic 0, real KIND_REAL = 1)
+KIND_INPLANE = 2
+
+
+def _real_rows(batch: dict) -> torch.Tensor:
+    """(B,) bool: the pairs whose flow is pseudo ground truth (``kind`` real)."""
+    kind = batch.get("kind")
+    if kind is None:
+        return torch.zeros(batch["i1"].shape[0], dtype=torch.bool, device=batch["i1"].device)
+    return (kind == KIND_REAL).to(batch["i1"].device)
+
+
+def _replace_rows(x: torch.Tensor, rows: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+    out = x.clone()
+    out[rows.to(x.device)] = values.to(device=x.device, dtype=x.dtype)
+    return out
+
 
 
 class DFFNetTask(_TaskOptions):
@@ -315,7 +338,7 @@ class DFFNetTask(_TaskOptions):
         they are not their default (so runs made before them still resume)."""
         d = super().config_dict()
         for key, absent in _ADDED_LATER.items():
-            if d.get(key) == absent and not (key == "head_weight" and d.get("decompose")):
+            if d.get(key) == absent and not d.get(_DEPENDS_ON.get(key, "")):
                 d.pop(key, None)
         return d
 
@@ -340,6 +363,7 @@ class DFFNetTask(_TaskOptions):
     def loss(self, model: nn.Module, batch: dict, ctx: StepContext):
 
         _check_flow_batch(batch, True)
+        batch = self._with_inplane_pairs(batch, ctx.rand(9)[:, 4:].cpu())
         i1, i2, pncc = batch["i1"].float(), batch["i2"].float(), batch["pncc"].float()
         x1, x2 = self.augment(i1, i2, ctx)
         with ctx.autocast():
@@ -351,14 +375,55 @@ class DFFNetTask(_TaskOptions):
         # mask pixels without PNCC (the mask's face subset is larger than the PNCC's meshreg subset):
         # NaN points are dropped by warp_by_flow instead of being read as the point (0, 0, D/2)
         points = torch.where((pncc.amax(1) > 0).unsqueeze(-1), points, torch.full_like(points, float("nan")))
-        total, parts = flow_loss(preds, batch["flow"].float(), batch["mask"], self.config.scale_weights,  # eq. (5)
-                                 i1=i1, i2=i2, pncc_points=points, alpha=self.config.alpha)
-        logged = {"epe": parts["epe"], "epe_full": parts[f"epe_{len(preds) - 1}"], "photometric": parts["photometric"]}
+        total, logged = self._flow_terms(preds, batch, points)
         if heads is not None:
             head_total, head_epe = self._head_loss([h.float() for h in heads], batch)
             total = total + self.config.head_weight * head_total
             logged["epe_head"] = head_epe
         return total, logged
+
+    def _flow_terms(self, preds: list[torch.Tensor], batch: dict, points: torch.Tensor):
+        """Eq. (5) on every pair, its end-point terms weighted by ``pseudo_weight`` on real pairs
+        (pseudo ground truth); plus the self-supervised loss on real pairs (``self_weight``)."""
+        c = self.config
+        i1, i2 = batch["i1"].float(), batch["i2"].float()
+        real = _real_rows(batch)
+        mask = batch["mask"].bool()
+        weight = torch.where(real, torch.full_like(real, c.pseudo_weight, dtype=torch.float32), torch.ones_like(
+            real, dtype=torch.float32))
+        total, parts = flow_loss(preds, batch["flow"].float(), mask, c.scale_weights,  # eq. (5)
+                                 i1=i1, i2=i2, pncc_points=points, alpha=c.alpha, pair_weights=weight)
+        logged = {"epe": parts["epe"], "epe_full": parts[f"epe_{len(preds) - 1}"], "photometric": parts["photometric"]}
+        if c.self_weight > 0:  # logged at every step (0 when the batch holds no real pair)
+            rows = real.nonzero().flatten()
+            zero = total.new_zeros(())
+            own, sparts = (zero, {"census": zero, "smooth": zero}) if len(rows) == 0 else self_supervised_loss(
+                preds[-1][rows], i1[rows], i2[rows], points[rows], mask[rows], c.smooth_weight)
+            total = total + c.self_weight * own * (len(rows) / len(real))
+            logged.update(census=sparts["census"], smooth=sparts["smooth"])
+        return total, logged
+
+    def _with_inplane_pairs(self, batch: dict, u: torch.Tensor) -> dict:
+        """The batch with the rows where ``u[:, 0] < inplane`` made in-plane pairs
+        (:mod:`faceflow.data.inplane`): frame 2 = frame 1 moved rigidly in the image plane, its
+        exact flow (head-motion flow = flow), no longer a real pair. ``u`` (B, 5) uniform."""
+        c = self.config
+        rows = (u[:, 0] < c.inplane).nonzero().flatten() if c.inplane > 0 else u.new_zeros(0, dtype=torch.long)
+        if len(rows) == 0:
+            return batch
+        i1 = batch["i1"][rows].float()
+        motions = inplane_motions(u[rows, 1:5], tuple(i1.shape[-2:]), c.inplane_shift, c.inplane_angle,
+                                  identical=0.25)
+        i2, flow = inplane_pairs(i1, motions)
+        out = dict(batch)
+        out["i2"] = _replace_rows(batch["i2"], rows, i2)
+        out["flow"] = _replace_rows(batch["flow"], rows, flow)
+        if "head_flow" in batch:
+            out["head_flow"] = _replace_rows(batch["head_flow"], rows, flow)
+            out["has_head_flow"] = _replace_rows(batch["has_head_flow"], rows, torch.ones(len(rows), dtype=torch.bool))
+        if "kind" in batch:
+            out["kind"] = _replace_rows(batch["kind"], rows, torch.full((len(rows),), KIND_INPLANE))
+        return out
 
     def _parts(self) -> dict:
         return {"parts": True} if self.config.decompose else {}

@@ -233,7 +233,8 @@ class Trainer:
             for name, m in self.models.items():
                 m.load_state_dict(ckpt["models"][name])
             for name, opt in self.optimizers.items():
-                opt.load_state_dict(ckpt["optimizers"][name])
+                if "optimizers" in ckpt or not ckpt.get("packed"):  # a run packed without them starts fresh
+                    opt.load_state_dict(ckpt["optimizers"][name])
             for name, sch in self.schedulers.items():
                 sch.load_state_dict(ckpt["schedulers"][name])
             if ckpt.get("scaler"):

@@ -36,7 +36,8 @@ and the depth component.
 Decomposed flow (``decompose=True``, issue 14): every head predicts 6 channels, the rigid
 head-motion flow (3) and the expression flow (3); the total flow is their sum. ``forward`` still
 returns the total flows, and with ``parts=True`` also the head-motion flows (the expression flow is
-the difference). Not combined with ``init='dis'``.
+the difference). With ``init='dis'`` the initial flow goes into the expression part: the total is
+head + expression + initial flow, and the head-motion flow starts at zero.
 
 Flow convention: ``flow[:, 0]`` = dx, ``flow[:, 1]`` = dy (image pixels, y down), ``flow[:, 2]`` =
 dz (depth displacement in the same pixel units as the scaled-orthographic mesh depth). EVERY
@@ -93,8 +94,6 @@ class DFFNet(nn.Module):
         super().__init__()
         if init not in INITS:
             raise FaceflowError(f"DFFNet init must be one of {INITS}, got {init!r}")
-        if decompose and init != "none":
-            raise FaceflowError("a decomposed DFFNet has no classical start yet: use init='none'")
         self.init, self.decompose = init, bool(decompose)
         nf = 6 if self.decompose else 3  # channels of each prediction: (head, expression) or the flow
         init_ch = 2 if init != "none" else 0
@@ -230,10 +229,16 @@ class DFFNet(nn.Module):
             feat = torch.cat([skip, up_feat, up_flow], 1)
             raw = self.predict[k + 1](feat)
             flows.append(raw)
-        if init is not None:  # the heads predict residuals on the initial flow (z starts at 0)
-            flows = [f + F.pad(F.adaptive_avg_pool2d(init, f.shape[-2:]), (0, 0, 0, 0, 0, 1)) for f in flows]
-        if self.decompose:  # (head, expression) -> the flow is their sum
+        if self.decompose:  # (head, expression) -> the flow is their sum (plus the initial flow)
             heads = [f[:, :3] * self.flow_div for f in flows]
-            totals = [(f[:, :3] + f[:, 3:]) * self.flow_div for f in flows]
+            totals = [_plus_init(f[:, :3] + f[:, 3:], init) * self.flow_div for f in flows]
             return (totals, heads) if parts else totals
-        return [f * self.flow_div for f in flows]
+        return [_plus_init(f, init) * self.flow_div for f in flows]
+
+
+def _plus_init(flow: torch.Tensor, init: torch.Tensor | None) -> torch.Tensor:
+    """A prediction (B, 3, h, w) as a residual on the initial 2D flow (B, 2, H, W) averaged to its
+    scale (z starts at 0); unchanged without one."""
+    if init is None:
+        return flow
+    return flow + F.pad(F.adaptive_avg_pool2d(init, flow.shape[-2:]), (0, 0, 0, 0, 0, 1))

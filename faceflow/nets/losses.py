@@ -43,21 +43,27 @@ def masked_downsample(gt: torch.Tensor, mask: torch.Tensor, size: tuple[int, int
     return torch.where(frac > 0, s / frac.clamp_min(1e-12), torch.zeros_like(s)), frac
 
 
-def masked_epe(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def masked_epe(pred: torch.Tensor, gt: torch.Tensor, mask: torch.Tensor,
+               pair_weights: torch.Tensor | None = None) -> torch.Tensor:
     """Masked mean end-point error of ``pred`` (B, 3, h, w) against ``gt`` (B, 3, H, W) with face
-    ``mask`` (B, 1, H, W) float; gt already zeroed outside the mask. Scalar; 0 for an empty mask."""
+    ``mask`` (B, 1, H, W) float; gt already zeroed outside the mask. Scalar; 0 for an empty mask.
+    ``pair_weights`` (B,): each pair's pixels count with its weight in the sum (not in the
+    normaliser: a pair of weight 0.5 contributes half of its error)."""
     g, w = masked_downsample(gt, mask, tuple(pred.shape[-2:]))
     epe = torch.sqrt(((pred - g) ** 2).sum(1, keepdim=True) + 1e-12)
-    return (epe * w).sum() / w.sum().clamp_min(1e-12)
+    num = epe * w if pair_weights is None else epe * w * pair_weights.to(epe).view(-1, 1, 1, 1)
+    return num.sum() / w.sum().clamp_min(1e-12)
 
 
 def flow_loss(preds: list[torch.Tensor], gt: torch.Tensor, mask: torch.Tensor,
               weights: list[float] | None = None, i1: torch.Tensor | None = None,
               i2: torch.Tensor | None = None, pncc_points: torch.Tensor | None = None,
-              alpha: float = 10.0) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+              alpha: float = 10.0, pair_weights: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Eq. (5). ``preds``: DFFNet outputs, list of (B, 3, h_i, w_i) coarse -> fine (full-res pixel
     units); ``gt`` (B, H, W, 3) ground-truth 3D flow in pixels; ``mask`` (B, H, W) face pixels
-    (bool or {0, 1}); ``weights`` w_i (default :func:`default_scale_weights`).
+    (bool or {0, 1}); ``weights`` w_i (default :func:`default_scale_weights`); ``pair_weights``
+    (B,) optional weight of each pair in the end-point terms (:func:`masked_epe`).
 
     The photometric term (``i1``, ``i2`` (B, C, H, W) images, ``pncc_points`` (B, H, W, 3) the
     image-space points of I1's pixels) uses the finest prediction, which must be (B, 3, H, W);
@@ -87,7 +93,7 @@ def flow_loss(preds: list[torch.Tensor], gt: torch.Tensor, mask: torch.Tensor,
     parts: dict[str, torch.Tensor] = {}
     epe_total = gt.new_zeros(())
     for i, (p, w) in enumerate(zip(preds, weights)):
-        e = masked_epe(p, g, mf)
+        e = masked_epe(p, g, mf, pair_weights)
         parts[f"epe_{i}"] = e
         epe_total = epe_total + w * e
     parts["epe"] = epe_total
