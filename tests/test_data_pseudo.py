@@ -171,18 +171,23 @@ def test_mesh1_matches_annotated_pncc(ds, ann, skin_model):
     tris = skin_model.subset("meshreg").triangles
     for i in (0, len(ds) - 1):
         it = ds[i]
-        for mesh, expect_close in ((it["mesh1"], True), (it["mesh2"], False)):
+        ref = pncc_to_points(it["pncc"].permute(1, 2, 0)[None], (S, S))[0]
+        errs = []
+        for mesh in (it["mesh1"], it["mesh2"]):
             frags = rasterize(mesh[None], tris, (S, S))
             pts = interpolate(mesh[None], tris, frags)[0]
-            ref = pncc_to_points(it["pncc"].permute(1, 2, 0)[None], (S, S))[0]
             common = frags.mask[0] & it["mask"]
             assert common.sum() > 0.95 * it["mask"].sum()
-            err = (pts - ref)[common].norm(dim=-1)
-            if expect_close:  # decimated surface vs full one: small, except at a few silhouette pixels
-                assert err.median() < 0.3 and err.quantile(0.95) < 1.5 and (err > 3).float().mean() < 0.01
-            else:  # frame b's mesh is where the flow says, not where the PNCC of a is
-                flow_med = it["flow"][it["mask"]].norm(dim=-1).median()
-                assert err.median() > 0.5 * flow_med
+            errs.append((pts - ref)[common].norm(dim=-1))
+        near, far = errs
+        # mesh1 vs the full surface annotate rasterised: small, except at a few silhouette pixels
+        assert near.median() < 0.3 and near.quantile(0.95) < 1.5 and (near > 3).float().mean() < 0.01
+        # frame b's mesh is where the flow says, not where the PNCC of a is. Seen from the same
+        # pixel two surfaces moved by flow f differ by f's out-of-plane part and the depth slope
+        # times f, a geometry-dependent fraction of |f| (0.50-0.55 on this clip), so the bound
+        # on it is loose; the contrast with mesh1 is the sharp check (9-27x here)
+        flow_med = it["flow"][it["mask"]].norm(dim=-1).median()
+        assert far.median() > 0.25 * flow_med and far.median() > 5 * near.median(), (i, float(far.median()))
 
 
 def test_flow_is_interpolated_mesh_motion(ds, skin_model):

@@ -360,12 +360,14 @@ def test_solve_coefficients_is_the_exact_minimiser(small_problem, exact_optima, 
     (the compression, priors, smoothness rows, segments and fixed identity are exact)."""
     id_prior, optima = exact_optima
     A, b, x_ref, ident, seg = optima[case]
-    cfg = FE.FitConfig(max_solver_iter=2000, lsmr_maxiter=2000)
+    # the default tolerance stops on a small relative cost *change*, which does not bound the
+    # distance to the optimum (1.3e-6 above it seen once); a tight one converges fully
+    cfg = FE.FitConfig(max_solver_iter=2000, lsmr_maxiter=2000, solver_tol=1e-13)
     e, i, info = _solve(small_problem, cfg, id_prior, seg, ident)
     x = e.ravel() if ident is not None else np.r_[e.ravel(), i]
     cost, best = float(((A @ x - b) ** 2).sum()), float(((A @ x_ref - b) ** 2).sum())
     print(f"{case}: converged sparse cost {cost:.6f}, exact {best:.6f}, rel {cost / best - 1:.1e}, {info}")
-    assert cost / best - 1 < 1e-6
+    assert cost / best - 1 < 1e-9
     assert e.shape == (len(seg), small_problem["ke"])
     if ident is not None:
         assert np.array_equal(i, ident)

@@ -41,6 +41,7 @@ class FitConfig:
     id_frames: int = 100  # clips longer than this take the identity from this many key frames
     max_solver_iter: int = 60  # trust-region-reflective iterations of lsq_linear
     lsmr_maxiter: int = 100  # inner LSMR iterations per trust-region step
+    solver_tol: float = 1e-8  # lsq_linear's stopping tolerance (relative cost change per step)
     jaw_marching: bool = True
 
 
@@ -218,7 +219,7 @@ def solve_coefficients(G: np.ndarray, h: np.ndarray, segment_ids: np.ndarray, cf
     b = np.concatenate(rhs)
     lo = np.concatenate([np.tile(frame_lo, T), np.full(ki, -cfg.id_bound)])
     hi = np.concatenate([np.tile(frame_hi, T), np.full(ki, cfg.id_bound)])
-    res = lsq_linear(A, b, bounds=(lo, hi), method="trf", tol=1e-8, lsmr_tol="auto",
+    res = lsq_linear(A, b, bounds=(lo, hi), method="trf", tol=cfg.solver_tol, lsmr_tol="auto",
                      max_iter=cfg.max_solver_iter, lsmr_maxiter=cfg.lsmr_maxiter, verbose=0)
     x = np.clip(res.x, lo, hi)
     info = {"solver_iterations": int(res.nit), "solver_status": int(res.status), "unknowns": n, "nonzeros": int(A.nnz)}
