@@ -35,11 +35,32 @@ def test_flow_bench_reports_stages_and_the_busy_ratio(capsys):
     res = json.loads(capsys.readouterr().out)
     row = res["results"][0]
     assert row["batch"] == 1 and row["end_to_end_ms"] > 0 and row["meshreg_ms"] > 0
+    assert row["dis_ms"] == 0  # the random light DFFNet takes no DIS input
     b = res["busy_neighbour"]
     assert b["quiet_ms"] > 0 and b["busy_ms"] > 0
     assert b["slowdown"] == pytest.approx(b["busy_ms"] / b["quiet_ms"], abs=0.01)
     assert b["omp_wait_policy"] and b["target_slowdown"] == 2.0
     assert res["provenance"]["versions"]["torch"]
+
+
+@pytest.mark.slow
+def test_flow_bench_times_dis_for_weights_that_take_it(capsys, tmp_path):
+    """DFFNet weights trained with init='dis' need DIS's flow as an input: the benchmark computes
+    it, times it as its own stage and counts it in the end-to-end time."""
+    from faceflow.engine.weights import save_weights
+    from faceflow.estimate import WEIGHTS_DIR
+    from faceflow.nets import DFFNet
+
+    (tmp_path / "meshreg.pt").symlink_to(WEIGHTS_DIR / "meshreg.pt")
+    cfg = {"use_pncc": "full", "width": 0.125, "init": "dis"}
+    save_weights(DFFNet(**cfg), "dffnet", cfg, tmp_path / "dffnet.pt")
+    parser = cli.command_parser(bench.FLOW, "faceflow bench flow")
+    args = parser.parse_args(["--weights", str(tmp_path), "--batches", "1", "--repeat", "1", "--json",
+                              "--device", "cpu", "--no-busy"])
+    assert bench.FLOW.run(args) == 0
+    row = json.loads(capsys.readouterr().out)["results"][0]
+    assert row["dis_ms"] > 0 and row["dffnet_ms"] > 0
+    assert row["end_to_end_ms"] > row["registration_ms"] + row["dis_ms"]
 
 
 def test_the_table_lists_every_command_once():

@@ -3,7 +3,8 @@ faceflow.commands.bench ...``).
 
 flow: the DeepFaceFlow pipeline per stage, in milliseconds per pair at batch 1 and 16:
 landmarks (mediapipe on the original image), registration (the warp of both images to the
-224 template), 3DMeshReg, rasterisation + PNCC, DFFNet, and end to end (registration to flow,
+224 template), 3DMeshReg, rasterisation + PNCC, OpenCV DIS (weights trained with
+``init='dis'`` take its 2D flow as an input; 0 otherwise), DFFNet, and end to end (registration to flow,
 plus the landmarks). It uses the shipped weights (``--weights DIR`` for others); with
 ``--random`` it times randomly initialised networks of the light configuration (ResNet-18,
 DFFNet width 0.25) instead. Paper reference: 17 ms per pair on a V100-class GPU; our CPU
@@ -163,6 +164,7 @@ def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=No
     from faceflow.estimate import FaceFlow
     from faceflow.face.landmarks import MediapipeDetector, detect_image
     from faceflow.face.registration import register_landmarks, warp_image
+    from faceflow.ops.opticalflow import dis_flow
     from faceflow.render.pncc import pncc as render_pncc
     from faceflow.runtime.provenance import portable_path, provenance
 
@@ -206,11 +208,14 @@ def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=No
             p = code.permute(0, 3, 1, 2).contiguous()
             mesh_ms = _timeit(lambda: ff.meshreg(i1), repeat, dev)
             pncc_ms = _timeit(lambda: render_pncc(mesh, ff.triangles, (S, S), cull_backfaces=True), repeat, dev)
-            dff_ms = _timeit(lambda: ff.dffnet(i1, i2, p), repeat, dev)
+            # weights trained with init='dis' take OpenCV DIS's 2D flow as an input: its own stage
+            init = (dis_flow(i1, i2),) if getattr(ff.dffnet, "init", "none") == "dis" else ()
+            dis_ms = _timeit(lambda: dis_flow(i1, i2), repeat, dev) if init else 0.0
+            dff_ms = _timeit(lambda: ff.dffnet(i1, i2, p, *init), repeat, dev)
             net_ms = _timeit(lambda: ff.estimate_registered(i1, i2), repeat, dev)
         rows.append({"batch": batch, "registration_ms": round(reg_ms / batch, 2),
                      "meshreg_ms": round(mesh_ms / batch, 2), "raster_pncc_ms": round(pncc_ms / batch, 2),
-                     "dffnet_ms": round(dff_ms / batch, 2),
+                     "dis_ms": round(dis_ms / batch, 2), "dffnet_ms": round(dff_ms / batch, 2),
                      "end_to_end_ms": round((reg_ms + net_ms) / batch, 2),
                      "end_to_end_with_landmarks_ms": round((reg_ms + net_ms) / batch + landmarks_ms, 2)})
     from faceflow.nets import count_parameters
