@@ -106,7 +106,9 @@ def test_flow_tab_matches_direct_estimate(served, frames):
     (p0, p8), f0, f8 = frames
     out = client.predict(handle_file(str(p0)), handle_file(str(p8)), None, 0, 8, api_name="/estimate_flow")
     *files, summary, head, expression = out
-    assert head is None and expression is None  # the shipped weights do not decompose the flow
+    # the shipped DFFNet decomposes the flow: the tab shows the head-motion and expression pictures
+    for pic in (head, expression):
+        assert Path(pic).is_file() and vio.read_image(pic).shape == (*f0.shape[:2], 3)
     assert [Path(f).name for f in files] == list(ga.FLOW_OUTPUTS)
     assert all(Path(f).is_file() and Path(f).stat().st_size > 0 for f in files)
     flow = np.load(files[-1])
@@ -130,6 +132,8 @@ def test_flow_tab_matches_direct_estimate(served, frames):
     res = app.faceflow.face_flow().estimate(f0, f8)
     np.testing.assert_allclose(flow, res.flow_image, atol=1e-5)
     np.testing.assert_array_equal(mask, res.mask_image)
+    np.testing.assert_allclose(res.head_flow + res.expression_flow, res.flow, atol=1e-4)
+    assert np.abs(res.expression_flow).sum() > 0 and np.abs(res.head_flow).sum() > 0
     # uploads went to the app's own temp folder
     assert any(p.name == "f0.png" for p in (work / "tmp").rglob("*.png"))
 
