@@ -185,6 +185,11 @@ class FaceFlow:
         return ff
 
     # ------------------------------------------------------------------ network part
+    def init_inputs(self, i1: torch.Tensor, i2: torch.Tensor) -> tuple:
+        """DFFNet's inputs beyond (I1, I2, PNCC): a classical start (``init='dis'``) takes DIS's
+        flow (B, 2, H, W) of the registered images (B, 3, H, W) as a fourth; other networks none."""
+        return (dis_flow(i1, i2),) if getattr(self.dffnet, "init", "none") == "dis" else ()
+
     @torch.no_grad()
     def estimate_registered(self, i1: torch.Tensor, i2: torch.Tensor, pncc: torch.Tensor | None = None
                             ) -> dict[str, torch.Tensor | None]:
@@ -231,8 +236,7 @@ class FaceFlow:
             pncc = code.permute(0, 3, 1, 2).contiguous()
         else:
             mask = torch.ones(i1.shape[0], self.size, self.size, dtype=torch.bool, device=self.device)
-        # a classical start (init='dis') takes DIS's flow as a fourth input; other networks take three
-        init = (dis_flow(i1, i2),) if getattr(self.dffnet, "init", "none") == "dis" else ()
+        init = self.init_inputs(i1, i2)
         on_face = lambda f: torch.where(mask.unsqueeze(-1), f, torch.zeros_like(f))
         if getattr(self.dffnet, "decompose", False):  # the head-motion and expression flows too
             flows, heads = self.dffnet(i1, i2, pncc, *init, parts=True)

@@ -208,8 +208,7 @@ def bench_flow(batches=(1, 16), repeat: int = 5, device: str = "cpu", weights=No
             p = code.permute(0, 3, 1, 2).contiguous()
             mesh_ms = _timeit(lambda: ff.meshreg(i1), repeat, dev)
             pncc_ms = _timeit(lambda: render_pncc(mesh, ff.triangles, (S, S), cull_backfaces=True), repeat, dev)
-            # weights trained with init='dis' take OpenCV DIS's 2D flow as an input: its own stage
-            init = (dis_flow(i1, i2),) if getattr(ff.dffnet, "init", "none") == "dis" else ()
+            init = ff.init_inputs(i1, i2)  # DIS's flow for weights trained with init='dis': its own stage
             dis_ms = _timeit(lambda: dis_flow(i1, i2), repeat, dev) if init else 0.0
             dff_ms = _timeit(lambda: ff.dffnet(i1, i2, p, *init), repeat, dev)
             net_ms = _timeit(lambda: ff.estimate_registered(i1, i2), repeat, dev)
