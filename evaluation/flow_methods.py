@@ -13,7 +13,7 @@ import torch
 
 from evaluation.baselines import FitDifference, OpenCVFlow, ZeroFlow
 from evaluation.flow_config import METHODS
-from faceflow.engine.weights import load_weights
+from faceflow.engine.weights import MESHREG_KINDS, load_weights
 from faceflow.errors import FaceflowError
 from faceflow.estimate import FaceFlow, meshreg_triangles
 from faceflow.geometry.morphable import MorphableModel
@@ -81,12 +81,12 @@ def _weights_info(path: str | Path) -> dict:
             "config": d.get("config"), "meta": d.get("meta"), "sha256": file_sha256(p)}
 
 
-def _load_net(path: str, kind: str, device):
+def _load_net(path: str, kinds: tuple[str, ...], device):
     """(network of a faceflow weights file in eval mode, :func:`_weights_info`); FaceflowError when
-    the file holds another ``kind`` of network."""
+    the file holds a network of none of the ``kinds``."""
     info = _weights_info(path)
-    if info["kind"] != kind:
-        raise FaceflowError(f"{path} holds {info['kind']!r} weights, expected {kind!r}")
+    if info["kind"] not in kinds:
+        raise FaceflowError(f"{path} holds {info['kind']!r} weights, expected {' or '.join(map(repr, kinds))}")
     return load_weights(path, device=device).eval(), info
 
 
@@ -163,7 +163,7 @@ def _dffnet_method(cfg, name: str, label: str, wopt: str, needs_meshreg: bool, n
     PNCC comes from it; loaded networks are shared through ``nets``."""
     path = getattr(cfg, wopt)
     if wopt not in nets:
-        nets[wopt] = _load_net(path, "dffnet", cfg.device)
+        nets[wopt] = _load_net(path, ("dffnet",), cfg.device)
     net, info = nets[wopt]
     want = _PNCC_MODE[wopt]
     if getattr(net, "use_pncc", want) != want:
@@ -174,7 +174,7 @@ def _dffnet_method(cfg, name: str, label: str, wopt: str, needs_meshreg: bool, n
     source = "none" if want == "none" else ("meshreg" if needs_meshreg else "gt")
     if needs_meshreg:
         if "meshreg" not in nets:
-            nets["meshreg"] = _load_net(cfg.meshreg, "meshreg", cfg.device)
+            nets["meshreg"] = _load_net(cfg.meshreg, MESHREG_KINDS, cfg.device)
         meshreg, minfo = nets["meshreg"]
         weights["meshreg"] = minfo
         tris = meshreg_triangles(meshreg, model)  # from the weights (older files: the model's subset)

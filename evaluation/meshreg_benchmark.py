@@ -20,7 +20,7 @@ import torch
 from faceflow.data.pseudo import AnnotatedPairs, split_dirs
 from faceflow.data.splits import evenly_spaced
 from faceflow.data.synthetic import SyntheticPairs
-from faceflow.engine.weights import load_weights
+from faceflow.engine.weights import MESHREG_KINDS, load_weights, weights_info
 from faceflow.errors import FaceflowError
 from faceflow.io import atomic_path, save_json
 from faceflow.nets.metrics import vertex_errors
@@ -48,16 +48,20 @@ def evaluate(net: torch.nn.Module, dataset, max_pairs: int, batch_size: int = 8,
     with ``yaw`` ((len(dataset),) degrees) also ``"by_yaw"``: the same per |yaw| bin."""
     idx = evenly_spaced(len(dataset), max_pairs)
     rows = {"meshreg": ([], []), "template": ([], [])}
+    missed = 0
     with torch.no_grad():
         for s in range(0, len(idx), batch_size):
             items = [dataset[int(i)] for i in idx[s:s + batch_size]]
             img = torch.stack([it["i1"] for it in items])
             gt = torch.stack([it["mesh1"] for it in items])
-            for name, pred in (("meshreg", net(img)), ("template", net.template.expand_as(gt))):
+            pred = net(img)
+            missed += int(getattr(net, "missed", 0))  # a landmark 3DMeshReg: images without a face
+            for name, pred in (("meshreg", pred), ("template", net.template.expand_as(gt))):
                 e3, e2 = vertex_errors(pred, gt)
                 rows[name][0].extend(e3.cpu().numpy())
                 rows[name][1].extend(e2.cpu().numpy())
     res = _rows(rows, np.ones(len(idx), bool))
+    res["meshreg"]["no_face"] = missed
     if yaw is not None:
         labels = np.array([yaw_bin(yaw[int(i)]) for i in idx])
         res["by_yaw"] = {b: _rows(rows, labels == b) for b in dict.fromkeys(sorted(labels, key=_bin_start))}
@@ -89,7 +93,10 @@ def run_benchmark(meshreg: str, out: str, synthetic: str | None = None, real_roo
 
     if not synthetic and not real_root:
         raise FaceflowError("give --synthetic and/or --real-root")
-    net = load_weights(meshreg, kind="meshreg")
+    kind = weights_info(meshreg)["kind"]
+    if kind not in MESHREG_KINDS:
+        raise FaceflowError(f"{meshreg} holds {kind!r} weights, not a 3DMeshReg ({' or '.join(MESHREG_KINDS)})")
+    net = load_weights(meshreg)
     res = {}
     if synthetic:
         res["synthetic test"] = evaluate(net, SyntheticPairs(synthetic), max_pairs, yaw=synthetic_yaw(synthetic))
@@ -102,15 +109,18 @@ def run_benchmark(meshreg: str, out: str, synthetic: str | None = None, real_roo
     lines = ["| method | " + " | ".join(f"{c}: 3D / 2D px" for c in cols) + " |",
              "|---|" + "---|" * len(cols)]
     for m in ("meshreg", "template"):
-        name = "3DMeshReg" if m == "meshreg" else "template (mean face)"
+        name = f"3DMeshReg ({kind})" if m == "meshreg" else "template (mean face)"
         lines.append(f"| {name} | " + " | ".join(
             f"{res[c][m]['vertex_px']:.2f} / {res[c][m]['vertex_px_2d']:.2f}" for c in cols) + " |")
+    if kind == "meshreg_landmarks":
+        lines += ["", "Images where mediapipe found no face (3DMeshReg gives the template): " + ", ".join(
+            f"{c} {res[c]['meshreg']['no_face']}" for c in cols)]
     if "synthetic test" in res:
         lines += ["", "Synthetic test by frame |yaw| (3D / 2D px, pairs):", "",
                   "| method | " + " | ".join(f"{b} deg" for b in res["synthetic test"]["by_yaw"]) + " |",
                   "|---|" + "---|" * len(res["synthetic test"]["by_yaw"])]
         for m in ("meshreg", "template"):
-            name = "3DMeshReg" if m == "meshreg" else "template (mean face)"
+            name = f"3DMeshReg ({kind})" if m == "meshreg" else "template (mean face)"
             lines.append(f"| {name} | " + " | ".join(
                 f"{r[m]['vertex_px']:.2f} / {r[m]['vertex_px_2d']:.2f} ({r[m]['pairs']})"
                 for r in res["synthetic test"]["by_yaw"].values()) + " |")

@@ -22,6 +22,8 @@ COMMANDS = Group("faceflow", "3D facial flow toolkit (DeepFaceFlow).", (
        "clip of the identity split (pseudo ground truth)."),
     Group("train", "train 3DMeshReg / DFFNet (resumable, DDP) or export a run as a weights file", (
         Command("meshreg", "faceflow.commands.train:MESHREG", "train 3DMeshReg: image -> face mesh, eq. (4)"),
+        Command("meshreg-landmarks", "faceflow.commands.train:MESHREG_LANDMARKS",
+                "fit 3DMeshReg from mediapipe's dense landmarks (closed form, minutes on a CPU)"),
         Command("dffnet", "faceflow.commands.train:DFFNET", "train DFFNet: (I1, I2, PNCC) -> 3D flow, eq. (5)"),
         Command("export", "faceflow.commands.train:EXPORT",
                 "write a run's best (or last) checkpoint as a weights file"),

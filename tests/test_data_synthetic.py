@@ -443,6 +443,13 @@ def test_sampling_is_per_pair_and_identities_can_be_shared(gen):
     same = np.mean([np.array_equal(p.exp1, p.exp2) for p in ps])
     real = np.mean([p.exp_source[0] >= 0 for p in ps])
     assert 0.08 < same < 0.3 and 0.45 < real < 0.75
+    # the wide-pose sets of 3DMeshReg (--yaw-std 35 --yaw-max 60): every bin up to 60 degrees is filled
+    wide = replace(gen.config, yaw_std=35.0, yaw_max=60.0)
+    wide.validate()
+    yaw = np.abs([syn.sample_params(wide, gen.clips, 3, k).pose1[1] for k in range(200)])
+    assert yaw.max() <= 60 and np.mean(yaw > 45) > 0.1
+    with pytest.raises(FaceflowError, match="yaw_max"):
+        replace(gen.config, yaw_max=80.0).validate()
 
 
 def test_clip_selection_errors(annotated, tmp_path):

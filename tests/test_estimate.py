@@ -280,7 +280,8 @@ def test_shipped_weights_on_a_real_pair(model, frames):
     err_net = np.linalg.norm(res.mesh[:, :2] - fitted[:, :2], axis=-1).mean()
     err_tpl = np.linalg.norm(ff.meshreg.template.numpy()[:, :2] - fitted[:, :2], axis=-1).mean()
     assert err_net < err_tpl, (err_net, err_tpl)
-    assert err_net < 6.0  # pixels of the 224 template (inter-ocular distance ~ 70 px)
+    # the landmark 3DMeshReg shipped since issue 14: 2.5 px here (the ResNet-18 before it: < 6)
+    assert err_net < 3.5 and err_net < 0.6 * err_tpl  # pixels of the 224 template (inter-ocular distance ~ 70 px)
     # the flow's support is the face: most of the inner-landmark hull, little outside the whole hull
     import cv2
 

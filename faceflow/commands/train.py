@@ -1,4 +1,4 @@
-"""``faceflow train meshreg|dffnet|export``: train 3DMeshReg or DFFNet with the one harness
+"""``faceflow train meshreg|meshreg-landmarks|dffnet|export|pack``: train 3DMeshReg or DFFNet with the one harness
 (:mod:`faceflow.engine.trainer`: resumable, DDP under torchrun, AMP on CUDA), or export a run as a
 weights file."""
 
@@ -77,11 +77,37 @@ class Pack:
         return 0
 
 
+class MeshRegLandmarks:
+    """Fit 3DMeshReg from mediapipe's dense landmarks (the weights kind 'meshreg_landmarks', shipped
+    since issue 14): mediapipe's 478 points on each registered image -> the 2,713-vertex mesh by a
+    rank-K linear map solved in closed form. Data: synthetic sets (exact meshes) and annotated clips
+    (the annotation's fits); both images of every --stride-th pair. Writes FILE.pt atomically with
+    the validation errors (mean vertex distance, template pixels) in its meta."""
+
+    def add_arguments(self, p) -> None:
+        from faceflow.engine.dff_options import LandmarkMeshRegConfig
+        from faceflow.runtime.flags import add_dataclass_arguments
+
+        add_dataclass_arguments(p, LandmarkMeshRegConfig, required=("data",))
+
+    def run(self, args) -> int:
+        from faceflow.engine.dff_options import LandmarkMeshRegConfig
+        from faceflow.engine.landmark_meshreg import run
+        from faceflow.runtime.flags import dataclass_from_args
+
+        cfg = dataclass_from_args(LandmarkMeshRegConfig, args)
+        meta = run(cfg, command=getattr(args, "command_line", None))
+        print(json.dumps({"out": cfg.out, "fit_images": meta["fit_images"], "metrics": meta["metrics"],
+                          "seconds": meta["seconds"]}))
+        return 0
+
+
 MESHREG = TrainTask("meshreg", add_meshreg_arguments, """Train 3DMeshReg (DeepFaceFlow Sec. 4.1): image ->
 2,713-vertex face mesh, loss eq. (4); each pair contributes its two images. Rerun the same command
 to resume; torchrun --nproc_per_node N trains with DistributedDataParallel.""")
 DFFNET = TrainTask("dffnet", add_dffnet_arguments, """Train DFFNet (DeepFaceFlow Sec. 4.2): (I1, I2, PNCC of
 I1) -> 3D flow, loss eq. (5). Rerun the same command to resume; torchrun --nproc_per_node N trains
 with DistributedDataParallel.""")
+MESHREG_LANDMARKS = MeshRegLandmarks()
 EXPORT = Export()
 PACK = Pack()

@@ -43,8 +43,8 @@ class SyntheticConfig:
     max_active: int = 5  # active blendshapes of a random mix (1..max_active)
     exp_change: float = 0.15  # std of the frame-2 change of a random mix
     # head pose of frame 1: truncated normals
-    yaw_std: float = 20.0
-    yaw_max: float = 45.0
+    yaw_std: float = option(20.0, "std of frame 1's yaw in degrees (a normal truncated at --yaw-max)")
+    yaw_max: float = option(45.0, "largest |yaw| of frame 1 in degrees (60: the wide-pose sets of 3DMeshReg)")
     pitch_std: float = 10.0
     pitch_max: float = 25.0
     roll_std: float = 6.0
@@ -77,7 +77,7 @@ class SyntheticConfig:
     chunk: int = 64
     previews: int = option(4, "number of preview PNGs")
 
-    FLAGS = ("split", "num_pairs", "seed", "textures", "pairs_per_identity", "previews")
+    FLAGS = ("split", "num_pairs", "seed", "textures", "pairs_per_identity", "yaw_std", "yaw_max", "previews")
     sources: list[str] = field(default_factory=list)
 
     def signature(self) -> dict:
@@ -110,6 +110,9 @@ class SyntheticConfig:
             raise FaceflowError(f"bg_scale must satisfy 0 < lo <= hi <= 1, got {self.bg_scale}")
         if self.max_active > 53:
             raise FaceflowError(f"max_active must be <= 53, got {self.max_active}")
+        if not (0 <= self.yaw_std and 0 <= self.yaw_max <= 75):
+            raise FaceflowError(f"yaw_std must be >= 0 and yaw_max in [0, 75] degrees (a face turned further "
+                                f"hides its far half), got {self.yaw_std} and {self.yaw_max}")
 
 
 

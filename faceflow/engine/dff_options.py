@@ -147,3 +147,28 @@ def task_config_from_args(name: str, cfg_cls, args, preset: dict):
     """The config of task ``name``: the preset's fields, overridden by the options given on the
     command line (:func:`faceflow.runtime.flags.dataclass_from_args`), validated."""
     return dataclass_from_args(cfg_cls, args, preset, names=FLAGS[name]).validate()
+
+
+@dataclass
+class LandmarkMeshRegConfig:
+    """Options of `faceflow train meshreg-landmarks` (:mod:`faceflow.engine.landmark_meshreg`)."""
+
+    data: list[str] = option([], "flow datasets to fit on (synthetic sets and annotated clip directories)",
+                             nargs="+", metavar="DIR")
+    val_data: list[str] = option([], "flow datasets to validate on", nargs="*", metavar="DIR")
+    out: str = option("meshreg.pt", "the weights file to write", metavar="FILE.pt")
+    stride: int = option(1, "use every stride-th pair of the data (both of its images)")
+    val_stride: int = option(4, "the same for the validation data")
+    ridge: float = option(1e-7, "ridge weight, relative to the mean diagonal of the normal matrix")
+    rank: int = option(128, "rank of the linear map (the fitted meshes need about 64)")
+    batch_size: int = option(16, "pairs read at a time")
+
+    def validate(self) -> "LandmarkMeshRegConfig":
+        if not self.data:
+            raise FaceflowError("meshreg-landmarks needs --data (at least one flow dataset)")
+        for name in ("stride", "val_stride", "rank", "batch_size"):
+            if int(getattr(self, name)) < 1:
+                raise FaceflowError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not self.ridge > 0:
+            raise FaceflowError(f"ridge must be > 0, got {self.ridge}")
+        return self

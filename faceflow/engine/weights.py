@@ -3,7 +3,7 @@
 A weights file is a ``torch.save``d dict, loadable with ``torch.load(weights_only=True)``::
 
     {"format": "faceflow-weights/1",
-     "kind": "meshreg" | "dffnet",          # which network class (see KINDS)
+     "kind": "meshreg" | "meshreg_landmarks" | "dffnet",  # which network class (see KINDS)
      "config": {...},                        # the class's constructor kwargs (JSON-able)
      "state_dict": {...},                    # parameters fp16 when saved with half=True
      "meta": {...}}                          # JSON-able: command, data, iterations, metrics
@@ -40,8 +40,11 @@ FORMAT = "faceflow-weights/1"
 # kind -> "module:Class" constructed as Class(**config); imported lazily
 KINDS = {
     "meshreg": "faceflow.nets.meshreg:MeshReg",
+    "meshreg_landmarks": "faceflow.nets.meshreg:LandmarkMeshReg",
     "dffnet": "faceflow.nets.dffnet:DFFNet",
 }
+
+MESHREG_KINDS = ("meshreg", "meshreg_landmarks")  # the kinds that regress the 3DMeshReg mesh
 
 
 def model_class(kind: str) -> type:

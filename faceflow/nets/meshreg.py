@@ -125,3 +125,111 @@ def mesh_loss(pred: torch.Tensor, gt: torch.Tensor, edges: torch.Tensor,
     lp = (pred[:, edges[:, 0]] - pred[:, edges[:, 1]]).norm(dim=-1)
     lg = (gt[:, edges[:, 0]] - gt[:, edges[:, 1]]).norm(dim=-1)
     return vert + edge_weight * ((lp - lg) ** 2).mean()
+
+
+# ---------------------------------------------------------------------------- from dense landmarks
+NUM_DENSE_POINTS = 478  # mediapipe FaceMesh with iris refinement (faceflow.face.landmarks.Face.dense)
+
+
+def _design(points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Regression inputs of dense points (B, J, 3): their centroid (B, 1, 3) and the centred
+    coordinates flattened with a trailing 1 (B, 3J + 1)."""
+    c = points.mean(dim=1, keepdim=True)
+    x = (points - c).flatten(1)
+    return c, torch.cat([x, torch.ones_like(x[:, :1])], dim=1)
+
+
+class LandmarkMeshReg(nn.Module):
+    """3DMeshReg from mediapipe's dense landmarks: registered image ``(B, 3, 224, 224)`` -> mediapipe
+    FaceMesh's 478 points (x, y pixels, z relative depth) -> mesh ``(B, V, 3)`` by a linear map.
+
+    ``mesh - c = reshape(x_c @ encoder @ decoder)``: ``c`` is the points' centroid (B, 1, 3),
+    ``x_c`` (B, 3J + 1) the centred points and a 1; ``encoder`` (3J + 1, K) and ``decoder`` (K, 3V)
+    are a rank-K ridge regression fitted in closed form (:func:`fit_landmark_meshreg`). The map is
+    exact under translations of the points and learns the rest (the mediapipe -> ICT
+    correspondence, depth scale and the model origin's depth) from synthetic renders with exact
+    meshes and the annotation's fits. Both matrices are buffers, so weights files keep them in
+    float32 (fp16 costs 0.14 px).
+
+    :meth:`forward` runs mediapipe on each image (CPU, about 6 ms at 224 px); an image where it
+    finds no face gets the template mesh and is counted in ``missed`` (per call).
+    """
+
+    def __init__(self, num_vertices: int, num_points: int = NUM_DENSE_POINTS, rank: int = 128,
+                 template: torch.Tensor | None = None):
+        super().__init__()
+        if int(num_vertices) <= 0 or int(num_points) <= 0 or int(rank) <= 0:
+            raise FaceflowError(f"LandmarkMeshReg needs positive sizes, got num_vertices={num_vertices}, "
+                                f"num_points={num_points}, rank={rank}")
+        self.num_vertices, self.num_points, self.rank = int(num_vertices), int(num_points), int(rank)
+        template = torch.zeros(self.num_vertices, 3) if template is None else torch.as_tensor(template).float()
+        if template.shape != (self.num_vertices, 3):
+            raise FaceflowError(f"LandmarkMeshReg template must be ({self.num_vertices}, 3), "
+                                f"got {tuple(template.shape)}")
+        self.register_buffer("template", template.clone())
+        self.register_buffer("encoder", torch.zeros(3 * self.num_points + 1, self.rank))
+        self.register_buffer("decoder", torch.zeros(self.rank, 3 * self.num_vertices))
+        self._detector = None
+        self.missed = 0
+
+    def from_points(self, points: torch.Tensor) -> torch.Tensor:
+        """Dense points (B, J, 3) in the registered image's pixels -> mesh (B, V, 3)."""
+        if points.ndim != 3 or points.shape[1:] != (self.num_points, 3):
+            raise FaceflowError(f"LandmarkMeshReg expects points (B, {self.num_points}, 3), got {tuple(points.shape)}")
+        c, x = _design(points.to(self.encoder))
+        return (x @ self.encoder @ self.decoder).view(-1, self.num_vertices, 3) + c
+
+    def detect_points(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Images (B, 3, H, W) in [0, 1] -> mediapipe's dense points (B, J, 3) and found (B,) bool
+        (points are zeros where no face was found)."""
+        from faceflow.face.landmarks import MediapipeDetector  # mediapipe only when images come in
+
+        if image.ndim != 4 or image.shape[1] != 3 or not image.is_floating_point():
+            raise FaceflowError(f"LandmarkMeshReg expects float images (B, 3, H, W) in [0, 1], got "
+                                f"{tuple(image.shape)} {image.dtype}")
+        if self._detector is None:
+            self._detector = MediapipeDetector(static_image_mode=True, max_faces=1)
+        frames = (image.detach().clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
+        points = torch.zeros(len(frames), self.num_points, 3)
+        found = torch.zeros(len(frames), dtype=torch.bool)
+        for b, frame in enumerate(frames):
+            faces = self._detector.detect(frame)
+            if faces and faces[0].dense is not None and len(faces[0].dense) == self.num_points:
+                points[b] = torch.from_numpy(faces[0].dense.astype("float32"))
+                found[b] = True
+        return points.to(image.device), found.to(image.device)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """``image`` (B, 3, 224, 224) float in [0, 1] -> mesh (B, V, 3) (the template where
+        mediapipe finds no face; their number is left in ``self.missed``)."""
+        points, found = self.detect_points(image)
+        self.missed = int((~found).sum())
+        mesh = self.from_points(points)
+        return torch.where(found[:, None, None], mesh, self.template.unsqueeze(0).to(mesh))
+
+    def __getstate__(self):  # the detector (a mediapipe graph) is not copied or pickled
+        state = self.__dict__.copy()
+        state["_detector"] = None
+        return state
+
+
+def fit_landmark_meshreg(points: torch.Tensor, meshes: torch.Tensor, ridge: float = 1e-7,
+                         rank: int = 128) -> tuple[torch.Tensor, torch.Tensor]:
+    """Closed-form fit of :class:`LandmarkMeshReg`'s matrices on dense points (N, J, 3) and their
+    meshes (N, V, 3): ridge regression of ``mesh - c`` on the centred points (the ridge is relative
+    to the mean diagonal of the normal matrix), reduced to the ``rank`` directions that carry most
+    of the fitted meshes' energy. Returns ``encoder`` (3J + 1, K) and ``decoder`` (K, 3V), float32."""
+    if points.ndim != 3 or meshes.ndim != 3 or len(points) != len(meshes) or len(points) == 0:
+        raise FaceflowError(f"fit_landmark_meshreg expects points (N, J, 3) and meshes (N, V, 3), got "
+                            f"{tuple(points.shape)} and {tuple(meshes.shape)}")
+    if not 0 < int(rank) <= min(3 * points.shape[1] + 1, 3 * meshes.shape[1]):
+        raise FaceflowError(f"rank must be in [1, {min(3 * points.shape[1] + 1, 3 * meshes.shape[1])}], got {rank}")
+    c, x = _design(points.double())
+    y = (meshes.double() - c).flatten(1)
+    a = x.T @ x
+    a += float(ridge) * a.diagonal().mean() * torch.eye(a.shape[0], dtype=a.dtype)
+    w = torch.linalg.solve(a, x.T @ y)                         # (3J + 1, 3V)
+    # the fitted meshes X W: their top right singular vectors via the Cholesky factor of X^T X
+    chol = torch.linalg.cholesky(x.T @ x + 1e-9 * a.diagonal().mean() * torch.eye(a.shape[0], dtype=a.dtype))
+    vh = torch.linalg.svd(chol.T @ w, full_matrices=False).Vh[: int(rank)]  # (K, 3V)
+    return (w @ vh.T).float(), vh.float()
