@@ -813,3 +813,30 @@ def test_packed_run_is_smaller_and_resumes_elsewhere(tmp_path):
     light = pack_run(run, tmp_path / "light", optimizer=False)
     assert "optimizers" not in load_checkpoint(light) and light.stat().st_size < path.stat().st_size
     assert train(FakeTask(), _cfg(tmp_path / "light", iterations=4, data=[str(data_b)]), progress=False)["step"] == 4
+
+
+def test_init_weights_starts_a_new_run_from_a_checkpoint_or_refuses_another_kind(tmp_path, capsys):
+    """--init-weights: the networks (only) come from another run's checkpoint; the new run counts
+    its own steps. A weights file of another kind, or a file of neither format, is refused."""
+    from faceflow.engine.weights import save_weights
+    from faceflow.nets.dffnet import DFFNet
+
+    train(FakeTask(), _cfg(tmp_path / "a"), progress=False)
+    a = _weights(tmp_path / "a")["models"]["net"]
+    init = str(checkpoint_path(tmp_path / "a", "last"))
+    train(FakeTask(), _cfg(tmp_path / "b", iterations=1, lr=1e-12, init_weights=init), progress=False)
+    b = _weights(tmp_path / "b")
+    assert b["step"] == 1
+    for k in a:  # one step at lr 1e-12 away from run a's weights
+        assert torch.allclose(a[k], b["models"]["net"][k], atol=1e-8), k
+    assert "initialised net from" in capsys.readouterr().err
+    train(FakeTask(), _cfg(tmp_path / "c", iterations=1, lr=1e-12), progress=False)
+    c = _weights(tmp_path / "c")["models"]["net"]
+    assert any(not torch.allclose(a[k], c[k], atol=1e-3) for k in a)  # without it: a fresh start
+    other = save_weights(DFFNet("none", width=0.125), "dffnet", {"use_pncc": "none", "width": 0.125},
+                         tmp_path / "dff.pt")
+    with pytest.raises(FaceflowError, match="holds 'dffnet' weights"):
+        train(FakeTask(), _cfg(tmp_path / "d", init_weights=other), progress=False)
+    torch.save({"x": torch.zeros(1)}, tmp_path / "junk.pt")
+    with pytest.raises(FaceflowError, match="neither"):
+        train(FakeTask(), _cfg(tmp_path / "e", init_weights=str(tmp_path / "junk.pt")), progress=False)

@@ -56,6 +56,10 @@ class TrainConfig:
     max_minutes: float = option(0.0, "time budget of this invocation: checkpoint and stop cleanly when used (0: none)")
     grad_clip: float = option(0.0, "max gradient norm (0: no clipping)")
     tensorboard: bool = option(False, "also write TensorBoard events to RUN_DIR/tb")
+    init_weights: str | None = option(None, "fine-tune: start the networks from this weights file of the same "
+                                            "kind (faceflow train export) or training checkpoint (e.g. a packed "
+                                            "run's checkpoints/last.pt) instead of a random initialisation; the run "
+                                            "has its own steps and schedule", metavar="FILE.pt")
 
     def validate(self) -> "TrainConfig":
         """Check every field; return self."""

@@ -72,7 +72,9 @@ from faceflow.engine.distributed import Distributed, StopFlags
 from faceflow.engine.logbook import CsvLog
 from faceflow.engine.sampler import Indexed, StepBatchSampler, val_subset, worker_init
 from faceflow.engine.task import StepContext, Task
+from faceflow.engine.weights import FORMAT as WEIGHTS_FORMAT
 from faceflow.errors import FaceflowError
+from faceflow.io.safeload import load_tensors
 from faceflow.nets.modules import resolve_device, unwrap
 from faceflow.runtime.provenance import command_line, portable_json, provenance
 
@@ -201,6 +203,8 @@ class Trainer:
         self._build()
         if ckpt is not None:
             self._load(ckpt)
+        elif self.cfg.init_weights:
+            self._init_from(self.cfg.init_weights)
         factor = _schedule(self.cfg)(self.global_step)  # a function of the step and the current `iterations`
         for sch in self.schedulers.values():
             for g, base in zip(sch.optimizer.param_groups, sch.base_lrs):
@@ -226,6 +230,29 @@ class Trainer:
                            for name, opt in self.optimizers.items()}
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
         self.wrapped = dict(self.models)
+
+    def _init_from(self, path: str) -> None:
+        """Fine-tuning: the networks' weights (only) from a weights file of this task's kind or
+        from a training checkpoint of this task (read with ``weights_only=True``)."""
+        obj = load_tensors(Path(path), "--init-weights file", "not a readable weights file or checkpoint")
+        fmt = obj.get("format") if isinstance(obj, dict) else None
+        if fmt == CHECKPOINT_FORMAT:
+            states = obj.get("models") or {}
+        elif fmt == WEIGHTS_FORMAT:
+            if obj.get("kind") != self.task.name:
+                raise FaceflowError(f"--init-weights {path} holds {obj.get('kind')!r} weights; this run trains "
+                                    f"{self.task.name!r}")
+            states = {self.task.export_spec(self.models)["model"]: obj["state_dict"]}
+        else:
+            raise FaceflowError(f"--init-weights {path}: neither a faceflow weights file nor a training checkpoint")
+        for name, m in self.models.items():
+            if name not in states:
+                raise FaceflowError(f"--init-weights {path} holds no {name!r} network (it has {sorted(states)})")
+            try:
+                m.load_state_dict(states[name])
+            except RuntimeError as e:  # another architecture or size
+                raise FaceflowError(f"--init-weights {path}: its {name!r} network does not fit this run's: {e}") from e
+        self._note(f"initialised {', '.join(self.models)} from {path}")
 
     def _load(self, ckpt: dict) -> None:
         """The state of checkpoint ``ckpt``: weights, optimizers, schedulers, scaler, progress, RNG."""
