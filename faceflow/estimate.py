@@ -11,7 +11,9 @@ Stages, for a pair (I1, I2):
    (:func:`faceflow.face.registration.register_landmarks`); BOTH images are warped with I1's T, so I2 is
    expressed in I1's registered frame and the flow contains the head motion;
 3. 3DMeshReg (Sec. 4.1): the image-space mesh of I1 (the ``meshreg`` vertex subset) regressed
-   from the registered I1;
+   from the registered I1 (shipped: :class:`faceflow.nets.meshreg.LandmarkMeshReg`, mediapipe's
+   dense landmarks of the registered I1 through a linear map; or the paper's image regressor
+   :class:`faceflow.nets.meshreg.MeshReg`);
 4. PNCC (eq. (3)): that mesh rasterised with its normalised-coordinate colours (camera-free: the
    mesh is already in image space);
 5. DFFNet (Sec. 4.2): the 3D flow at every pixel of the registered I1 from (I1, I2, PNCC); its
