@@ -85,9 +85,7 @@ def _load_net(path: str, kinds: tuple[str, ...], device):
     """(network of a faceflow weights file in eval mode, :func:`_weights_info`); FaceflowError when
     the file holds a network of none of the ``kinds``."""
     info = _weights_info(path)
-    if info["kind"] not in kinds:
-        raise FaceflowError(f"{path} holds {info['kind']!r} weights, expected {' or '.join(map(repr, kinds))}")
-    return load_weights(path, device=device).eval(), info
+    return load_weights(path, device=device, kind=kinds).eval(), info
 
 
 class HybridMethod:

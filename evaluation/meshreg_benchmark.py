@@ -20,7 +20,7 @@ import torch
 from faceflow.data.pseudo import AnnotatedPairs, split_dirs
 from faceflow.data.splits import evenly_spaced
 from faceflow.data.synthetic import SyntheticPairs
-from faceflow.engine.weights import MESHREG_KINDS, load_weights, weights_info
+from faceflow.engine.weights import MESHREG_KINDS, load_weights
 from faceflow.errors import FaceflowError
 from faceflow.io import atomic_path, save_json
 from faceflow.nets.metrics import vertex_errors
@@ -54,9 +54,9 @@ def evaluate(net: torch.nn.Module, dataset, max_pairs: int, batch_size: int = 8,
             items = [dataset[int(i)] for i in idx[s:s + batch_size]]
             img = torch.stack([it["i1"] for it in items])
             gt = torch.stack([it["mesh1"] for it in items])
-            pred = net(img)
+            mesh = net(img)
             missed += int(getattr(net, "missed", 0))  # a landmark 3DMeshReg: images without a face
-            for name, pred in (("meshreg", pred), ("template", net.template.expand_as(gt))):
+            for name, pred in (("meshreg", mesh), ("template", net.template.expand_as(gt))):
                 e3, e2 = vertex_errors(pred, gt)
                 rows[name][0].extend(e3.cpu().numpy())
                 rows[name][1].extend(e2.cpu().numpy())
@@ -93,10 +93,8 @@ def run_benchmark(meshreg: str, out: str, synthetic: str | None = None, real_roo
 
     if not synthetic and not real_root:
         raise FaceflowError("give --synthetic and/or --real-root")
-    kind = weights_info(meshreg)["kind"]
-    if kind not in MESHREG_KINDS:
-        raise FaceflowError(f"{meshreg} holds {kind!r} weights, not a 3DMeshReg ({' or '.join(MESHREG_KINDS)})")
-    net = load_weights(meshreg)
+    net = load_weights(meshreg, kind=MESHREG_KINDS)
+    kind = net.weights_kind
     res = {}
     if synthetic:
         res["synthetic test"] = evaluate(net, SyntheticPairs(synthetic), max_pairs, yaw=synthetic_yaw(synthetic))

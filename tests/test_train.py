@@ -328,6 +328,9 @@ def test_weights_round_trip_and_errors(tmp_path):
         load_weights(tmp_path / "other.pt")
     with pytest.raises(FaceflowError, match="expected 'meshreg'"):
         load_weights(p32, kind="meshreg")
+    with pytest.raises(FaceflowError, match="expected 'meshreg' or 'meshreg_landmarks'"):
+        load_weights(p32, kind=("meshreg", "meshreg_landmarks"))
+    assert load_weights(p32, kind=("meshreg", "dffnet")).weights_kind == "dffnet"
     with pytest.raises(FaceflowError, match="unknown weights kind"):
         save_weights(net, "gan", {}, tmp_path / "x.pt")
 

@@ -128,16 +128,19 @@ def weights_info(path: str | os.PathLike) -> dict:
     return {"kind": obj["kind"], "config": obj["config"], "meta": obj["meta"]}
 
 
-def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu", kind: str | None = None) -> nn.Module:
+def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu",
+                 kind: str | tuple[str, ...] | None = None) -> nn.Module:
     """Rebuild the network of a weights file: float32, on ``device``, in eval mode.
 
-    ``kind``, when given, must match the file's kind. Raises :class:`AssetNotFoundError` for a
-    missing file and :class:`FaceflowError` (naming the path) for a corrupt or foreign one.
-    The file's ``meta`` is attached as ``module.weights_meta``.
+    ``kind``, when given, must match the file's kind (a tuple: be one of them, e.g.
+    :data:`MESHREG_KINDS`). Raises :class:`AssetNotFoundError` for a missing file and
+    :class:`FaceflowError` (naming the path) for a corrupt or foreign one. The file's ``meta`` is
+    attached as ``module.weights_meta`` and its kind as ``module.weights_kind``.
     """
     obj = _read(path)
-    if kind is not None and obj["kind"] != kind:
-        raise FaceflowError(f"{path} holds {obj['kind']!r} weights, expected {kind!r}")
+    kinds = (kind,) if isinstance(kind, str) else kind
+    if kinds is not None and obj["kind"] not in kinds:
+        raise FaceflowError(f"{path} holds {obj['kind']!r} weights, expected {' or '.join(map(repr, kinds))}")
     if obj["kind"] not in KINDS:
         raise FaceflowError(f"{path}: unknown weights kind {obj['kind']!r}; known kinds: {sorted(KINDS)}")
     model = build_model(obj["kind"], obj["config"])
@@ -148,6 +151,7 @@ def load_weights(path: str | os.PathLike, device: str | torch.device = "cpu", ki
                             f"{obj['config']}: {str(e)[:400]}") from e
     model = model.float().to(device).eval()
     model.weights_meta = obj["meta"]
+    model.weights_kind = obj["kind"]
     return model
 
 

@@ -226,10 +226,10 @@ def fit_landmark_meshreg(points: torch.Tensor, meshes: torch.Tensor, ridge: floa
         raise FaceflowError(f"rank must be in [1, {min(3 * points.shape[1] + 1, 3 * meshes.shape[1])}], got {rank}")
     c, x = _design(points.double())
     y = (meshes.double() - c).flatten(1)
-    a = x.T @ x
-    a += float(ridge) * a.diagonal().mean() * torch.eye(a.shape[0], dtype=a.dtype)
-    w = torch.linalg.solve(a, x.T @ y)                         # (3J + 1, 3V)
+    xtx = x.T @ x
+    scale = xtx.diagonal().mean() * torch.eye(xtx.shape[0], dtype=xtx.dtype)
+    w = torch.linalg.solve(xtx + float(ridge) * scale, x.T @ y)  # (3J + 1, 3V)
     # the fitted meshes X W: their top right singular vectors via the Cholesky factor of X^T X
-    chol = torch.linalg.cholesky(x.T @ x + 1e-9 * a.diagonal().mean() * torch.eye(a.shape[0], dtype=a.dtype))
+    chol = torch.linalg.cholesky(xtx + 1e-9 * scale)
     vh = torch.linalg.svd(chol.T @ w, full_matrices=False).Vh[: int(rank)]  # (K, 3V)
     return (w @ vh.T).float(), vh.float()
