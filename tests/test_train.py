@@ -840,6 +840,9 @@ def test_init_weights_starts_a_new_run_from_a_checkpoint_or_refuses_another_kind
                          tmp_path / "dff.pt")
     with pytest.raises(FaceflowError, match="holds 'dffnet' weights"):
         train(FakeTask(), _cfg(tmp_path / "d", init_weights=other), progress=False)
+    torch.save({"format": "faceflow-weights/1", "kind": "fake"}, tmp_path / "broken.pt")
+    with pytest.raises(FaceflowError, match="without a state_dict"):
+        train(FakeTask(), _cfg(tmp_path / "f", init_weights=str(tmp_path / "broken.pt")), progress=False)
     torch.save({"x": torch.zeros(1)}, tmp_path / "junk.pt")
     with pytest.raises(FaceflowError, match="neither"):
         train(FakeTask(), _cfg(tmp_path / "e", init_weights=str(tmp_path / "junk.pt")), progress=False)

@@ -242,6 +242,8 @@ class Trainer:
             if obj.get("kind") != self.task.name:
                 raise FaceflowError(f"--init-weights {path} holds {obj.get('kind')!r} weights; this run trains "
                                     f"{self.task.name!r}")
+            if not isinstance(obj.get("state_dict"), dict):
+                raise FaceflowError(f"--init-weights {path}: a weights file without a state_dict (corrupt?)")
             states = {self.task.export_spec(self.models)["model"]: obj["state_dict"]}
         else:
             raise FaceflowError(f"--init-weights {path}: neither a faceflow weights file nor a training checkpoint")
