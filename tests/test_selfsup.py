@@ -96,3 +96,23 @@ def test_self_supervised_loss_recovers_a_translation():
         opt.step()
     assert v.detach() == pytest.approx(torch.tensor([dx, dy]), abs=0.15)
     assert float(parts["valid_fraction"]) == 1.0
+
+
+def test_photometric_term_sees_brightness_census_does_not_and_both_find_the_motion():
+    big = _texture(1, size=96, seed=4)
+    i1 = big[..., 16:80, 16:80]
+    i2 = big[..., 16:80, 15:79]                                     # I2(p + (1, 0)) = I1(p)
+    grid = pixel_centres(64, 64)[0][None]
+    points = torch.cat([grid, torch.zeros(1, 64, 64, 1)], -1)
+    mask = torch.zeros(1, 64, 64, dtype=torch.bool)
+    mask[:, 12:52, 12:52] = True
+    truth = torch.tensor([1.0, 0.0, 0.0]).view(1, 3, 1, 1).expand(1, 3, 64, 64)
+    _, at_truth = self_supervised_loss(truth, i1, i2, points, mask, photo_weight=1.0)
+    _, off = self_supervised_loss(truth * 0, i1, i2, points, mask, photo_weight=1.0)
+    assert float(at_truth["photo"]) < 0.05 < float(off["photo"])    # minimal at the true motion
+    _, lit = self_supervised_loss(truth, i1, (i2 + 0.02).clamp(0, 1), points, mask, photo_weight=1.0)
+    assert float(lit["photo"]) == pytest.approx((0.02 * 255) ** 0.9, rel=0.05)  # the 5-grey-level offset
+    assert float(lit["census"]) == pytest.approx(float(at_truth["census"]), abs=1e-3)  # census ignores it
+    total0, _ = self_supervised_loss(truth * 0, i1, i2, points, mask, photo_weight=0.0)
+    total2, p2 = self_supervised_loss(truth * 0, i1, i2, points, mask, photo_weight=2.0)
+    assert float(total2 - total0) == pytest.approx(2.0 * float(p2["photo"]), rel=1e-5)

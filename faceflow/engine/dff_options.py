@@ -87,6 +87,8 @@ class DFFNetConfig:
     self_weight: float = option(0.0, "weight of the self-supervised loss (census data term + smoothness, "
                                      "occlusion-masked) on real pairs; 0 = off")
     smooth_weight: float = option(0.5, "weight of the smoothness term inside the self-supervised loss")
+    photo_weight: float = option(0.0, "weight of an RGB photometric term inside the self-supervised loss (robust "
+                                      "mean absolute difference of I1 and the warped I2, 0-255); 0 = off")
     pseudo_weight: float = option(1.0, "weight of the end-point terms to the pseudo ground truth of real pairs "
                                        "(the model fit; with self-supervision it mainly teaches z)")
 
@@ -102,7 +104,7 @@ class DFFNetConfig:
         if not 0 <= self.inplane <= 1:
             raise FaceflowError(f"dffnet inplane must be a fraction in [0, 1], got {self.inplane}")
         for name in ("width", "alpha", "color_jitter", "brightness", "inplane_shift", "inplane_angle", "self_weight",
-                     "smooth_weight", "pseudo_weight"):
+                     "smooth_weight", "photo_weight", "pseudo_weight"):
             v = getattr(self, name)
             if not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
                 raise FaceflowError(f"dffnet {name} must be a finite number >= 0, got {v!r}")
@@ -126,7 +128,7 @@ MESHREG_FLAGS = ("backbone", "pretrained_path", "edge_weight", "jitter_shift", "
                  "color_jitter")
 DFFNET_FLAGS = ("width", "max_displacement", "stride2", "use_pncc", "init", "decompose", "head_weight", "alpha",
                 "scale_weights", "color_jitter", "brightness", "inplane", "inplane_shift", "inplane_angle",
-                "self_weight", "smooth_weight", "pseudo_weight")
+                "self_weight", "smooth_weight", "photo_weight", "pseudo_weight")
 FLAGS = {"meshreg": MESHREG_FLAGS, "dffnet": DFFNET_FLAGS}
 
 

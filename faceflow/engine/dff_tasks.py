@@ -290,10 +290,11 @@ def _check_flow_batch(batch: dict, need_pncc: bool) -> None:
 
 # DFFNet options added after the first training runs, with the value that means "not used"
 _ADDED_LATER = {"init": "none", "decompose": False, "head_weight": 1.0, "inplane": 0.0, "inplane_shift": 5.0,
-                "inplane_angle": 4.0, "self_weight": 0.0, "smooth_weight": 0.5, "pseudo_weight": 1.0}
+                "inplane_angle": 4.0, "self_weight": 0.0, "smooth_weight": 0.5, "pseudo_weight": 1.0,
+                "photo_weight": 0.0}
 # an option that only matters when another is on (kept in the record then, even at its default)
 _DEPENDS_ON = {"head_weight": "decompose", "inplane_shift": "inplane", "inplane_angle": "inplane",
-               "smooth_weight": "self_weight"}
+               "smooth_weight": "self_weight", "photo_weight": "self_weight"}
 # ``kind`` of an in-plane pair made in a training batch (synthetic 0, real KIND_REAL = 1)
 KIND_INPLANE = 2
 
@@ -397,10 +398,13 @@ class DFFNetTask(_TaskOptions):
         if c.self_weight > 0:  # logged at every step (0 when the batch holds no real pair)
             rows = real.nonzero().flatten()
             zero = total.new_zeros(())
-            own, sparts = (zero, {"census": zero, "smooth": zero}) if len(rows) == 0 else self_supervised_loss(
-                preds[-1][rows], i1[rows], i2[rows], points[rows], mask[rows], c.smooth_weight)
+            own, sparts = (zero, {"census": zero, "smooth": zero, "photo": zero}) if len(rows) == 0 else \
+                self_supervised_loss(preds[-1][rows], i1[rows], i2[rows], points[rows], mask[rows], c.smooth_weight,
+                                     photo_weight=c.photo_weight)
             total = total + c.self_weight * own * (len(rows) / len(real))
             logged.update(census=sparts["census"], smooth=sparts["smooth"])
+            if c.photo_weight > 0:
+                logged["photo"] = sparts["photo"]
         return total, logged
 
     def _with_inplane_pairs(self, batch: dict, u: torch.Tensor) -> dict:

@@ -12,7 +12,11 @@ than by OpenCV's DIS (README, flow tables). The images themselves say more about
   I2 -- occlusion-masked through the PNCC warping of eq. (5) (:func:`faceflow.nets.warp.warp_by_flow`).
   This is the ternary census loss of unsupervised optical flow (UnFlow, Meister et al. 2018).
 - **edge-aware smoothness**: the robust first difference of each flow channel between neighbouring
-  face pixels, down-weighted across image edges by ``exp(-10 |grad I1|)``.
+  face pixels, down-weighted across image edges by ``exp(-10 |grad I1|)``;
+- optionally an **RGB photometric term** (``photo_weight``): the robust mean absolute difference
+  of I1 and the warped I2 (0-255) on the same valid pixels. Census ignores lighting changes but
+  also the colour and the exact grey levels; this term is the error the photometric check of the
+  benchmark measures (README, "Photometric check").
 
 Neither constrains the depth flow z: real pairs keep a (down-weighted) end-point term to their
 pseudo ground truth for it (:class:`faceflow.engine.dff_tasks.DFFNetTask`).
@@ -76,12 +80,14 @@ def smoothness(flow: torch.Tensor, image: torch.Tensor, mask: torch.Tensor, edge
 
 
 def self_supervised_loss(flow: torch.Tensor, i1: torch.Tensor, i2: torch.Tensor, pncc_points: torch.Tensor,
-                         mask: torch.Tensor, smooth_weight: float = 0.5) -> tuple[torch.Tensor, dict]:
-    """Census data term + ``smooth_weight`` x smoothness of a 3D flow (B, 3, H, W) in pixels
+                         mask: torch.Tensor, smooth_weight: float = 0.5, photo_weight: float = 0.0
+                         ) -> tuple[torch.Tensor, dict]:
+    """Census data term + ``smooth_weight`` x smoothness (+ ``photo_weight`` x the RGB photometric
+    term) of a 3D flow (B, 3, H, W) in pixels
     (F = p2 - p1) for I1, I2 (B, 3, H, W) in [0, 1], I1's image-space points (B, H, W, 3) (NaN
     where none) and face ``mask`` (B, H, W) bool.
 
-    Returns ``(total, {"census", "smooth", "valid_fraction"})``. I2 is warped into I1's frame with
+    Returns ``(total, {"census", "smooth", "photo", "valid_fraction"})``. I2 is warped into I1's frame with
     the flow (bilinear, occlusion-aware) and both are described in I1's frame; only valid pixels
     (on the face, moved into the image, not occluded) enter the data term."""
     warped, valid = warp_by_flow(i2, pncc_points, flow.permute(0, 2, 3, 1), mask, occlusion=True)
@@ -89,5 +95,7 @@ def self_supervised_loss(flow: torch.Tensor, i1: torch.Tensor, i2: torch.Tensor,
     v = valid.to(flow.dtype)
     census = (_robust(dist) * v).sum() / v.sum().clamp_min(1.0)
     smooth = smoothness(flow, i1, mask)
+    photo = (_robust((i1 - warped).abs().mean(1) * 255.0) * v).sum() / v.sum().clamp_min(1.0)
     frac = v.sum() / mask.to(flow.dtype).sum().clamp_min(1.0)
-    return census + smooth_weight * smooth, {"census": census, "smooth": smooth, "valid_fraction": frac.detach()}
+    total = census + smooth_weight * smooth + (photo_weight * photo if photo_weight else 0.0)
+    return total, {"census": census, "smooth": smooth, "photo": photo, "valid_fraction": frac.detach()}
