@@ -30,7 +30,8 @@ demo:
 	@venv="$$(scripts/env.sh)" && "$$venv/bin/faceflow" render --out outputs/demo && \
 	if [ -f "$(DEMO_VIDEO)" ]; then \
 		"$$venv/bin/faceflow" annotate "$(DEMO_VIDEO)" outputs/annotate --max-frames 50 && \
-		"$$venv/bin/faceflow" flow "$(DEMO_VIDEO):0" "$(DEMO_VIDEO):8" --out outputs/flow; \
+		"$$venv/bin/faceflow" flow "$(DEMO_VIDEO):0" "$(DEMO_VIDEO):8" --out outputs/flow && \
+		"$$venv/bin/faceflow" flow "$(DEMO_VIDEO)" --out outputs/flow_video --max-frames 100 --overwrite; \
 	else echo "note: $(DEMO_VIDEO) not found; set DEMO_VIDEO=clip.mp4 to annotate a real video"; fi && \
 	if [ "$(APP)" != "0" ]; then "$$venv/bin/faceflow" app $(APP_ARGS); fi
 

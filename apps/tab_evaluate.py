@@ -1,6 +1,8 @@
 """The app's fourth tab, **Evaluate** (:mod:`apps.gradio_app`): the self-reenactment tables
 (``OUT/table.md``, ``OUT/tables/*.md``, heatmaps) of an evaluation folder (default ``WORKDIR/eval``),
-read only from the folders the app serves (:func:`_served`)."""
+read only from the folders the app serves (:func:`_served`); until the folder holds tables of the
+user's own, the project's published tables (:func:`published_tables`, the README's flow and
+self-reenactment sections, with their commands), labelled as such."""
 
 from __future__ import annotations
 
@@ -12,7 +14,11 @@ import numpy as np
 from apps.app_state import TAB_NAMES, AppConfig, AppContext, fail, gradio_module
 from faceflow.errors import FaceflowError
 
-__all__ = ["read_evaluation", "evaluate_tab"]
+__all__ = ["read_evaluation", "evaluate_tab", "published_tables"]
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+PUBLISHED = (("### Evaluation (`evaluation/flow_benchmark.py`)", "### Speed"),
+             ("## Self-reenactment tables", "## The app"))
 
 MAX_HEATMAPS = 48
 MAX_TABLE_BYTES = 1 << 20
@@ -105,6 +111,26 @@ def read_evaluation(folder: str | Path, served=None) -> tuple[str, list[tuple[np
     return "\n\n".join(parts), images
 
 
+def published_tables(readme: Path = README) -> str:
+    """The README's sections with the published flow tables (paper Tables 1-2) and
+    self-reenactment tables (Table 3), with their commands, under a heading that says what they
+    are; a short note when the README is not there (an installed copy without it)."""
+    try:
+        text = readme.read_text(encoding="utf-8")
+    except OSError:
+        return "The project's published tables are in its README (not found next to this installation)."
+    parts = []
+    for start, end in PUBLISHED:
+        a = text.find(start)
+        if a < 0:
+            continue
+        b = text.find(end, a + len(start))
+        parts.append(text[a:b if b > 0 else None].strip().replace(start, "#### " + start.lstrip("# "), 1))
+    return ("## Published tables (the project's README)\n\nThe numbers the project measured with its shipped "
+            "weights, with the commands that made them. Your own evaluation appears here instead once the "
+            "folder above holds its tables.\n\n" + "\n\n".join(parts))
+
+
 def evaluate_tab(ctx: AppContext) -> tuple:
     """The Evaluate tab (made inside the app's ``gr.Tabs``) and its ``evaluation`` event. Returns the
     tables' refresh as (fn, inputs, outputs), run again on page load."""
@@ -112,7 +138,10 @@ def evaluate_tab(ctx: AppContext) -> tuple:
     cfg = ctx.config
 
     def eval_fn(folder):  # only results under results_root / eval_dir: the folder is typed by any user
-        return read_evaluation(_results_folder(cfg, folder), served=lambda real: _served(cfg, real))
+        text, images = read_evaluation(_results_folder(cfg, folder), served=lambda real: _served(cfg, real))
+        if text.startswith("No evaluation"):  # nothing of the user's own yet: the published tables
+            text = text + "\n\n" + published_tables()
+        return text, images
 
     with gr.Tab(TAB_NAMES[3], id="evaluate"):
         with gr.Row():

@@ -24,6 +24,7 @@ from apps.app_state import (
 
 __all__ = ["prepare_and_train", "train_tab"]
 
+CROP_SIZES = (64, 128, 256, 512)
 MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
@@ -71,6 +72,8 @@ def prepare_and_train(ctx: AppContext, video, name: str, preset: str = "tiny", s
         raise fail(f"model name {name!r}: use 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit")
     if preset not in PRESETS:
         raise fail(f"unknown preset {preset!r}; choose one of {sorted(PRESETS)}")
+    if size not in CROP_SIZES:
+        raise fail(f"crop size must be one of {', '.join(map(str, CROP_SIZES))} pixels, got {size}")
     for label, v in (("max frames", max_frames), ("iterations", iterations), ("minutes", minutes)):
         if v is not None and v < 0:
             raise fail(f"{label} must be >= 0 (0: the default), got {v}")
@@ -137,7 +140,7 @@ def train_tab(ctx: AppContext, jobs: dict, models_refresh: tuple) -> None:
     cfg = ctx.config
 
     def train_fn(video, name, preset, size, max_frames, flow, iterations, minutes, progress=gr.Progress()):
-        yield from prepare_and_train(ctx, video, name, preset, int(size), max_frames, flow, iterations, minutes,
+        yield from prepare_and_train(ctx, video, name, preset, size, max_frames, flow, iterations, minutes,
                                      progress=progress)
 
     with gr.Tab(TAB_NAMES[2], id="train"):
@@ -148,7 +151,7 @@ def train_tab(ctx: AppContext, jobs: dict, models_refresh: tuple) -> None:
             tname = gr.Textbox(label="Model name", placeholder="e.g. obama")
             preset = gr.Dropdown(sorted(PRESETS), value="tiny", label="Preset",
                                  info="tiny: CPU-sized networks; paper: the thesis' (GPU)")
-            tsize = gr.Dropdown([64, 128, 256, 512], value=256, label="Crop size (px)")
+            tsize = gr.Number(256, label="Crop size (px): 64, 128, 256 or 512", precision=0, minimum=64, maximum=512)
             tflow = gr.Dropdown(["faceflow3d", "dis2d", "none"], value="faceflow3d", label="Flow")
         with gr.Row():
             tmax = gr.Number(0, label="Max frames (0: all)", precision=0, minimum=0)

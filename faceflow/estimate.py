@@ -34,25 +34,22 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from faceflow import io as vio
 from faceflow.engine.weights import load_weights
-from faceflow.errors import AssetNotFoundError, FaceflowError, MediaError
+from faceflow.errors import AssetNotFoundError, FaceflowError
 from faceflow.face.landmarks import MediapipeDetector, NoFaceError, detect_image, make_detector
+from faceflow.face.pair_check import MAX_SHIFT_IOD, check_pair, landmark_shift
 from faceflow.face.registration import TEMPLATE_SIZE, flow_to_image, register_landmarks, warp_image
 from faceflow.geometry.morphable import MorphableModel
 from faceflow.geometry.similarity import Similarity
 from faceflow.io import read_image
-from faceflow.io.mesh import write_obj
 from faceflow.nets.modules import resolve_device
 from faceflow.ops.opticalflow import dis_flow
 from faceflow.ops.sampling import sample_points
-from faceflow.render.flowcolor import flow2d_to_rgb, flow3d_to_rgb, shared_max_magnitude
-from faceflow.render.overlay import draw_wireframe
 from faceflow.render.pncc import pncc as render_pncc
 from faceflow.render.rasterize import rasterize
-from faceflow.runtime.provenance import file_record, portable_json, provenance
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+
 MESHREG_FILE = "meshreg.pt"
 DFFNET_FILE = "dffnet.pt"
 
@@ -71,6 +68,8 @@ class FlowResult:
     Decomposed weights (``faceflow train dffnet --decompose``) also give the rigid head-motion flow
     and the expression flow, whose sum is ``flow``: ``head_flow`` / ``expression_flow`` (224, 224, 3)
     and ``head_flow_image`` / ``expression_flow_image`` (H, W, 3); None for other weights.
+    ``shift``: the mean distance between the two faces' registered landmarks in inter-ocular
+    distances (:func:`landmark_shift`) when image 2's landmarks were known, else None.
     """
 
     flow: np.ndarray
@@ -89,6 +88,7 @@ class FlowResult:
     expression_flow: np.ndarray | None = field(default=None, repr=False)
     head_flow_image: np.ndarray | None = field(default=None, repr=False)
     expression_flow_image: np.ndarray | None = field(default=None, repr=False)
+    shift: float | None = None
 
     @property
     def flow2d_image(self) -> np.ndarray:
@@ -265,20 +265,45 @@ class FaceFlow:
             self._detector.close()
         self._detector = None
 
-    def estimate(self, img1, img2, landmarks1=None) -> FlowResult:
+    def estimate(self, img1, img2, landmarks1=None, *, check: bool = True, max_shift: float = MAX_SHIFT_IOD
+                 ) -> FlowResult:
         """3D flow from ``img1`` to ``img2``: RGB uint8 arrays (H, W, 3) or image paths (the
         two may differ in size; the flow lives on img1's grid). ``landmarks1`` (68, 2) skips
-        detection. Raises :class:`faceflow.face.landmarks.NoFaceError` when img1 has no face."""
-        return self.estimate_pairs([img1], [img2], None if landmarks1 is None else [landmarks1])[0]
+        detection. Raises :class:`faceflow.face.landmarks.NoFaceError` (naming the image) when
+        img1 has no face, or, with ``check``, img2 has none; with ``check``,
+        :class:`PairMismatchError` when img2's face is not img1's in a comparable position
+        (registered landmarks more than ``max_shift`` inter-ocular distances apart on average;
+        ``check=False`` proceeds anyway, as ``faceflow flow --force``)."""
+        return self.estimate_pairs([img1], [img2], None if landmarks1 is None else [landmarks1],
+                                   check=check, max_shift=max_shift)[0]
+
+    def _pair_landmarks(self, a: list, b: list, chunk: range, landmarks1, landmarks2, check: bool):
+        """The 68 landmarks of each pair's image 1 (given or detected) and, when given or
+        ``check``, image 2's (else None)."""
+        lm1 = [np.asarray(landmarks1[k], np.float64) if landmarks1 is not None
+               else self._landmarks(a[j], f"image 1 of pair {k}" if len(chunk) > 1 or k else "image 1")
+               for j, k in enumerate(chunk)]
+        lm2 = [None] * len(lm1)
+        if landmarks2 is not None:
+            lm2 = [None if landmarks2[k] is None else np.asarray(landmarks2[k], np.float64) for k in chunk]
+        elif check:
+            lm2 = [self._landmarks(b[j], f"image 2 of pair {k}" if len(chunk) > 1 or k else "image 2")
+                   for j, k in enumerate(chunk)]
+        return lm1, lm2
 
     def estimate_pairs(self, images1: Sequence, images2: Sequence, landmarks1: Sequence | None = None, *,
-                       batch_size: int = 16) -> list[FlowResult]:
-        """Batched :meth:`estimate` over pairs (e.g. consecutive video frames). ``landmarks1``: an
-        optional (68, 2) per first image (e.g. from :func:`faceflow.face.tracking.track_video`)."""
+                       batch_size: int = 16, landmarks2: Sequence | None = None, check: bool = False,
+                       max_shift: float = MAX_SHIFT_IOD) -> list[FlowResult]:
+        """Batched :meth:`estimate` over pairs (e.g. consecutive video frames). ``landmarks1`` /
+        ``landmarks2``: an optional (68, 2) per first / second image (e.g. from
+        :func:`faceflow.face.tracking.track_video`); with them (or with ``check``, which detects
+        image 2's) each result's ``shift`` is set, and ``check`` raises :class:`PairMismatchError`
+        for a pair whose shift exceeds ``max_shift``."""
         if len(images1) != len(images2):
             raise FaceflowError(f"estimate_pairs got {len(images1)} first images and {len(images2)} second images")
-        if landmarks1 is not None and len(landmarks1) != len(images1):
-            raise FaceflowError(f"estimate_pairs got {len(landmarks1)} landmark sets for {len(images1)} pairs")
+        for name, lms in (("landmark sets", landmarks1), ("second landmark sets", landmarks2)):
+            if lms is not None and len(lms) != len(images1):
+                raise FaceflowError(f"estimate_pairs got {len(lms)} {name} for {len(images1)} pairs")
         if int(batch_size) < 1:
             raise FaceflowError(f"batch_size must be >= 1, got {batch_size}")
         if self.meshreg is None:
@@ -289,9 +314,12 @@ class FaceFlow:
             chunk = range(start, min(start + int(batch_size), len(images1)))
             a = [_as_rgb(images1[k], f"image 1 of pair {k}") for k in chunk]
             b = [_as_rgb(images2[k], f"image 2 of pair {k}") for k in chunk]
-            lm = [np.asarray(landmarks1[k], np.float64) if landmarks1 is not None
-                  else self._landmarks(a[j], f"image 1 of pair {k}") for j, k in enumerate(chunk)]
+            lm, lm2 = self._pair_landmarks(a, b, chunk, landmarks1, landmarks2, check)
             T = [register_landmarks(p, S) for p in lm]
+            shifts = [None if q is None else landmark_shift(p, q, t) for p, q, t in zip(lm, lm2, T)]
+            for k, sh in zip(chunk, shifts):
+                if check and sh is not None:
+                    check_pair(sh, max_shift, "the two images" if len(images1) == 1 else f"the images of pair {k}")
             # edge-replicated like the training frames (annotate registers with border="border")
             r1 = np.stack([warp_image(x, t, S, border="border") for x, t in zip(a, T)])
             r2 = np.stack([warp_image(x, t, S, border="border") for x, t in zip(b, T)])
@@ -310,7 +338,7 @@ class FaceFlow:
                     pncc=out["pncc"][j].permute(1, 2, 0).cpu().numpy(), registered1=r1[j], registered2=r2[j],
                     flow_image=np.asarray(fi, np.float32), mask_image=np.asarray(mi, bool),
                     mesh_image=np.asarray(T[j].inverse().apply_3d(mesh), np.float32), transform=T[j],
-                    landmarks=lm[j].astype(np.float32), triangles=tris, **parts))
+                    landmarks=lm[j].astype(np.float32), triangles=tris, shift=shifts[j], **parts))
         return results
 
     @staticmethod
@@ -368,77 +396,3 @@ def warp_mesh_by_flow(mesh: np.ndarray, flow: np.ndarray, mask: np.ndarray, tria
     moved = mesh.copy()
     moved[visible] = mesh[visible] + samp[visible]
     return moved.astype(np.float32), visible
-
-
-# ----------------------------------------------------------------------------- CLI
-def write_outputs(res: FlowResult, out: str | Path, extra: dict | None = None, *,
-                  weights: dict | None = None, device=None, inputs: dict | None = None) -> Path:
-    """Write one result: ``flow3d.npy`` (H, W, 3) and ``mask.npy`` on I1's grid, the registered
-    ``flow3d_registered.npy`` / ``mask_registered.npy``, colour-coded ``flow3d.png`` / ``flow2d.png``,
-    for decomposed weights ``head_flow3d.npy`` / ``expression_flow3d.npy`` and their colour codings
-    ``head_flow3d.png`` / ``expression_flow3d.png`` (on the scale of the whole flow),
-    ``pncc.png``, ``mesh.obj`` (I1 pixels), ``mesh_warped.obj`` and ``mesh_warped.png`` (Fig. 1:
-    I1 with its mesh | I2 with the mesh moved by the flow | the 3D flow), then ``manifest.json``.
-
-    The manifest holds ``extra`` (absolute paths made portable), ``inputs`` ({name: image or
-    video file} -> name, size and sha256 under ``"input_files"``) and ``"provenance"``
-    (:func:`faceflow.runtime.provenance.provenance` with the ``weights`` files {role: path}, by default
-    those named in ``extra["weights"]`` (:attr:`FaceFlow.info`), and ``device``)."""
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "manifest.json").unlink(missing_ok=True)
-    vio.save_npy(out / "flow3d.npy", res.flow_image.astype(np.float32))
-    vio.save_npy(out / "mask.npy", res.mask_image)
-    vio.save_npy(out / "flow3d_registered.npy", res.flow.astype(np.float32))
-    vio.save_npy(out / "mask_registered.npy", res.mask)
-    vio.write_image(out / "flow3d.png", flow3d_to_rgb(res.flow_image, res.mask_image))
-    vio.write_image(out / "flow2d.png", flow2d_to_rgb(res.flow_image[..., :2], res.mask_image))
-    vio.write_image(out / "pncc.png", np.clip(res.pncc * 255 + 0.5, 0, 255).astype(np.uint8))
-    if res.head_flow_image is not None:  # a decomposed flow: its two parts, on the scale of the whole
-        scale = shared_max_magnitude([res.flow_image], [res.mask_image])
-        for name in ("head_flow", "expression_flow"):
-            part = getattr(res, f"{name}_image")
-            vio.save_npy(out / f"{name}3d.npy", part)
-            vio.write_image(out / f"{name}3d.png", flow3d_to_rgb(part, res.mask_image, max_magnitude=scale))
-    moved, visible = warp_mesh_by_flow(res.mesh, res.flow, res.mask, res.triangles)
-    write_obj(out / "mesh.obj", res.mesh_image, res.triangles)
-    write_obj(out / "mesh_warped.obj", np.asarray(res.transform.inverse().apply_3d(moved), np.float32),
-              res.triangles)
-    panel = np.concatenate([draw_wireframe(res.registered1, res.mesh, res.triangles),
-                            draw_wireframe(res.registered2, moved, res.triangles, colour=(255, 200, 40)),
-                            flow3d_to_rgb(res.flow, res.mask)], 1)
-    vio.write_image(out / "mesh_warped.png", panel)
-    mag = np.linalg.norm(res.flow[res.mask], axis=-1) if res.mask.any() else np.zeros(1)
-    manifest = {"files": sorted(p.name for p in out.iterdir() if p.name != "manifest.json"),
-                "face_pixels_registered": int(res.mask.sum()), "face_pixels_image": int(res.mask_image.sum()),
-                "median_flow_px": float(np.median(mag)), "p95_flow_px": float(np.percentile(mag, 95)),
-                "visible_vertices": int(visible.sum()), "transform": res.transform.to_dict(),
-                **(extra or {})}
-    if weights is None:  # the files FaceFlow.info names
-        info = (extra or {}).get("weights")
-        weights = {k: info[k] for k in ("meshreg", "dffnet")
-                   if isinstance(info, dict) and isinstance(info.get(k), (str, Path)) and Path(info[k]).is_file()}
-    if inputs:
-        manifest["input_files"] = {}
-        for k, spec in inputs.items():
-            path, _, frame = str(spec).rpartition(":")  # VIDEO:N (see load_input)
-            if Path(spec).is_file():
-                manifest["input_files"][k] = file_record(spec, out)
-            elif path and frame.isdigit() and Path(path).is_file():
-                manifest["input_files"][k] = {**file_record(path, out), "frame": int(frame)}
-    manifest["provenance"] = provenance(weights=weights, device=device, base=out)
-    vio.save_json(out / "manifest.json", portable_json(manifest, out))
-    return out
-
-
-def load_input(spec: str) -> np.ndarray:
-    """An RGB image from ``PATH`` (a still) or ``VIDEO:N`` (frame N, counted from 0, of a video)."""
-
-    path, _, frame = str(spec).rpartition(":")
-    if path and frame.isdigit() and not Path(spec).exists():
-        frames = list(vio.read_frames(path, start=int(frame), max_frames=1))
-        if not frames:
-            raise MediaError(f"{path} has no frame {frame}")
-        return frames[0]
-    return vio.read_image(spec)

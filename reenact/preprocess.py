@@ -32,8 +32,9 @@ import torch
 
 from faceflow import io as vio
 from faceflow.annotate.pipeline import AnnotateConfig, annotate
-from faceflow.errors import FaceflowError
+from faceflow.errors import AssetNotFoundError, FaceflowError
 from faceflow.estimate import DFFNET_FILE, MESHREG_FILE, WEIGHTS_DIR
+from faceflow.nets.modules import resolve_device
 from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance, weights_records
 from reenact.conditioning import mouth_boxes
 from reenact.flows import flow_channels, make_provider
@@ -84,6 +85,12 @@ def _prepare(data_dir: str | Path, cfg: PreprocessConfig) -> Path:
 
     for name in cfg.flows:
         flow_channels(name)  # unknown provider -> FaceflowError before any work
+    if cfg.flow_weights is not None and "faceflow3d" in cfg.flows:  # missing weights: before the annotation stage
+        for f in _flow_weight_files("faceflow3d", cfg.flow_weights).values():
+            if not Path(f).is_file():
+                raise AssetNotFoundError(f"--flow-weights {cfg.flow_weights}: {Path(f).name} not found there (the "
+                                         "directory must hold DeepFaceFlow's meshreg.pt and dffnet.pt)")
+    resolve_device(cfg.device)  # an unknown device: before any work
     if not 32 <= cfg.size <= 1024 or cfg.size % 8:
         raise FaceflowError(f"--size must be a multiple of 8 between 32 and 1024, got {cfg.size}")
     data_dir = Path(data_dir)

@@ -47,6 +47,10 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu", which:
     checkpoint step) of a training run directory."""
 
     model_dir = Path(model_dir)
+    if model_dir.is_file():
+        run_dir = model_dir.parent.parent if model_dir.parent.name == "checkpoints" else model_dir.parent
+        raise FaceflowError(f"{model_dir} is a file: give the model's run directory (the folder that holds "
+                            f"checkpoints/), e.g. {run_dir}")
     if not model_dir.is_dir():
         raise FaceflowError(f"model directory not found: {model_dir} (train one with python -m reenact train "
                             f"DATA_DIR {model_dir})")

@@ -13,7 +13,7 @@ packages are layered, each may import only those before it:
 and inside faceflow the stages (sub-packages and the few top-level modules) are ordered too:
 
     errors < moved < runtime < io < geometry < ops < render < face < annotate < data < nets < engine
-           < estimate < cli < commands < __main__
+           < estimate < outputs < cli < commands < __main__
 
 ``tests/test_layering.py`` runs the same check.
 """
@@ -28,7 +28,7 @@ LAYERS = ("faceflow", "vid2vid", "reenact", "evaluation", "apps")
 # faceflow's sub-packages (and top-level modules) in pipeline order: each imports only itself and
 # those before it. A module later in the list may import an earlier one, never the reverse.
 STAGES = ("errors", "moved", "runtime", "io", "geometry", "ops", "render", "face", "annotate", "data", "nets",
-          "engine", "estimate", "cli", "commands", "__main__")
+          "engine", "estimate", "outputs", "cli", "commands", "__main__")
 
 
 def find_modules(root: str, packages=LAYERS) -> dict[str, tuple[str, bool]]:

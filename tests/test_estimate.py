@@ -315,7 +315,7 @@ class ConstantParts(torch.nn.Module):
 
 
 def test_decomposed_flow_through_the_api_and_the_files(model, frames, tmp_path):
-    from faceflow.estimate import write_outputs
+    from faceflow.outputs.pair import write_outputs
 
     meshreg, tris = _template_meshreg(model)
     head, expr = (1.0, -2.0, 0.5), (0.5, 0.25, -1.0)
@@ -333,3 +333,42 @@ def test_decomposed_flow_through_the_api_and_the_files(model, frames, tmp_path):
     plain = FaceFlow(meshreg, ConstantFlow(head), tris, device="cpu").estimate(frames[0], frames[1])
     assert plain.head_flow is None and plain.expression_flow_image is None
     assert not (write_outputs(plain, tmp_path / "p") / "head_flow3d.npy").exists()
+
+
+def test_landmark_shift_is_the_registered_distance_in_inter_ocular_distances():
+    from faceflow.face.pair_check import landmark_shift
+    from faceflow.face.registration import register_landmarks, template_landmarks
+
+    tl = template_landmarks(224)
+    iod = np.linalg.norm(tl[36:42].mean(0) - tl[42:48].mean(0))
+    rng = np.random.default_rng(0)
+    lmk = tl * 2.5 + np.array([300.0, 120.0]) + rng.normal(0, 0.5, tl.shape)  # a face in a large image
+    s = register_landmarks(lmk).scale
+    v = np.array([6.0, -8.0])                                                 # 10 image pixels
+    assert landmark_shift(lmk, lmk) == pytest.approx(0.0, abs=1e-12)
+    assert landmark_shift(lmk, lmk + v) == pytest.approx(10.0 * s / iod, rel=1e-9)
+
+
+def test_wrong_pairs_are_refused_unless_forced(model, frames):
+    from faceflow.face.pair_check import PairMismatchError
+    from faceflow.io import read_image
+
+    meshreg, tris = _template_meshreg(model)
+    ff = FaceFlow(meshreg, ConstantFlow((0, 0, 0)), tris, device="cpu")
+    blank = np.full((200, 200, 3), 128, np.uint8)
+    with pytest.raises(NoFaceError, match="image 2"):
+        ff.estimate(frames[0], blank)
+    other = read_image(media("stills/deepface_img11.jpg"))      # another person, elsewhere in the picture
+    with pytest.raises(PairMismatchError, match="same face in a comparable position"):
+        ff.estimate(frames[0], other)
+    forced = ff.estimate(frames[0], other, check=False)
+    assert forced.shift is None                                  # not checked: image 2 not even detected
+    same = ff.estimate(frames[0], frames[1])
+    assert same.shift < 0.1
+    # another image size with the face where it was: accepted, same flow grid as image 1
+    bigger = np.pad(frames[1], ((0, 60), (0, 100), (0, 0)), mode="edge")
+    res = ff.estimate(frames[0], bigger)
+    assert res.shift < 0.1 and res.flow_image.shape[:2] == frames[0].shape[:2]
+    # pairs in a batch name the pair
+    with pytest.raises(PairMismatchError, match="pair 1"):
+        ff.estimate_pairs([frames[0], frames[0]], [frames[1], other], check=True)

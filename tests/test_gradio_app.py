@@ -30,6 +30,7 @@ from gradio_client.exceptions import AppError  # noqa: E402  (after the skip, as
 
 from apps import gradio_app as ga  # noqa: E402  (imports gradio lazily, in build_app)
 from apps import tab_evaluate  # noqa: E402  (the Evaluate tab's folder checks)
+from apps.tab_flow import FLOW_FILES  # noqa: E402  (after the skip, as above)
 from faceflow import io as vio  # noqa: E402  (after the skip, with the imports above)
 
 CLIP = "videos/EDTalk_uncrop_Obama.mp4"
@@ -92,11 +93,23 @@ def test_offline_local_and_one_job_at_a_time(served):
     assert url.startswith("http://127.0.0.1:") and share_url is None
     assert app.max_file_size == 200 * 2**20                         # uploads refused above 200 MB
     assert Path(os.environ["GRADIO_TEMP_DIR"]) == work.resolve() / "tmp"
-    long_jobs = {"estimate_flow", "reenact", "prepare_and_train"}
+    long_jobs = {"estimate_flow", "video_flow", "reenact", "prepare_and_train"}
     fns = {f.api_name: f for f in app.fns.values()}
     assert long_jobs <= set(fns)
     for name in long_jobs:  # one queue slot shared by every long job
         assert fns[name].concurrency_limit == 1 and fns[name].concurrency_id == "jobs"
+
+
+@needs_server
+def test_api_inputs_are_typed(served):
+    """The crop size is a number in the API (it was a dropdown of strings that then refused '128')."""
+    _, client, _, _, _ = served
+    info = client.view_api(print_info=False, return_format="dict")
+    params = info["named_endpoints"]["/prepare_and_train"]["parameters"]
+    size = next(p for p in params if "Crop size" in p["label"])
+    assert size["python_type"]["type"] in ("float", "int") and size["parameter_default"] == 256
+    flow = {p["label"]: p for p in info["named_endpoints"]["/estimate_flow"]["parameters"]}
+    assert flow["Colour scale in px (0 = automatic)"]["python_type"]["type"] == "float"
 
 
 # ------------------------------------------------------------------ tab 1: 3D face flow
@@ -104,14 +117,16 @@ def test_offline_local_and_one_job_at_a_time(served):
 def test_flow_tab_matches_direct_estimate(served, frames):
     app, client, work, _, _ = served
     (p0, p8), f0, f8 = frames
-    out = client.predict(handle_file(str(p0)), handle_file(str(p8)), None, 0, 8, api_name="/estimate_flow")
+    out = client.predict(handle_file(str(p0)), handle_file(str(p8)), None, 0, 8, 0, 0.1, False,
+                         api_name="/estimate_flow")
     *files, summary, head, expression = out
+    names = list(ga.FLOW_OUTPUTS) + list(FLOW_FILES)
+    assert [Path(f).name for f in files] == names
+    assert all(Path(f).is_file() and Path(f).stat().st_size > 0 for f in files)
     # the shipped DFFNet decomposes the flow: the tab shows the head-motion and expression pictures
     for pic in (head, expression):
-        assert Path(pic).is_file() and vio.read_image(pic).shape == (*f0.shape[:2], 3)
-    assert [Path(f).name for f in files] == list(ga.FLOW_OUTPUTS)
-    assert all(Path(f).is_file() and Path(f).stat().st_size > 0 for f in files)
-    flow = np.load(files[-1])
+        assert Path(pic).is_file() and vio.read_image(pic).shape[0] > f0.shape[0]   # titled, with a legend
+    flow = np.load(files[names.index("flow3d.npy")])
     H, W = f0.shape[:2]
     assert flow.shape == (H, W, 3) and flow.dtype == np.float32
     # the job folder on the server holds the mask: finite flow on it, 0 off it
@@ -121,13 +136,23 @@ def test_flow_tab_matches_direct_estimate(served, frames):
     assert mask.shape == (H, W) and mask.mean() > 0.05
     assert np.isfinite(flow[mask]).all() and not flow[~mask].any()
     assert np.abs(flow[mask]).sum(-1).mean() > 0.1                 # frames 0 and 8 differ: the face moves
-    assert f"{int(mask.sum())} face pixels" in summary
-    # the colour pictures: I1's grid for the flows, the 224 template for PNCC and the Fig. 1 panel
-    assert vio.read_image(files[0]).shape == (H, W, 3) and vio.read_image(files[1]).shape == (H, W, 3)
+    assert f"{int(mask.sum())} face pixels" in summary and "Colour scale 0 .." in summary
+    assert "hue is the direction" in summary                        # the two-line explanation
+    # the pictures: flows with a title above and the legend below; PNCC and the Fig. 1 panel at 224
+    for k in (0, 1):
+        fig = vio.read_image(files[k])
+        assert fig.shape[0] > H + 60 and fig.shape[1] >= W
     assert vio.read_image(files[2]).shape == (224, 224, 3)
-    assert vio.read_image(files[4]).shape == (224, 3 * 224, 3)
+    warp = vio.read_image(files[4])
+    assert warp.shape[1] == 3 * 224 + 4 and warp.shape[0] > 224 + 60
     overlay = vio.read_image(files[3]).astype(np.int16)
-    assert overlay.shape == f0.shape and (np.abs(overlay - f0).sum(-1) > 30)[mask].mean() > 0.02  # wires drawn
+    assert overlay.shape == f0.shape and (np.abs(overlay - f0).sum(-1) > 30)[mask].mean() > 0.02  # grid drawn
+    # the meshes and the zip of everything
+    assert Path(files[names.index("mesh.obj")]).read_text().startswith(("#", "v "))
+    import zipfile
+    with zipfile.ZipFile(files[names.index("outputs.zip")]) as z:
+        inside = set(z.namelist())
+    assert {"flow3d.npy", "mask.npy", "mesh.obj", "mesh_warped.obj", "flow3d.png", "manifest.json"} <= inside
     # the same numbers as calling the library directly (uploads are decoded losslessly)
     res = app.faceflow.face_flow().estimate(f0, f8)
     np.testing.assert_allclose(flow, res.flow_image, atol=1e-5)
@@ -139,32 +164,133 @@ def test_flow_tab_matches_direct_estimate(served, frames):
 
 
 @needs_server
-def test_flow_tab_video_frames_equal_image_frames(served, frames):
+def test_flow_tab_video_frames_equal_image_frames_and_previews(served, frames):
     app, client, work, _, _ = served
     _, f0, f8 = frames
-    out = client.predict(None, None, handle_file(str(media(CLIP))), 0, 8, api_name="/estimate_flow")
+    clip = handle_file(str(media(CLIP)))
+    out = client.predict(None, None, clip, 0, 8, 0, 0.1, False, api_name="/estimate_flow")
     res = app.faceflow.face_flow().estimate(f0, f8)
     np.testing.assert_allclose(np.load(out[5]), res.flow_image, atol=1e-5)
-    assert "frames 0 and 8 of the video" in out[6]
+    assert "frames 0 and 8 of the video" in out[9]
     with pytest.raises(AppError, match="has about 500 frames"):
-        client.predict(None, None, handle_file(str(media(CLIP))), 0, 900, api_name="/estimate_flow")
+        client.predict(None, None, clip, 0, 900, 0, 0.1, False, api_name="/estimate_flow")
+    a, b = client.predict(clip, 0, 8, api_name="/preview_frames")
+    np.testing.assert_array_equal(vio.read_image(a), f0)
+    np.testing.assert_array_equal(vio.read_image(b), f8)
 
 
 @needs_server
-def test_flow_tab_readable_errors(served, tmp_path):
+def test_flow_tab_whole_video(served):
+    _, client, work, _, _ = served
+    video, csv_path, arrays, text = client.predict(handle_file(str(media(CLIP))), 1, 12, 0, 0.1,
+                                                   api_name="/video_flow")
+    info = vio.probe(video, exact=True)
+    assert info.num_frames == 11 and info.fps == pytest.approx(25.0) and info.has_audio
+    assert info.width > 3 * 360 - 10                                # frame | 3D flow | 2D flow
+    assert len(Path(csv_path).read_text().strip().splitlines()) == 12  # header + 11 pairs
+    import zipfile
+    with zipfile.ZipFile(arrays) as z:
+        assert {"flow3d.npy", "mask.npy", "transforms.npy", "pairs.npy", "summary.csv"} <= set(z.namelist())
+    assert "11 pairs" in text and "one colour scale" in text
+    with pytest.raises(AppError, match="frames must be a whole number"):
+        client.predict(handle_file(str(media(CLIP))), 1, 5000, 0, 0.1, api_name="/video_flow")
+
+
+@needs_server
+def test_flow_tab_readable_errors(served, tmp_path, frames):
     _, client, work, _, _ = served
     blank = tmp_path / "blank.png"
     vio.write_image(blank, np.full((96, 96, 3), 128, np.uint8))
     n_jobs = len(list((work / "jobs").iterdir()))
     with pytest.raises(AppError, match="No face found"):
-        client.predict(handle_file(str(blank)), handle_file(str(blank)), None, 0, 8, api_name="/estimate_flow")
+        client.predict(handle_file(str(blank)), handle_file(str(blank)), None, 0, 8, 0, 0.1, False,
+                       api_name="/estimate_flow")
     assert len(list((work / "jobs").iterdir())) == n_jobs           # the failed job left nothing behind
     with pytest.raises(AppError, match="give two images, or a video"):
-        client.predict(handle_file(str(blank)), None, None, 0, 8, api_name="/estimate_flow")
+        client.predict(handle_file(str(blank)), None, None, 0, 8, 0, 0.1, False, api_name="/estimate_flow")
+    other = handle_file(str(media("stills/deepface_img11.jpg")))    # another person: refused, unless forced
+    (p0, _), _, _ = frames
+    with pytest.raises(AppError, match="same face in a comparable position"):
+        client.predict(handle_file(str(p0)), other, None, 0, 8, 0, 0.1, False, api_name="/estimate_flow")
+    forced = client.predict(handle_file(str(p0)), other, None, 0, 8, 0, 0.1, True, api_name="/estimate_flow")
+    assert "pair check skipped" in forced[9]
     bad = tmp_path / "broken.mp4"
     bad.write_bytes(b"\x00\x00\x00\x18ftypmp42 this is not a video" * 10)
     with pytest.raises(AppError, match="Cannot use this file"):
-        client.predict(None, None, handle_file(str(bad)), 0, 1, api_name="/estimate_flow")
+        client.predict(None, None, handle_file(str(bad)), 0, 1, 0, 0.1, False, api_name="/estimate_flow")
+    # the refused upload is gone from the app's temp folder
+    assert not [p for p in (work / "tmp").rglob("broken.mp4")]
+
+
+@pytest.mark.slow
+def test_examples_always_work(tmp_path):
+    """The rendered pair (no media needed) and the clip frames give a flow through the tab's function."""
+    from apps.app_state import AppConfig, AppContext
+    from apps.examples import make_examples
+    from apps.tab_flow import estimate_flow
+
+    ex = make_examples(tmp_path)
+    assert ex["pairs"] and Path(ex["pairs"][0][0]).name == "render_a.png"
+    ctx = AppContext(AppConfig(workdir=tmp_path))
+    try:
+        for a, b in ex["pairs"]:
+            out = estimate_flow(ctx, vio.read_image(a), vio.read_image(b))
+            flow = np.load(out[5])
+            assert np.isfinite(flow).all() and (np.abs(flow).sum(-1) > 0).mean() > 0.05
+    finally:
+        ctx.close()
+    if ex["videos"]:
+        info = vio.probe(ex["videos"][0][0], exact=True)
+        assert info.num_frames == 75 and info.has_audio
+
+
+def test_old_jobs_are_pruned_and_refused_uploads_removed(tmp_path):
+    import time
+
+    from apps.app_state import AppConfig, AppContext, discard_upload
+
+    ctx = AppContext(AppConfig(workdir=tmp_path, keep_jobs=3, max_jobs_mb=1.0))
+    jobs = []
+    for k in range(5):
+        j = ctx.new_job()
+        (j / "x.bin").write_bytes(b"0" * 1000)
+        os.utime(j, (time.time() + k, time.time() + k))
+        ctx.end_job(j)                                              # its request returned
+        jobs.append(j)
+    running = ctx.new_job()                                         # a request in flight is never pruned ...
+    os.utime(running, (time.time() - 100, time.time() - 100))       # ... even when it is the oldest
+    ctx.new_job()
+    assert running.exists()
+    assert [j.exists() for j in jobs] == [False, False, False, True, True]   # the newest kept, 3 in all
+    sized = AppContext(AppConfig(workdir=tmp_path / "w2", keep_jobs=10, max_jobs_mb=1.0))
+    made = []
+    for k in range(3):                                              # 3 x 400 KB: over the 1 MB cap
+        j = sized.new_job()
+        (j / "x.bin").write_bytes(b"0" * 400_000)
+        os.utime(j, (time.time() + k, time.time() + k))
+        sized.end_job(j)
+        made.append(j)
+    sized.new_job()                                                 # makes room: the oldest goes first
+    assert [j.exists() for j in made] == [False, True, True]
+    up = tmp_path / "tmp" / "abc123" / "clip.mp4"
+    up.parent.mkdir(parents=True)
+    up.write_bytes(b"x")
+    discard_upload(ctx.config, up)
+    assert not up.exists() and not up.parent.exists()
+    keep = tmp_path / "mine.mp4"                                    # not an upload: left alone
+    keep.write_bytes(b"x")
+    discard_upload(ctx.config, keep)
+    assert keep.exists()
+
+
+def test_published_tables_until_own_results(tmp_path):
+    from apps.tab_evaluate import published_tables
+
+    text = published_tables()
+    assert text.startswith("## Published tables")
+    assert "Table 1: 3D AEPE" in text and "faceflow evaluate flow" in text        # flow tables, with the command
+    assert "faceflow evaluate self-reenact" in text                                # Table 3, with its command
+    assert "not found" in published_tables(tmp_path / "missing.md")
 
 
 # ------------------------------------------------------------------ tab 2: reenact (listing, errors)
@@ -435,7 +561,8 @@ def test_flow_tab_shows_the_parts_of_decomposed_weights(tmp_path):
     ctx = AppContext(AppConfig(workdir=tmp_path))
     ctx._flow = FaceFlow(meshreg, ConstantParts((1.0, 0.0, 0.0), (0.0, 1.0, 0.0)), tris, device="cpu")
     *files, summary, head, expression = estimate_flow(ctx, frames[0], frames[1])
-    assert len(files) == len(ga.FLOW_OUTPUTS) and "decompose the flow" in summary
+    assert len(files) == len(ga.FLOW_OUTPUTS) + len(FLOW_FILES) and "decompose the flow" in summary
     assert head.endswith("head_flow3d.png") and expression.endswith("expression_flow3d.png")
     h, e = vio.read_image(head), vio.read_image(expression)
-    assert h.shape == e.shape == frames[0].shape and not np.array_equal(h, e)  # two directions, two colours
+    assert h.shape == e.shape and h.shape[0] > frames[0].shape[0]          # titled, with the legend below
+    assert not np.array_equal(h, e)                                         # two directions, two colours

@@ -224,6 +224,11 @@ def test_bad_inputs(model, target, tmp_path):
 
     with pytest.raises(FaceflowError, match="model directory not found"):
         reenact(tmp_path / "nope", "self", tmp_path / "o.mp4", progress=False)
+    # the checkpoint file instead of the run directory: says which directory to give
+    with pytest.raises(FaceflowError, match=f"is a file: give the model's run directory.*{model.name}"):
+        reenact(checkpoint_path(model, "last"), "self", tmp_path / "o.mp4", progress=False)
+    with pytest.raises(FaceflowError, match="tpu"):
+        reenact(model, "self", tmp_path / "o.mp4", progress=False, device="tpu")
     (tmp_path / "empty").mkdir()
     with pytest.raises(FaceflowError, match="no trained model"):
         reenact(tmp_path / "empty", "self", tmp_path / "o.mp4", progress=False)
@@ -253,6 +258,17 @@ def test_cli_reports_errors_without_traceback(tmp_path):
     r = subprocess.run([sys.executable, "-m", "reenact", "train", str(tmp_path), str(tmp_path / "m")],
                        capture_output=True, text=True, env=env, cwd=REPO)
     assert r.returncode == 2 and "not a prepared target" in r.stderr
+    # a missing --flow-weights is refused before the annotation stage (which would take minutes)
+    clip = tmp_path / "clip.mp4"
+    vio.write_video(clip, np.full((4, 64, 64, 3), 128, np.uint8), fps=25)
+    r = subprocess.run([sys.executable, "-m", "reenact", "preprocess", str(clip),
+                        str(tmp_path / "d"), "--flow-weights", str(tmp_path / "nowhere")],
+                       capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert r.returncode == 2 and "--flow-weights" in r.stderr and "meshreg.pt not found" in r.stderr, r.stderr
+    assert not (tmp_path / "d" / "annotation").exists()
+    r = subprocess.run([sys.executable, "-m", "reenact", "train", "--help"], capture_output=True, text=True, env=env,
+                       cwd=REPO)
+    assert "--ckpt-every" in r.stdout                               # the checkpoint interval is an option
 
 
 def test_ddp_two_processes_match_one_process(target, tmp_path):

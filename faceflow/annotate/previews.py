@@ -1,7 +1,8 @@
 """The previews of an annotation (:mod:`faceflow.annotate.pipeline`, its last stage):
 ``previews/frame<NNNNNN>.png`` for a few evenly spaced kept frames, each the crop with the fitted
-mesh wireframe and landmarks | NMFC | eye sketches | PNCC, and ``previews/flow_example.png``, the
-3D flow of the middle pair, colour-coded (:mod:`faceflow.render.flowcolor`).
+mesh (grid lines on its visible surface) and landmarks | NMFC | eye sketches | PNCC, and
+``previews/flow_example.png``, the 3D flow of the middle pair, colour-coded with its legend and
+scale (:mod:`faceflow.render.figures`).
 """
 from __future__ import annotations
 
@@ -12,8 +13,9 @@ import numpy as np
 import torch
 
 from faceflow import io as vio
-from faceflow.render.flowcolor import flow3d_to_rgb
-from faceflow.render.overlay import draw_points, draw_wireframe
+from faceflow.render.figures import flow_figure
+from faceflow.render.flowcolor import nice_scale, shared_max_magnitude
+from faceflow.render.overlay import draw_points, draw_surface_grid
 
 __all__ = ["write_previews"]
 
@@ -42,7 +44,7 @@ def write_previews(out: Path, model, cfit, keep: np.ndarray, size: int, count: i
     for i in np.unique(np.linspace(0, N - 1, min(count, N)).round().astype(int)):
         with torch.no_grad():
             v = cfit.image_vertices(model, np.array([i]), sub.indices)[0].numpy()
-        over = draw_points(draw_wireframe(crops[i], v, sub.triangles.numpy(), alpha=0.35), lmk[i])
+        over = draw_points(draw_surface_grid(crops[i], v, sub.triangles.numpy()), lmk[i])
         pn = cv2.resize((np.asarray(pncc_a[i], np.float32) * 255).clip(0, 255).astype(np.uint8), (size, size))
         name = f"frame{int(keep[i]):06d}.png"
         vio.write_image(prev / name, np.concatenate([over, nmfc_a[i], eyes[i], pn], 1))
@@ -51,6 +53,10 @@ def write_previews(out: Path, model, cfit, keep: np.ndarray, size: int, count: i
     if len(pairs):
         flow = np.load(data / "flow.npy", mmap_mode="r")
         m = len(pairs) // 2
-        vio.write_image(prev / "flow_example.png", flow3d_to_rgb(np.asarray(flow[m], np.float32)))
+        f = np.asarray(flow[m], np.float32)
+        fmask = np.linalg.norm(f, axis=-1) > 0
+        scale = nice_scale(shared_max_magnitude([f], [fmask]))
+        title = f"3D flow of pair {m} (kept frames {int(pairs[m][0])} -> {int(pairs[m][1])}; crop pixels)"
+        vio.write_image(prev / "flow_example.png", flow_figure(f, fmask, "3d", scale, 0.1, title=title))
         names.append("flow_example.png")
     return names

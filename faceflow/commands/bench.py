@@ -20,6 +20,12 @@ the per-frame mean, in pixels and as a fraction of the inter-ocular distance), f
 least 10 for landmarks + fitting). With ``--overlays DIR`` it saves the fitted mesh wireframe
 drawn on a few frames of every clip.
 
+video-flow: the whole-video flow (``faceflow flow VIDEO``) end to end on real clips, default a
+512x512 and a 1080p clip of the shared media: pairs per second for tracking + flows + summary +
+flow.mp4, and the seconds of each stage (tracking; flows split into decoding and registering the
+frames, the networks, writing the arrays; the video). Target: at least 8 pairs/s at 512x512 on a
+2-core CPU with the shipped models.
+
 render: milliseconds per frame to rasterise the ICT skin mesh (11,248 vertices, 22,288
 triangles) posed with a slight yaw, at 224x224 and 256x256, batch 1 and 16, with and without
 back-face culling, plus the cost of turning the fragments into a PNCC image. The target on a
@@ -139,7 +145,7 @@ def _overlays(model, fit, keep, path, out_dir, n: int) -> list[str]:
     import torch
 
     from faceflow import io as vio
-    from faceflow.render.overlay import draw_wireframe
+    from faceflow.render.overlay import draw_surface_grid
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,7 +156,7 @@ def _overlays(model, fit, keep, path, out_dir, n: int) -> list[str]:
         with torch.no_grad():
             v = fit.image_vertices(model, np.array([i]), sub.indices)[0].numpy()
         name = out / f"{Path(path).stem}_{int(keep[i]):05d}.png"
-        vio.write_image(name, draw_wireframe(frame, v, sub.triangles.numpy()))
+        vio.write_image(name, draw_surface_grid(frame, v, sub.triangles.numpy()))
         names.append(name.name)  # in out_dir
     return names
 
@@ -257,6 +263,40 @@ def busy_neighbour_row(ff, frames, T, repeat: int, dev) -> dict:
             "torch_threads": torch.get_num_threads(), "cores": os.cpu_count()}
 
 
+def bench_video_flow(videos, frames: int = 121, batch_size: int = 16, device: str = "cpu", weights=None,
+                     video: bool = True) -> dict:
+    """The whole-video flow of the first ``frames`` frames of each video, timed per stage."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from faceflow import io as vio
+    from faceflow.estimate import FaceFlow
+    from faceflow.outputs.config import VideoFlowConfig
+    from faceflow.outputs.video import video_flow
+    from faceflow.runtime.provenance import provenance
+
+    ff = FaceFlow.from_pretrained(weights, device=device)
+    rows = []
+    for path in videos:
+        info = vio.probe(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            t0 = time.perf_counter()
+            m = video_flow(ff, path, Path(tmp) / "run", VideoFlowConfig(max_frames=frames, batch_size=batch_size,
+                                                                        video=video), say=lambda s: None)
+            total = time.perf_counter() - t0
+            flows = json.loads((Path(tmp) / "run" / "state.json").read_text())["stages"]["flows"]
+        pairs = m["summary"]["pairs"]
+        rows.append({"video": Path(path).name, "size": f"{info.width}x{info.height}", "pairs": pairs,
+                     "pairs_per_s": round(pairs / total, 2), "seconds": round(total, 2),
+                     "stage_seconds": m["stage_seconds"], "flows_split_seconds": flows.get("split", {})})
+    return {"benchmark": "video-flow", "device": str(ff.device), "threads": torch.get_num_threads(),
+            "cpu": platform.processor() or platform.machine(), "batch_size": batch_size, "frames": frames,
+            "target_pairs_per_s_512": 8.0, "results": rows, "provenance": provenance(weights=ff.weights_files,
+                                                                                     device=ff.device)}
+
+
 def _device(name: str) -> str:
     from faceflow.nets.modules import resolve_device
 
@@ -339,11 +379,42 @@ class RenderBench:
         return 0
 
 
-FLOW, FIT, RENDER = FlowBench(), FitBench(), RenderBench()
+class VideoFlowBench:
+    """The whole-video flow end to end on real clips (default: a 512x512 and a 1080p clip of the
+    shared media): pairs per second and where the time goes (target: 8 pairs/s at 512x512)."""
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("--json", action="store_true", help="print only the JSON result")
+        p.add_argument("--device", default="auto", help="torch device: auto (CUDA when available), cpu, cuda")
+        p.add_argument("--videos", nargs="+", default=None,
+                       help="videos (default: videos/LivePortrait_d10.mp4, 512x512, and "
+                            "videos/LatentSync_demo1_video.mp4, 1080x1920, of the shared media)")
+        p.add_argument("--frames", type=int, default=121, help="frames read from each video (pairs: one fewer)")
+        p.add_argument("--batch-size", type=int, default=16, help="pairs per network batch (the command's default)")
+        p.add_argument("--weights", default=None, help="directory with meshreg.pt and dffnet.pt (default: shipped)")
+        p.add_argument("--no-video", dest="video", action="store_false", help="time without writing flow.mp4")
+
+    def run(self, args) -> int:
+        from faceflow.runtime.assets import media_dir
+
+        videos = args.videos or [str(media_dir() / "videos" / n)
+                                 for n in ("LivePortrait_d10.mp4", "LatentSync_demo1_video.mp4")]
+        res = bench_video_flow(videos, args.frames, args.batch_size, _device(args.device), args.weights, args.video)
+        if args.json:
+            print(json.dumps(res, indent=2))
+            return 0
+        for r in res["results"]:
+            print(f"{r['video']} ({r['size']}): {r['pairs']} pairs, {r['pairs_per_s']} pairs/s; stages "
+                  f"{r['stage_seconds']}; flows {r['flows_split_seconds']}")
+        return 0
+
+
+FLOW, FIT, RENDER, VIDEO_FLOW = FlowBench(), FitBench(), RenderBench(), VideoFlowBench()
 COMMANDS = Group("bench", "speed benchmarks as JSON: rasteriser, fitting, flow pipeline", (
     Command("render", "faceflow.commands.bench:RENDER", "rasteriser and PNCC milliseconds per frame"),
     Command("fit", "faceflow.commands.bench:FIT", "landmarks + fit accuracy and frames per second per video"),
     Command("flow", "faceflow.commands.bench:FLOW", "flow pipeline per stage, and its slowdown beside a busy process"),
+    Command("video-flow", "faceflow.commands.bench:VIDEO_FLOW", "whole-video flow: pairs per second, time per stage"),
 ), __doc__)
 
 

@@ -86,7 +86,8 @@ def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) ->
     from faceflow.geometry.morphable import MorphableModel
     from faceflow.io.mesh import write_obj
     from faceflow.render import flow_ground_truth, nmfc, nmfc_colors, pncc, rasterize, shade
-    from faceflow.render.flowcolor import colour_wheel, flow2d_to_rgb, flow3d_to_rgb
+    from faceflow.render.figures import flow_figure
+    from faceflow.render.flowcolor import colour_wheel, nice_scale, shared_max_magnitude
 
     if not 16 <= cfg.size <= 4096:
         raise FaceflowError(f"--size {cfg.size} is out of range (16..4096)")
@@ -112,8 +113,9 @@ def render(cfg: RenderConfig, out: Path, model: MorphableModel | None = None) ->
     flow, mask = flow[0], mask[0]
     fio.save_npy(out / "flow.npy", flow.cpu().numpy().astype(np.float32))
     fio.save_npy(out / "flow_mask.npy", mask.cpu().numpy())
-    fio.write_image(out / "flow3d.png", flow3d_to_rgb(flow, mask))
-    fio.write_image(out / "flow2d.png", flow2d_to_rgb(flow, mask))
+    scale = nice_scale(shared_max_magnitude([flow], [mask]))
+    fio.write_image(out / "flow3d.png", flow_figure(flow, mask, "3d", scale, title="exact 3D flow, frame 1 -> 2"))
+    fio.write_image(out / "flow2d.png", flow_figure(flow, mask, "2d", scale, title="exact 2D flow (x, y of it)"))
     fio.write_image(out / "flow2d_wheel.png", colour_wheel(128))
     mags = flow[mask].norm(dim=-1)
     summary = {

@@ -57,7 +57,8 @@ from faceflow.data.synth_texture import build_texture_bank, sample_texture
 from faceflow.errors import FaceflowError
 from faceflow.geometry.morphable import model_files
 from faceflow.io.rundir import RunState
-from faceflow.render.flowcolor import flow3d_to_rgb, shared_max_magnitude
+from faceflow.render.figures import caption, hstack, legend_strip, vstack
+from faceflow.render.flowcolor import flow3d_to_rgb, nice_scale, shared_max_magnitude
 from faceflow.runtime.provenance import portable_path, provenance
 
 FORMAT = "faceflow-synthetic/1"
@@ -302,7 +303,8 @@ def _generate_pairs(gen: Generator, data: Path, state: RunState, done: int, prog
 
 def write_previews(root: str | Path, count: int) -> list[str]:
     """PNG rows of ``count`` pairs of a generated set: I1 | I2 | PNCC | 3D flow | flow - head_flow
-    (expression motion), the flows colour-coded on a shared scale (:mod:`faceflow.render.flowcolor`)."""
+    (expression motion), each panel titled, the flows colour-coded on a shared scale with the
+    legend under the row (:mod:`faceflow.render.figures`)."""
 
     root = Path(root)
     data = root / "data"
@@ -316,11 +318,13 @@ def write_previews(root: str | Path, count: int) -> list[str]:
         m = np.asarray(a["mask"][k])
         fl = np.asarray(a["flow"][k], np.float32)
         ex = fl - np.asarray(a["head_flow"][k], np.float32)
-        mx = shared_max_magnitude([fl], [m])
-        row = [a["i1"][k], a["i2"][k], (np.asarray(a["pncc"][k], np.float32) * 255).clip(0, 255).astype(np.uint8),
-               flow3d_to_rgb(fl, m, mx), flow3d_to_rgb(ex, m, mx)]
+        mx = nice_scale(shared_max_magnitude([fl], [m]))
+        panels = [a["i1"][k], a["i2"][k], (np.asarray(a["pncc"][k], np.float32) * 255).clip(0, 255).astype(np.uint8),
+                  flow3d_to_rgb(fl, m, mx, 0.05), flow3d_to_rgb(ex, m, mx, 0.05)]
+        titles = ["I1", "I2", "PNCC of I1", "3D flow (exact)", "expression part"]
+        row = hstack([caption(np.asarray(x), t, 16) for x, t in zip(panels, titles)])
         name = f"pair{int(k):06d}.png"
-        fio.write_image(root / "previews" / name, np.concatenate(row, 1))
+        fio.write_image(root / "previews" / name, vstack([row, legend_strip(row.shape[1], mx, 0.05, ("3d",))]))
         names.append(name)
     return names
 

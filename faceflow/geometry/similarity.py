@@ -150,7 +150,12 @@ class Similarity:
         return np.vstack([self.matrix, [0.0, 0.0, 1.0]])
 
     def inverse(self) -> "Similarity":
-        return Similarity(np.linalg.inv(self._h())[:2])
+        (a, b, tx), (c, d, ty) = self.matrix  # the 2x2 inverse in closed form (np.linalg.inv costs ~1 ms here)
+        det = a * d - b * c
+        if det == 0:
+            raise FaceflowError("this transform is singular (scale 0) and has no inverse")
+        lin = np.array([[d, -b], [-c, a]]) / det
+        return Similarity(np.concatenate([lin, -(lin @ np.array([tx, ty]))[:, None]], 1))
 
     def compose(self, other: "Similarity") -> "Similarity":
         """``self`` after ``other``: x -> self(other(x))."""

@@ -37,6 +37,23 @@ def check_path(path, what: str, output: bool = False) -> str:
     return p
 
 
+def check_out_dir(path, what: str = "--out", create: bool = True) -> str:
+    """An output directory argument: it may exist as a directory or not exist yet; an existing
+    file (or a parent that is a file) is refused. Returns it absolute, created unless ``create`` is False."""
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise MediaError(f"{what} must be a directory path, got {type(path).__name__}")
+    p = os.path.abspath(os.fspath(path))
+    if os.path.exists(p) and not os.path.isdir(p):
+        raise MediaError(f"{what} {p} is an existing file, not a directory: choose a directory for the outputs")
+    if not create:
+        return p
+    try:
+        os.makedirs(p, exist_ok=True)
+    except OSError as e:
+        raise MediaError(f"cannot create the output directory {p}: {e}") from None
+    return p
+
+
 def check_size(width: int, height: int, path: str) -> None:
     if not (0 < width <= MAX_SIDE and 0 < height <= MAX_SIDE):
         raise MediaError(f"{path}: absurd frame size {width}x{height} "

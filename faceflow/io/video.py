@@ -339,11 +339,12 @@ class VideoWriter:
     untouched.  Odd sizes are padded to even by repeating the last column/row.
     ``audio_from``: a media file whose first audio track, if any, is muxed in after the
     video is encoded (AAC is copied, other codecs re-encoded to AAC), cut to the video's
-    duration; every written frame is kept even when the audio is shorter.
+    duration; every written frame is kept even when the audio is shorter. ``audio_start``: the
+    second of ``audio_from`` the audio starts at (the first written frame's time in the source).
     """
 
     def __init__(self, path: PathLike, fps: float, audio_from: Optional[PathLike] = None,
-                 crf: int = 18, preset: str = "medium"):
+                 crf: int = 18, preset: str = "medium", audio_start: float = 0.0):
         self.path = check_path(path, "output", output=True)
         if isinstance(fps, bool) or not isinstance(fps, (int, float, np.number)) \
                 or not math.isfinite(fps) or not 0 < fps <= 1000:
@@ -356,6 +357,9 @@ class VideoWriter:
             raise MediaError(f"preset must be one of {', '.join(_X264_PRESETS)}; got {preset!r}")
         self.preset = preset
         self._audio = None  # (path, codec) of the audio track to mux in
+        if isinstance(audio_start, bool) or not isinstance(audio_start, (int, float)) or not audio_start >= 0:
+            raise MediaError(f"audio_start must be a number of seconds >= 0, got {audio_start!r}")
+        self.audio_start = float(audio_start)
         if audio_from is not None:
             src = check_path(audio_from, "audio source")
             audio = re.search(r"Stream #\S+: Audio: (\w+)", _ffmpeg_header(src)[1])
@@ -438,7 +442,8 @@ class VideoWriter:
         muxed = partial_name(self.path)
         opts = {"c:v": "copy", "c:a": "copy" if codec == "aac" else "aac",
                 "t": f"{self.frames_written / self.fps:.6f}", **self._container_opts()}
-        graph = ffmpeg.output(ffmpeg.input(self._tmp)["v:0"], ffmpeg.input(src)["a:0"], muxed, **opts)
+        audio_in = ffmpeg.input(src, ss=f"{self.audio_start:.6f}") if self.audio_start > 0 else ffmpeg.input(src)
+        graph = ffmpeg.output(ffmpeg.input(self._tmp)["v:0"], audio_in["a:0"], muxed, **opts)
         res = subprocess.run(ffmpeg.compile(graph.global_args("-hide_banner", "-nostdin", "-loglevel", "error")
                                             .overwrite_output(), cmd=_ffmpeg_exe()),
                              stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -28,5 +28,17 @@ def resolve_device(name: str | torch.device | None = "auto", local_rank: int = 0
     if name.startswith("cuda"):
         if not torch.cuda.is_available():
             raise FaceflowError("device 'cuda' requested but no CUDA GPU is available (use --device cpu)")
-        return torch.device(name if ":" in name else f"cuda:{local_rank}")
-    return torch.device(name)
+        name = name if ":" in name else f"cuda:{local_rank}"
+        index = name.partition(":")[2]
+        if not index.isdigit() or int(index) >= torch.cuda.device_count():
+            raise FaceflowError(f"device {name!r}: this machine has {torch.cuda.device_count()} CUDA GPU(s) "
+                                f"(cuda:0 .. cuda:{torch.cuda.device_count() - 1})")
+    try:
+        dev = torch.device(name)
+    except (RuntimeError, ValueError) as e:
+        raise FaceflowError(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from e
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise FaceflowError(f"device {name!r} is not supported: use auto, cpu, cuda or cuda:N")
+    if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise FaceflowError("device 'mps' requested but this machine has no Apple GPU (use --device cpu)")
+    return dev

@@ -53,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     _harness(p.add_mutually_exclusive_group(), "iterations", "max_minutes")
     _harness(p, "batch_size", "lr")
     p.add_argument("--seq-len", type=int, default=None, help="longest training sequence (default: the preset's)")
-    _harness(p, "val_every")
+    _harness(p, "val_every", "ckpt_every")
     p.add_argument("--vgg-weights", default=None,
                    help="VGG-19 weights file for the perceptual loss (default: $FACEFLOW_VGG19 or the torch "
                         "cache; without it the loss is off and the run says so)")
