@@ -29,7 +29,7 @@ DEMO_VIDEO ?= $(or $(FACEFLOW_MEDIA),$(CURDIR)/../shared/media)/videos/EDTalk_un
 demo:
 	@venv="$$(scripts/env.sh)" && "$$venv/bin/faceflow" render --out outputs/demo && \
 	if [ -f "$(DEMO_VIDEO)" ]; then \
-		"$$venv/bin/faceflow" annotate "$(DEMO_VIDEO)" outputs/annotate --max-frames 50 && \
+		"$$venv/bin/faceflow" annotate "$(DEMO_VIDEO)" outputs/annotate --max-frames 50 --overwrite && \
 		"$$venv/bin/faceflow" flow "$(DEMO_VIDEO):0" "$(DEMO_VIDEO):8" --out outputs/flow && \
 		"$$venv/bin/faceflow" flow "$(DEMO_VIDEO)" --out outputs/flow_video --max-frames 100 --overwrite; \
 	else echo "note: $(DEMO_VIDEO) not found; set DEMO_VIDEO=clip.mp4 to annotate a real video"; fi && \

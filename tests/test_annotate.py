@@ -164,6 +164,11 @@ def test_real_clip_manifest_and_layout(real):
     np.testing.assert_array_equal(d["frame_index"], np.arange(20))
     np.testing.assert_array_equal(d["segment"], np.zeros(20))
     assert m["previews"] and all((out / "previews" / p).is_file() for p in m["previews"])
+    from faceflow import io as vio
+    frame = vio.read_image(out / "previews" / next(p for p in m["previews"] if p.startswith("frame")))
+    assert frame.shape == (128 + 14, 4 * 128, 3) and frame[:14].max() > 200      # four panels under titles
+    fig = vio.read_image(out / "previews" / "flow_example.png")
+    assert fig.shape[0] > 128 + 60                                               # titled, legend below
 
 
 def test_real_clip_manifest_records_the_source_and_provenance(real, skin_model):

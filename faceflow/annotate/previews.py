@@ -1,6 +1,7 @@
 """The previews of an annotation (:mod:`faceflow.annotate.pipeline`, its last stage):
 ``previews/frame<NNNNNN>.png`` for a few evenly spaced kept frames, each the crop with the fitted
-mesh (grid lines on its visible surface) and landmarks | NMFC | eye sketches | PNCC, and
+mesh (grid lines on its visible surface) and landmarks | NMFC | eye sketches | PNCC, each panel
+titled, and
 ``previews/flow_example.png``, the 3D flow of the middle pair, colour-coded with its legend and
 scale (:mod:`faceflow.render.figures`).
 """
@@ -13,7 +14,7 @@ import numpy as np
 import torch
 
 from faceflow import io as vio
-from faceflow.render.figures import flow_figure
+from faceflow.render.figures import caption, flow_figure, hstack
 from faceflow.render.flowcolor import nice_scale, shared_max_magnitude
 from faceflow.render.overlay import draw_points, draw_surface_grid
 
@@ -47,7 +48,10 @@ def write_previews(out: Path, model, cfit, keep: np.ndarray, size: int, count: i
         over = draw_points(draw_surface_grid(crops[i], v, sub.triangles.numpy()), lmk[i])
         pn = cv2.resize((np.asarray(pncc_a[i], np.float32) * 255).clip(0, 255).astype(np.uint8), (size, size))
         name = f"frame{int(keep[i]):06d}.png"
-        vio.write_image(prev / name, np.concatenate([over, nmfc_a[i], eyes[i], pn], 1))
+        titles = (f"frame {int(keep[i])}: fitted mesh + landmarks", "NMFC", "eye sketches", "PNCC")
+        band = max(14, size // 16)
+        vio.write_image(prev / name, hstack([caption(np.asarray(x), t, band)
+                                             for x, t in zip((over, nmfc_a[i], eyes[i], pn), titles)], gap=0))
         names.append(name)
     pairs = np.load(data / "pairs.npy")
     if len(pairs):
