@@ -126,7 +126,7 @@ class FaceFlow:
         meshreg: a :class:`faceflow.nets.MeshReg`; dffnet: a :class:`faceflow.nets.DFFNet`;
         triangles: (F, 3) triangles of the regressed mesh (the morphable model's ``meshreg``
         subset, see :func:`meshreg_triangles`); device: 'auto' | 'cpu' | 'cuda'; detector: landmark
-        backend for images ('mediapipe' or 'fan', see :func:`faceflow.face.landmarks.make_detector`).
+        backend for images ('mediapipe', 'fan' or 'dlib', see :func:`faceflow.face.landmarks.make_detector`).
         ``meshreg`` and ``triangles`` may be None for network-only use (evaluation):
         :meth:`estimate_registered` then needs a given PNCC, or a DFFNet without the PNCC branch
         (``use_pncc='none'``); :meth:`estimate` needs 3DMeshReg.

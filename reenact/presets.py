@@ -38,7 +38,8 @@ class PreprocessConfig:
     flow_weights: str | None = option(None, "directory with DeepFaceFlow's meshreg.pt and dffnet.pt (default: "
                                             "the shipped weights)")
     device: str = option("auto", "device of the flow network", choices=("auto", "cpu", "cuda"))
-    detector: str = option("mediapipe", "landmark backend", choices=("mediapipe", "fan"))
+    detector: str = option("mediapipe", "landmark backend (dlib: Head2Head++'s 68-point predictor)",
+                           choices=("mediapipe", "fan", "dlib"))
     conf_tau: float = option(0.1, "photometric confidence threshold of the flows (reenact.flows)")
     videos: bool = option(True, "skip writing nmfc.mp4 and eyes.mp4 (by default they are written)")
     extra: dict = field(default_factory=dict)

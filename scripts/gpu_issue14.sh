@@ -62,7 +62,8 @@ TRAIN=$(ls -d "$DATA"/annotated/*/ 2>/dev/null | grep -v -e EDTalk_uncrop_Obama 
 stage train $(( ${MINUTES%.*} * 60 + 60 )) $FF train dffnet --preset tiny --init dis --decompose \
   --init-weights runs/dffnet/checkpoints/last.pt --device "$DEVICE" --data "$DATA/synth_train" $TRAIN \
   --iterations 100000 --max-minutes $MINUTES --lr 2e-4 --warmup-steps 20 --batch-size 32 --num-workers 8 \
-  --inplane 0.2 --self-weight 0.2 --pseudo-weight 0.2 --val-data "$DATA/synth_test" --val-every 500 \
+  --inplane 0.2 --self-weight 4.0 --smooth-weight 0.03 --photo-weight 2.0 --pseudo-weight 0 \
+  --val-data "$DATA/synth_test" --val-every 500 \
   --out "$OUT/run"
 stage export 20 $FF train export "$OUT/run" --which last --out "$OUT/dffnet_gpu.pt" --half
 stage evaluate 90 $PY -m evaluation.flow_benchmark --synthetic "$DATA/synth_test" --real-root "$DATA/annotated" \

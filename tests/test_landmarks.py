@@ -185,8 +185,8 @@ def test_detect_image_errors_and_choice(stills):
 
 
 def test_make_detector_names():
-    with pytest.raises(FaceflowError, match="mediapipe.*fan"):
-        make_detector("dlib")
+    with pytest.raises(FaceflowError, match="mediapipe.*fan.*dlib"):
+        make_detector("openface")
     det = make_detector("mediapipe", static_image_mode=True, max_faces=1)
     assert isinstance(det, MediapipeDetector) and det.max_faces == 1
     det.close()

@@ -23,7 +23,8 @@ class AnnotateConfig:
     dense: bool = option(True, "fit to the 68 landmarks only (by default mediapipe's dense points are used "
                                "too)")
     previews: int = option(6, "number of preview PNGs")
-    detector: str = option("mediapipe", "landmark backend", choices=("mediapipe", "fan"))
+    detector: str = option("mediapipe", "landmark backend (dlib: Head2Head++'s 68-point predictor)",
+                           choices=("mediapipe", "fan", "dlib"))
     batch: int = option(16, "frames rendered per batch")
     flag_error_iod: float = option(0.08, "frames whose landmark error exceeds this fraction of the "
                                          "inter-ocular distance are flagged")

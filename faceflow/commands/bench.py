@@ -13,7 +13,9 @@ at batch 1 again while another process keeps one core busy (``busy_neighbour``: 
 milliseconds and their ratio, target at most 2x; see :mod:`faceflow.runtime.threads`).
 
 fit: for each video (default: every tier-A clip in ``$FACEFLOW_MEDIA/videos``), landmarks
-(mediapipe tracking + smoothing) and the morphable-model fit as ``annotate`` runs them; reports
+(``--detector``: mediapipe, or dlib, Head2Head++'s; tracking + smoothing) and the morphable-model
+fit as ``annotate`` runs them; reports the raw landmarks' jitter (median acceleration, in
+inter-ocular distances), milliseconds per frame of tracking,
 the landmark reprojection error of the fitted model (median and 95th percentile over frames of
 the per-frame mean, in pixels and as a fraction of the inter-ocular distance), flagged frames
 (error above 8% IOD), identity plausibility and throughput in frames per second (target: at
@@ -99,7 +101,21 @@ def bench_render(sizes=(224, 256), batches=(1, 16), repeat: int = 10, device: st
             "provenance": provenance(weights={"morphable_model": model.path}, device=dev)}
 
 
-def bench_fit(videos, max_frames=None, overlays=None, n_overlays: int = 4, dense: bool = True) -> dict:
+def landmark_jitter(lmk68) -> float:
+    """Median over frames of the mean landmark acceleration |x(t+1) - 2 x(t) + x(t-1)| of a raw
+    track (T, 68, 2), in inter-ocular distances (NaN frames skipped): the detector's frame-to-frame
+    noise, which the smoothing spline has to remove (a moving head adds little at 25-30 fps)."""
+    import numpy as np
+
+    x = np.asarray(lmk68, np.float64)
+    acc = np.linalg.norm(x[2:] - 2 * x[1:-1] + x[:-2], axis=-1).mean(-1)
+    iod = np.linalg.norm(x[1:-1, 36:42].mean(1) - x[1:-1, 42:48].mean(1), axis=-1)
+    ok = np.isfinite(acc) & np.isfinite(iod) & (iod > 0)
+    return float(np.median(acc[ok] / iod[ok])) if ok.any() else float("nan")
+
+
+def bench_fit(videos, max_frames=None, overlays=None, n_overlays: int = 4, dense: bool = True,
+              detector: str = "mediapipe") -> dict:
     from pathlib import Path
 
     import torch
@@ -116,12 +132,15 @@ def bench_fit(videos, max_frames=None, overlays=None, n_overlays: int = 4, dense
         info = vio.probe(path)
         n = info.num_frames if max_frames is None else min(info.num_frames, max_frames)
         t0 = time.perf_counter()
-        _, track = track_landmarks(path, max_frames, total=n)
+        raw, track = track_landmarks(path, max_frames, detector=detector, total=n)
         t1 = time.perf_counter()
         keep, fit, _ = fit_landmarks(model, track.lmk68, track.dense, track.segment_ids(), dense)
         t2 = time.perf_counter()
         rep = reprojection_summary(fit)
-        row = {"video": Path(path).name, "video_file": file_record(path), "frames": len(track),
+        row = {"video": Path(path).name, "video_file": file_record(path), "detector": detector,
+               "dense": bool(dense and track.dense is not None), "frames": len(track),
+               "jitter_iod": round(landmark_jitter(raw.lmk68), 5),
+               "track_ms_per_frame": round(1000 * (t1 - t0) / len(track), 1),
                "kept": int(len(keep)), "segments": len(track.segments),
                **{k: round(v, 4) for k, v in rep.items()}, "flagged_frames": int((fit.relative_error > 0.08).sum()),
                "id_norm2": round(fit.stats["id_norm2"], 1), "plausible": bool(fit.stats["plausible"]),
@@ -347,13 +366,18 @@ class FitBench:
         p.add_argument("--videos", nargs="+", default=None, help="videos (default: the tier-A clips)")
         p.add_argument("--max-frames", type=int, default=None, help="only the first N frames of each video")
         p.add_argument("--overlays", default=None, help="save mesh overlays into this directory")
+        p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan", "dlib"],
+                       help="landmark backend (dlib: Head2Head++'s 68-point predictor; no dense points)")
+        p.add_argument("--no-dense", dest="dense", action="store_false",
+                       help="fit the 68 landmarks only (as with dlib), without mediapipe's dense points")
         p.add_argument("--json", action="store_true", help="accepted for symmetry: the result is always JSON")
 
     def run(self, args) -> int:
         from faceflow.runtime.assets import media_dir
 
         videos = args.videos or sorted(str(v) for v in (media_dir() / "videos").glob("*.mp4"))
-        print(json.dumps(bench_fit(videos, args.max_frames, args.overlays), indent=2))
+        print(json.dumps(bench_fit(videos, args.max_frames, args.overlays, dense=args.dense, detector=args.detector),
+                         indent=2))
         return 0
 
 

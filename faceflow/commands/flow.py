@@ -36,7 +36,8 @@ def add_arguments(p) -> None:
     p.add_argument("--weights", default=None,
                    help="directory with meshreg.pt and dffnet.pt (default: the shipped weights)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
-    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan"], help="landmark backend (pairs)")
+    p.add_argument("--detector", default="mediapipe", choices=["mediapipe", "fan", "dlib"],
+                   help="landmark backend of a pair's images (dlib: Head2Head++'s 68-point predictor)")
     p.add_argument("--force", action="store_true",
                    help="a pair: estimate the flow even when image 2's face is far from image 1's (by default "
                         "refused when the registered landmarks are more than --max-shift inter-ocular distances apart)")

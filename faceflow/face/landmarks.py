@@ -8,6 +8,9 @@ Backends share one interface (``detect(image) -> list[Face]``, largest face firs
   68-point Multi-PIE/iBUG set is taken from the mesh through :data:`MP68`.
 - :class:`FanDetector` (optional): face-alignment's 2D-FAN with the S3FD detector, used only
   when its weights are already in the torch hub cache; it never downloads anything.
+- :class:`DlibDetector`: dlib's HOG detector + the iBUG 68-point shape predictor, Head2Head++'s
+  tracker (weights inside the PyPI package face-recognition-models, :func:`dlib_model`); 68
+  points, no dense ones.
 
 :func:`make_detector` makes one by name; :func:`detect_image` finds the face in a photo.
 
@@ -24,6 +27,7 @@ import os
 import sys
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Iterator
 
 import numpy as np
@@ -309,11 +313,89 @@ class FanDetector:
         self.close()
 
 
-BACKENDS = {"mediapipe": MediapipeDetector, "fan": FanDetector}
+# ----------------------------------------------------------------------------- dlib (Head2Head++'s detector)
+# dlib's model files, inside the PyPI package face-recognition-models (see faceflow.face.dlib_face)
+DLIB_MODEL_FILES = {"landmarks68": "shape_predictor_68_face_landmarks.dat",
+                    "landmarks5": "shape_predictor_5_face_landmarks.dat",
+                    "recognition": "dlib_face_recognition_resnet_model_v1.dat"}
 
 
-def make_detector(name: str = "mediapipe", **kw) -> MediapipeDetector | FanDetector:
-    """A landmark detector by backend name ('mediapipe' or 'fan'); ``kw`` go to its constructor."""
+def import_dlib():
+    try:
+        import dlib
+    except ImportError as e:
+        raise AssetNotFoundError("dlib is not installed: it comes with the locked environment (package dlib-bin; "
+                                 "scripts/env.sh), or pip install dlib-bin face-recognition-models") from e
+    return dlib
+
+
+def dlib_model(name: str) -> Path:
+    """The path of one of dlib's model files (:data:`DLIB_MODEL_FILES`): ``$FACEFLOW_DLIB_MODELS/<file>``
+    when set, else the copy inside the ``face_recognition_models`` package."""
+    if name not in DLIB_MODEL_FILES:
+        raise FaceflowError(f"unknown dlib model {name!r}; one of {sorted(DLIB_MODEL_FILES)}")
+    folder = os.environ.get("FACEFLOW_DLIB_MODELS")
+    if folder:
+        path = Path(folder) / DLIB_MODEL_FILES[name]
+    else:
+        import importlib.util
+
+        # found, not imported: the package's __init__ needs setuptools' pkg_resources, which is not installed
+        spec = importlib.util.find_spec("face_recognition_models")
+        if spec is None or not spec.submodule_search_locations:
+            raise AssetNotFoundError("dlib's model files come with the package face-recognition-models (in the "
+                                     "locked environment), or set FACEFLOW_DLIB_MODELS to a folder holding "
+                                     f"{', '.join(DLIB_MODEL_FILES.values())}")
+        path = Path(list(spec.submodule_search_locations)[0]) / "models" / DLIB_MODEL_FILES[name]
+    if not path.is_file():
+        raise AssetNotFoundError(f"dlib model file not found: {path}")
+    return path
+
+
+class DlibDetector:
+    """Faces and their 68 landmarks by dlib (HOG detector + the iBUG 68-point predictor), as
+    Head2Head++ tracked them. ``upsample``: how often the detector upsamples the image (1 finds
+    faces down to about 40 px). Same interface as :class:`faceflow.face.landmarks.MediapipeDetector`:
+    :meth:`detect` returns faces largest first; :meth:`reset` and :meth:`close` do nothing."""
+
+    name = "dlib"
+
+    def __init__(self, upsample: int = 1):
+        dlib = import_dlib()
+        self._detector = dlib.get_frontal_face_detector()
+        self._predictor = dlib.shape_predictor(str(dlib_model("landmarks68")))
+        self.upsample = int(upsample)
+
+    def detect(self, image: np.ndarray) -> list[Face]:
+        """Faces in an RGB uint8 (H, W, 3) image, largest first: 68 landmarks (x, y pixels at
+        pixel centres, as mediapipe's), no dense points."""
+        image = np.ascontiguousarray(check_image(image))
+        faces = []
+        for rect in self._detector(image, self.upsample):
+            shape = self._predictor(image, rect)
+            # dlib's coordinates are integer pixel indices: +0.5 puts them at pixel centres
+            lmk = np.array([(p.x + 0.5, p.y + 0.5) for p in shape.parts()], np.float32)
+            faces.append(Face(lmk, None, landmark_box(lmk), 1.0))
+        return sorted(faces, key=lambda f: -f.area)
+
+    def reset(self) -> None:  # stateless between frames
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> "DlibDetector":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+BACKENDS = {"mediapipe": MediapipeDetector, "fan": FanDetector, "dlib": DlibDetector}
+
+
+def make_detector(name: str = "mediapipe", **kw) -> MediapipeDetector | FanDetector | DlibDetector:
+    """A landmark detector by backend name ('mediapipe', 'fan' or 'dlib'); ``kw`` go to its constructor."""
     if name not in BACKENDS:
         raise FaceflowError(f"unknown landmark backend {name!r}; choose one of {', '.join(BACKENDS)}")
     return BACKENDS[name](**kw)
@@ -353,6 +435,7 @@ def detect_image(image: np.ndarray, detector=None, choose: str = "largest") -> F
 
 
 __all__ = [
-    "MP68", "IRIS_CENTRES", "IBUG_FLIP", "Face", "MediapipeDetector", "FanDetector", "make_detector",
+    "MP68", "IRIS_CENTRES", "IBUG_FLIP", "Face", "MediapipeDetector", "FanDetector", "DlibDetector", "dlib_model",
+    "DLIB_MODEL_FILES", "make_detector",
     "detect_image", "landmark_box", "NoFaceError", "MultipleFacesError",
 ]
