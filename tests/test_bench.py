@@ -76,3 +76,15 @@ def test_the_table_lists_every_command_once():
         for word in path:
             node = {c.name: c for c in node.commands}[word]
         assert isinstance(node, cli.Command)
+
+
+def test_reenact_bench_end_to_end_and_bad_device(capsys):
+    from reenact.bench import main
+
+    assert main(["--presets", "tiny", "--frames", "2", "--size", "64", "--json", "--device", "cpu"]) == 0
+    res = json.loads(capsys.readouterr().out)
+    g, c = res["generator"][0], res["conditioning"]
+    e = res["end_to_end"][0]                                    # conditioning, then the generator, per frame
+    assert e["preset"] == "tiny" and e["ms_per_frame"] == pytest.approx(g["ms_per_frame"] + c["ms_per_frame"], abs=0.02)
+    assert e["fps"] == pytest.approx(1000 / e["ms_per_frame"], abs=0.1) and e["fps"] < g["fps"]
+    assert main(["--device", "tpu"]) == 2 and "tpu" in capsys.readouterr().err
