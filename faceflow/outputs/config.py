@@ -21,10 +21,12 @@ class VideoFlowConfig:
     start: int = option(0, "first frame (counted from 0)")
     max_frames: int | None = option(None, "read at most this many frames from --start (default: to the end)")
     batch_size: int = option(16, "pairs per network batch")
-    max_flow: float | None = option(None, "colour scale of the video in pixels, the same for every frame "
-                                          "(default: the clip's 99th percentile flow magnitude, rounded up)",
+    max_flow: float | None = option(None, "colour scale of the pictures in pixels: one for all pictures of a pair, "
+                                          "one for every frame of a video (default: the pair's or the clip's 99th "
+                                          "percentile flow magnitude, rounded up to 1, 2, 2.5 or 5 x 10^k)",
                                     metavar="PX")
-    min_flow: float = option(MIN_FLOW_PX, "motion below this many pixels shows as none in the video", metavar="PX")
+    min_flow: float = option(MIN_FLOW_PX, "motion below this many pixels shows as none in the pictures and the video",
+                             metavar="PX")
     display_height: int = option(360, "height of each panel of the video in pixels")
     video: bool = option(True, "write flow.mp4 (frame | 3D flow | 2D flow | head / expression flow, with legends)")
     audio: bool = option(True, "copy the clip's audio into flow.mp4")
