@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from faceflow import io as vio
+from faceflow.render.figures import caption, hstack
 from faceflow.runtime.provenance import resolve_recorded
 from reenact.run import side_by_side
 
@@ -26,17 +27,8 @@ def _colormap(x: np.ndarray, vmax: float) -> np.ndarray:
 
 
 def _caption(img: np.ndarray, text: str) -> np.ndarray:
-    """``img`` (H, W, 3) uint8 with a black caption band on top."""
-    h, w = img.shape[:2]
-    band_h = max(14, h // 10)
-    band = np.zeros((band_h, w, 3), np.uint8)
-    scale = band_h / 30.0
-    (tw, _), _ = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
-    if tw > w - 4:
-        scale *= (w - 4) / tw
-    cv2.putText(band, text, (2, int(band_h * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1,
-                cv2.LINE_AA)
-    return np.concatenate([band, img], 0)
+    """``img`` (H, W, 3) uint8 with a black caption band of max(14, H / 10) pixels on top."""
+    return caption(img, text, band=max(14, img.shape[0] // 10))
 
 
 def heatmap_image(maps: dict, vmax: float | None = None, real: np.ndarray | None = None,
@@ -58,8 +50,7 @@ def heatmap_image(maps: dict, vmax: float | None = None, real: np.ndarray | None
     for name, m in maps.items():
         mean = float(np.mean(m))
         panels.append(_caption(fit(_colormap(m, vmax)), f"{name}: mean {mean:.1f}"))
-    gap = np.full((panels[0].shape[0], 2, 3), 255, np.uint8)
-    row = np.concatenate([x for p in panels for x in (p, gap)][:-1], 1)
+    row = hstack(panels, gap=2)
     bar = _colormap(np.tile(np.linspace(0, vmax, row.shape[1])[None], (max(8, size // 16), 1)), vmax)
     return np.concatenate([row, _caption(bar, f"per-pixel APD (RGB L2, 0-255), colour scale 0 .. {vmax:.1f}")], 0)
 

@@ -23,14 +23,9 @@
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/gpu_check}
-mkdir -p "$OUT"
-LOG="$OUT/log.txt"
-: > "$LOG"
+rm -f "$OUT/log.txt"  # each run starts a fresh log
+source scripts/gpu_lib.sh  # $LOG, assets and media, $PY, stage()
 DEVICE=${DEVICE:-cuda}
-for root in shared ../shared; do
-  if [ -z "${FACEFLOW_ASSETS:-}" ] && [ -d "$root/assets" ]; then export FACEFLOW_ASSETS="$root/assets"; fi
-  if [ -z "${FACEFLOW_MEDIA:-}" ] && [ -d "$root/media" ]; then export FACEFLOW_MEDIA="$root/media"; fi
-done
 MEDIA=${FACEFLOW_MEDIA:-../shared/media}
 TARGET="$MEDIA/videos/EDTalk_uncrop_Obama.mp4"
 SOURCE="$MEDIA/videos/MimicTalk_Trump_10s.mp4"
@@ -40,27 +35,13 @@ if [ "${SMOKE:-0}" = 1 ]; then
 else
   SIZE=256; FRAMES=300; PRESET=paper; MINUTES=3; BENCH="--frames 50 --amp"; AMP=fp16; RUNFRAMES=100
 fi
-PY=python
-if [ -x "$(scripts/env.sh 2>/dev/null)/bin/python" ]; then PY="$(scripts/env.sh)/bin/python"; fi
 FF="$PY -m apps.cli"
-
-stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log the command and its status
-  local name=$1 secs=$2; shift 2
-  local t0=$SECONDS
-  echo "== $name: $*" >> "$LOG"
-  timeout "$secs" "$@" >> "$LOG" 2>&1
-  local rc=$?
-  echo "== $name: exit $rc after $((SECONDS - t0)) s" >> "$LOG"
-  return $rc
-}
 
 if command -v nvidia-smi >/dev/null 2>&1; then  # GPU memory in use, every 2 s, until the end
   nvidia-smi --query-gpu=timestamp,memory.used,utilization.gpu --format=csv -l 2 > "$OUT/memory.csv" 2>/dev/null &
   SMI=$!
   trap 'kill $SMI 2>/dev/null' EXIT
 fi
-"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" >> "$LOG" 2>&1
 stage bench 90 sh -c "$PY -m reenact.bench --device $DEVICE --json $BENCH > $OUT/bench_cuda.json"
 stage preprocess 120 $FF reenact preprocess "$TARGET" "$OUT/data" --size $SIZE --max-frames $FRAMES \
   --flow faceflow3d dis2d --device "$DEVICE" --no-videos

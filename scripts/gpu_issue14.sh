@@ -21,34 +21,15 @@
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-outputs/gpu_issue14}
-mkdir -p "$OUT"
-LOG="$OUT/log.txt"
+source scripts/gpu_lib.sh  # $LOG, assets and media, $PY, stage()
 DEVICE=${DEVICE:-cuda}
-for root in shared ../shared; do
-  if [ -z "${FACEFLOW_ASSETS:-}" ] && [ -d "$root/assets" ]; then export FACEFLOW_ASSETS="$root/assets"; fi
-  if [ -z "${FACEFLOW_MEDIA:-}" ] && [ -d "$root/media" ]; then export FACEFLOW_MEDIA="$root/media"; fi
-done
 if [ "${SMOKE:-0}" = 1 ]; then
   FRAMES=8; SYNTH=8; TEST=4; MINUTES=0.2; PAIRS=4; DEVICE=${DEVICE_SMOKE:-cpu}; TIERS="--tiers A"
 else
   FRAMES=60; SYNTH=3000; TEST=300; MINUTES=2; PAIRS=300; TIERS=""
 fi
-PY=python
-if [ -x "$(scripts/env.sh 2>/dev/null)/bin/python" ]; then PY="$(scripts/env.sh)/bin/python"; fi
 FF="$PY -m faceflow"
 
-stage() {  # stage NAME SECONDS COMMAND...: run with a time limit, log the command and its status
-  local name=$1 secs=$2; shift 2
-  local t0=$SECONDS
-  echo "== $name: $*" >> "$LOG"
-  timeout "$secs" "$@" >> "$LOG" 2>&1
-  local rc=$?
-  echo "== $name: exit $rc after $((SECONDS - t0)) s" >> "$LOG"
-  return $rc
-}
-
-"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.cuda.is_available(),
-torch.cuda.get_device_name(0) if torch.cuda.is_available() else '')" >> "$LOG" 2>&1
 stage bench 60 sh -c "$FF bench flow --device $DEVICE --json > $OUT/bench_cuda.json"
 DATA="$OUT/data"
 stage annotate 120 $FF data real --out "$DATA/annotated" --splits train test --max-frames $FRAMES --previews 0 \

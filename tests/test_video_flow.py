@@ -155,3 +155,16 @@ def test_real_clip_through_the_command_with_audio(tmp_path):
     assert main(["flow", str(video), "--out", str(out), "--start", "25", "--max-frames", "26", "--device", "cpu",
                  "--display-height", "240"]) == 0
     assert (out / "flow3d.npy").stat().st_mtime_ns == before
+
+
+def test_stopwatch_sums_laps_of_one_name_and_resumes_from_earlier_totals(monkeypatch):
+    from faceflow.runtime import stopwatch
+
+    ticks = iter([10.0, 10.5, 11.0, 13.0, 13.25])
+    monkeypatch.setattr(stopwatch.time, "perf_counter", lambda: next(ticks))
+    sw = stopwatch.Stopwatch({"decode": 1.0})              # 1 s from an earlier session
+    sw.lap("decode")                                       # +0.5
+    sw.lap("net")                                          # +0.5
+    sw.lap("decode")                                       # +2.0
+    assert sw.laps == {"decode": 3.5, "net": 0.5} and sw.total() == 3.25
+    assert sw.rounded(1) == {"decode": 3.5, "net": 0.5}

@@ -18,7 +18,6 @@ scale, at the clip's frame rate with its audio); an interrupted run resumes when
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 from faceflow.outputs.config import MIN_FLOW_PX, VideoFlowConfig
@@ -75,6 +74,7 @@ def run_pair(args, cfg: VideoFlowConfig) -> int:
 
     from faceflow.estimate import FaceFlow
     from faceflow.outputs.pair import load_input, write_outputs
+    from faceflow.runtime.stopwatch import Stopwatch
 
     clock = Stopwatch()
     img1, img2 = load_input(args.img1), load_input(args.img2)
@@ -86,7 +86,7 @@ def run_pair(args, cfg: VideoFlowConfig) -> int:
     clock.lap("estimate")
     out = write_outputs(res, args.out, {"img1": str(args.img1), "img2": str(args.img2), "weights": ff.info,
                                         "forced": bool(args.force), "seconds": round(clock.total(), 3),
-                                        "stage_seconds": clock.laps},
+                                        "stage_seconds": clock.rounded()},
                         device=ff.device, inputs={"img1": args.img1, "img2": args.img2},
                         max_flow=cfg.max_flow, min_flow=cfg.min_flow if cfg.min_flow is not None else MIN_FLOW_PX)
     mag = np.linalg.norm(res.flow[res.mask], axis=-1)
@@ -111,19 +111,3 @@ def run_video(args, cfg: VideoFlowConfig) -> int:
           f"{s.get('mean_px_clip_mean', float('nan')):.2f} px, colour scale 0 .. {m['colour_scale_px']:g} px, "
           f"{secs:.1f} s -> {args.out}")
     return 0
-
-
-class Stopwatch:
-    """Named laps in seconds since the previous lap (the first since construction)."""
-
-    def __init__(self):
-        self.start = self.last = time.perf_counter()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.perf_counter()
-        self.laps[name] = round(now - self.last, 3)
-        self.last = now
-
-    def total(self) -> float:
-        return time.perf_counter() - self.start

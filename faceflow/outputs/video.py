@@ -50,6 +50,7 @@ from faceflow.outputs.config import VideoFlowConfig
 from faceflow.outputs.video_frames import render_video
 from faceflow.render.flowcolor import nice_scale
 from faceflow.runtime.provenance import file_record, portable_json, provenance
+from faceflow.runtime.stopwatch import Stopwatch
 
 __all__ = ["video_flow", "with_status", "clip_scale", "write_summary", "ARRAYS", "SUMMARY_FIELDS"]
 
@@ -207,20 +208,19 @@ def _stage_flows(ff: FaceFlow, video: Path, lmk: np.ndarray, cfg: VideoFlowConfi
     frames: OrderedDict[int, np.ndarray] = OrderedDict()
     source = _frames_from(video, cfg.start + done, N - done)
     t0, before = time.perf_counter(), float(st.get("seconds", 0.0))
-    split = {k: float(v) for k, v in st.get("split", {}).items()}
-    lap = _Laps(split)
+    parts = Stopwatch(st.get("split", {}))  # the seconds of each part, summed over sessions
     bar = tqdm(total=P, initial=done, unit="pair", desc="flow", dynamic_ncols=True)
     try:
         for first in range(done, P, cfg.batch_size):
             batch = list(range(first, min(first + cfg.batch_size, P)))
             while not frames or next(reversed(frames)) < cfg.start + batch[-1] + gap:
                 k, f = next(source, (None, None))
-                lap("decode")
+                parts.lap("decode")
                 if k is None:
                     raise MediaError(f"{video}: the video ended before frame {cfg.start + batch[-1] + gap}")
                 frames[k] = f
             results = _run_batch(ff, frames, lmk, batch, gap, cfg.start)
-            lap("register_and_networks")
+            parts.lap("register_and_networks")
             for t, r in zip(batch, results):
                 _store(arrays, t, r, cfg)
                 rows.append(_flows_row(t, r, cfg, fps))
@@ -228,9 +228,9 @@ def _stage_flows(ff: FaceFlow, video: Path, lmk: np.ndarray, cfg: VideoFlowConfi
                 frames.popitem(last=False)
             for a in arrays.values():
                 a.flush()
-            lap("write_and_stats")
+            parts.lap("write_and_stats")
             # recorded only once the arrays hold the batch: a resumed run starts after it
-            st.update(pairs_done=batch[-1] + 1, rows=rows, split={k: round(v, 3) for k, v in split.items()},
+            st.update(pairs_done=batch[-1] + 1, rows=rows, split=parts.rounded(),
                       seconds=round(before + time.perf_counter() - t0, 2))
             state.save()
             bar.update(len(batch))
@@ -253,18 +253,6 @@ def with_status(rows: list[dict], max_shift: float) -> list[dict]:
     inter-ocular distances (decided here, so a rerun with another --max-shift applies it)."""
     return [{**r, "status": "fast"} if r["status"] in ("ok", "fast") and r.get("shift_iod", 0.0) > max_shift
             else {**r, "status": "ok" if r["status"] == "fast" else r["status"]} for r in rows]
-
-
-class _Laps:
-    """Adds the seconds since the previous call to ``totals[name]``."""
-
-    def __init__(self, totals: dict):
-        self.totals, self.last = totals, time.perf_counter()
-
-    def __call__(self, name: str) -> None:
-        now = time.perf_counter()
-        self.totals[name] = self.totals.get(name, 0.0) + now - self.last
-        self.last = now
 
 
 # ----------------------------------------------------------------------------- 3. summary
