@@ -9,15 +9,22 @@ flow provider (:mod:`reenact.flows`) this
 
 1. preprocesses the video once into ``OUT/data/<video>`` (all providers' flows side by side,
    plus ``dis2d`` as the temporal metric's reference flow; cached, resumable);
-2. trains a person-specific model under ``OUT/models/<video>/<flow>`` with the same preset,
-   seed and budget (``--iterations`` steps, or ``--max-minutes`` of training time in total, resumed
-   runs included) for every provider;
+2. trains a person-specific model under ``OUT/models/<video>/<flow>/seed<k>`` for every provider
+   and every seed of ``--seeds`` with the same preset and budget (``--iterations`` steps, or
+   ``--max-minutes`` of training time in total, resumed runs included);
 3. self-reenacts the held-out last third of the kept frames (the split of
    :func:`reenact.preprocess.split_frames`) frame by frame exactly as ``python -m reenact run
    --mode self`` does (:class:`vid2vid.collector.StreamGenerator`, zero history at the first
    test frame);
-4. scores it into ``OUT/cells/<video>/<flow>/metrics.json`` (written last, atomically: a cell
-   with it is finished and never recomputed; delete it to redo the cell).
+4. scores it into ``OUT/cells/<video>/<flow>/seed<k>/metrics.json`` (written last, atomically: a
+   cell with it is finished and never recomputed; delete it to redo the cell).
+
+With several seeds every table cell reads ``mean +- std`` over the seeds (the std of a mean over
+videos is that of the per-seed means), and ``table.md`` adds a **paired comparison** of every
+pair of providers on every metric: the differences ``d = A - B`` of the cells trained on the same
+video with the same seed, their mean and std, how many favour A, and the two-sided p-value of a
+paired t-test (``scipy.stats.ttest_rel``; n/a under 2 pairs). A seed changes the initial weights
+and the order of the training windows only, so the pairs share data and budget.
 
 Metrics (Y~_t generated, Y_t real, both RGB on 0-255, t over the T held-out frames, p over pixels):
 
@@ -33,6 +40,10 @@ Metrics (Y~_t generated, Y_t real, both RGB on 0-255, t over the T held-out fram
   ``$TORCH_HOME/hub/checkpoints/alexnet-owt-7be5be79.pth``, ``TORCH_HOME`` defaulting to
   ``~/.cache/torch``); nothing is ever downloaded: without the file the column reads "n/a"
   and the reason is written under the table.
+- **CSIM** (identity similarity, :mod:`faceflow.face.identity`): the mean cosine similarity of dlib's
+  face-recognition embeddings of the generated frames (aligned by the real frames' landmarks)
+  with the target's reference, the mean unit embedding of 32 of its TRAINING crops (higher is
+  better; 1 = the same embedding).
 - **AED / ARD / AELD** from re-fits: the generated frames and the real held-out crops are
   written to near-lossless mp4s (crf 10; frames under 256 px upscaled bicubically to 256, the
   same for both) and tracked and fitted the same way (:func:`reenact.drive.analyse_source`);
@@ -41,6 +52,13 @@ Metrics (Y~_t generated, Y_t real, both RGB on 0-255, t over the T held-out fram
   rotations, ``arccos((tr(R~ R^T) - 1) / 2)`` in degrees; AELD = mean over frames and the 12
   eye landmarks (68-point indices 36-47) of their Euclidean distance, in pixels of the target's
   crop. "n/a" (with the reason) when a fit finds no face.
+- **Sharpness**: the energy of the Laplacian of the generated frames' luma over that of the real
+  frames (:func:`evaluation.self_reenact_metrics.sharpness`; 1 = as much fine detail as the real
+  frames, a blurry result well under 1).
+- **Grid**: the checkerboard of transposed-convolution decoders, the geometric mean over the
+  period-8 lattice frequencies of the spectrum's peak over its neighbours
+  (:func:`~evaluation.self_reenact_metrics.grid_score`; natural frames about 1; the real frames'
+  score is the table's reference row).
 - **Temporal** (warping error, temporal stability): ``mean_t [sum_p c_t(p) |Y~_t(p) -
   W(Y~_{t-1}, F_t)(p)|_1 / (3 sum_p c_t(p))]`` over consecutive held-out pairs with a trusted
   pixel, where F_t = F_{t->t-1} is the flow between the REAL frames t and t-1 and c_t its
@@ -80,6 +98,7 @@ import cv2
 import numpy as np
 import torch
 
+from evaluation.identity import target_reference
 from evaluation.lpips_metric import ALEXNET_FILENAME, LPIPSMetric, find_alexnet_weights
 from evaluation.self_reenact_config import SelfReenactConfig  # re-exported
 from evaluation.self_reenact_figures import heatmap_image, write_figures
@@ -92,11 +111,13 @@ from evaluation.self_reenact_metrics import (
     error_map,
     expression_distance,
     eye_landmark_distance,
+    grid_score,
     mouth_apd,
     pixel_distance,
     psnr,
     reference_flow,
     rotation_difference,
+    sharpness,
     ssim,
     warping_error,
 )
@@ -104,9 +125,12 @@ from evaluation.self_reenact_tables import (
     FLOW_LABELS,
     METRICS,
     REAL_ROW,
+    first_seed,
     format_table_csv,
     format_table_md,
     metric_table,
+    paired_comparison,
+    seed_groups,
     write_tables,
     write_text,
 )
@@ -115,6 +139,8 @@ from faceflow.engine.checkpoint import checkpoint_path, load_checkpoint
 from faceflow.engine.config import TrainConfig
 from faceflow.engine.trainer import train
 from faceflow.errors import FaceflowError
+from faceflow.face.dlib_face import FaceEmbedder
+from faceflow.face.identity import csim
 from faceflow.io.rundir import RunState
 from faceflow.nets.modules import resolve_device
 from faceflow.runtime.provenance import portable_json, portable_path, provenance, resolve_recorded
@@ -129,11 +155,11 @@ __all__ = [
     "pixel_distance", "apd", "mouth_apd", "psnr", "ssim", "error_map", "rotation_difference",
     "expression_distance", "eye_landmark_distance", "warping_error", "find_alexnet_weights", "LPIPSMetric",
     "compare_fits", "reference_flow", "score_frames", "metric_table", "format_table_md", "format_table_csv",
-    "write_tables", "REAL_ROW",
+    "write_tables", "REAL_ROW", "paired_comparison", "seed_groups",
     "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "Stopped",
 ]
 
-FORMAT = "self-reenact/1"
+FORMAT = "self-reenact/2"  # /2: one cell per seed (cells/<video>/<flow>/seed<k>)
 ANALYSIS_MIN_SIZE = 256  # frames are upscaled to at least this before the re-fit (real and generated alike)
 
 
@@ -218,8 +244,10 @@ def _prepare(name: str, path: Path, is_dir: bool, out: Path, cfg: SelfReenactCon
     return data
 
 
-def _train_cell(data: Path, model_dir: Path, flow: str, cell: Path, cfg: SelfReenactConfig, command, say) -> dict:
+def _train_cell(data: Path, model_dir: Path, flow: str, cell: Path, cfg: SelfReenactConfig, command, say,
+                seed: int | None = None) -> dict:
     """Train (or resume, or reuse) the model of a cell; returns the training record."""
+    seed = cfg.seeds[0] if seed is None else int(seed)
     rec_path = cell / "train.json"
     if rec_path.is_file() and checkpoint_path(model_dir).is_file():
         return json.loads(rec_path.read_text())
@@ -233,20 +261,20 @@ def _train_cell(data: Path, model_dir: Path, flow: str, cell: Path, cfg: SelfRee
             used = float(load_checkpoint(checkpoint_path(model_dir)).get("elapsed", 0.0))
         minutes = cfg.minutes - used / 60.0
     task = ReenactTask(ReenactTask.make_config(cfg.preset, str(data), flow))
-    tcfg = TrainConfig(**{**preset, "out": str(model_dir), "data": [str(data)], "seed": cfg.seed,
+    tcfg = TrainConfig(**{**preset, "out": str(model_dir), "data": [str(data)], "seed": seed,
                           "iterations": iterations, "max_minutes": max(minutes, 0.0), "device": cfg.device})
     if cfg.minutes and minutes <= 0:
         say(f"  training budget of {cfg.minutes} min already used")
         ck = load_checkpoint(checkpoint_path(model_dir))
         summary = {"step": int(ck["step"]), "status": "time budget", "elapsed_s": float(ck.get("elapsed", 0.0))}
     else:
-        say(f"  training {model_dir} ({cfg.preset} preset, {budget}, seed {cfg.seed}, device {cfg.device})")
+        say(f"  training {model_dir} ({cfg.preset} preset, {budget}, seed {seed}, device {cfg.device})")
         summary = train(task, tcfg, command=command, progress=cfg.progress)
     if summary["status"] not in ("done", "time budget"):
         raise Stopped(f"training of {model_dir} stopped ({summary['status']}) at step {summary['step']}; "
                        f"rerun the same command to resume")
     rec = {"step": int(summary["step"]), "iterations": iterations, "status": summary["status"],
-           "elapsed_s": float(summary.get("elapsed_s", 0.0)), "budget": budget, "seed": cfg.seed,
+           "elapsed_s": float(summary.get("elapsed_s", 0.0)), "budget": budget, "seed": seed,
            "preset": cfg.preset, "model_dir": portable_path(model_dir, cell, climb=True)}  # relative to the cell
     vio.save_json(rec_path, rec)
     return rec
@@ -288,21 +316,32 @@ def _analyse(path: Path, frames: np.ndarray, fps: float, rewrite: bool):
     return an, scale, ""
 
 
+def _grid_or_none(frames) -> float | None:
+    """:func:`grid_score`, or None for frames whose sides are not multiples of 8."""
+    try:
+        return grid_score(frames)
+    except ValueError:
+        return None
+
+
 def score_frames(fake, real, *, mask, mouth, flows=None, conf=None, lpips_metric: LPIPSMetric | None = None,
-                 refit_dir=None, real_refit_dir=None, fps: float = 25.0, device=None) -> dict:
+                 refit_dir=None, real_refit_dir=None, fps: float = 25.0, device=None, identity=None) -> dict:
     """Every metric of generated frames against the real ones (see the module docstring).
 
     fake, real (T, S, S, 3) uint8; mask (T, S, S) bool face mask; mouth (T, 4) boxes; flows
     (T, S, S, C>=2) / conf (T, S, S): the reference flow between the real frames (``flows[t] =
     F_{t->t-1}``; None: temporal n/a); ``lpips_metric`` None or unavailable: LPIPS n/a;
     ``refit_dir`` / ``real_refit_dir``: where the generated / real frames are written and
-    re-fitted (the real video is written once and its fit reused; None: AED/ARD/AELD n/a).
+    re-fitted (the real video is written once and its fit reused; None: AED/ARD/AELD n/a);
+    ``identity``: (embedder, reference (128,), landmarks (T, 68, 2) where the faces are) for CSIM
+    (None: CSIM n/a).
     Returns {"metrics": {key: float | None}, "temporal_real", "fit_frames", "notes"}.
     """
     fake, real = check_frames(fake, real)
     notes = []
     m = {"apd": apd(fake, real), "mapd": apd(fake, real, mask), "mouth_apd": mouth_apd(fake, real, mouth),
-         "psnr": psnr(fake, real), "ssim": ssim(fake, real), "lpips": None}
+         "psnr": psnr(fake, real), "ssim": ssim(fake, real), "lpips": None, "sharpness": sharpness(fake, real),
+         "grid": _grid_or_none(fake)}
     if lpips_metric is not None and lpips_metric.available:
         m["lpips"] = lpips_metric(fake, real)
     m["temporal"], temporal_real = None, None
@@ -311,6 +350,12 @@ def score_frames(fake, real, *, mask, mouth, flows=None, conf=None, lpips_metric
     else:
         m["temporal"] = warping_error(fake, flows, conf, device)
         temporal_real = warping_error(real, flows, conf, device)
+    m["csim"] = None
+    if identity is None:
+        notes.append("CSIM: n/a (no face-recognition embedder)")
+    else:
+        emb, ref, lmk = identity
+        m["csim"] = csim(emb, fake, ref, lmk)["csim"]
     m.update(aed=None, ard=None, aeld=None)
     fit_frames = 0
     if refit_dir is None or real_refit_dir is None:
@@ -328,11 +373,13 @@ def score_frames(fake, real, *, mask, mouth, flows=None, conf=None, lpips_metric
             if fit_frames < len(fake):
                 notes.append(f"AED/ARD/AELD on the {fit_frames} of {len(fake)} frames fitted in both videos")
     return {"metrics": {k: as_number(v) for k, v in m.items()}, "temporal_real": as_number(temporal_real),
+            "grid_real": as_number(_grid_or_none(real)),
             "fit_frames": fit_frames, "notes": notes}
 
 
 def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, train_rec: dict,
-                lp: LPIPSMetric, dev: torch.device, say, command: str | None = None) -> dict:
+                lp: LPIPSMetric, dev: torch.device, say, command: str | None = None, seed: int = 0,
+                identity=None) -> dict:
     """Self-reenact the held-out frames of a trained cell, score them (:func:`score_frames`) and
     write ``generated.mp4``, ``error_map.npy`` and, last, ``metrics.json`` into ``cell``; returns
     the metrics.json dict."""
@@ -353,8 +400,11 @@ def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, t
     say(f"  scoring {len(fake)} frames (re-fitting the generated and the real ones)")
     s = score_frames(fake, real, mask=np.asarray(np.load(d / "face_mask.npy", mmap_mode="r")[lo:hi]),
                      mouth=np.load(data / "mouth.npy")[lo:hi], flows=flows, conf=conf, lpips_metric=lp,
-                     refit_dir=cell / "analysis", real_refit_dir=cell.parent / "real", fps=fps, device=dev)
-    rec = {"format": FORMAT, "video": name, "method": flow, **s, "frames": int(len(fake)), "test_range": [lo, hi],
+                     refit_dir=cell / "analysis", real_refit_dir=cell.parents[1] / "real", fps=fps, device=dev,
+                     identity=None if identity is None else
+                     (*identity, np.asarray(np.load(d / "lmk68.npy", mmap_mode="r")[lo:hi])))
+    rec = {"format": FORMAT, "video": name, "method": flow, "seed": int(seed), **s, "frames": int(len(fake)),
+           "test_range": [lo, hi],
            "reference_flow": ref, "lpips_reason": "" if lp.available else lp.reason,
            "lpips_weights": Path(lp.weights_path).name if lp.available else None, "train": train_rec,
            # relative to this file's directory (the cell): faceflow.runtime.provenance.resolve_recorded
@@ -362,7 +412,7 @@ def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, t
            "generation_fps": gen_fps,
            "per_frame_apd": [float(x) for x in pixel_distance(fake, real).mean((1, 2))],
            "seconds": time.perf_counter() - t0}
-    out = cell.parents[2]  # OUT/cells/<video>/<flow>
+    out = cell.parents[3]  # OUT/cells/<video>/<flow>/seed<k>
     rec["provenance"] = provenance(command, device=dev, base=out,
                                    weights={"generator": checkpoint_path(model_dir), "lpips_alexnet": lp.weights_path
                                             if lp.available else None})
@@ -372,15 +422,15 @@ def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, t
 
 
 def _read_cells(out: Path) -> dict:
-    """{(video, method): metrics.json dict} of every finished cell in OUT (this run's and earlier ones')."""
+    """{(video, method, seed): metrics.json dict} of every finished cell in OUT (this run's and earlier ones')."""
     recs = {}
-    for p in sorted((out / "cells").glob("*/*/metrics.json")):
+    for p in sorted((out / "cells").glob("*/*/seed*/metrics.json")):
         try:
             r = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
         if r.get("format") == FORMAT:
-            recs[(r["video"], r["method"])] = r
+            recs[(r["video"], r["method"], int(r["seed"]))] = r
     return recs
 
 
@@ -425,8 +475,8 @@ def _other_run(out: Path, prev: dict, fixed: dict) -> str:
 
 def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, command: str | None = None) -> dict:
     """Run (or resume) the evaluation of ``inputs`` (videos or prepared data directories) into
-    ``out``; returns {"records": {(video, method): metrics.json dict}, "tables": {metric: rows},
-    "computed": [(video, method) cells computed by this call]}."""
+    ``out``; returns {"records": {(video, method, seed): metrics.json dict}, "tables": {metric:
+    rows}, "computed": [(video, method, seed) cells computed by this call]}."""
     cfg = cfg or SelfReenactConfig()
     resolved = _resolve_inputs(inputs, cfg)
     dev = resolve_device(cfg.device)
@@ -440,44 +490,59 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
     _log_command(out, command, cfg, dev)
     computed = _run_cells(resolved, out, cfg, dev, command, say)
     records = _read_cells(out)
-    videos = order + sorted({v for v, _ in records} - set(order))
-    methods = [m for m in ("faceflow3d", "dis2d", "none") if any(mm == m for _, mm in records)]
-    methods += sorted({m for _, m in records} - set(methods))
+    videos = order + sorted({k[0] for k in records} - set(order))
+    methods = [m for m in ("faceflow3d", "dis2d", "none") if any(k[1] == m for k in records)]
+    methods += sorted({k[1] for k in records} - set(methods))
     tables = write_tables(out, records, videos, methods)
-    write_figures(out, records, videos, methods, cfg.sample_frames, say)
+    write_figures(out, first_seed(records), videos, methods, cfg.sample_frames, say)
     say(f"tables: {out / 'table.md'} (and tables/)")
     return {"records": records, "tables": tables, "computed": computed}
 
 
+def _embedder(say):
+    """dlib's face-recognition network for CSIM, or None (said) when dlib or its model files are missing."""
+    try:
+        return FaceEmbedder()
+    except (ImportError, FaceflowError) as e:
+        say(f"note: CSIM n/a: {e}")
+        return None
+
+
 def _run_cells(resolved: list[tuple[str, Path, bool]], out: Path, cfg: SelfReenactConfig, dev: torch.device,
                command: str, say) -> list[tuple[str, str]]:
-    """Prepare, train and score every cell (video, flow) without a ``metrics.json``; returns the
-    cells computed."""
+    """Prepare, train and score every cell (video, flow, seed) without a ``metrics.json``, seed by
+    seed (a first full table comes before the extra seeds); returns the cells computed."""
     lp = None
+    embedder, refs = _embedder(say), {}
     computed = []
-    n_cells = len(resolved) * len(cfg.flows)
+    n_cells = len(resolved) * len(cfg.flows) * len(cfg.seeds)
     k = 0
-    for name, path, is_dir in resolved:
-        data = None
-        for flow in cfg.flows:
-            k += 1
-            cell = out / "cells" / name / flow
-            if (cell / "metrics.json").is_file():
-                say(f"[{k}/{n_cells}] {name} / {flow}: finished earlier ({cell / 'metrics.json'})")
-                continue
-            if data is None:
-                data = _prepare(name, path, is_dir, out, cfg, say)
-            say(f"[{k}/{n_cells}] {name} / {flow}")
-            cell.mkdir(parents=True, exist_ok=True)
-            model_dir = out / "models" / name / flow
-            rec = _train_cell(data, model_dir, flow, cell, cfg, command, say)
-            if lp is None:
-                lp = LPIPSMetric(cfg.lpips_weights, dev)
-                if not lp.available:
-                    say(f"note: {lp.reason}")
-            r = _score_cell(name, flow, data, model_dir, cell, rec, lp, dev, say, command=command)
-            say(f"  APD {r['metrics']['apd']:.2f}, MAPD {r['metrics']['mapd']:.2f} -> {cell / 'metrics.json'}")
-            computed.append((name, flow))
+    data_dirs: dict[str, Path] = {}
+    for seed in cfg.seeds:
+        for name, path, is_dir in resolved:
+            for flow in cfg.flows:
+                k += 1
+                cell = out / "cells" / name / flow / f"seed{seed}"
+                if (cell / "metrics.json").is_file():
+                    say(f"[{k}/{n_cells}] {name} / {flow} / seed {seed}: finished earlier ({cell / 'metrics.json'})")
+                    continue
+                if name not in data_dirs:
+                    data_dirs[name] = _prepare(name, path, is_dir, out, cfg, say)
+                data = data_dirs[name]
+                say(f"[{k}/{n_cells}] {name} / {flow} / seed {seed}")
+                cell.mkdir(parents=True, exist_ok=True)
+                model_dir = out / "models" / name / flow / f"seed{seed}"
+                rec = _train_cell(data, model_dir, flow, cell, cfg, command, say, seed=seed)
+                if lp is None:
+                    lp = LPIPSMetric(cfg.lpips_weights, dev)
+                    if not lp.available:
+                        say(f"note: {lp.reason}")
+                if embedder is not None and name not in refs:
+                    refs[name] = target_reference(embedder, data)
+                r = _score_cell(name, flow, data, model_dir, cell, rec, lp, dev, say, command=command, seed=seed,
+                                identity=None if embedder is None else (embedder, refs[name]))
+                say(f"  APD {r['metrics']['apd']:.2f}, MAPD {r['metrics']['mapd']:.2f} -> {cell / 'metrics.json'}")
+                computed.append((name, flow, seed))
     return computed
 
 

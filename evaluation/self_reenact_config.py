@@ -16,14 +16,16 @@ FLOWS = ("faceflow3d", "dis2d", "none")
 
 @dataclass
 class SelfReenactConfig:
-    """Options of an evaluation run (the first six are fixed for an OUT directory)."""
+    """Options of an evaluation run (:meth:`fixed` lists those an OUT directory is tied to)."""
 
     preset: str = option("tiny", "training preset (reenact.presets)", choices=tuple(sorted(PRESETS)))
     iters: int | None = option(None, "training steps per model (default: the preset's)", flag="--iterations",
                                metavar="N")
     minutes: float | None = option(None, "training minutes per model instead of steps (the schedule spans the "
                                          "preset's steps)", flag="--max-minutes", metavar="MIN")
-    seed: int = option(0, "training seed (the same for every model)")
+    seeds: tuple[int, ...] = option((0,), "training seeds: one model per video, flow provider and seed; the tables "
+                                          "give mean +- std over the seeds and a paired comparison of the "
+                                          "providers (more seeds can be added to an OUT later)", metavar="SEED")
     size: int = option(256, "crop size for videos (prepared directories keep theirs)")
     max_frames: int | None = option(None, "only the first N frames of each video")
     flows: tuple[str, ...] = option(("dis2d", "faceflow3d"), "flow providers to compare (one table row each)",
@@ -35,12 +37,14 @@ class SelfReenactConfig:
     progress: bool = True  # progress bars (the command's --quiet turns them off)
 
     BUDGET = ("iters", "minutes")  # one or the other
-    FLAGS = ("flows", "preset", "seed", "size", "max_frames", "device", "lpips_weights", "sample_frames")
+    FLAGS = ("flows", "preset", "seeds", "size", "max_frames", "device", "lpips_weights", "sample_frames")
 
     def __post_init__(self):
         self.flows = tuple(dict.fromkeys(self.flows))  # each provider once, in the order given
+        self.seeds = tuple(dict.fromkeys(int(s) for s in self.seeds))
 
     def fixed(self) -> dict:
-        """The options an OUT directory is tied to (OUT/config.json): the cells must be comparable."""
-        return {"preset": self.preset, "iters": self.iters, "minutes": self.minutes, "seed": self.seed,
+        """The options an OUT directory is tied to (OUT/config.json): the cells must be comparable
+        (seeds are not: a later run may add seeds)."""
+        return {"preset": self.preset, "iters": self.iters, "minutes": self.minutes,
                 "size": self.size, "max_frames": self.max_frames}

@@ -58,24 +58,26 @@ def heatmap_image(maps: dict, vmax: float | None = None, real: np.ndarray | None
 def write_figures(out: Path, records: dict, videos: list[str], methods: list[str], sample_frames: int, say) -> None:
     """``OUT/heatmaps/<video>.png`` from each cell's ``error_map.npy`` and ``OUT/samples/<video>.mp4``
     (real | each method, at most ``sample_frames`` frames) from its ``generated.mp4``, for every
-    video with a finished cell in ``records[(video, method)]`` whose prepared data is still there."""
+    video with a finished cell in ``records[(video, method)]`` (one seed's: its ``seed`` names the
+    cell folder) whose prepared data is still there."""
     for v in videos:
         ms = [m for m in methods if (v, m) in records]
         if not ms:
             continue
+        cells = {m: out / "cells" / v / m / f"seed{records[(v, m)].get('seed', 0)}" for m in ms}
         r0 = records[(v, ms[0])]
-        data = resolve_recorded(r0["data_dir"], out / "cells" / v / ms[0])  # relative to its metrics.json
+        data = resolve_recorded(r0["data_dir"], cells[ms[0]])  # relative to its metrics.json
         if not (data / "manifest.json").is_file():
             say(f"note: no heatmap or sample for {v}: its prepared data {data} is gone")
             continue
         lo, hi = r0["test_range"]
         crops = np.load(data / "annotation" / "data" / "crops.npy", mmap_mode="r")
-        maps = {m: np.load(out / "cells" / v / m / "error_map.npy") for m in ms}
+        maps = {m: np.load(cells[m] / "error_map.npy") for m in ms}
         mid = (lo + hi) // 2
         vio.write_image(out / "heatmaps" / f"{v}.png", heatmap_image(maps, real=np.asarray(crops[mid])))
         fps = float(json.loads((data / "manifest.json").read_text())["fps"])
         _write_sample(out / "samples" / f"{v}.mp4", crops[lo:hi][:sample_frames],
-                      {m: out / "cells" / v / m / "generated.mp4" for m in ms}, fps)
+                      {m: cells[m] / "generated.mp4" for m in ms}, fps)
     say(f"heatmaps in {out / 'heatmaps'}, side-by-side samples in {out / 'samples'}")
 
 

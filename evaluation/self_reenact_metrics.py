@@ -3,7 +3,8 @@ defines them): generated frames against the real ones.
 
 - image metrics on (T, H, W, 3) frames on 0-255: :func:`apd` (also MAPD with a mask; a numpy
   wrapper over :func:`reenact.metrics.apd`, the one implementation), :func:`mouth_apd`,
-  :func:`psnr`, :func:`ssim`, and :func:`error_map` for the heatmaps;
+  :func:`psnr`, :func:`ssim`, :func:`grid_score` (the checkerboard of transposed convolutions),
+  :func:`sharpness` (fine detail against the real frames), and :func:`error_map` for the heatmaps;
 - re-fit metrics between two tracked and fitted videos: :func:`compare_fits` (AED, ARD, AELD
   from :func:`expression_distance`, :func:`rotation_difference`, :func:`eye_landmark_distance`);
 - the temporal warping error :func:`warping_error` under the reference flow :func:`reference_flow`.
@@ -25,6 +26,7 @@ from reenact import metrics as rm
 from vid2vid.warp import warp
 
 __all__ = ["EYE_POINTS", "check_frames", "as_number", "pixel_distance", "apd", "mouth_apd", "psnr", "ssim",
+           "grid_score", "sharpness",
            "error_map", "rotation_difference", "expression_distance", "eye_landmark_distance", "compare_fits",
            "warping_error", "reference_flow"]
 
@@ -100,6 +102,50 @@ def ssim(fake, real) -> float:
     fake, real = check_frames(fake, real)
     return float(np.mean([structural_similarity(r, f, channel_axis=-1, data_range=255)
                           for f, r in zip(fake, real)]))
+
+
+def _luma(frames: np.ndarray) -> np.ndarray:
+    """(T, H, W) float64 BT.601 luma of (T, H, W, 3) RGB frames."""
+    f = np.asarray(frames, np.float64)
+    return f[..., 0] * 0.299 + f[..., 1] * 0.587 + f[..., 2] * 0.114
+
+
+def grid_score(frames, period: int = 8) -> float:
+    """The checkerboard ("dot grid") of transposed-conv decoders, measured: the geometric mean over
+    the lattice frequencies ``(a H / period, b W / period)`` (a, b integers, not both 0: the
+    periods ``period``, ``period / 2``, ..., 2 of three stride-2 upsamplings) of the ratio of the
+    frames' mean power spectrum there to the mean of its 8 neighbours two bins away. A periodic
+    pattern is a peak on that lattice (ratio >> 1); natural frames score about 1. frames (T, H, W,
+    3) with H, W multiples of ``period``."""
+    y = _luma(np.asarray(frames))
+    T, H, W = y.shape
+    if H % period or W % period or min(H, W) < 4 * period:
+        raise ValueError(f"grid_score: frames of {H}x{W} need sides that are multiples of {period} and >= {4 * period}")
+    y = y - y.mean((1, 2), keepdims=True)
+    power = (np.abs(np.fft.fft2(y)) ** 2).mean(0)
+    ratios = []
+    for a in range(period):
+        for b in range(period):
+            if a == 0 and b == 0:
+                continue
+            ky, kx = a * H // period, b * W // period
+            ring = [power[(ky + dy) % H, (kx + dx) % W] for dy in (-2, 0, 2) for dx in (-2, 0, 2) if dy or dx]
+            ratios.append(power[ky, kx] / max(float(np.mean(ring)), 1e-12))
+    return float(np.exp(np.mean(np.log(np.maximum(ratios, 1e-12)))))
+
+
+def sharpness(fake, real) -> float:
+    """Detail kept: the energy of the Laplacian (4-neighbour) of the generated frames' luma over
+    that of the real frames, both summed over all frames and pixels (1 = as much fine detail as the
+    real frames; a blurry result is well under 1)."""
+    fake, real = check_frames(fake, real)
+
+    def energy(frames):
+        y = _luma(frames)
+        lap = 4 * y[:, 1:-1, 1:-1] - y[:, :-2, 1:-1] - y[:, 2:, 1:-1] - y[:, 1:-1, :-2] - y[:, 1:-1, 2:]
+        return float((lap ** 2).sum())
+
+    return energy(fake) / max(energy(real), 1e-12)
 
 
 def error_map(fake, real) -> np.ndarray:

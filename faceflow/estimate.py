@@ -47,8 +47,7 @@ from faceflow.ops.opticalflow import dis_flow
 from faceflow.ops.sampling import sample_points
 from faceflow.render.pncc import pncc as render_pncc
 from faceflow.render.rasterize import rasterize
-
-WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
+from faceflow.runtime.assets import WEIGHTS_DIR
 
 MESHREG_FILE = "meshreg.pt"
 DFFNET_FILE = "dffnet.pt"

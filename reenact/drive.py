@@ -7,7 +7,8 @@ and driven by conditioning images X = [NMFC | eye sketch] in the target's crop:
 - **self** (:func:`drive_self`): the target's own stored conditioning of held-out frames, with
   the real crops as ground truth;
 - **face** (:func:`drive_from_source`, ``mode="face"``): a source video's expressions on the
-  target's identity, cameras and eye sketches (the target's frames from its test part on);
+  target's identity, cameras and eye sketches (the target's frames from its test part on; the
+  sketches drawn from its stored landmarks and pupils);
 - **head** (``mode="head"``): the source's expressions and head rotations, its camera scale and
   translation adapted to the target's statistics, and its eyes.
 
@@ -52,7 +53,9 @@ class Drive:
     uint8 ground truth (self mode) or None; fps; audio: the file to copy the audio track from,
     or None; frame_index (T,) int64 frame numbers in the source (target in self mode) video;
     mode 'self', 'face' or 'head'; params: the model parameters rendered (exp, rotation,
-    translation, scale; target_index in face mode); notes: what was dropped or adapted.
+    translation, scale; target_index in face mode; in head mode crop_box, the source's crop in
+    its video, and adapt = (r, shift x, shift y), so that a source video pixel x lands at
+    ``r * crop(x) + shift`` in the target's crop); notes: what was dropped or adapted.
     """
 
     cond: np.ndarray
@@ -369,12 +372,17 @@ def drive_from_source(annotation_dir, source_video, mode: str, work_dir, max_fra
         say(f"head reenactment: source scale x{r:.3f}, translation onto the target's mean")
         out = render_conditioning(model, ident, src.exp, R, t, f, lmk, pupils, S)
         notes.append(f"cameras adapted: scale ratio {r:.4f}, shift ({shift[0]:.1f}, {shift[1]:.1f}) px")
+        # source video pixels -> target crop: x -> r * crop(x) + shift (reenact.cycle maps frames with it)
+        params.update(crop_box=src.crop_box, adapt=np.array([r, shift[0], shift[1]]))
     else:
         idx = pingpong_indices(T, held_out_start(N), N)
         R, t, f = _load(data, "camera_rotation")[idx], t_tgt[idx], f_tgt[idx]
-        eyes = _load(data, "eyes", True)[idx]
         say(f"face reenactment: target cameras and eyes from kept frame {int(idx[0])} on")
-        out = render_conditioning(model, ident, src.exp, R, t, f, size=S, eyes=eyes)
+        # the target's eye sketches drawn again from its stored landmarks and pupils: the same
+        # images as its eyes.npy (faceflow.annotate.pipeline draws them so), which a packed model
+        # (reenact.package) does not carry
+        out = render_conditioning(model, ident, src.exp, R, t, f, np.asarray(_load(data, "lmk68")[idx], np.float64),
+                                  np.asarray(_load(data, "pupils")[idx], np.float64), size=S)
         params["target_index"] = idx
         if T > N - held_out_start(N):
             notes.append(f"source ({T} frames) longer than the target's test part ({N - held_out_start(N)} frames): "

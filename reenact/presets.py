@@ -15,14 +15,16 @@ PRESETS = {
                                  lr_milestones=[0.5, 0.75], lr_gamma=0.5, val_every=2000, val_samples=8,
                                  ckpt_every=500, log_every=50),
               "task": {"generator": "paper", "discriminator": "paper", "seq_len_start": 3, "seq_len_max": 12,
-                       "seq_len_double_every": 5000, "val_len": 32, "lambda_l1": 0.0}},
-    # narrow networks that learn a face on a CPU in minutes; the L1 term stands in for the VGG
-    # loss when VGG-19 weights are not on the machine (the usual offline case)
+                       "seq_len_double_every": 5000, "val_len": 32, "lambda_l1": 0.0,
+                       "perceptual": "dffnet"}},
+    # narrow networks that learn a face on a CPU in minutes; the L1 term and the face-feature loss
+    # stand in for the VGG loss when VGG-19 weights are not on the machine (the usual offline case)
     "tiny": {"train": dict(iterations=600, batch_size=1, lr=2e-4, warmup_steps=0,
                                 lr_milestones=[0.7], lr_gamma=0.5, val_every=100, val_samples=4,
                                 ckpt_every=25, log_every=10),
              "task": {"generator": "tiny", "discriminator": "tiny", "seq_len_start": 3, "seq_len_max": 6,
-                      "seq_len_double_every": 200, "val_len": 12, "lambda_l1": 10.0}},
+                      "seq_len_double_every": 200, "val_len": 12, "lambda_l1": 10.0,
+                      "perceptual": "dffnet"}},
 }
 
 

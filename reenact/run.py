@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -35,18 +36,24 @@ from faceflow.runtime.provenance import file_record, portable_json, portable_pat
 from reenact import drive as drv
 from reenact.data import to_signed, to_uint8
 from reenact.metrics import apd
+from reenact.package import GENERATOR_FILE, is_package, load_package, resolve_model
 from reenact.task import ReenactConfig, ReenactTask
 from vid2vid.collector import SequenceGenerator, StreamGenerator
 from vid2vid.generator import Generator, GeneratorConfig
 
-__all__ = ["load_model", "reenact", "side_by_side"]
+__all__ = ["MODES", "Driven", "load_model", "drive_model", "reenact", "side_by_side", "write_frames", "write_record"]
+
+MODES = ("self", "face", "head", "cycle")
 
 
 def load_model(model_dir: str | Path, device: torch.device | str = "cpu", which: str = "last"):
-    """(generator :class:`vid2vid.collector.SequenceGenerator` in eval mode, task config dict,
-    checkpoint step) of a training run directory."""
+    """(generator :class:`vid2vid.collector.SequenceGenerator` in eval mode, task config,
+    checkpoint step) of a training run directory, a packed model (:mod:`reenact.package`) or
+    ``"demo"`` (the shipped package)."""
 
-    model_dir = Path(model_dir)
+    model_dir = resolve_model(model_dir)
+    if is_package(model_dir):
+        return load_package(model_dir, device)
     if model_dir.is_file():
         run_dir = model_dir.parent.parent if model_dir.parent.name == "checkpoints" else model_dir.parent
         raise FaceflowError(f"{model_dir} is a file: give the model's run directory (the folder that holds "
@@ -63,7 +70,7 @@ def load_model(model_dir: str | Path, device: torch.device | str = "cpu", which:
         raise FaceflowError(f"{ck_path} is a {ck.get('task')!r} run, not a reenactment model")
     tc = ReenactConfig(**ck["config"]["task_config"])
 
-    gcfg = GeneratorConfig(**tc.generator)
+    gcfg = GeneratorConfig.from_saved(tc.generator)
     G = SequenceGenerator(Generator(gcfg), gcfg.n_frames)
     G.load_state_dict(ck["models"]["G"])
     return G.to(device).eval(), tc, int(ck["step"])
@@ -94,16 +101,32 @@ def generate_frames(G, cond: np.ndarray, device: torch.device, progress: bool = 
         fake[t] = to_uint8(stream(to_signed(cond[t]).unsqueeze(0).to(device))[0])
     return fake, len(cond) / max(time.perf_counter() - t0, 1e-9)
 
-def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Path | None = None, *,
-            side: bool = False, max_frames: int | None = None, device: str = "auto", work_dir=None,
-            progress: bool = True, say=print) -> dict:
-    """Drive a trained model and write ``out`` (mp4). Returns a summary (frames, fps, APD in
-    self mode)."""
 
+@dataclass
+class Driven:
+    """One driven model: the conditioning (:class:`reenact.drive.Drive`), the generated frames
+    ``fake`` (T, S, S, 3) uint8, the generator's frames per second, the model's folder, target
+    data folder, crop size and checkpoint step."""
+
+    drive: drv.Drive
+    fake: np.ndarray
+    generation_fps: float
+    model_dir: Path
+    data_dir: Path
+    size: int
+    step: int
+
+
+def drive_model(model_dir, mode: str, source=None, *, max_frames: int | None = None, device="auto", work_dir=None,
+                progress: bool = True, say=print) -> Driven:
+    """Drive a model (a training run, a package or ``"demo"``) in ``self``, ``face`` or ``head``
+    mode and generate its frames (nothing written but the source's cached analysis in
+    ``work_dir``)."""
     if mode not in ("self", "face", "head"):
-        raise FaceflowError(f"unknown mode {mode!r}; use self, face or head")
+        raise FaceflowError(f"unknown mode {mode!r}; use self, face, head or cycle")
     dev = resolve_device(device)
     G, tc, step = load_model(model_dir, dev)
+    model_dir = resolve_model(model_dir)
     data_dir = Path(tc.data)
     ann = data_dir / "annotation"
     if not (ann / "manifest.json").is_file():
@@ -115,10 +138,10 @@ def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Pat
         raise FaceflowError(f"resolution mismatch: the model was trained at {tc.size}x{tc.size} but its target data "
                             f"{data_dir} now holds {size}x{size} frames (it was preprocessed again with another "
                             f"--size); preprocess at --size {tc.size} or retrain")
-    out = Path(out)
-    if out.suffix.lower() != ".mp4":
-        raise FaceflowError(f"--out must be an .mp4 file, got {out}")
     if mode == "self":
+        if manifest.get("packed"):
+            raise FaceflowError(f"{model_dir} is a packed model: it holds no held-out real frames, so self "
+                                f"reenactment needs the training run and its data; use --mode head or face")
         lo, hi = manifest["split"]["test"]
         if max_frames:
             hi = min(hi, lo + int(max_frames))
@@ -126,27 +149,59 @@ def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Pat
     else:
         if source is None:
             raise FaceflowError(f"--mode {mode} needs --source VIDEO (the driving video)")
-        work = Path(work_dir) if work_dir else out.parent / f".{out.stem}.source"
-        d = drv.drive_from_source(ann, source, mode, work, max_frames=max_frames)
+        d = drv.drive_from_source(ann, source, mode, Path(work_dir), max_frames=max_frames, say=say)
     if d.cond.shape[1] != size:
         raise FaceflowError(f"conditioning is {d.cond.shape[1]}x{d.cond.shape[2]} but the model was trained at "
                             f"{size}x{size}")
-    T = len(d.cond)
-    say(f"reenacting {T} frames ({mode}) with {model_dir} (step {step}) on {dev}")
+    say(f"reenacting {len(d.cond)} frames ({mode}) with {model_dir} (step {step}) on {dev}")
     fake, gen_fps = generate_frames(G, d.cond, dev, progress)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with vio.VideoWriter(out, d.fps, audio_from=d.audio) as writer:
-        for t, y in enumerate(fake):
-            writer.write(y if not side else side_by_side([d.source[t], d.cond[t][..., :3], y], size))
-    summary = {"frames": T, "mode": mode, "out": str(out.resolve()), "fps_video": d.fps,
-               "generation_fps": gen_fps, "checkpoint_step": step}
+    return Driven(d, fake, gen_fps, model_dir, data_dir, size, step)
+
+
+def reenact(model_dir: str | Path, mode: str, out: str | Path, source: str | Path | None = None, *,
+            side: bool = False, max_frames: int | None = None, device: str = "auto", work_dir=None,
+            progress: bool = True, say=print) -> dict:
+    """Drive a trained model in ``self``, ``face`` or ``head`` mode and write ``out`` (mp4).
+    Returns a summary (frames, fps, APD in self mode). Cycle mode: :func:`reenact.cycle.cycle`."""
+
+    if mode not in MODES:
+        raise FaceflowError(f"unknown mode {mode!r}; use self, face, head or cycle")
+    out = Path(out)
+    if out.suffix.lower() != ".mp4":
+        raise FaceflowError(f"--out must be an .mp4 file, got {out}")
+    work = Path(work_dir) if work_dir else out.parent / f".{out.stem}.source"
+    if mode == "cycle":
+        raise FaceflowError("cycle mode runs two models: use reenact.cycle.cycle (python -m reenact run ... "
+                            "--mode cycle --back-model SOURCE_MODEL)")
+    r = drive_model(model_dir, mode, source, max_frames=max_frames, device=device, work_dir=work, progress=progress,
+                    say=say)
+    d, fake = r.drive, r.fake
+    write_frames(out, fake, d.fps, d.audio, [d.source, d.cond[..., :3]] if side else None)
+    summary = {"frames": len(fake), "mode": mode, "out": str(out.resolve()), "fps_video": d.fps,
+               "generation_fps": r.generation_fps, "checkpoint_step": r.step}
     if d.real is not None:
         summary["apd"] = float(apd(to_signed(fake), to_signed(np.asarray(d.real))))
-    _write_record(out, summary, model_dir, data_dir, source, dev)
+    write_record(out, summary, r.model_dir, r.data_dir, source, resolve_device(device))
     return summary
 
 
-def _write_record(out: Path, summary: dict, model_dir, data_dir: Path, source, dev) -> None:
+def write_frames(out: Path, frames: np.ndarray, fps: float, audio=None, before: list | None = None) -> None:
+    """``frames`` (T, S, S, 3) uint8 as an mp4 at ``fps`` (atomically), with the audio of the file
+    ``audio``; ``before``: panels (each (T, h, w, 3)) put left of each frame, side by side."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    S = frames.shape[1]
+    with vio.VideoWriter(out, fps, audio_from=audio) as writer:
+        for t, y in enumerate(frames):
+            writer.write(y if not before else side_by_side([p[t] for p in before] + [y], S))
+
+
+def model_weights_file(model_dir) -> Path:
+    """The file holding a model's generator: a package's ``generator.pt`` or a run's last checkpoint."""
+    model_dir = resolve_model(model_dir)
+    return model_dir / GENERATOR_FILE if is_package(model_dir) else checkpoint_path(model_dir, "last")
+
+
+def write_record(out: Path, summary: dict, model_dir, data_dir: Path, source, dev) -> None:
     """``OUT.json`` beside ``OUT.mp4``: the summary, the model, target data and source video
     (relative to OUT's folder, or by name), the source's size and sha256, and the provenance
     (command, versions, commit, device, the checkpoint's sha256); no absolute paths."""
@@ -156,5 +211,5 @@ def _write_record(out: Path, summary: dict, model_dir, data_dir: Path, source, d
            "target_data": portable_path(data_dir, base, climb=True),
            "source": portable_path(source, base, climb=True) if source is not None else None,
            "source_file": file_record(source, base) if source is not None and Path(source).is_file() else None,
-           "provenance": provenance(weights={"generator": checkpoint_path(model_dir, "last")}, device=dev, base=base)}
+           "provenance": provenance(weights={"generator": model_weights_file(model_dir)}, device=dev, base=base)}
     vio.save_json(out.with_suffix(".json"), portable_json(rec, base))

@@ -37,9 +37,11 @@ from reenact.presets import PRESETS
 from vid2vid import collector
 from vid2vid.discriminators import DiscriminatorConfig, build_discriminators
 from vid2vid.generator import Generator, GeneratorConfig
-from vid2vid.losses import LossWeights, VGG19Loss, weighted_total
+from vid2vid.losses import FaceFeatureLoss, LossWeights, VGG19Loss, weighted_total
 
-__all__ = ["ReenactConfig", "ReenactTask", "apd", "seq_len_at", "PRESETS"]
+__all__ = ["ReenactConfig", "ReenactTask", "apd", "seq_len_at", "PRESETS", "PERCEPTUAL"]
+
+PERCEPTUAL = ("none", "dffnet")  # the perceptual losses that work offline (VGG-19 is separate: --vgg-weights)
 
 
 @dataclass
@@ -58,6 +60,8 @@ class ReenactConfig:
     seq_len_double_every: int = 200
     val_len: int = 16
     vgg_weights: str | None = None
+    perceptual: str = "none"  # "dffnet": vid2vid.losses.FaceFeatureLoss (G_face) on the generated frames
+    face_weights: str | None = None  # the DFFNet file of that loss (None: the shipped one)
 
 
 def seq_len_at(step: int, start: int, maximum: int, every: int) -> int:
@@ -75,7 +79,9 @@ def _sub(cfg_cls, preset_or_dict):
             raise FaceflowError(f"unknown {cfg_cls.__name__} preset {preset_or_dict!r}; choose {sorted(presets)}")
         return presets[preset_or_dict]
     names = {f.name for f in fields(cfg_cls)}
-    return cfg_cls(**{k: v for k, v in dict(preset_or_dict).items() if k in names})
+    kept = {k: v for k, v in dict(preset_or_dict).items() if k in names}
+    # a saved config lacking a newer field gets the value the model was trained with
+    return cfg_cls.from_saved(kept) if hasattr(cfg_cls, "from_saved") else cfg_cls(**kept)
 
 
 class ReenactTask(Task):
@@ -90,6 +96,9 @@ class ReenactTask(Task):
         super().__init__(config)
         self._data = None
         self._vgg = None
+        self._face = None
+        if config.perceptual not in PERCEPTUAL:
+            raise FaceflowError(f"unknown perceptual loss {config.perceptual!r}; choose one of {PERCEPTUAL}")
         self.weights = LossWeights(**config.losses)
 
     # ---- data and models
@@ -127,11 +136,22 @@ class ReenactTask(Task):
                 print(f"note: VGG-19 perceptual loss off: {self._vgg.reason}", flush=True)
         return self._vgg.to(device)
 
+    def face_loss(self, device) -> nn.Module | None:
+        """The face-feature perceptual loss (``perceptual="dffnet"``), else None."""
+        if self.config.perceptual == "none":
+            return None
+        if self._face is None:
+            self._face = FaceFeatureLoss(self.config.face_weights)
+        return self._face.to(device)
+
     def weights_files(self) -> dict:
-        """The VGG-19 file the perceptual loss read (found in the cache when not given)."""
+        """The VGG-19 file the perceptual loss read (found in the cache when not given) and the DFFNet
+        file of the face-feature loss."""
         files = super().weights_files()
         if self._vgg is not None and self._vgg.available and self._vgg.weights_path is not None:
             files["vgg_weights"] = self._vgg.weights_path
+        if self._face is not None:
+            files["face_weights"] = self._face.weights_path
         return files
 
     # ---- one step
@@ -153,7 +173,8 @@ class ReenactTask(Task):
         # generator
         with ctx.autocast():
             g_losses = collector.generator_losses(D(cond, real, fake, mouth, flows), real, fake, flows, conf,
-                                                  vgg=self.vgg(cond.device), use_l1=c.lambda_l1 > 0)
+                                                  vgg=self.vgg(cond.device), face=self.face_loss(cond.device),
+                                                  use_l1=c.lambda_l1 > 0)
         g_total = weighted_total({k: v.float() for k, v in g_losses.items() if k != "G_l1"}, self.weights)
         if "G_l1" in g_losses:
             g_total = g_total + c.lambda_l1 * g_losses["G_l1"].float()
@@ -209,13 +230,17 @@ class ReenactTask(Task):
         return PRESETS
 
     @classmethod
-    def make_config(cls, preset: str, data: str, flow: str, composite: bool = False, **overrides) -> ReenactConfig:
+    def make_config(cls, preset: str, data: str, flow: str, composite: bool = False, upsample: str = "resize",
+                    **overrides) -> ReenactConfig:
         """The task config of ``preset`` for target ``data`` and flow provider ``flow``;
-        ``composite`` switches on the generator's vid2vid-style flow + occlusion-mask head;
+        ``composite`` switches on the generator's vid2vid-style flow + occlusion-mask head,
+        ``upsample`` picks its x2 upsampling (:class:`vid2vid.generator.GeneratorConfig`);
         other keyword arguments override ReenactConfig fields (None = keep the preset's)."""
         t = dict(PRESETS[preset]["task"])
         t["generator"] = asdict(_sub(GeneratorConfig, t["generator"]))
         t["generator"]["composite"] = bool(composite)
+        t["generator"]["upsample"] = upsample
+        GeneratorConfig(**t["generator"])  # an unknown upsampling is refused here
         t["discriminator"] = asdict(_sub(DiscriminatorConfig, t["discriminator"]))
         t["losses"] = asdict(LossWeights())
         t.update({k: v for k, v in overrides.items() if v is not None})

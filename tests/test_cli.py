@@ -45,7 +45,7 @@ def all_help():
 
 def test_every_command_of_the_issue_is_in_the_table(all_help):
     want = {"render", "annotate", "flow", "data synth", "data real", "train meshreg", "train dffnet", "train export",
-            "bench flow", "bench startup", "reenact preprocess", "reenact train", "reenact run", "evaluate flow",
+            "bench flow", "bench startup", "reenact preprocess", "reenact train", "reenact run", "reenact pack", "evaluate flow",
             "evaluate self-reenact",
             "app"}
     assert want <= set(all_help["help"])
@@ -62,7 +62,8 @@ def test_help_reads_as_help(all_help):
             assert markup not in text, (name, markup)
         for line in text.replace("\n                        ", " ").splitlines():
             assert line.count("(default:") <= 1, (name, line)
-    assert "cycle" not in all_help["help"]["reenact run"] and "back-model" not in all_help["help"]["reenact run"]
+    assert "cycle" in all_help["help"]["reenact run"] and "--back-model" in all_help["help"]["reenact run"]
+    assert "--upsample" in all_help["help"]["reenact train"] and "--perceptual" in all_help["help"]["reenact train"]
 
 
 @pytest.mark.slow

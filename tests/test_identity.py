@@ -1,5 +1,5 @@
 """dlib's face models offline (faceflow.face.landmarks.DlibDetector, faceflow.face.dlib_face) and
-the identity metric CSIM (evaluation.identity): hand-computed cosines, and real faces (the same
+the identity metric CSIM (faceflow.face.identity): hand-computed cosines, and real faces (the same
 person over a clip scores higher than other persons)."""
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from _media import media
 
-from evaluation.identity import cosine, csim, embed_frames, identity_reference
 from faceflow import io as vio
 from faceflow.errors import FaceflowError, MediaError
+from faceflow.face.identity import cosine, csim, embed_frames, identity_reference
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

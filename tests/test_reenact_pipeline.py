@@ -149,7 +149,7 @@ def test_training_logs_losses_writes_samples_and_resumes_exactly(target, tmp_pat
     assert s["status"] == "done" and s["step"] == 6
     rows = read_csv(ref / "log.csv")
     for name in ("D_image", "D_mouth", "D_dynamics", "G_image", "G_mouth", "G_dynamics", "G_feat", "G_temporal",
-                 "G_l1", "apd", "seq_len"):
+                 "G_l1", "G_face", "apd", "seq_len"):
         assert name in rows[0], name
     assert (ref / "samples" / "step_0000003.png").is_file() and (ref / "samples" / "step_0000006.mp4").is_file()
     assert "apd" in read_csv(ref / "val.csv")[0]

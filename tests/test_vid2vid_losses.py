@@ -328,3 +328,62 @@ def test_weighted_total_values_and_errors():
         weighted_total({})
     with pytest.raises(FaceflowError):
         weighted_total({"G_image": torch.ones(2)})
+
+
+# ---------------------------------------------------------------------------------------------
+# face-feature perceptual loss (the shipped DFFNet's feature tower)
+
+
+def _face_image() -> torch.Tensor:
+    """A real still's centre crop, (1, 3, 128, 128) in [-1, 1]."""
+    import cv2
+    from _media import media
+
+    from faceflow.io import read_image
+
+    img = read_image(media("stills/deepface_img32.jpg"))
+    h, w = img.shape[:2]
+    s = min(h, w)
+    centre = img[(h - s) // 2:(h + s) // 2, (w - s) // 2:(w + s) // 2]
+    crop = cv2.resize(centre, (128, 128), interpolation=cv2.INTER_AREA)
+    return torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1.0
+
+
+def _blur(x: torch.Tensor, k: int) -> torch.Tensor:
+    return F.avg_pool2d(F.pad(x, (k // 2,) * 4, mode="replicate"), k, stride=1)
+
+
+def test_face_feature_loss_is_zero_on_the_target_and_grows_with_blur():
+    from vid2vid.losses import FaceFeatureLoss
+
+    loss = FaceFeatureLoss()
+    y = _face_image()
+    assert float(loss(y, y)) == 0.0
+    values = [float(loss(_blur(y, k), y)) for k in (3, 5, 9)]
+    assert 0 < values[0] < values[1] < values[2], values
+    # a blur costs more than a brightness offset of similar L1 (it is the edges that count)
+    offset = y + (_blur(y, 9) - y).abs().mean()
+    assert float(loss(offset.clamp(-1, 1), y)) < values[2]
+
+
+def test_face_feature_loss_is_frozen_and_passes_gradients_to_the_input():
+    from vid2vid.losses import FaceFeatureLoss
+
+    loss = FaceFeatureLoss().train()
+    assert not loss.training and not any(p.requires_grad for p in loss.parameters())
+    y = _face_image()
+    x = _blur(y, 5).requires_grad_(True)
+    loss(x, y).backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="FaceFeatureLoss"):
+        loss(x[:, :2], y[:, :2])
+
+
+def test_face_feature_loss_refuses_a_file_of_another_kind(tmp_path):
+    from faceflow.runtime.assets import WEIGHTS_DIR
+    from vid2vid.losses import FaceFeatureLoss
+
+    with pytest.raises(FaceflowError, match="dffnet"):
+        FaceFeatureLoss(WEIGHTS_DIR / "meshreg.pt")
+    with pytest.raises(FaceflowError):
+        FaceFeatureLoss(tmp_path / "absent.pt")

@@ -4,6 +4,7 @@ discriminators (eq. (7.9)). Tiny widths, 64x64 frames."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import asdict
 
 import numpy as np
 import pytest
@@ -26,7 +27,7 @@ from vid2vid.discriminators import (
     temporal_windows,
 )
 from vid2vid.discriminators import presets as d_presets
-from vid2vid.generator import Generator, GeneratorConfig
+from vid2vid.generator import Generator, GeneratorConfig, _upsample_x2
 from vid2vid.generator import presets as g_presets
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -155,14 +156,51 @@ def test_paper_preset_architecture():
     assert [c.stride[0] for c in convs[:4]] == [1, 2, 2, 2]
     assert convs[0].in_channels == 18
     assert next(m for m in g.prev_encoder.modules() if isinstance(m, nn.Conv2d)).in_channels == 6
-    dec = [m for m in g.decoder.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    assert len([m for m in dec if isinstance(m, nn.Conv2d)]) == 10  # R512 x 5
-    ups = [m for m in dec if isinstance(m, nn.ConvTranspose2d)]
+    dec = [m for m in g.decoder.modules() if isinstance(m, nn.Conv2d)]
+    assert len(dec) == 10 + 3  # R512 x 5, then u256, u128, u64 (nearest x2 + 3x3 conv each)
+    assert [u.out_channels for u in dec[10:]] == [256, 128, 64] and all(u.kernel_size[0] == 3 for u in dec[10:])
+    assert sum(isinstance(m, nn.Upsample) for m in g.decoder.modules()) == 3
+    # the thesis' transposed convs: the same shapes and parameter count
+    t = Generator(GeneratorConfig(upsample="transpose"))
+    ups = [m for m in t.decoder.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert [u.out_channels for u in ups] == [256, 128, 64] and all(u.stride[0] == 2 for u in ups)
+    assert count_parameters(t) == count_parameters(g)
     assert g.to_image[1].kernel_size[0] == 7 and g.to_image[1].out_channels == 3
     n_enc = count_parameters(g.cond_encoder)
     assert count_parameters(g) == n_enc + count_parameters(g.prev_encoder) + count_parameters(g.decoder) \
         + count_parameters(g.to_image)
+
+
+@pytest.mark.parametrize("how", ["resize", "transpose"])
+def test_upsampling_of_a_flat_image_is_flat_only_without_transposed_convs(how):
+    # a uniform kernel on a constant image: resize-then-conv gives a constant image (every output
+    # pixel sees 9 equal taps), the stride-2 transposed conv the checkerboard (4, 2 or 1 taps by
+    # the output pixel's parity)
+    layers = nn.Sequential(*_upsample_x2(1, 1, how, bias=False))
+    conv = layers[-1]
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+        y = layers(torch.ones(1, 1, 8, 8))[0, 0]
+    assert y.shape == (16, 16)
+    inner = y[2:-2, 2:-2]
+    if how == "resize":
+        assert torch.allclose(y, torch.full_like(y, 9.0))
+    else:
+        assert set(inner.unique().tolist()) == {1.0, 2.0, 4.0}
+        assert inner[0::2, 0::2].eq(inner[0, 0]).all() and inner[0, 0] != inner[1, 1]  # period 2
+
+
+def test_a_model_saved_before_the_upsample_option_loads_with_transposed_convs():
+    old_fields = {k: v for k, v in asdict(g_presets()["tiny"]).items() if k != "upsample"}
+    old = Generator(GeneratorConfig(**{**old_fields, "upsample": "transpose"}))
+    cfg = GeneratorConfig.from_saved(old_fields)
+    assert cfg.upsample == "transpose" and g_presets()["tiny"].upsample == "resize"
+    g = Generator(cfg)
+    g.load_state_dict(old.state_dict())  # strict: the same layers
+    with pytest.raises(RuntimeError):
+        Generator(g_presets()["tiny"]).load_state_dict(old.state_dict())
+    with pytest.raises(FaceflowError, match="upsample"):
+        GeneratorConfig(upsample="bilinear-ish")
 
 
 # ----------------------------------------------------------------------------- PatchGAN

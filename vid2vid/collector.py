@@ -143,12 +143,13 @@ def discriminator_losses(outs: dict) -> dict[str, torch.Tensor]:
 
 
 def generator_losses(outs: dict, real, fake, flows, conf, *, vgg: nn.Module | None = None,
-                     use_l1: bool = False) -> dict[str, torch.Tensor]:
+                     face: nn.Module | None = None, use_l1: bool = False) -> dict[str, torch.Tensor]:
     """The generator's terms from a :class:`DiscriminatorSet` output on the (non-detached)
     generated frames: ``G_image``, ``G_mouth``, ``G_dynamics`` (LSGAN, generated -> 1),
     ``G_feat`` / ``G_dynamics_feat`` (feature matching on the image / dynamics discriminators,
     the latter averaged over temporal scales), ``G_vgg`` (VGG-19,
-    when ``vgg`` has weights), ``G_temporal`` (previous generated frame warped by the REAL flow
+    when ``vgg`` has weights), ``G_face`` (:class:`vid2vid.losses.FaceFeatureLoss`, when ``face``
+    is given), ``G_temporal`` (previous generated frame warped by the REAL flow
     vs. the current one, masked by the flow confidence; when flows carry x, y) and ``G_l1``
     (when ``use_l1``). real / fake (B, T, 3, H, W), flows (B, T, C, H, W) or None, conf
     (B, T, 1, H, W)."""
@@ -166,6 +167,8 @@ def generator_losses(outs: dict, real, fake, flows, conf, *, vgg: nn.Module | No
         out["G_dynamics_feat"] = torch.stack(feat).mean()
     if vgg is not None and getattr(vgg, "available", False):
         out["G_vgg"] = vgg(_flat(fake), _flat(real))
+    if face is not None:
+        out["G_face"] = face(_flat(fake), _flat(real))
     if flows is not None and flows.shape[2] >= 2 and fake.shape[1] > 1:
         out["G_temporal"] = L.temporal_warp_loss(_flat(fake[:, 1:]), _flat(fake[:, :-1]), _flat(flows[:, 1:]),
                                                  _flat(conf[:, 1:]))

@@ -15,8 +15,17 @@ Architecture (``presets()["paper"]``; letters as in the thesis):
 
 ``c`` = 7x7 conv (reflection padding) - norm - ReLU, ``d`` = 3x3 stride-2 conv - norm - ReLU,
 ``R`` = residual block (two 3x3 convs, reflection padding, norm, ReLU between, identity skip),
-``u`` = 3x3 transposed conv with stride 1/2 (x2 upsampling) - norm - ReLU. Channel counts are
-``min(ngf * 2**i, max_nf)`` at the i-th resolution level.
+``u`` = x2 upsampling - norm - ReLU. Channel counts are ``min(ngf * 2**i, max_nf)`` at the i-th
+resolution level.
+
+Upsampling (``upsample``): the thesis' ``u`` is a 3x3 transposed conv with stride 1/2. Its kernel
+overlaps unevenly on the output lattice (a 3x3 kernel at stride 2 hits every other output pixel
+with 4, 2 or 1 taps), which paints the classic checkerboard: a regular dot grid over the whole
+frame, at periods 2, 4 and 8 after three such layers (Odena et al., "Deconvolution and
+Checkerboard Artifacts", Distill 2016). ``"resize"`` (the default) upsamples by nearest-neighbour
+x2 and then applies a 3x3 conv (reflection padding), whose taps are even by construction; the
+parameter count is the same. ``"transpose"`` keeps the thesis' layer (models trained before the
+change load with it: :meth:`GeneratorConfig.from_saved`).
 
 Optional vid2vid-style compositing (``composite=True``, not in the thesis): a head on the last
 decoder features predicts a flow ``F`` (B, 2, H, W) in pixels (:mod:`vid2vid.warp` convention:
@@ -38,9 +47,10 @@ from faceflow.errors import FaceflowError
 from vid2vid.warp import warp
 
 __all__ = ["GeneratorConfig", "Generator", "presets", "make_norm",
-           "ResidualBlock", "Encoder", "Decoder", "NORMS"]
+           "ResidualBlock", "Encoder", "Decoder", "NORMS", "UPSAMPLERS"]
 
 NORMS = ("instance", "batch", "none")
+UPSAMPLERS = ("resize", "transpose")
 
 
 def make_norm(norm: str, nc: int) -> nn.Module:
@@ -68,6 +78,8 @@ class GeneratorConfig:
     enc_blocks / dec_blocks: residual blocks at the bottleneck of each encoder / the decoder.
     norm: "instance", "batch" or "none".
     composite: add the vid2vid flow + mask head (see the module docstring).
+    upsample: "resize" (nearest x2 + 3x3 conv, no checkerboard) or "transpose" (the thesis' 3x3
+        transposed conv); see the module docstring.
     """
 
     cond_nc: int = 6
@@ -80,6 +92,12 @@ class GeneratorConfig:
     dec_blocks: int = 5
     norm: str = "instance"
     composite: bool = False
+    upsample: str = "resize"
+
+    @classmethod
+    def from_saved(cls, fields: dict) -> "GeneratorConfig":
+        """The config of a saved model: one saved before ``upsample`` existed used transposed convs."""
+        return cls(**{"upsample": "transpose", **fields})
 
     def __post_init__(self):
         for name in ("cond_nc", "out_nc", "n_frames", "ngf", "n_down", "max_nf"):
@@ -92,6 +110,8 @@ class GeneratorConfig:
                 raise FaceflowError(f"GeneratorConfig.{name} must be a non-negative integer, got {v!r}")
         if self.norm not in NORMS:
             raise FaceflowError(f"GeneratorConfig.norm must be one of {NORMS}, got {self.norm!r}")
+        if self.upsample not in UPSAMPLERS:
+            raise FaceflowError(f"GeneratorConfig.upsample must be one of {UPSAMPLERS}, got {self.upsample!r}")
         if self.composite and self.n_frames < 2:
             raise FaceflowError("GeneratorConfig.composite needs n_frames >= 2 (a previous frame to warp)")
 
@@ -163,6 +183,14 @@ class Encoder(nn.Module):
         return self.net(x)
 
 
+def _upsample_x2(cin: int, cout: int, how: str, bias: bool) -> list[nn.Module]:
+    """The layers of one x2 upsampling (B, cin, h, w) -> (B, cout, 2h, 2w): nearest resize then a
+    3x3 conv (``"resize"``), or the thesis' 3x3 transposed conv (``"transpose"``)."""
+    if how == "transpose":
+        return [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=bias)]
+    return [nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1), nn.Conv2d(cin, cout, 3, bias=bias)]
+
+
 class Decoder(nn.Module):
     """``R x dec_blocks, u .. (n_down times)``: bottleneck -> (B, ngf, H, W) features (the 7x7
     output conv and tanh live in :class:`Generator`, which also feeds these features to the
@@ -175,8 +203,7 @@ class Decoder(nn.Module):
         bias = cfg.norm == "none"  # a norm right after the conv removes any bias
         for i in range(cfg.n_down, 0, -1):
             cin, cout = cfg.level_nc(i), cfg.level_nc(i - 1)
-            layers += [nn.ConvTranspose2d(cin, cout, 3, stride=2, padding=1, output_padding=1, bias=bias),
-                       make_norm(cfg.norm, cout), nn.ReLU(inplace=True)]
+            layers += [*_upsample_x2(cin, cout, cfg.upsample, bias), make_norm(cfg.norm, cout), nn.ReLU(inplace=True)]
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -8,6 +8,8 @@
   and the (detached) real input (:func:`feature_matching_loss`).
 - VGG perceptual loss on ImageNet VGG19 features (:class:`VGG19Loss`); the weights are never
   downloaded, only read from a local file (:func:`find_vgg19_weights`).
+- Face-feature perceptual loss (:class:`FaceFeatureLoss`): the same idea on the feature tower of
+  the project's own face-trained DFFNet, which needs no download (our stand-in for VGG-19 offline).
 - Flow-warping temporal loss (:func:`temporal_warp_loss`): the generated frame t should match the
   generated frame t-1 warped by the real frames' flow, where that flow is trusted.
 - :class:`LossWeights` and :func:`weighted_total` combine named terms.
@@ -29,14 +31,15 @@ import torch.nn as nn
 import torch.nn.functional as F
 import torchvision
 
+from faceflow.engine.weights import load_weights
 from faceflow.errors import FaceflowError
 from faceflow.io.safeload import load_tensors
-from faceflow.runtime.assets import find_torch_weights, torch_cache_candidates
+from faceflow.runtime.assets import WEIGHTS_DIR, find_torch_weights, torch_cache_candidates
 from vid2vid.warp import warp
 
 __all__ = [
     "lsgan_loss", "discriminator_loss", "generator_adv_loss", "feature_matching_loss",
-    "VGG19Loss", "find_vgg19_weights", "VGG19_FILENAME", "temporal_warp_loss",
+    "VGG19Loss", "find_vgg19_weights", "VGG19_FILENAME", "FaceFeatureLoss", "temporal_warp_loss",
     "LossWeights", "weighted_total",
 ]
 
@@ -242,6 +245,52 @@ class VGG19Loss(nn.Module):
         return loss
 
 
+class FaceFeatureLoss(nn.Module):
+    """Perceptual loss on a face-trained network of our own: the feature tower of DFFNet
+    (``conv1``-``conv3``, 5x5 convs at 1/2, 1/4 and 1/8 resolution, the features its correlation
+    layer matches between two face images), ``sum_i mean|phi_i(x) - phi_i(y)| / mean|phi_i(y)|``.
+    Each layer's L1 is divided by the (detached) mean magnitude of the real frame's features, so
+    the three layers weigh alike whatever their scale.
+
+    The weights are a :mod:`faceflow.engine.weights` DFFNet file: ``weights_path``, or the shipped
+    ``faceflow/weights/dffnet.pt``; nothing is downloaded. The tower is frozen (no parameter
+    gradients, always in eval mode); gradients flow to ``x`` only.
+    """
+
+    def __init__(self, weights_path: str | Path | None = None):
+        super().__init__()
+        self.weights_path = Path(weights_path) if weights_path else WEIGHTS_DIR / "dffnet.pt"
+        net = load_weights(self.weights_path, kind="dffnet")
+        self.tower = nn.ModuleList([net.conv1, net.conv2, net.conv3])
+        self.tower.requires_grad_(False)
+        self.available = True
+        self.eval()
+
+    def train(self, mode: bool = True) -> "FaceFeatureLoss":
+        return super().train(False)  # frozen feature extractor: stays in eval mode
+
+    def features(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """(B, 3, H, W) in [-1, 1] -> the three feature maps (DFFNet's input is RGB in [0, 1] - 0.5)."""
+        x, out = img * 0.5, []
+        for layer in self.tower:
+            x = layer(x)
+            out.append(x)
+        return out
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """``x`` (B, 3, H, W) generated and ``y`` (B, 3, H, W) target, both in [-1, 1]; ``y`` is
+        detached. Returns (): the summed relative L1 feature distance (0 when x == y)."""
+        if x.dim() != 4 or x.shape[1] != 3 or x.shape != y.shape:
+            raise ValueError(f"FaceFeatureLoss: x and y must both be (B, 3, H, W), got "
+                             f"{tuple(x.shape)} and {tuple(y.shape)}")
+        with torch.no_grad():
+            fy = self.features(y.detach())
+        loss = x.new_zeros(())
+        for a, b in zip(self.features(x), fy):
+            loss = loss + (a - b).abs().mean() / (b.abs().mean() + 1e-6)
+        return loss
+
+
 # ---------------------------------------------------------------------------------------------
 # temporal
 
@@ -279,11 +328,13 @@ class LossWeights:
 
     ``lambda_feat`` and ``lambda_vgg`` = 10 as pix2pixHD/vid2vid/Head2Head++; ``lambda_mouth``
     weighs the mouth discriminator's terms, ``lambda_dynamics`` the dynamics discriminator's.
-    ``lambda_temporal`` = 10 is OUR choice (the flow-warping loss is not weighted in the thesis).
+    ``lambda_temporal`` = 10 is OUR choice (the flow-warping loss is not weighted in the thesis),
+    as is ``lambda_face``, the weight of :class:`FaceFeatureLoss` (when the task turns it on).
     """
 
     lambda_feat: float = 10.0
     lambda_vgg: float = 10.0
+    lambda_face: float = 1.0
     lambda_mouth: float = 1.0
     lambda_dynamics: float = 1.0
     lambda_temporal: float = 10.0
@@ -299,6 +350,7 @@ class LossWeights:
             "G_dynamics_feat": self.lambda_dynamics * self.lambda_feat,
             "G_vgg": self.lambda_vgg,
             "G_mouth_vgg": self.lambda_mouth * self.lambda_vgg,
+            "G_face": self.lambda_face,
             "G_temporal": self.lambda_temporal,
             "D_image": 1.0,
             "D_mouth": self.lambda_mouth,

@@ -1,6 +1,6 @@
 """Self-reenactment error tables (DeepFaceFlow Table 3): for each target video (or directory
 prepared by reenact preprocess) and each flow provider, preprocess (cached), train one
-Head2Head++ model with the same budget and seed, self-reenact the held-out last third and score
+Head2Head++ model per seed with the same budget, self-reenact the held-out last third and score
 it: APD, MAPD, mouth APD, PSNR, SSIM, LPIPS (when AlexNet weights are local), AED, ARD, AELD and
 the temporal warping error. Writes table.md / table.csv in the layout of Table 3, one table per
 metric, heatmaps, sample videos and commands.md into --out; finished cells are not recomputed.
@@ -23,7 +23,7 @@ def add_arguments(p) -> None:
     add_dataclass_arguments(p, cfg, names=cfg.FLAGS[:2])
     add_dataclass_arguments(p.add_mutually_exclusive_group(), cfg, names=cfg.BUDGET,
                             aliases={"iters": ("--iters",), "minutes": ("--minutes",)})
-    add_dataclass_arguments(p, cfg, names=cfg.FLAGS[2:])
+    add_dataclass_arguments(p, cfg, names=cfg.FLAGS[2:], aliases={"seeds": ("--seed",)})
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 
 

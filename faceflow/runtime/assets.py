@@ -19,6 +19,7 @@ from faceflow.errors import AssetNotFoundError
 ALEXNET_FILENAME = "alexnet-owt-7be5be79.pth"  # torchvision's AlexNet_Weights.IMAGENET1K_V1 file (LPIPS)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+WEIGHTS_DIR = REPO_ROOT / "faceflow" / "weights"  # the shipped weights files (model cards beside them)
 ENV_VAR = "FACEFLOW_ASSETS"
 
 HOW_TO_GET = {

@@ -57,6 +57,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--vgg-weights", default=None,
                    help="VGG-19 weights file for the perceptual loss (default: $FACEFLOW_VGG19 or the torch "
                         "cache; without it the loss is off and the run says so)")
+    p.add_argument("--upsample", default="resize", choices=["resize", "transpose"],
+                   help="the generator's x2 upsampling: resize = nearest x2 then a 3x3 conv (no checkerboard "
+                        "grid), transpose = the thesis' transposed conv (vid2vid.generator)")
+    p.add_argument("--perceptual", default=None, choices=["none", "dffnet"],
+                   help="perceptual loss that needs no download: dffnet = feature matching on the feature tower "
+                        "of the shipped DeepFaceFlow network (vid2vid.losses.FaceFeatureLoss; sharper frames); "
+                        "default: the preset's")
+    p.add_argument("--face-weights", default=None,
+                   help="DFFNet weights file of --perceptual dffnet (default: faceflow/weights/dffnet.pt)")
     p.add_argument("--composite", action="store_true",
                    help="vid2vid-style generator head: also predict a flow and an occlusion mask and blend the "
                         "warped previous frame with the synthesised one (off by default, as in Head2Head++)")
@@ -71,8 +80,10 @@ def configs(args) -> tuple[ReenactTask, TrainConfig]:
 
     cfg = config_from_args(args, PRESETS[args.preset]["train"], out=args.model_dir, data=[args.data_dir])
     task_cfg = ReenactTask.make_config(args.preset, args.data_dir, args.flow, composite=args.composite,
+                                       upsample=args.upsample,
                                        seq_len_max=args.seq_len,
-                                       vgg_weights=args.vgg_weights)
+                                       vgg_weights=args.vgg_weights, perceptual=args.perceptual,
+                                       face_weights=args.face_weights)
     return ReenactTask(task_cfg), cfg
 
 
