@@ -3,7 +3,7 @@
     faceflow render | annotate | flow | data synth|real | train meshreg|dffnet|export
     faceflow bench render|fit|flow|reenact|startup
     faceflow reenact preprocess|train|run|bench
-    faceflow evaluate flow|self-reenact|meshreg
+    faceflow evaluate flow|self-reenact|cross-reenact|meshreg
     faceflow app
 
 It composes the tables of the packages below (:data:`faceflow.__main__.COMMANDS`,
@@ -22,10 +22,13 @@ from faceflow.cli import Command, Group, dispatch, program_name
 from faceflow.commands.bench import COMMANDS as FACEFLOW_BENCH
 from reenact.__main__ import COMMANDS as REENACT
 
-EVALUATE = Group("evaluate", "error tables: 3D flow (Tables 1-2), self-reenactment (Table 3), 3DMeshReg", (
+EVALUATE = Group("evaluate", "error tables: 3D flow (Tables 1-2), self-reenactment (Table 3), cross-reenactment, "
+                 "3DMeshReg", (
     Command("flow", "evaluation.commands.flow", "3D / 2D flow AEPE of DFFNet and the baselines (Tables 1-2)"),
     Command("self-reenact", "evaluation.commands.self_reenact",
             "self-reenactment error tables per flow provider (Table 3)"),
+    Command("cross-reenact", "evaluation.commands.cross_reenact",
+            "cross-reenactment tables: identity (CSIM) and motion transfer (AED, ARD, gaze)"),
     Command("meshreg", "evaluation.commands.meshreg", "3DMeshReg vertex error against the template baseline"),
 ))
 BENCH = Group("bench", "speed benchmarks as JSON", FACEFLOW_BENCH.commands + (

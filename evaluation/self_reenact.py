@@ -156,7 +156,7 @@ __all__ = [
     "expression_distance", "eye_landmark_distance", "warping_error", "find_alexnet_weights", "LPIPSMetric",
     "compare_fits", "reference_flow", "score_frames", "metric_table", "format_table_md", "format_table_csv",
     "write_tables", "REAL_ROW", "paired_comparison", "seed_groups",
-    "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "Stopped",
+    "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "Stopped", "refit_frames", "log_command",
 ]
 
 FORMAT = "self-reenact/2"  # /2: one cell per seed (cells/<video>/<flow>/seed<k>)
@@ -306,8 +306,10 @@ def _analysis_video(path: Path, frames: np.ndarray, fps: float, rewrite: bool) -
     return A / S
 
 
-def _analyse(path: Path, frames: np.ndarray, fps: float, rewrite: bool):
-    """(analysis or None, upscale factor, reason when None)."""
+def refit_frames(path: Path, frames: np.ndarray, fps: float, rewrite: bool):
+    """Write ``frames`` (T, S, S, 3) as a near-lossless mp4 at ``path`` (upscaled to at least 256)
+    and track and fit it (:func:`reenact.drive.analyse_source`): (analysis or None, upscale
+    factor, reason when None)."""
     scale = _analysis_video(path, frames, fps, rewrite)
     try:
         an = analyse_source(path, path.parent, int(round(frames.shape[1] * scale)), say=lambda s: None)
@@ -361,8 +363,8 @@ def score_frames(fake, real, *, mask, mouth, flows=None, conf=None, lpips_metric
     if refit_dir is None or real_refit_dir is None:
         notes.append("AED/ARD/AELD: not computed (no re-fit directory)")
     else:
-        real_an, scale, why_r = _analyse(Path(real_refit_dir) / "real.mp4", real, fps, False)
-        gen_an, _, why_g = _analyse(Path(refit_dir) / "generated.mp4", fake, fps, True)
+        real_an, scale, why_r = refit_frames(Path(real_refit_dir) / "real.mp4", real, fps, False)
+        gen_an, _, why_g = refit_frames(Path(refit_dir) / "generated.mp4", fake, fps, True)
         if real_an is None or gen_an is None:
             which = "real" if real_an is None else "generated"
             notes.append(f"AED/ARD/AELD: n/a: the re-fit of the {which} frames failed: {why_r or why_g}")
@@ -434,7 +436,7 @@ def _read_cells(out: Path) -> dict:
     return recs
 
 
-def _log_command(out: Path, command: str, cfg: SelfReenactConfig, dev: torch.device) -> None:
+def log_command(out: Path, command: str, cfg, dev: torch.device) -> None:
     """Append this invocation to ``OUT/commands.md``: command, options, git commit, device and
     versions (:func:`faceflow.runtime.provenance.provenance`), no absolute paths of this machine."""
     prov = provenance(command, device=dev, libraries=("torchvision", "cv2", "mediapipe", "skimage", "lpips"))
@@ -487,7 +489,7 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
     order = _check_out(out, cfg, [n for n, _, _ in resolved])
     command = command or shlex.join(["python", "-m", "evaluation.self_reenact"] + [str(i) for i in inputs]
                                     + ["--out", str(out)])
-    _log_command(out, command, cfg, dev)
+    log_command(out, command, cfg, dev)
     computed = _run_cells(resolved, out, cfg, dev, command, say)
     records = _read_cells(out)
     videos = order + sorted({k[0] for k in records} - set(order))

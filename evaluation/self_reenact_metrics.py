@@ -6,7 +6,8 @@ defines them): generated frames against the real ones.
   :func:`psnr`, :func:`ssim`, :func:`grid_score` (the checkerboard of transposed convolutions),
   :func:`sharpness` (fine detail against the real frames), and :func:`error_map` for the heatmaps;
 - re-fit metrics between two tracked and fitted videos: :func:`compare_fits` (AED, ARD, AELD
-  from :func:`expression_distance`, :func:`rotation_difference`, :func:`eye_landmark_distance`);
+  from :func:`expression_distance`, :func:`rotation_difference`, :func:`eye_landmark_distance`)
+  and the gaze error :func:`gaze_error` (pupils in their eyes, :func:`gaze_offsets`);
 - the temporal warping error :func:`warping_error` under the reference flow :func:`reference_flow`.
 
 LPIPS is :mod:`evaluation.lpips_metric`; :func:`evaluation.self_reenact.score_frames` computes
@@ -26,7 +27,7 @@ from reenact import metrics as rm
 from vid2vid.warp import warp
 
 __all__ = ["EYE_POINTS", "check_frames", "as_number", "pixel_distance", "apd", "mouth_apd", "psnr", "ssim",
-           "grid_score", "sharpness",
+           "grid_score", "sharpness", "gaze_offsets", "gaze_error", "EYE_CORNERS",
            "error_map", "rotation_difference", "expression_distance", "eye_landmark_distance", "compare_fits",
            "warping_error", "reference_flow"]
 
@@ -181,6 +182,37 @@ def eye_landmark_distance(la, lb) -> np.ndarray:
     if la.shape != lb.shape or la.shape[-2:] != (68, 2):
         raise ValueError(f"landmarks must both be (T, 68, 2), got {la.shape} and {lb.shape}")
     return np.linalg.norm(la[:, EYE_POINTS] - lb[:, EYE_POINTS], axis=-1).mean(-1)
+
+
+EYE_CORNERS = ((36, 39), (42, 45))  # the 68-point outer / inner corners of the right and left eye
+
+
+def gaze_offsets(lmk68, pupils) -> np.ndarray:
+    """(T, 2, 2) where each pupil sits in its eye, in eye widths: for the eye with corners a, b
+    (:data:`EYE_CORNERS`), ``((p - c) . u, (p - c) . v) / |b - a|`` with c = (a + b) / 2, u the unit
+    vector from a to b and v = u turned by 90 degrees. Invariant to a similarity of the image
+    (scale, rotation, shift); NaN where the pupil is (a closed eye). lmk68 (T, 68, 2), pupils
+    (T, 2, 2) in the same pixels."""
+    lmk, pup = np.asarray(lmk68, np.float64), np.asarray(pupils, np.float64)
+    if lmk.ndim != 3 or lmk.shape[1:] != (68, 2) or pup.shape != (lmk.shape[0], 2, 2):
+        raise ValueError(f"need lmk68 (T, 68, 2) and pupils (T, 2, 2), got {lmk.shape} and {pup.shape}")
+    out = np.empty(pup.shape)
+    for e, (ia, ib) in enumerate(EYE_CORNERS):
+        a, b = lmk[:, ia], lmk[:, ib]
+        w = np.linalg.norm(b - a, axis=-1, keepdims=True)
+        u = (b - a) / np.maximum(w, 1e-9)
+        v = np.stack([-u[:, 1], u[:, 0]], -1)
+        d = pup[:, e] - (a + b) / 2
+        out[:, e] = np.stack([(d * u).sum(-1), (d * v).sum(-1)], -1) / np.maximum(w, 1e-9)
+    return out
+
+
+def gaze_error(lmk_a, pupils_a, lmk_b, pupils_b) -> float:
+    """Mean over frames and eyes (where both pupils were found) of the distance between the
+    :func:`gaze_offsets` of two videos' frames, in percent of the eye width; NaN when no pair."""
+    d = np.linalg.norm(gaze_offsets(lmk_a, pupils_a) - gaze_offsets(lmk_b, pupils_b), axis=-1)
+    ok = np.isfinite(d)
+    return float(100.0 * d[ok].mean()) if ok.any() else float("nan")
 
 
 def _video_landmarks(an, scale: float) -> np.ndarray:

@@ -55,7 +55,9 @@ class Drive:
     mode 'self', 'face' or 'head'; params: the model parameters rendered (exp, rotation,
     translation, scale; target_index in face mode; in head mode crop_box, the source's crop in
     its video, and adapt = (r, shift x, shift y), so that a source video pixel x lands at
-    ``r * crop(x) + shift`` in the target's crop); notes: what was dropped or adapted.
+    ``r * crop(x) + shift`` in the target's crop); notes: what was dropped or adapted; landmarks
+    (T, 68, 2) float32 where the face is drawn in the crop (the rendered model's projected
+    landmarks; the stored detected ones in self mode).
     """
 
     cond: np.ndarray
@@ -69,6 +71,7 @@ class Drive:
     mode: str
     params: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    landmarks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.cond)
@@ -187,7 +190,8 @@ def drive_self(annotation_dir, start: int, stop: int) -> Drive:
                  params={"exp": np.array(_load(data, "exp", True)[sl]),
                          "rotation": np.array(_load(data, "camera_rotation", True)[sl]),
                          "translation": np.array(_load(data, "camera_translation", True)[sl]),
-                         "scale": np.array(_load(data, "camera_scale", True)[sl]), "target_index": sel})
+                         "scale": np.array(_load(data, "camera_scale", True)[sl]), "target_index": sel},
+                 landmarks=lmk.astype(np.float32))
 
 
 # ---------------------------------------------------------------------- source analysis
@@ -393,4 +397,4 @@ def drive_from_source(annotation_dir, source_video, mode: str, work_dir, max_fra
     return Drive(cond=out["cond"], face_mask=out["face_mask"], mouth=mouth_boxes(out["lmk68_model"], S),
                  source=_source_frames(video, src.frame_index), real=None, fps=src.fps,
                  audio=src.video if src.has_audio else None, frame_index=src.frame_index, mode=mode,
-                 params=params, notes=notes)
+                 params=params, notes=notes, landmarks=np.asarray(out["lmk68_model"], np.float32))

@@ -45,7 +45,8 @@ def all_help():
 
 def test_every_command_of_the_issue_is_in_the_table(all_help):
     want = {"render", "annotate", "flow", "data synth", "data real", "train meshreg", "train dffnet", "train export",
-            "bench flow", "bench startup", "reenact preprocess", "reenact train", "reenact run", "reenact pack", "evaluate flow",
+            "bench flow", "bench startup", "reenact preprocess", "reenact train", "reenact run", "reenact pack",
+            "evaluate flow", "evaluate cross-reenact",
             "evaluate self-reenact",
             "app"}
     assert want <= set(all_help["help"])

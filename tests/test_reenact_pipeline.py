@@ -300,3 +300,107 @@ def test_ddp_two_processes_match_one_process(target, tmp_path):
                        for net in ("G", "D") for k, v in a["models"][net].items() if v.is_floating_point()])
     assert diffs.max() <= 2 * 2e-4 + 1e-6
     assert (diffs > 1e-5).float().mean() < 0.002
+
+
+# ------------------------------------------------------------------ packages, cycle, cross tables
+def test_face_mode_draws_the_target_eyes_as_stored(model, target, tmp_path):
+    # face mode draws the target's eye sketches from its stored landmarks and pupils (a package
+    # carries no eyes.npy): the same images as the annotation's eyes.npy
+    from reenact.drive import drive_from_source, held_out_start, pingpong_indices
+
+    data, m = target
+    d = drive_from_source(data / "annotation", media(SOURCE), "face", tmp_path / "w", max_frames=6, say=lambda s: None)
+    N = m["frames"]
+    stored = np.load(data / "annotation" / "data" / "eyes.npy")[pingpong_indices(6, held_out_start(N), N)]
+    drawn = d.cond[..., 3:]
+    assert drawn.shape == stored.shape
+    assert (drawn == stored).mean() > 0.999                           # anti-aliased edges may differ by a pixel
+
+
+def test_a_packed_model_drives_like_its_run_and_refuses_self_mode(model, target, tmp_path):
+    from reenact.package import is_package, load_package, pack_model, resolve_model
+    from reenact.run import load_model, reenact
+
+    r = pack_model(model, tmp_path / "pkg", say=lambda m: None)
+    pkg = tmp_path / "pkg"
+    assert is_package(pkg) and r["bytes"] < 3e6 and not list(tmp_path.glob(".pkg*"))  # no partial folder left
+    assert set(r["files"]) >= {"generator.pt", "model_card.md", "target/manifest.json",
+                               "target/annotation/data/camera_rotation.npy"}
+    card = (pkg / "model_card.md").read_text()
+    assert "EDTalk_uncrop_Obama.mp4" in card and "float16" in card and "/tmp" not in card
+    G0, tc0, step0 = load_model(model)
+    G1, tc1, step1 = load_package(pkg)
+    assert step0 == step1 and tc1.flow == tc0.flow
+    for (k, a), b in zip(G0.state_dict().items(), G1.state_dict().values()):
+        assert torch.allclose(a.float(), b, atol=2e-3, rtol=1e-3), k   # float16 storage
+    kw = dict(max_frames=6, progress=False, say=lambda m: None)
+    a = reenact(model, "head", tmp_path / "run.mp4", media(SOURCE), work_dir=tmp_path / "w", **kw)
+    b = reenact(pkg, "head", tmp_path / "pkg.mp4", media(SOURCE), work_dir=tmp_path / "w", **kw)
+    fa, fb = vio.read_video(tmp_path / "run.mp4")[0], vio.read_video(tmp_path / "pkg.mp4")[0]
+    assert a["frames"] == b["frames"] == 6 and np.abs(fa.astype(int) - fb.astype(int)).mean() < 2.0
+    with pytest.raises(FaceflowError, match="packed model.*self"):
+        reenact(pkg, "self", tmp_path / "s.mp4", **kw)
+    (pkg / "generator.pt").write_bytes(b"not a torch file")
+    with pytest.raises(FaceflowError, match="not a readable reenactment package"):
+        load_package(pkg)
+    assert resolve_model(tmp_path / "x") == tmp_path / "x"
+
+
+def test_the_shipped_demo_model_is_a_package():
+    from reenact.package import DEMO_DIR, is_package, load_package
+
+    assert is_package(DEMO_DIR), f"the demo package is missing from {DEMO_DIR}"
+    G, tc, step = load_package(DEMO_DIR)
+    assert step > 0 and tc.size == 256 and tc.generator["upsample"] == "resize"
+    assert sum(p.stat().st_size for p in DEMO_DIR.rglob("*") if p.is_file()) < 5e6
+    assert "Held-out self-reenactment" in (DEMO_DIR / "model_card.md").read_text()
+
+
+def test_cycle_maps_the_source_onto_the_result_and_reports_the_round_trip(model, tmp_path):
+    # the round trip needs a model that draws a face the back leg can track: the shipped demo
+    # (Obama) both ways, driven by its own clip
+    from reenact.cycle import cycle, source_in_result_crop
+    from reenact.package import DEMO_DIR
+
+    # the composite map: a point's crop position under both legs, by hand
+    first = {"crop_box": {"x0": 10.0, "y0": 20.0, "side": 100.0}, "size": 50, "adapt": [2.0, 3.0, -4.0]}
+    second = {"crop_box": {"x0": 0.0, "y0": 0.0, "side": 100.0}, "size": 64, "adapt": [1.0, 0.0, 0.0]}
+    img = np.zeros((1, 200, 200, 3), np.uint8)
+    img[0, 45, 35] = 255                                              # source pixel (x 35, y 45)
+    out = source_in_result_crop(img, first, second, 64)
+    # first: crop (35 - 10) / 2 = 12.5, (45 - 20) / 2 = 12.5 -> x 2 + (3, -4) = (28, 21); second: x 0.64
+    y, x = np.unravel_index(out[0, ..., 0].argmax(), out.shape[1:3])
+    assert abs(x - 28 * 0.64) <= 1 and abs(y - 21 * 0.64) <= 1
+    s = cycle("demo", DEMO_DIR, media(TARGET), tmp_path / "cyc.mp4", side=True, max_frames=6, device="cpu",
+              work_dir=tmp_path / "w", progress=False, say=lambda m: None)
+    assert s["mode"] == "cycle" and s["frames"] == 6 and 0 < s["round_trip_apd"] < 40   # the source came back
+    assert s["round_trip_csim"] > 0.85 and s["forward_csim_to_source"] > 0.85         # Obama to Obama
+    assert vio.probe(tmp_path / "cyc.mp4").width == 3 * 256 and (tmp_path / "w" / "forward.mp4").is_file()
+    rec = __import__("json").loads((tmp_path / "cyc.json").read_text())
+    assert rec["round_trip_apd"] == pytest.approx(s["round_trip_apd"])
+    with pytest.raises(FaceflowError, match="back-model"):
+        cycle(model, None, media(TARGET), tmp_path / "c2.mp4", work_dir=tmp_path / "w2", say=lambda m: None)
+
+
+def test_cross_reenactment_tables(model, tmp_path):
+    from evaluation.cross_reenact import CrossReenactConfig, evaluate
+
+    cfg = CrossReenactConfig(modes=("head", "face"), max_frames=6, device="cpu", sample_frames=4, progress=False)
+    out = tmp_path / "cross"
+    res = evaluate([model], [media(SOURCE), media(TARGET)], out, cfg, say=lambda m: None)
+    # the target's own video is skipped; the other driver gives a head and a face cell
+    assert sorted(c[2] for c in res["computed"]) == ["face", "head"] and all(c[1] != "EDTalk_uncrop_Obama"
+                                                                            for c in res["computed"])
+    rows = [r for r in res["rows"] if not r["driver"].startswith("mean")]
+    assert len(rows) == 2 and all(r["frames"] == 6 for r in rows)
+    for r in res["records"]:
+        m = r["metrics"]
+        assert m["csim_source"] is not None and -1 <= m["csim_source"] <= 1
+        assert m["csim_target"] is not None
+        # three steps of training make no face: the re-fit metrics are n/a, and the notes say why
+        assert (m["aed"] is None) == any("n/a" in n for n in r["notes"])
+    md = (out / "table.md").read_text()
+    assert "CSIM target ↑" in md and "mean of 1" in md and (out / "commands.md").is_file()
+    assert len(list((out / "samples").glob("*.mp4"))) == 2
+    again = evaluate([model], [media(SOURCE)], out, cfg, say=lambda m: None)
+    assert again["computed"] == []                                    # resumable: nothing recomputed

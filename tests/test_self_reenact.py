@@ -117,6 +117,56 @@ def test_sharpness_is_one_for_the_real_frames_and_falls_with_blur():
     assert 0 < sharpness(b7, real) < sharpness(b3, real) < 0.8
 
 
+def _eyes(T=3):
+    lmk = np.zeros((T, 68, 2))
+    lmk[:, 36], lmk[:, 39] = (10.0, 50.0), (30.0, 50.0)               # right eye, 20 px wide
+    lmk[:, 42], lmk[:, 45] = (60.0, 50.0), (80.0, 50.0)               # left eye
+    pup = np.array([[[20.0, 50.0], [70.0, 50.0]]] * T)                # both centred
+    return lmk, pup
+
+
+def test_gaze_offsets_by_hand_and_under_a_similarity():
+    from evaluation.self_reenact_metrics import gaze_error, gaze_offsets
+
+    lmk, pup = _eyes()
+    assert np.allclose(gaze_offsets(lmk, pup), 0)
+    moved = pup.copy()
+    moved[:, 0] += (5.0, 2.0)                                         # a quarter eye right, a tenth down
+    off = gaze_offsets(lmk, moved)
+    assert np.allclose(off[:, 0], (0.25, 0.1)) and np.allclose(off[:, 1], 0)
+    assert gaze_error(lmk, moved, lmk, pup) == pytest.approx(100 * np.hypot(0.25, 0.1) / 2)  # mean over both eyes
+    # scale, rotate and shift the whole picture: the offsets stay
+    th = 0.4
+    Rm = 1.7 * np.array([[np.cos(th), -np.sin(th)], [np.sin(th), np.cos(th)]])
+    t = np.array([12.0, -3.0])
+    assert np.allclose(gaze_offsets(lmk @ Rm.T + t, moved @ Rm.T + t), off)
+    closed = moved.copy()
+    closed[:, 1] = np.nan                                              # a closed eye is left out
+    assert gaze_error(lmk, closed, lmk, pup) == pytest.approx(100 * np.hypot(0.25, 0.1))
+
+
+def test_motion_transfer_compares_the_refit_with_what_was_driven():
+    from evaluation.cross_reenact import motion_transfer
+
+    T = 5
+    rng = np.random.default_rng(0)
+    exp = rng.normal(size=(T, 53))
+    rot = np.stack([np.eye(3)] * T)
+    lmk, pup = _eyes(T)
+    drive = SimpleNamespace(params={"exp": exp, "rotation": rot}, frame_index=np.arange(100, 100 + T))
+    # the re-fit found frames 1, 2 and 4 of the generated video; expressions off by 0.1 each
+    c = np.cos(np.radians(3.0))
+    s_ = np.sin(np.radians(3.0))
+    tilted = np.array([[c, -s_, 0], [s_, c, 0], [0, 0, 1]])
+    gen = SimpleNamespace(frame_index=np.array([1, 2, 4]), exp=exp[[1, 2, 4]] + 0.1, rotation=np.stack([tilted] * 3),
+                          lmk68=lmk[:3], pupils=pup[:3] + np.array([[[5.0, 0.0], [0.0, 0.0]]]))
+    src = SimpleNamespace(frame_index=np.arange(100, 100 + T), lmk68=lmk, pupils=pup)
+    m = motion_transfer(gen, 1.0, drive, src)
+    assert m["frames"] == 3 and m["aed"] == pytest.approx(5.3) and m["ard"] == pytest.approx(3.0)
+    assert m["gaze"] == pytest.approx(100 * 0.25 / 2)
+    assert np.isnan(motion_transfer(gen, 1.0, drive)["gaze"])          # face mode: no gaze
+
+
 def test_rotation_expression_and_eye_landmark_distances():
     rng = np.random.default_rng(1)
     q, _ = np.linalg.qr(rng.normal(size=(3, 3)))
