@@ -1,6 +1,7 @@
 """The app's second tab, **Reenact** (:mod:`apps.gradio_app`): a trained person-specific model
-(``MODELS/<name>/checkpoints/last.pt``) driven by an uploaded source video
-(:func:`reenact.run.reenact`), head or face reenactment (or self)."""
+(``MODELS/<name>/checkpoints/last.pt``, a package ``MODELS/<name>/generator.pt``, or the shipped
+``demo``) driven by an uploaded source video (:func:`reenact.run.reenact`), head or face
+reenactment (or self, for a training run)."""
 
 from __future__ import annotations
 
@@ -22,32 +23,59 @@ from apps.app_state import (
 __all__ = ["list_models", "models_markdown", "run_reenact", "reenact_tab"]
 
 
+DEMO = "demo"  # the shipped demo target (reenact.package.DEMO_DIR), listed first when present
+
+
 def list_models(models_dir: str | Path) -> list[str]:
-    """Names of the trained models in ``models_dir``: its subfolders holding ``checkpoints/last.pt``."""
+    """Names of the models: ``demo`` when the shipped demo package is there, then the subfolders of
+    ``models_dir`` holding a trained run (``checkpoints/last.pt``) or a package (``generator.pt``)."""
+    from reenact.package import DEMO_DIR, is_package
+
     d = Path(models_dir)
-    if not d.is_dir():
-        return []
-    return sorted(p.name for p in d.iterdir() if p.is_dir() and (p / "checkpoints" / "last.pt").is_file())
+    names = [DEMO] if is_package(DEMO_DIR) else []
+    if d.is_dir():
+        names += sorted(p.name for p in d.iterdir() if p.is_dir() and p.name != DEMO
+                        and ((p / "checkpoints" / "last.pt").is_file() or is_package(p)))
+    return names
+
+
+def _model_path(models_dir: Path, name: str) -> Path:
+    from reenact.package import DEMO_DIR
+
+    return DEMO_DIR if name == DEMO else Path(models_dir) / name
 
 
 def models_markdown(models_dir: str | Path) -> str:
-    """A Markdown table of the trained models (name, last logged step, checkpoint time)."""
+    """A Markdown table of the models (name, last logged step, checkpoint time; packages: their step)."""
     from faceflow.engine.logbook import read_csv
+    from reenact.package import GENERATOR_FILE, is_package
 
     names = list_models(models_dir)
+    if not [n for n in names if n != DEMO]:
+        hint = (f"No trained model of your own in `{models_dir}` yet: train one in the *Prepare and train* tab "
+                f"(or `python -m reenact train DATA {models_dir}/NAME`).")
+        if names:
+            return f"`demo`: the shipped demo target (Obama, a tiny model; see its model card).\n\n{hint}"
     if not names:
         return (f"No trained model in `{models_dir}` yet: train one in the *Prepare and train* tab "
                 f"(or `python -m reenact train DATA {models_dir}/NAME`).")
     rows = ["| model | step | saved |", "|---|---|---|"]
     for n in names:
-        d = Path(models_dir) / n
+        d = _model_path(models_dir, n)
+        ck = d / GENERATOR_FILE if is_package(d) else d / "checkpoints" / "last.pt"
         try:
-            step = int(read_csv(d / "log.csv")[-1]["step"])
+            step = int(read_csv(d / "log.csv")[-1]["step"]) if not is_package(d) else f"{_package_step(ck)} (package)"
         except (OSError, KeyError, IndexError, ValueError):
             step = "?"
-        saved = time.strftime("%Y-%m-%d %H:%M", time.localtime((d / "checkpoints" / "last.pt").stat().st_mtime))
+        saved = time.strftime("%Y-%m-%d %H:%M", time.localtime(ck.stat().st_mtime))
         rows.append(f"| {n} | {step} | {saved} |")
     return "\n".join(rows)
+
+
+def _package_step(path: Path):
+    import torch
+
+    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
 
 
 def _model_dir(cfg: AppConfig, name) -> Path:
@@ -55,7 +83,7 @@ def _model_dir(cfg: AppConfig, name) -> Path:
         raise fail("pick a trained model first (press Refresh if you just trained one)")
     if name not in list_models(cfg.models_dir):
         raise fail(f"no trained model named {name!r} in {cfg.models_dir}; press Refresh")
-    return cfg.models_dir / name
+    return _model_path(cfg.models_dir, name)
 
 
 def run_reenact(ctx: AppContext, model, source, mode: str = "head", side: bool = False, max_frames=0,

@@ -28,6 +28,8 @@ import numpy as np
 
 from faceflow import io as vio
 from faceflow.errors import FaceflowError
+from faceflow.face.dlib_face import FaceEmbedder
+from faceflow.face.identity import csim, identity_reference
 from faceflow.face.registration import CropBox
 from faceflow.nets.modules import resolve_device
 from reenact.data import to_signed
@@ -59,9 +61,6 @@ def source_in_result_crop(frames: np.ndarray, first: dict, second: dict, size: i
 
 def _csim_with(frames_a: np.ndarray, reference_frames: np.ndarray, say) -> float | None:
     """CSIM of ``frames_a`` against the identity of ``reference_frames`` (None without dlib)."""
-    from faceflow.face.dlib_face import FaceEmbedder
-    from faceflow.face.identity import csim, identity_reference
-
     try:
         emb = FaceEmbedder()
     except (ImportError, FaceflowError) as e:

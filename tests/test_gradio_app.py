@@ -302,7 +302,7 @@ def test_reenact_tab_lists_models_and_rejects_bad_ones(served):
     torch.save({"task": "not-reenact"}, models / "fake" / "checkpoints" / "last.pt")
     (models / "untrained").mkdir()                                  # no checkpoint: not listed
     (models / "notes.txt").write_text("a file, not a model")
-    assert ga.list_models(models)[:1] == ["fake"] and "untrained" not in ga.list_models(models)
+    assert ga.list_models(models)[:2] == ["demo", "fake"] and "untrained" not in ga.list_models(models)
     update, table = client.predict(api_name="/list_models")
     names = [c[0] if isinstance(c, (list, tuple)) else c for c in update["choices"]]
     assert "fake" in names and "untrained" not in names and "| fake |" in table
@@ -316,6 +316,13 @@ def test_reenact_tab_lists_models_and_rejects_bad_ones(served):
         client.predict("fake", None, "head", False, 4, api_name="/reenact")
     shutil.rmtree(models / "fake")
     shutil.rmtree(models / "untrained")
+    # the shipped demo target works out of the box in head mode, and says why self mode cannot
+    src = handle_file(str(media("videos/MimicTalk_Trump_10s.mp4")))
+    video, summary = client.predict("demo", src, "head", False, 5, api_name="/reenact")
+    info = vio.probe(video, exact=True)
+    assert info.num_frames == 5 and (info.width, info.height) == (256, 256) and "`demo`" in summary
+    with pytest.raises(AppError, match="packed model"):
+        client.predict("demo", None, "self", False, 4, api_name="/reenact")
 
 
 # ------------------------------------------------------------------ tab 3 then 2: prepare, train, reenact
@@ -328,7 +335,7 @@ def test_prepare_train_then_reenact(served):
     log = client.predict(clip, "obama", "tiny", 64, 24, "none", 2, 0, api_name="/prepare_and_train")
     assert "prepared 24 frames at 64x64" in log and "done: obama at step 2" in log
     models = app.faceflow.config.models_dir
-    assert ga.list_models(models) == ["obama"]
+    assert ga.list_models(models) == ["demo", "obama"]
     assert (models / "obama" / "data" / "manifest.json").is_file()
     update, _ = client.predict(api_name="/list_models")
     assert update["value"] == "obama"
