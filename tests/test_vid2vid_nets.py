@@ -420,3 +420,23 @@ def test_discriminator_presets_and_validation():
         DiscriminatorConfig(norm="layer")
     d = build_discriminators(DiscriminatorConfig(ndf=8, n_layers=1, flow_nc=0))
     assert d["image"].nets[0].in_nc == 9 and d["dynamics"].in_nc == 9
+
+
+def test_the_fused_resize_conv_equals_upsample_pad_conv_values_and_gradients():
+    from vid2vid.generator import nearest_x2_conv3x3
+
+    torch.manual_seed(0)
+    up, conv = nn.Sequential(nn.Upsample(scale_factor=2, mode="nearest"), nn.ReflectionPad2d(1)), nn.Conv2d(5, 7, 3)
+    x = torch.randn(2, 5, 6, 9, requires_grad=True)
+    ref = conv(up(x))
+    fused = nearest_x2_conv3x3(x, conv)
+    assert fused.shape == (2, 7, 12, 18) and torch.allclose(fused, ref, atol=1e-5)
+    g = torch.randn_like(ref)
+    gx_ref, gw_ref = torch.autograd.grad((ref * g).sum(), (x, conv.weight))
+    gx, gw = torch.autograd.grad((nearest_x2_conv3x3(x, conv) * g).sum(), (x, conv.weight))
+    assert torch.allclose(gx, gx_ref, atol=1e-4) and torch.allclose(gw, gw_ref, atol=1e-4)
+    # and inside the decoder: the same output as running its layers one by one
+    g = Generator(g_presets()["tiny"]).eval()
+    feat = torch.randn(1, 64, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(g.decoder(feat), g.decoder.net(feat), atol=1e-5)

@@ -24,7 +24,8 @@ with 4, 2 or 1 taps), which paints the classic checkerboard: a regular dot grid 
 frame, at periods 2, 4 and 8 after three such layers (Odena et al., "Deconvolution and
 Checkerboard Artifacts", Distill 2016). ``"resize"`` (the default) upsamples by nearest-neighbour
 x2 and then applies a 3x3 conv (reflection padding), whose taps are even by construction; the
-parameter count is the same. ``"transpose"`` keeps the thesis' layer (models trained before the
+parameter count is the same, and :func:`nearest_x2_conv3x3` computes the pair at the input's
+resolution (four 2x2 convs, 1.8x the transposed conv's work instead of 4x). ``"transpose"`` keeps the thesis' layer (models trained before the
 change load with it: :meth:`GeneratorConfig.from_saved`).
 
 Optional vid2vid-style compositing (``composite=True``, not in the thesis): a head on the last
@@ -42,12 +43,13 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from faceflow.errors import FaceflowError
 from vid2vid.warp import warp
 
 __all__ = ["GeneratorConfig", "Generator", "presets", "make_norm",
-           "ResidualBlock", "Encoder", "Decoder", "NORMS", "UPSAMPLERS"]
+           "ResidualBlock", "Encoder", "Decoder", "NORMS", "UPSAMPLERS", "nearest_x2_conv3x3"]
 
 NORMS = ("instance", "batch", "none")
 UPSAMPLERS = ("resize", "transpose")
@@ -183,6 +185,31 @@ class Encoder(nn.Module):
         return self.net(x)
 
 
+def nearest_x2_conv3x3(x: torch.Tensor, conv: nn.Conv2d) -> torch.Tensor:
+    """``conv(reflection_pad_1(nearest_x2(x)))`` for a 3x3 ``conv``, computed at the input's
+    resolution: (B, cin, h, w) -> (B, cout, 2h, 2w).
+
+    Output pixel (2i + a, 2j + b) sees input rows i - 1, i (a = 0) or i, i + 1 (a = 1) with the
+    3x3 kernel's rows summed as (k0 | k1 + k2) or (k0 + k1 | k2), the same for columns; the
+    reflection pad of the upsampled image is the replicate pad of the input. So each of the four
+    output phases is a 2x2 conv on the input, 16 instead of 36 multiply-adds per input pixel and
+    channel pair, with the same weights (the module and its state dict are unchanged)."""
+    w = conv.weight
+    rows = ((w[:, :, 0], w[:, :, 1] + w[:, :, 2]), (w[:, :, 0] + w[:, :, 1], w[:, :, 2]))  # each (co, ci, 3)
+    xp = F.pad(x, (1, 1, 1, 1), mode="replicate")
+    h, wd = x.shape[-2:]
+    phases = []
+    for a in (0, 1):
+        ra = torch.stack(rows[a], 2)                                              # (co, ci, 2, 3)
+        cols = ((ra[..., 0], ra[..., 1] + ra[..., 2]), (ra[..., 0] + ra[..., 1], ra[..., 2]))
+        for b in (0, 1):
+            k = torch.stack(cols[b], 3)                                           # (co, ci, 2, 2)
+            phases.append(F.conv2d(xp[..., a:a + h + 1, b:b + wd + 1], k, conv.bias))
+    y = torch.stack(phases, 2)                                                    # (B, co, 4, h, w), a * 2 + b
+    B, co = y.shape[:2]
+    return y.view(B, co, 2, 2, h, wd).permute(0, 1, 4, 2, 5, 3).reshape(B, co, 2 * h, 2 * wd)
+
+
 def _upsample_x2(cin: int, cout: int, how: str, bias: bool) -> list[nn.Module]:
     """The layers of one x2 upsampling (B, cin, h, w) -> (B, cout, 2h, 2w): nearest resize then a
     3x3 conv (``"resize"``), or the thesis' 3x3 transposed conv (``"transpose"``)."""
@@ -207,7 +234,16 @@ class Decoder(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        layers = list(self.net)
+        i = 0
+        while i < len(layers):
+            if isinstance(layers[i], nn.Upsample):  # nearest x2, reflection pad, 3x3 conv: one fused step
+                x = nearest_x2_conv3x3(x, layers[i + 2])
+                i += 3
+            else:
+                x = layers[i](x)
+                i += 1
+        return x
 
 
 def _out_conv(cin: int, cout: int) -> nn.Sequential:
