@@ -25,8 +25,9 @@ frame, at periods 2, 4 and 8 after three such layers (Odena et al., "Deconvoluti
 Checkerboard Artifacts", Distill 2016). ``"resize"`` (the default) upsamples by nearest-neighbour
 x2 and then applies a 3x3 conv (reflection padding), whose taps are even by construction; the
 parameter count is the same, and :func:`nearest_x2_conv3x3` computes the pair at the input's
-resolution (four 2x2 convs, 1.8x the transposed conv's work instead of 4x). ``"transpose"`` keeps the thesis' layer (models trained before the
-change load with it: :meth:`GeneratorConfig.from_saved`).
+resolution (four 2x2 convs, 1.8x the transposed conv's work instead of 4x). ``"transpose"``
+keeps the thesis' layer (models trained before the change load with it:
+:meth:`GeneratorConfig.from_saved`).
 
 Optional vid2vid-style compositing (``composite=True``, not in the thesis): a head on the last
 decoder features predicts a flow ``F`` (B, 2, H, W) in pixels (:mod:`vid2vid.warp` convention:
