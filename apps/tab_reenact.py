@@ -75,7 +75,10 @@ def models_markdown(models_dir: str | Path) -> str:
 def _package_step(path: Path):
     import torch
 
-    return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    try:
+        return int(torch.load(path, map_location="cpu", weights_only=True)["step"])
+    except Exception:  # a corrupt package is listed with "?" (reenacting with it names the problem)
+        return "?"
 
 
 def _model_dir(cfg: AppConfig, name) -> Path:

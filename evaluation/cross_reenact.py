@@ -57,9 +57,10 @@ from evaluation.self_reenact_metrics import (
 )
 from evaluation.self_reenact_tables import write_text
 from faceflow import io as vio
-from faceflow.errors import FaceflowError
+from faceflow.errors import FaceflowError, MediaError
 from faceflow.face.dlib_face import FaceEmbedder
 from faceflow.face.identity import csim, identity_reference
+from faceflow.io.rundir import RunState
 from faceflow.nets.modules import resolve_device
 from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance
 from reenact.drive import analyse_source
@@ -163,15 +164,17 @@ def _score_cell(model: dict, driver: Path, mode: str, cell: Path, out: Path, cfg
     else:
         lm = _generated_landmarks(gen, scale, d)
         if model["has_crops"]:
-            if model["label"] not in refs:
-                refs[model["label"]] = target_reference(emb, model["data"])
-            m["csim_target"] = as_number(csim(emb, fake, refs[model["label"]], lm)["csim"])
+            ref = _reference(refs, model["label"], lambda: target_reference(emb, model["data"]))
+            m["csim_target"] = None if ref is None else as_number(csim(emb, fake, ref, lm)["csim"])
+            if ref is None:
+                notes.append("CSIM target: n/a (no face found in the target's training crops)")
         else:
             notes.append("CSIM target: n/a (a packed model carries no training crops)")
-        key = ("source", str(driver))
-        if key not in refs:
-            refs[key] = identity_reference(emb, d.source[:: max(1, len(d.source) // 32)])
-        m["csim_source"] = as_number(csim(emb, fake, refs[key], lm)["csim"])
+        ref = _reference(refs, ("source", str(driver)),
+                         lambda: identity_reference(emb, d.source[:: max(1, len(d.source) // 32)]))
+        m["csim_source"] = None if ref is None else as_number(csim(emb, fake, ref, lm)["csim"])
+        if ref is None:
+            notes.append("CSIM source: n/a (dlib found no face in the driver's frames)")
     sample = out / "samples" / f"{model['label']}__{cell.parent.name}__{mode}.mp4"
     n = min(len(fake), cfg.sample_frames)
     write_frames(sample, fake[:n], d.fps, None, [d.source[:n], d.cond[:n, ..., :3]])
@@ -185,6 +188,16 @@ def _score_cell(model: dict, driver: Path, mode: str, cell: Path, out: Path, cfg
     rec = portable_json(rec, cell)
     vio.save_json(cell / "metrics.json", rec)
     return rec
+
+
+def _reference(refs: dict, key, make):
+    """``refs[key]``, made once by ``make()``; None when it finds no face (MediaError)."""
+    if key not in refs:
+        try:
+            refs[key] = make()
+        except MediaError:
+            refs[key] = None
+    return refs[key]
 
 
 def _embedder(say):
@@ -281,6 +294,9 @@ def evaluate(models, drivers, out, cfg: CrossReenactConfig | None = None, *, say
     for v in drivers:
         if not v.is_file():
             raise FaceflowError(f"driver video not found: {v}")
+    names = [_safe(v.stem) for v in drivers]
+    if len(set(names)) < len(names):
+        raise FaceflowError(f"two drivers share a name ({', '.join(map(str, drivers))}); rename one")
     dev = resolve_device(cfg.device)
     entries = [_model_entry(p, dev) for p in models]
     labels = [e["label"] for e in entries]
@@ -289,6 +305,10 @@ def evaluate(models, drivers, out, cfg: CrossReenactConfig | None = None, *, say
                             "different --out folders")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    fixed = {"max_frames": cfg.max_frames}
+    RunState(out, {"format": FORMAT, "options": fixed}, match=("format", "options"), name="config.json",
+             refuse=lambda prev: f"{out} holds cells made with other options ({prev.get('format')}, "
+                                 f"{prev.get('options')}; now {FORMAT}, {fixed}); use another --out").save()
     command = command or shlex.join(["python", "-m", "evaluation.cross_reenact", "--models", *map(str, models),
                                      "--drivers", *map(str, drivers), "--out", str(out)])
     log_command(out, command, cfg, dev)

@@ -138,7 +138,7 @@ from faceflow import io as vio
 from faceflow.engine.checkpoint import checkpoint_path, load_checkpoint
 from faceflow.engine.config import TrainConfig
 from faceflow.engine.trainer import train
-from faceflow.errors import FaceflowError
+from faceflow.errors import FaceflowError, MediaError
 from faceflow.face.dlib_face import FaceEmbedder
 from faceflow.face.identity import csim
 from faceflow.io.rundir import RunState
@@ -467,6 +467,9 @@ def _check_out(out: Path, cfg: SelfReenactConfig, names: list[str]) -> list[str]
 
 def _other_run(out: Path, prev: dict, fixed: dict) -> str:
     """Why OUT/config.json ``prev`` refuses this run (another format, or other fixed options)."""
+    if prev.get("format") != FORMAT and str(prev.get("format", "")).startswith("self-reenact/"):
+        return (f"{out} holds an evaluation in the older layout {prev.get('format')!r} (one model per video and flow, "
+                f"no seeds); use another --out (its cells would all be trained again)")
     if prev.get("format") != FORMAT:
         return f"{out / 'config.json'}: not a self-reenactment evaluation ({prev.get('format')!r})"
     old = prev.get("options") or {}
@@ -510,6 +513,15 @@ def _embedder(say):
         return None
 
 
+def _reference_or_none(embedder, data: Path, say):
+    """The target's identity reference, or None (said) when dlib finds no face in its crops."""
+    try:
+        return target_reference(embedder, data)
+    except MediaError as e:
+        say(f"note: CSIM n/a for {data.name}: {e}")
+        return None
+
+
 def _run_cells(resolved: list[tuple[str, Path, bool]], out: Path, cfg: SelfReenactConfig, dev: torch.device,
                command: str, say) -> list[tuple[str, str]]:
     """Prepare, train and score every cell (video, flow, seed) without a ``metrics.json``, seed by
@@ -540,9 +552,9 @@ def _run_cells(resolved: list[tuple[str, Path, bool]], out: Path, cfg: SelfReena
                     if not lp.available:
                         say(f"note: {lp.reason}")
                 if embedder is not None and name not in refs:
-                    refs[name] = target_reference(embedder, data)
+                    refs[name] = _reference_or_none(embedder, data, say)
                 r = _score_cell(name, flow, data, model_dir, cell, rec, lp, dev, say, command=command, seed=seed,
-                                identity=None if embedder is None else (embedder, refs[name]))
+                                identity=None if embedder is None or refs[name] is None else (embedder, refs[name]))
                 say(f"  APD {r['metrics']['apd']:.2f}, MAPD {r['metrics']['mapd']:.2f} -> {cell / 'metrics.json'}")
                 computed.append((name, flow, seed))
     return computed

@@ -37,9 +37,21 @@ METRICS = {
     "ard": ("ARD (deg)", "lower", 2),
     "aeld": ("AELD (px)", "lower", 2),
     "temporal": ("Temporal warp error", "lower", 2),
-    "sharpness": ("Sharpness (vs real)", "higher", 3),
+    "sharpness": ("Sharpness (vs real)", "closer to 1", 3),  # a checkerboard's dots also score above 1
     "grid": ("Grid (lattice peak)", "lower", 2),
 }
+ARROWS = {"lower": "↓", "higher": "↑", "closer to 1": "→1"}
+
+
+def _score(value: float, better: str) -> float:
+    """A value turned so that lower is better: itself, its negation, or |log value| ("closer to 1")."""
+    if better == "higher":
+        return -value
+    if better == "closer to 1":
+        return abs(float(np.log(max(value, 1e-12))))
+    return value
+
+
 FLOW_LABELS = {"faceflow3d": "3D facial flow, DeepFaceFlow", "dis2d": "2D optical flow, OpenCV DIS", "none": "no flow"}
 REAL_ROW = "real frames (reference)"
 
@@ -116,7 +128,7 @@ def paired_comparison(groups: dict, metric: str, a: str, b: str, videos: list[st
     p_value = None
     if len(d) > 1 and np.ptp(d) > 0:
         p_value = float(stats.ttest_rel([p[2] for p in pairs], [p[3] for p in pairs]).pvalue)
-    wins = int((d < 0).sum() if better == "lower" else (d > 0).sum())
+    wins = int(sum(_score(p[2], better) < _score(p[3], better) for p in pairs))
     return {"n": len(pairs), "mean_diff": float(d.mean()) if len(d) else None, "std_diff": _std(list(d)),
             "a_better": wins, "p": p_value, "pairs": pairs}
 
@@ -150,14 +162,14 @@ def format_table_md(rows: list[dict], metric: str, videos: list[str]) -> str:
     seeds where there are several); the best value of each column (among the methods, not the
     reference rows) in bold."""
     label, better, dec = METRICS[metric]
-    arrow = "↓" if better == "lower" else "↑"
+    arrow = ARROWS[better]
     cols = videos + ["mean"]
     best = {}
     for c in cols:
         vals = [(r["mean"] if c == "mean" else r["values"][c]) for r in rows if r["method"] in FLOW_LABELS]
         vals = [v for v in vals if v is not None]
         if len(vals) > 1:
-            best[c] = min(vals) if better == "lower" else max(vals)
+            best[c] = min(vals, key=lambda v: _score(v, better))
     lines = [f"| Method ({label} {arrow}) | " + " | ".join(videos) + " | Mean |",
              "|---" * (len(cols) + 1) + "|"]
     for r in rows:
@@ -245,7 +257,7 @@ def _metric_md(rows: list[dict], metric: str, videos: list[str], notes: list[str
 
 def _summary_lines(tables: dict, groups: dict, videos: list[str], methods: list[str]) -> list[str]:
     """Every metric's mean over videos, one row per method with a cell."""
-    summary = ["| Method | " + " | ".join(f"{METRICS[m][0]} {'↓' if METRICS[m][1] == 'lower' else '↑'}"
+    summary = ["| Method | " + " | ".join(f"{METRICS[m][0]} {ARROWS[METRICS[m][1]]}"
                                          for m in METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
     for method in methods:
         if not any((v, method) in groups for v in videos):

@@ -54,9 +54,17 @@ def source_in_result_crop(frames: np.ndarray, first: dict, second: dict, size: i
     size, 3): through the first leg's map (source -> target crop = the forward video's pixels),
     then the second's (forward video -> back model's crop)."""
     M = adapt_matrix(second) @ adapt_matrix(first)
-    return np.stack([cv2.warpAffine(np.ascontiguousarray(f), M[:2], (size, size), flags=cv2.INTER_AREA
-                                    if M[0, 0] < 1 else cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-                     for f in frames])
+    out = []
+    for f in frames:
+        f, A = np.ascontiguousarray(f), M
+        if M[0, 0] < 1:  # shrink by area first (a bilinear warp would alias), then warp what is left
+            h, w = f.shape[:2]
+            nw, nh = max(1, round(w * M[0, 0])), max(1, round(h * M[1, 1]))
+            f = cv2.resize(f, (nw, nh), interpolation=cv2.INTER_AREA)
+            sx, sy = w / nw, h / nh  # a resized pixel's centre j sits at (j + 0.5) s - 0.5 in the frame
+            A = M @ np.array([[sx, 0.0, 0.5 * sx - 0.5], [0.0, sy, 0.5 * sy - 0.5], [0.0, 0.0, 1.0]])
+        out.append(cv2.warpAffine(f, A[:2], (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE))
+    return np.stack(out)
 
 
 def _csim_with(frames_a: np.ndarray, reference_frames: np.ndarray, say) -> float | None:

@@ -58,8 +58,9 @@ def is_package(path) -> bool:
 
 def resolve_model(name_or_dir) -> Path:
     """The folder of a model argument: ``"demo"`` is the shipped demo package (AssetNotFoundError
-    when this copy lacks it), anything else a path (a training run or a package)."""
-    if str(name_or_dir) == "demo" and not Path("demo").exists():
+    when this copy lacks it; a folder of that name is ``./demo``), anything else a path (a
+    training run or a package)."""
+    if isinstance(name_or_dir, str) and name_or_dir == "demo":
         if not is_package(DEMO_DIR):
             raise AssetNotFoundError(f"the demo model is not in this copy of the project ({DEMO_DIR}); pack one "
                                      f"with python -m reenact pack RUN_DIR {DEMO_DIR}")
@@ -73,6 +74,9 @@ def pack_model(run_dir, out, *, half: bool = True, card: str = "", say=print) ->
     replaced). ``card``: Markdown appended to the generated model card. Returns the package's
     summary (step, bytes, files)."""
     run_dir, out = Path(run_dir), Path(out)
+    if out.exists() and not (out.is_dir() and (is_package(out) or not any(out.iterdir()))):
+        raise FaceflowError(f"{out} exists and is not a package: give a new or empty folder (an existing package "
+                            f"is replaced, nothing else is)")
     ck_path = checkpoint_path(run_dir, "last")
     if not ck_path.is_file():
         raise FaceflowError(f"{run_dir} holds no trained model ({ck_path} is missing)")
@@ -89,6 +93,8 @@ def pack_model(run_dir, out, *, half: bool = True, card: str = "", say=print) ->
     task = {**asdict(tc), "data": "target", "generator": asdict(gcfg)}
     dmani = json.loads((data / "manifest.json").read_text())
     amani = json.loads((ann / "manifest.json").read_text())
+    for stale in out.parent.glob(f".{out.name}.*.partial"):  # left by a pack that was killed
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(partial_name(str(out)))
     try:
         (tmp / "target" / "annotation" / "data").mkdir(parents=True)

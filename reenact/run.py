@@ -123,7 +123,9 @@ def drive_model(model_dir, mode: str, source=None, *, max_frames: int | None = N
     mode and generate its frames (nothing written but the source's cached analysis in
     ``work_dir``)."""
     if mode not in ("self", "face", "head"):
-        raise FaceflowError(f"unknown mode {mode!r}; use self, face, head or cycle")
+        raise FaceflowError(f"unknown mode {mode!r}; drive_model takes self, face or head")
+    if mode != "self" and work_dir is None:
+        raise FaceflowError("face and head reenactment need a work_dir for the source's cached tracking and fit")
     dev = resolve_device(device)
     G, tc, step = load_model(model_dir, dev)
     model_dir = resolve_model(model_dir)

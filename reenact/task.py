@@ -88,6 +88,9 @@ class ReenactTask(Task):
     """Head2Head++ person-specific renderer: generator + image / mouth / dynamics discriminators."""
 
     name = "reenact"
+    # options added after the first runs, as a run recorded without them was trained
+    added_later = {"perceptual": "none", "face_weights": None, "generator.upsample": "transpose",
+                   "losses.lambda_face": 1.0}
     # the dynamics discriminator's longer temporal scales idle while the curriculum's sequences
     # are short, and the generator's composite head may be off
     find_unused_parameters = True

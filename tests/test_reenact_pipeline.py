@@ -333,17 +333,26 @@ def test_a_packed_model_drives_like_its_run_and_refuses_self_mode(model, target,
     assert step0 == step1 and tc1.flow == tc0.flow
     for (k, a), b in zip(G0.state_dict().items(), G1.state_dict().values()):
         assert torch.allclose(a.float(), b, atol=2e-3, rtol=1e-3), k   # float16 storage
+    from reenact.run import drive_model
+
     kw = dict(max_frames=6, progress=False, say=lambda m: None)
-    a = reenact(model, "head", tmp_path / "run.mp4", media(SOURCE), work_dir=tmp_path / "w", **kw)
-    b = reenact(pkg, "head", tmp_path / "pkg.mp4", media(SOURCE), work_dir=tmp_path / "w", **kw)
-    fa, fb = vio.read_video(tmp_path / "run.mp4")[0], vio.read_video(tmp_path / "pkg.mp4")[0]
-    assert a["frames"] == b["frames"] == 6 and np.abs(fa.astype(int) - fb.astype(int)).mean() < 2.0
+    a = drive_model(model, "head", media(SOURCE), work_dir=tmp_path / "w", **kw)
+    b = drive_model(pkg, "head", media(SOURCE), work_dir=tmp_path / "w", **kw)
+    assert np.array_equal(a.drive.cond, b.drive.cond)                 # the same conditioning from the package
+    diff = np.abs(a.fake.astype(int) - b.fake.astype(int))
+    assert diff[0].mean() < 1.0 and diff.mean() < 6.0                  # float16 weights; fed-back frames drift a little
+    s = reenact(pkg, "head", tmp_path / "pkg.mp4", media(SOURCE), work_dir=tmp_path / "w", **kw)
+    assert s["frames"] == 6 and vio.probe(tmp_path / "pkg.mp4", exact=True).num_frames == 6
     with pytest.raises(FaceflowError, match="packed model.*self"):
         reenact(pkg, "self", tmp_path / "s.mp4", **kw)
     (pkg / "generator.pt").write_bytes(b"not a torch file")
     with pytest.raises(FaceflowError, match="not a readable reenactment package"):
         load_package(pkg)
     assert resolve_model(tmp_path / "x") == tmp_path / "x"
+    # packing never replaces a folder that is not a package (a run, a models folder)
+    with pytest.raises(FaceflowError, match="not a package"):
+        pack_model(model, model, say=lambda m: None)
+    assert checkpoint_path(model, "last").is_file()
 
 
 def test_the_shipped_demo_model_is_a_package():

@@ -538,6 +538,9 @@ def test_out_directory_is_tied_to_its_fixed_options(tmp_path):
     with pytest.raises(FaceflowError, match="other options \\(iters: 3 there, 4 now\\)"):
         sr._check_out(tmp_path, sr.SelfReenactConfig(iters=4, seeds=(1,)), ["a"])
     assert sr._check_out(tmp_path, sr.SelfReenactConfig(iters=3, seeds=(0, 1, 2)), ["a"]) == ["b", "a", "c"]
+    (tmp_path / "config.json").write_text(json.dumps({"format": "self-reenact/1"}))
+    with pytest.raises(FaceflowError, match="older layout 'self-reenact/1'"):
+        sr._check_out(tmp_path, cfg, ["a"])
     (tmp_path / "config.json").write_text(json.dumps({"format": "other/1"}))
     with pytest.raises(FaceflowError, match="not a self-reenactment evaluation \\('other/1'\\)"):
         sr._check_out(tmp_path, cfg, ["a"])

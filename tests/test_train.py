@@ -846,3 +846,21 @@ def test_init_weights_starts_a_new_run_from_a_checkpoint_or_refuses_another_kind
     torch.save({"x": torch.zeros(1)}, tmp_path / "junk.pt")
     with pytest.raises(FaceflowError, match="neither"):
         train(FakeTask(), _cfg(tmp_path / "e", init_weights=str(tmp_path / "junk.pt")), progress=False)
+
+
+def test_options_added_later_count_as_their_old_meaning_on_resume():
+    from faceflow.engine.checkpoint import config_diff
+
+    old = {"task": "reenact", "train": {"seed": 0}, "task_config": {"flow": "dis2d", "generator": {"ngf": 8},
+                                                                    "losses": {"lambda_feat": 10.0}}}
+    later = {"perceptual": "none", "generator.upsample": "transpose", "losses.lambda_face": 1.0}
+    same = {"task": "reenact", "train": {"seed": 0},
+            "task_config": {"flow": "dis2d", "perceptual": "none", "generator": {"ngf": 8, "upsample": "transpose"},
+                            "losses": {"lambda_feat": 10.0, "lambda_face": 1.0}}}
+    assert config_diff(old, same, later) == []
+    assert len(config_diff(old, same)) == 3                            # without the table: three differences
+    new = {**same, "task_config": {**same["task_config"], "perceptual": "dffnet",
+                                   "generator": {"ngf": 8, "upsample": "resize"}}}
+    assert config_diff(old, new, later) == ["task_config.generator: {'ngf': 8, 'upsample': 'transpose'} -> "
+                                            "{'ngf': 8, 'upsample': 'resize'}",
+                                            "task_config.perceptual: 'none' -> 'dffnet'"]

@@ -117,20 +117,38 @@ def portable_record(record: dict, out) -> dict:
     return portable_json(rec, out)
 
 
-def config_diff(old: dict, new: dict) -> list[str]:
+def config_diff(old: dict, new: dict, added_later: dict | None = None) -> list[str]:
     """``section.key: old -> new`` for every difference of two config records, except the
-    :data:`RESUMABLE_KEYS` of the train section."""
+    :data:`RESUMABLE_KEYS` of the train section. ``added_later`` (a task's
+    :attr:`~faceflow.engine.task.Task.added_later`): task-config options added after runs were
+    recorded, ``{"key" or "key.sub": the value an old record without it meant}``, filled into
+    ``old`` where it lacks them."""
     diffs = []
     if old.get("task") != new.get("task"):
         diffs.append(f"task: {old.get('task')!r} -> {new.get('task')!r}")
     for section in ("train", "task_config"):
         a, b = old.get(section, {}) or {}, new.get(section, {}) or {}
+        if section == "task_config" and added_later:
+            a = _with_added_later(a, added_later)
         for k in sorted(set(a) | set(b)):
             if section == "train" and k in RESUMABLE_KEYS:
                 continue
             if a.get(k) != b.get(k):
                 diffs.append(f"{section}.{k}: {a.get(k)!r} -> {b.get(k)!r}")
     return diffs
+
+
+def _with_added_later(record: dict, added_later: dict) -> dict:
+    """``record`` with the options it lacks set to what their absence meant (``"key.sub"`` for a
+    field of a nested dict)."""
+    out = dict(record)
+    for path, value in added_later.items():
+        key, _, sub = path.partition(".")
+        if not sub:
+            out.setdefault(key, value)
+        elif isinstance(out.get(key), dict) and sub not in out[key]:
+            out[key] = {**out[key], sub: value}
+    return out
 
 
 def clear_run(out: Path) -> None:
@@ -191,9 +209,10 @@ def _bf16_state(state_dict: dict) -> dict:
     return out
 
 
-def check_same_run(out: Path, record: dict) -> dict | None:
+def check_same_run(out: Path, record: dict, added_later: dict | None = None) -> dict | None:
     """The checkpoint to resume (``OUT/checkpoints/last.pt``) or None. :class:`FaceflowError`
-    when ``out`` holds a run (checkpoint or ``config.json``) with a config other than ``record``."""
+    when ``out`` holds a run (checkpoint or ``config.json``) with a config other than ``record``
+    (options in ``added_later`` that an older run lacks count as their old meaning: :func:`config_diff`)."""
     last = checkpoint_path(out, "last")
     ckpt = old = None
     if last.is_file():
@@ -208,11 +227,11 @@ def check_same_run(out: Path, record: dict) -> dict | None:
         # a checkpoint holds the full paths: compare them as they are; config.json holds portable
         # paths only (faceflow.runtime.provenance), so then compare the portable forms
         if ckpt is not None and ckpt.get("packed"):  # made elsewhere: data matched by name
-            diffs = config_diff(_by_data_names(old), _by_data_names(portable_record(record, out)))
+            diffs = config_diff(_by_data_names(old), _by_data_names(portable_record(record, out)), added_later)
         elif ckpt is not None:
-            diffs = config_diff(old, record)
+            diffs = config_diff(old, record, added_later)
         else:
-            diffs = config_diff(portable_record(old, out), portable_record(record, out))
+            diffs = config_diff(portable_record(old, out), portable_record(record, out), added_later)
         if diffs:
             raise FaceflowError(
                 f"{out} holds a run with a different configuration ({'; '.join(diffs)}); only "

@@ -153,6 +153,10 @@ class Task:
         return {k: v for k, v in self.config_dict().items()
                 if isinstance(v, str) and k.endswith(("_path", "_weights")) and Path(v).is_file()}
 
+    # task-config options added after runs were recorded: {"key" or "key.sub": what a record
+    # without it meant}, so those runs still resume (faceflow.engine.checkpoint.config_diff)
+    added_later: dict = {}
+
     def config_dict(self) -> dict:
         return asdict(self.config) if self.config is not None else {}
 

@@ -199,7 +199,7 @@ class Trainer:
             if self.dist.main:
                 clear_run(self.out)
             self.dist.barrier()
-        ckpt = check_same_run(self.out, self.record)
+        ckpt = check_same_run(self.out, self.record, getattr(self.task, "added_later", None))
         self._build()
         if ckpt is not None:
             self._load(ckpt)
