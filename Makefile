@@ -2,7 +2,8 @@
 #               outputs/demo, annotate the first 50 frames of a real clip into outputs/annotate,
 #               estimate the 3D flow between two of its frames with the shipped weights into outputs/flow
 #               (DEMO_VIDEO, default: the Obama clip of ../shared/media; skipped with a note if absent),
-#               then open the Gradio app on http://127.0.0.1:7860 (Ctrl-C stops it; APP=0 skips it)
+#               drive the shipped demo target with DEMO_SOURCE (default: the Trump clip) into
+#               outputs/reenact_demo.mp4, then open the Gradio app on http://127.0.0.1:7860 (Ctrl-C stops it; APP=0 skips it)
 # make app    - only open the Gradio app (APP_ARGS="--port 7861" etc.)
 # make test   - set up the environment if needed and run the whole test suite (what CI runs)
 # make test-fast - the same without the tests marked slow (training, whole clips, the app): the
@@ -25,6 +26,7 @@ env:
 	@scripts/env.sh
 
 DEMO_VIDEO ?= $(or $(FACEFLOW_MEDIA),$(CURDIR)/../shared/media)/videos/EDTalk_uncrop_Obama.mp4
+DEMO_SOURCE ?= $(or $(FACEFLOW_MEDIA),$(CURDIR)/../shared/media)/videos/MimicTalk_Trump_10s.mp4
 
 demo:
 	@venv="$$(scripts/env.sh)" && "$$venv/bin/faceflow" render --out outputs/demo && \
@@ -33,6 +35,10 @@ demo:
 		"$$venv/bin/faceflow" flow "$(DEMO_VIDEO):0" "$(DEMO_VIDEO):8" --out outputs/flow && \
 		"$$venv/bin/faceflow" flow "$(DEMO_VIDEO)" --out outputs/flow_video --max-frames 100 --overwrite; \
 	else echo "note: $(DEMO_VIDEO) not found; set DEMO_VIDEO=clip.mp4 to annotate a real video"; fi && \
+	if [ -f "$(DEMO_SOURCE)" ]; then \
+		"$$venv/bin/faceflow" reenact run demo --mode head --source "$(DEMO_SOURCE)" --out outputs/reenact_demo.mp4 \
+			--max-frames 100 --side-by-side; \
+	else echo "note: $(DEMO_SOURCE) not found; set DEMO_SOURCE=clip.mp4 to drive the demo target"; fi && \
 	if [ "$(APP)" != "0" ]; then "$$venv/bin/faceflow" app $(APP_ARGS); fi
 
 app:
