@@ -37,7 +37,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import shlex
 import sys
 import time
@@ -46,8 +45,8 @@ from pathlib import Path
 import numpy as np
 
 from evaluation.cross_reenact_config import CrossReenactConfig
-from evaluation.identity import target_reference
-from evaluation.self_reenact import log_command, refit_frames
+from evaluation.identity import cached_reference, target_reference
+from evaluation.self_reenact import log_command, read_cells, refit_frames, safe_name
 from evaluation.self_reenact_metrics import (
     _video_landmarks,
     as_number,
@@ -55,10 +54,10 @@ from evaluation.self_reenact_metrics import (
     gaze_error,
     rotation_difference,
 )
-from evaluation.self_reenact_tables import write_text
+from evaluation.self_reenact_tables import ARROWS, format_value, write_text
 from faceflow import io as vio
-from faceflow.errors import FaceflowError, MediaError
-from faceflow.face.dlib_face import FaceEmbedder
+from faceflow.errors import FaceflowError
+from faceflow.face.dlib_face import optional_embedder
 from faceflow.face.identity import csim, identity_reference
 from faceflow.io.rundir import RunState
 from faceflow.nets.modules import resolve_device
@@ -84,18 +83,15 @@ def _say(msg: str) -> None:
     print(msg, flush=True)
 
 
-def _safe(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(name)).strip("._") or "x"
-
-
 # ============================================================================ metrics
 
-def motion_transfer(gen, scale: float, drive, source=None) -> dict:
+def motion_transfer(gen, drive, source=None) -> dict:
     """AED, ARD and (with the driver's analysis ``source``, head mode) the gaze error between the
     re-fit ``gen`` of the generated video (:class:`reenact.drive.SourceAnalysis`; frame k = driven
-    frame k, analysed at ``scale`` x the crop) and what the model was driven with (``drive``:
-    :class:`reenact.drive.Drive`, its params ``exp`` and ``rotation`` per driven frame). Returns
-    {"aed", "ard", "gaze", "frames"}; NaN where nothing compares."""
+    frame k; expressions, rotations and gaze offsets do not depend on the analysis scale) and what
+    the model was driven with (``drive``: :class:`reenact.drive.Drive`, its params ``exp`` and
+    ``rotation`` per driven frame). Returns {"aed", "ard", "gaze", "frames"}; NaN where nothing
+    compares."""
     k = np.asarray(gen.frame_index, np.int64)  # indices into the generated video = driven frames
     if len(k) == 0:
         return {"aed": float("nan"), "ard": float("nan"), "gaze": float("nan"), "frames": 0}
@@ -133,7 +129,7 @@ def _model_entry(path, dev) -> dict:
     m = json.loads((data / "manifest.json").read_text())
     src = m.get("source_file") or {}
     target = Path(src.get("file") or data.name).stem
-    return {"path": Path(path), "label": _safe(f"{target}__{tc.flow}"), "target": target, "flow": tc.flow,
+    return {"path": Path(path), "label": safe_name(f"{target}__{tc.flow}"), "target": target, "flow": tc.flow,
             "data": data, "size": int(m["size"]), "source_sha256": src.get("sha256"), "step": step,
             "has_crops": (data / "annotation" / "data" / "crops.npy").is_file()}
 
@@ -154,7 +150,7 @@ def _score_cell(model: dict, driver: Path, mode: str, cell: Path, out: Path, cfg
     if gen is None:
         notes.append(f"AED/ARD/gaze: n/a: the re-fit of the generated frames failed: {why}")
     else:
-        mt = motion_transfer(gen, scale, d, src if mode == "head" else None)
+        mt = motion_transfer(gen, d, src if mode == "head" else None)
         fit_frames = mt.pop("frames")
         m.update({k: as_number(v) for k, v in mt.items()})
     if mode == "face":
@@ -164,13 +160,13 @@ def _score_cell(model: dict, driver: Path, mode: str, cell: Path, out: Path, cfg
     else:
         lm = _generated_landmarks(gen, scale, d)
         if model["has_crops"]:
-            ref = _reference(refs, model["label"], lambda: target_reference(emb, model["data"]))
+            ref = cached_reference(refs, model["label"], lambda: target_reference(emb, model["data"]))
             m["csim_target"] = None if ref is None else as_number(csim(emb, fake, ref, lm)["csim"])
             if ref is None:
                 notes.append("CSIM target: n/a (no face found in the target's training crops)")
         else:
             notes.append("CSIM target: n/a (a packed model carries no training crops)")
-        ref = _reference(refs, ("source", str(driver)),
+        ref = cached_reference(refs, ("source", str(driver)),
                          lambda: identity_reference(emb, d.source[:: max(1, len(d.source) // 32)]))
         m["csim_source"] = None if ref is None else as_number(csim(emb, fake, ref, lm)["csim"])
         if ref is None:
@@ -190,41 +186,7 @@ def _score_cell(model: dict, driver: Path, mode: str, cell: Path, out: Path, cfg
     return rec
 
 
-def _reference(refs: dict, key, make):
-    """``refs[key]``, made once by ``make()``; None when it finds no face (MediaError)."""
-    if key not in refs:
-        try:
-            refs[key] = make()
-        except MediaError:
-            refs[key] = None
-    return refs[key]
-
-
-def _embedder(say):
-    try:
-        return FaceEmbedder()
-    except (ImportError, FaceflowError) as e:
-        say(f"note: CSIM n/a: {e}")
-        return None
-
-
-def _read_cells(out: Path) -> list[dict]:
-    recs = []
-    for p in sorted((out / "cells").glob("*/*/*/metrics.json")):
-        try:
-            r = json.loads(p.read_text())
-        except (OSError, ValueError):
-            continue
-        if r.get("format") == FORMAT:
-            recs.append(r)
-    return recs
-
-
 # ============================================================================ tables
-
-def _fmt(v, dec: int) -> str:
-    return "n/a" if v is None else f"{v:.{dec}f}"
-
 
 def _rows(records: list[dict]) -> list[dict]:
     """Table rows: every cell, then per (model, mode) the mean over its drivers."""
@@ -246,10 +208,10 @@ def _rows(records: list[dict]) -> list[dict]:
 def format_table_md(rows: list[dict]) -> str:
     """The Markdown table: model, driver, mode, frames, then every metric with its arrow."""
     head = ["Model (target, flow)", "Driver", "Mode", "Frames"] + [
-        f"{lab} {'↑' if better == 'higher' else '↓'}" for lab, better, _ in METRICS.values()]
+        f"{lab} {ARROWS[better]}" for lab, better, _ in METRICS.values()]
     lines = ["| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for r in rows:
-        vals = [_fmt(r["metrics"].get(k), dec) for k, (_, _, dec) in METRICS.items()]
+        vals = [format_value(r["metrics"].get(k), dec) for k, (_, _, dec) in METRICS.items()]
         driver = f"**{r['driver']}**" if r["driver"].startswith("mean") else r["driver"]
         lines.append(f"| `{r['model']}` | {driver} | {r['mode']} | {r['frames']} | " + " | ".join(vals) + " |")
     return "\n".join(lines) + "\n"
@@ -294,7 +256,7 @@ def evaluate(models, drivers, out, cfg: CrossReenactConfig | None = None, *, say
     for v in drivers:
         if not v.is_file():
             raise FaceflowError(f"driver video not found: {v}")
-    names = [_safe(v.stem) for v in drivers]
+    names = [safe_name(v.stem) for v in drivers]
     if len(set(names)) < len(names):
         raise FaceflowError(f"two drivers share a name ({', '.join(map(str, drivers))}); rename one")
     dev = resolve_device(cfg.device)
@@ -312,10 +274,10 @@ def evaluate(models, drivers, out, cfg: CrossReenactConfig | None = None, *, say
     command = command or shlex.join(["python", "-m", "evaluation.cross_reenact", "--models", *map(str, models),
                                      "--drivers", *map(str, drivers), "--out", str(out)])
     log_command(out, command, cfg, dev)
-    emb, refs, computed = _embedder(say), {}, []
+    emb, refs, computed = optional_embedder(say), {}, []
     cells = [(e, v, mode) for e in entries for v in drivers for mode in cfg.modes]
     for i, (e, v, mode) in enumerate(cells, 1):
-        cell = out / "cells" / e["label"] / _safe(v.stem) / mode
+        cell = out / "cells" / e["label"] / safe_name(v.stem) / mode
         tag = f"[{i}/{len(cells)}] {e['label']} <- {v.name} ({mode})"
         if (cell / "metrics.json").is_file():
             say(f"{tag}: finished earlier")
@@ -326,10 +288,11 @@ def evaluate(models, drivers, out, cfg: CrossReenactConfig | None = None, *, say
         say(tag)
         cell.mkdir(parents=True, exist_ok=True)
         r = _score_cell(e, v, mode, cell, out, cfg, emb, refs, command, dev, say)
-        say(f"  CSIM target {_fmt(r['metrics']['csim_target'], 3)}, source {_fmt(r['metrics']['csim_source'], 3)}, "
-            f"AED {_fmt(r['metrics']['aed'], 3)}, ARD {_fmt(r['metrics']['ard'], 2)}")
+        m = r["metrics"]
+        say(f"  CSIM target {format_value(m['csim_target'], 3)}, source {format_value(m['csim_source'], 3)}, "
+            f"AED {format_value(m['aed'], 3)}, ARD {format_value(m['ard'], 2)}")
         computed.append((e["label"], v.stem, mode))
-    records = _read_cells(out)
+    records = read_cells(out, "*/*/*/metrics.json", FORMAT)
     rows = write_tables(out, records)
     say(f"tables: {out / 'table.md'}, samples in {out / 'samples'}")
     return {"records": records, "rows": rows, "computed": computed}

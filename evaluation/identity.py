@@ -9,9 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
+from faceflow.errors import MediaError
 from faceflow.face.identity import identity_reference
 
-__all__ = ["target_reference"]
+__all__ = ["target_reference", "cached_reference"]
 
 
 def target_reference(embedder, data_dir, frames: int = 32) -> np.ndarray:
@@ -25,3 +26,16 @@ def target_reference(embedder, data_dir, frames: int = 32) -> np.ndarray:
     crops = np.load(d / "crops.npy", mmap_mode="r")
     lmk = np.load(d / "lmk68.npy", mmap_mode="r")
     return identity_reference(embedder, (np.asarray(crops[i]) for i in idx), (np.asarray(lmk[i]) for i in idx))
+
+
+def cached_reference(refs: dict, key, make, say=None):
+    """``refs[key]``, made once by ``make()`` (a reference embedding); None when it finds no face
+    (:class:`~faceflow.errors.MediaError`, said through ``say`` when given): CSIM is then n/a."""
+    if key not in refs:
+        try:
+            refs[key] = make()
+        except MediaError as e:
+            refs[key] = None
+            if say is not None:
+                say(f"note: CSIM n/a for {key}: {e}")
+    return refs[key]

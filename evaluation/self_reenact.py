@@ -98,7 +98,7 @@ import cv2
 import numpy as np
 import torch
 
-from evaluation.identity import target_reference
+from evaluation.identity import cached_reference, target_reference
 from evaluation.lpips_metric import ALEXNET_FILENAME, LPIPSMetric, find_alexnet_weights
 from evaluation.self_reenact_config import SelfReenactConfig  # re-exported
 from evaluation.self_reenact_figures import heatmap_image, write_figures
@@ -138,8 +138,8 @@ from faceflow import io as vio
 from faceflow.engine.checkpoint import checkpoint_path, load_checkpoint
 from faceflow.engine.config import TrainConfig
 from faceflow.engine.trainer import train
-from faceflow.errors import FaceflowError, MediaError
-from faceflow.face.dlib_face import FaceEmbedder
+from faceflow.errors import FaceflowError
+from faceflow.face.dlib_face import optional_embedder
 from faceflow.face.identity import csim
 from faceflow.io.rundir import RunState
 from faceflow.nets.modules import resolve_device
@@ -157,6 +157,7 @@ __all__ = [
     "compare_fits", "reference_flow", "score_frames", "metric_table", "format_table_md", "format_table_csv",
     "write_tables", "REAL_ROW", "paired_comparison", "seed_groups",
     "heatmap_image", "SelfReenactConfig", "generate_self", "evaluate", "Stopped", "refit_frames", "log_command",
+    "read_cells", "safe_name",
 ]
 
 FORMAT = "self-reenact/2"  # /2: one cell per seed (cells/<video>/<flow>/seed<k>)
@@ -173,7 +174,8 @@ class Stopped(Exception):
     """Training stopped by a signal: the run ends, rerun to resume."""
 
 
-def _safe_name(name: str) -> str:
+def safe_name(name: str) -> str:
+    """``name`` as a folder name: runs of other characters than letters, digits, ``._-`` become ``_``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "video"
 
 
@@ -201,9 +203,9 @@ def _resolve_inputs(inputs, cfg: SelfReenactConfig) -> list[tuple[str, Path, boo
             if not (p / "manifest.json").is_file():
                 raise FaceflowError(f"{p} is a directory but not a prepared target (no manifest.json); give a "
                                     f"video, or prepare it with python -m reenact preprocess VIDEO {p}")
-            name, is_dir = _safe_name(p.resolve().name), True
+            name, is_dir = safe_name(p.resolve().name), True
         else:
-            name, is_dir = _safe_name(p.stem), False
+            name, is_dir = safe_name(p.stem), False
         if name in names:
             raise FaceflowError(f"two inputs share the name {name!r} ({names[name]} and {p}); rename one")
         names[name] = p
@@ -423,17 +425,23 @@ def _score_cell(name: str, flow: str, data: Path, model_dir: Path, cell: Path, t
     return rec
 
 
-def _read_cells(out: Path) -> dict:
-    """{(video, method, seed): metrics.json dict} of every finished cell in OUT (this run's and earlier ones')."""
-    recs = {}
-    for p in sorted((out / "cells").glob("*/*/seed*/metrics.json")):
+def read_cells(out: Path, pattern: str, fmt: str) -> list[dict]:
+    """The ``metrics.json`` records of format ``fmt`` under ``OUT/cells`` matching ``pattern`` (a
+    glob), in path order; unreadable ones are skipped (a cell being written is not finished)."""
+    recs = []
+    for p in sorted((out / "cells").glob(pattern)):
         try:
             r = json.loads(p.read_text())
         except (OSError, ValueError):
             continue
-        if r.get("format") == FORMAT:
-            recs[(r["video"], r["method"], int(r["seed"]))] = r
+        if r.get("format") == fmt:
+            recs.append(r)
     return recs
+
+
+def _read_cells(out: Path) -> dict:
+    """{(video, method, seed): metrics.json dict} of every finished cell in OUT (this run's and earlier ones')."""
+    return {(r["video"], r["method"], int(r["seed"])): r for r in read_cells(out, "*/*/seed*/metrics.json", FORMAT)}
 
 
 def log_command(out: Path, command: str, cfg, dev: torch.device) -> None:
@@ -504,30 +512,12 @@ def evaluate(inputs, out, cfg: SelfReenactConfig | None = None, *, say=_say, com
     return {"records": records, "tables": tables, "computed": computed}
 
 
-def _embedder(say):
-    """dlib's face-recognition network for CSIM, or None (said) when dlib or its model files are missing."""
-    try:
-        return FaceEmbedder()
-    except (ImportError, FaceflowError) as e:
-        say(f"note: CSIM n/a: {e}")
-        return None
-
-
-def _reference_or_none(embedder, data: Path, say):
-    """The target's identity reference, or None (said) when dlib finds no face in its crops."""
-    try:
-        return target_reference(embedder, data)
-    except MediaError as e:
-        say(f"note: CSIM n/a for {data.name}: {e}")
-        return None
-
-
 def _run_cells(resolved: list[tuple[str, Path, bool]], out: Path, cfg: SelfReenactConfig, dev: torch.device,
                command: str, say) -> list[tuple[str, str]]:
     """Prepare, train and score every cell (video, flow, seed) without a ``metrics.json``, seed by
     seed (a first full table comes before the extra seeds); returns the cells computed."""
     lp = None
-    embedder, refs = _embedder(say), {}
+    embedder, refs = optional_embedder(say), {}
     computed = []
     n_cells = len(resolved) * len(cfg.flows) * len(cfg.seeds)
     k = 0
@@ -551,10 +541,10 @@ def _run_cells(resolved: list[tuple[str, Path, bool]], out: Path, cfg: SelfReena
                     lp = LPIPSMetric(cfg.lpips_weights, dev)
                     if not lp.available:
                         say(f"note: {lp.reason}")
-                if embedder is not None and name not in refs:
-                    refs[name] = _reference_or_none(embedder, data, say)
+                ref = None if embedder is None else cached_reference(
+                    refs, name, lambda: target_reference(embedder, data), say)
                 r = _score_cell(name, flow, data, model_dir, cell, rec, lp, dev, say, command=command, seed=seed,
-                                identity=None if embedder is None or refs[name] is None else (embedder, refs[name]))
+                                identity=None if ref is None else (embedder, ref))
                 say(f"  APD {r['metrics']['apd']:.2f}, MAPD {r['metrics']['mapd']:.2f} -> {cell / 'metrics.json'}")
                 computed.append((name, flow, seed))
     return computed

@@ -22,7 +22,8 @@ from evaluation.self_reenact_metrics import as_number
 from faceflow import io as vio
 
 __all__ = ["METRICS", "FLOW_LABELS", "REAL_ROW", "metric_table", "format_table_md", "format_table_csv",
-           "write_tables", "write_text", "seed_groups", "first_seed", "paired_comparison", "format_paired_md"]
+           "write_tables", "write_text", "seed_groups", "first_seed", "paired_comparison", "format_paired_md",
+           "format_value", "ARROWS"]
 
 # key -> (label, better, decimals)
 METRICS = {
@@ -142,12 +143,14 @@ def format_paired_md(groups: dict, a: str, b: str, videos: list[str]) -> str:
         if not c["n"]:
             continue
         p = "n/a" if c["p"] is None else f"{c['p']:.3f}"
-        lines.append(f"| {label} ({better} is better) | {c['mean_diff']:+.{dec}f} | {_fmt(c['std_diff'], dec)} | "
+        std = format_value(c["std_diff"], dec)
+        lines.append(f"| {label} ({better} is better) | {c['mean_diff']:+.{dec}f} | {std} | "
                      f"{c['n']} | {c['a_better']} of {c['n']} | {p} |")
     return "\n".join(lines) + "\n"
 
 
-def _fmt(v, decimals: int, std=None) -> str:
+def format_value(v, decimals: int, std=None) -> str:
+    """``v`` with ``decimals`` decimals (``v ± std`` with a std), "n/a" for None."""
     if v is None:
         return "n/a"
     return f"{v:.{decimals}f}" if std is None else f"{v:.{decimals}f} ± {std:.{decimals}f}"
@@ -177,7 +180,7 @@ def format_table_md(rows: list[dict], metric: str, videos: list[str]) -> str:
         for c in cols:
             v = r["mean"] if c == "mean" else r["values"][c]
             sd = r.get("mean_std") if c == "mean" else r.get("stds", {}).get(c)
-            s = _fmt(v, dec, sd)
+            s = format_value(v, dec, sd)
             if v is not None and r["method"] in FLOW_LABELS and c in best and round(v, dec) == round(best[c], dec):
                 s = f"**{s}**"
             cells.append(s)
@@ -265,7 +268,7 @@ def _summary_lines(tables: dict, groups: dict, videos: list[str], methods: list[
         vals = []
         for m in METRICS:
             row = next(r for r in tables[m] if r["method"] == method)
-            vals.append(_fmt(row["mean"], METRICS[m][2], row.get("mean_std")))
+            vals.append(format_value(row["mean"], METRICS[m][2], row.get("mean_std")))
         summary.append(f"| {_label(method)} | " + " | ".join(vals) + " |")
     return summary
 

@@ -28,7 +28,7 @@ import numpy as np
 
 from faceflow import io as vio
 from faceflow.errors import FaceflowError
-from faceflow.face.dlib_face import FaceEmbedder
+from faceflow.face.dlib_face import optional_embedder
 from faceflow.face.identity import csim, identity_reference
 from faceflow.face.registration import CropBox
 from faceflow.nets.modules import resolve_device
@@ -67,21 +67,20 @@ def source_in_result_crop(frames: np.ndarray, first: dict, second: dict, size: i
     return np.stack(out)
 
 
-def _csim_with(frames_a: np.ndarray, reference_frames: np.ndarray, say) -> float | None:
-    """CSIM of ``frames_a`` against the identity of ``reference_frames`` (None without dlib)."""
-    try:
-        emb = FaceEmbedder()
-    except (ImportError, FaceflowError) as e:
-        say(f"note: CSIM n/a: {e}")
-        return None
+def _csims_with(frame_sets: list[np.ndarray], reference_frames: np.ndarray, say) -> list[float | None]:
+    """CSIM of each of ``frame_sets`` against the identity of ``reference_frames`` (one embedder,
+    one reference; None each without dlib or without a face in the reference)."""
+    emb = optional_embedder(say)
+    if emb is None:
+        return [None] * len(frame_sets)
     step = max(1, len(reference_frames) // 32)
     try:
         ref = identity_reference(emb, reference_frames[::step])
     except FaceflowError as e:
         say(f"note: CSIM n/a: {e}")
-        return None
-    value = csim(emb, frames_a, ref)["csim"]
-    return None if np.isnan(value) else float(value)
+        return [None] * len(frame_sets)
+    values = [csim(emb, frames, ref)["csim"] for frames in frame_sets]
+    return [None if np.isnan(v) else float(v) for v in values]
 
 
 def cycle(model_dir, back_model, source, out: Path, *, side: bool = False, max_frames=None, device="auto",
@@ -108,14 +107,14 @@ def cycle(model_dir, back_model, source, out: Path, *, side: bool = False, max_f
     ref = source_in_result_crop(src_frames, {**fwd.drive.params, "size": fwd.size},
                                 {**back.drive.params, "size": back.size}, back.size)
     forward_frames = fwd.fake[back.drive.frame_index]
+    round_trip_csim, forward_csim = _csims_with([back.fake, forward_frames], ref, say)
     write_frames(out, back.fake, fwd.drive.fps, fwd.drive.audio,
                  [ref, forward_frames] if side else None)
     summary = {"frames": len(back.fake), "mode": "cycle", "out": str(out.resolve()), "fps_video": fwd.drive.fps,
                "generation_fps": min(fwd.generation_fps, back.generation_fps), "checkpoint_step": fwd.step,
                "back_checkpoint_step": back.step,
                "round_trip_apd": float(apd(to_signed(back.fake), to_signed(ref))),
-               "round_trip_csim": _csim_with(back.fake, ref, say),
-               "forward_csim_to_source": _csim_with(forward_frames, ref, say)}
+               "round_trip_csim": round_trip_csim, "forward_csim_to_source": forward_csim}
     say(f"round trip: APD {summary['round_trip_apd']:.2f}, CSIM to the source {summary['round_trip_csim']}, "
         f"the forward leg's CSIM to the source {summary['forward_csim_to_source']}")
     write_record(out, summary, fwd.model_dir, fwd.data_dir, source, resolve_device(device))

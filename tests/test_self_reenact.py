@@ -161,10 +161,10 @@ def test_motion_transfer_compares_the_refit_with_what_was_driven():
     gen = SimpleNamespace(frame_index=np.array([1, 2, 4]), exp=exp[[1, 2, 4]] + 0.1, rotation=np.stack([tilted] * 3),
                           lmk68=lmk[:3], pupils=pup[:3] + np.array([[[5.0, 0.0], [0.0, 0.0]]]))
     src = SimpleNamespace(frame_index=np.arange(100, 100 + T), lmk68=lmk, pupils=pup)
-    m = motion_transfer(gen, 1.0, drive, src)
+    m = motion_transfer(gen, drive, src)
     assert m["frames"] == 3 and m["aed"] == pytest.approx(5.3) and m["ard"] == pytest.approx(3.0)
     assert m["gaze"] == pytest.approx(100 * 0.25 / 2)
-    assert np.isnan(motion_transfer(gen, 1.0, drive)["gaze"])          # face mode: no gaze
+    assert np.isnan(motion_transfer(gen, drive)["gaze"])          # face mode: no gaze
 
 
 def test_rotation_expression_and_eye_landmark_distances():

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from faceflow.errors import FaceflowError
 from faceflow.face.landmarks import check_image, dlib_model, import_dlib, landmark_box
 
-__all__ = ["FaceEmbedder"]
+__all__ = ["FaceEmbedder", "optional_embedder"]
 
 
 def _rect(dlib, box):
@@ -65,3 +66,13 @@ class FaceEmbedder:
             return None
         shape = self._sp5(image, _rect(self._dlib, box))
         return np.asarray(self._net.compute_face_descriptor(image, shape, self.jitters), np.float32)
+
+
+def optional_embedder(say=print) -> FaceEmbedder | None:
+    """A :class:`FaceEmbedder`, or None (said: CSIM is then n/a) when dlib or its model files are
+    missing."""
+    try:
+        return FaceEmbedder()
+    except (ImportError, FaceflowError) as e:
+        say(f"note: CSIM n/a: {e}")
+        return None
