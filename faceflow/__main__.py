@@ -13,6 +13,10 @@ COMMANDS = Group("faceflow", "3D facial flow toolkit (DeepFaceFlow).", (
     Command("render", "faceflow.commands.render",
             "render a morphable-model face in two poses: shaded, PNCC, NMFC, 3D flow, meshes"),
     Command("annotate", "faceflow.commands.annotate", "turn a talking-head video into a 3D-flow / reenactment dataset"),
+    Command("annotate-dataset", "faceflow.commands.annotate_dataset",
+            "annotate a folder of videos on Ray (all cores or a cluster), compact, resumable, fault-tolerant"),
+    Command("annotate-convert", "faceflow.commands.annotate_convert",
+            "rewrite an annotation in the other storage form (full memmaps <-> compact JPEG + fits)"),
     Command("flow", "faceflow.commands.flow", "3D facial flow between two face images (DeepFaceFlow), with pictures"),
     Group("data", "build DeepFaceFlow training / evaluation data (synthetic pairs, real pseudo-GT)", (
         Command("synth", "faceflow.commands.data_synth", "synthetic face pairs with exact 3D flow and head-only flow"),

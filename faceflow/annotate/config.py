@@ -26,7 +26,15 @@ class AnnotateConfig:
     detector: str = option("mediapipe", "landmark backend (dlib: Head2Head++'s 68-point predictor)",
                            choices=("mediapipe", "fan", "dlib"))
     batch: int = option(16, "frames rendered per batch")
+    storage: str = option("full", "full: every array memory-mapped (PNCC, NMFC, eyes, masks, flows; about 2.5 GB "
+                                  "per minute of 25-fps video at 256 px); compact: the crops as JPEG/PNG files, "
+                                  "the landmarks, fits and pairs, the rest drawn when read (faceflow.annotate.store; "
+                                  "under 50 MB per minute)", choices=("full", "compact"))
+    frames: str = option("jpeg", "how compact storage keeps the crops (png: lossless, about 4x larger)",
+                         choices=("jpeg", "png"))
+    quality: int = option(95, "JPEG quality (1-100) of compact storage's crops")
     flag_error_iod: float = option(0.08, "frames whose landmark error exceeds this fraction of the "
                                          "inter-ocular distance are flagged")
 
-    FLAGS = ("max_frames", "size", "pairs", "max_gap", "gap_stride", "dense", "previews", "detector")
+    FLAGS = ("max_frames", "size", "pairs", "max_gap", "gap_stride", "dense", "previews", "detector", "storage",
+             "frames", "quality")

@@ -22,6 +22,7 @@ previews are :mod:`faceflow.annotate.previews`; resuming is :class:`faceflow.io.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -31,21 +32,22 @@ import torch
 from tqdm import tqdm
 
 from faceflow import io as vio
+from faceflow.annotate.conditioning import FitRenderer, to_template
 from faceflow.annotate.config import AnnotateConfig
-from faceflow.annotate.layout import LAYOUT, TEMPLATE, open_array
+from faceflow.annotate.layout import TEMPLATE, open_array
 from faceflow.annotate.previews import write_previews
+from faceflow.annotate.store import Annotation, encode_frame, full_shapes, join_encoded, layout_of
 from faceflow.errors import FaceflowError, MediaError
 from faceflow.face.correspondence import load_correspondence
-from faceflow.face.eyes import eye_masks, eye_sketch, pupil_centres
+from faceflow.face.eyes import pupil_centres
 from faceflow.face.fit_energy import FitConfig
 from faceflow.face.fitting import VideoFit, fit_video, reprojection_summary
 from faceflow.face.landmarks import NoFaceError, make_detector
-from faceflow.face.registration import CropBox, Similarity, crop_box, crop_image, register_landmarks, warp_image
+from faceflow.face.registration import CropBox, crop_box, crop_image, register_landmarks
 from faceflow.face.tracking import TrackConfig, smooth_track, track_video
 from faceflow.geometry.morphable import MorphableModel
 from faceflow.io.rundir import RunState
 from faceflow.render.flow import flow_ground_truth
-from faceflow.render.pncc import face_nmfc_uint8, pncc
 from faceflow.render.rasterize import rasterize
 from faceflow.runtime.provenance import file_record, portable_json, portable_path, provenance
 
@@ -82,7 +84,8 @@ def _signature(video: Path, cfg: AnnotateConfig) -> dict:
     """What an annotation depends on: the video (path, size, modification time) and the options
     (all but ``previews``)."""
     st = video.stat()
-    keys = {k: v for k, v in asdict(cfg).items() if k not in ("previews",)}
+    drop = ("previews",) + (("storage", "frames", "quality") if cfg.storage == "full" else ())
+    keys = {k: v for k, v in asdict(cfg).items() if k not in drop}  # full-storage runs as before the option
     return {"video": str(video.resolve()), "bytes": st.st_size, "mtime": int(st.st_mtime),
             "options": json.loads(json.dumps(keys))}
 
@@ -178,15 +181,6 @@ def crop_fit(fit, box, size: int):
     return replace(fit, translation=t.astype(np.float32), scale=(fit.scale * sim.scale).astype(np.float32))
 
 
-def _to_template(verts: torch.Tensor, A: np.ndarray) -> torch.Tensor:
-    """Apply per-frame similarities A (B, 2, 3) to image-space vertices (B, V, 3); z scales."""
-
-    A = torch.from_numpy(A).to(verts)
-    s = torch.sqrt(torch.det(A[:, :, :2]).abs())
-    xy = torch.einsum("bij,bvj->bvi", A[:, :, :2], verts[..., :2]) + A[:, None, :, 2]
-    return torch.cat([xy, verts[..., 2:] * s[:, None, None]], -1)
-
-
 def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig, state: RunState, say) -> None:
     """Stage 3, ``render``: per kept frame the crop, its registration to the template, PNCC, NMFC,
     eye sketches and masks -> ``data/*.npy`` (:data:`LAYOUT`); resumable at the last checkpoint
@@ -197,7 +191,7 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
     if st.get("done"):
         return
     N = len(keep)
-    job = _render_job(model, track, keep, fit, box, cfg.size, data)
+    job = _render_job(model, track, keep, fit, box, cfg, data)
     start = int(st.get("frames_done", 0))
     say(f"rendering {N} frames" + (f" (resuming at {start})" if start else ""))
     t0 = time.perf_counter()
@@ -209,58 +203,74 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
 
     _render_frames(video, keep, start, cfg.batch, job, checkpoint)
     job.flush()
+    if cfg.storage == "compact":
+        job.join_chunks(N)
     st.update(done=True, frames_done=N, seconds=st.get("seconds", 0) + time.perf_counter() - t0)
     state.save()
 
 
 @dataclass
 class _RenderJob:
-    """What rendering the kept frames needs; :meth:`render` fills rows of :attr:`arrays`."""
+    """What rendering the kept frames needs; :meth:`render` fills rows of :attr:`arrays` (full
+    storage) or writes the batch's crops as one encoded chunk (compact storage: crops and pupils
+    only, the rest is drawn when read)."""
 
-    model: object  # the morphable model (MorphableModel)
+    renderer: FitRenderer  # draws the arrays the fit determines (faceflow.annotate.conditioning)
     box: object  # the per-video crop box (CropBox)
-    size: int  # crop size S
-    cfit: object  # the fit with crop-pixel cameras (crop_fit)
-    lmk: np.ndarray  # (N, 68, 2) float32 smoothed landmarks, crop pixels
-    A: np.ndarray  # (N, 2, 3) float64 similarities crop -> template
     arrays: dict  # name -> (N, ...) memmap of data/<name>.npy (crops, aligned, pncc, ..., pupils)
-    face: object  # the model's 'face' subset (vertex indices, triangles) the PNCC and NMFC are drawn with
+    cfg: AnnotateConfig  # storage, frames, quality
+    chunks: Path  # compact storage: data/crops_chunks/<first kept index>.npz, joined when the stage ends
 
     def render(self, batch: list[tuple[int, np.ndarray]]) -> None:
         """Render the kept frames ``batch`` [(kept index, video frame (H, W, 3) uint8)] into their rows."""
 
-
-        S, a, face = self.size, self.arrays, self.face
+        r, a, S = self.renderer, self.arrays, self.renderer.size
         idx = np.array([i for i, _ in batch])
         crops = np.stack([crop_image(fr, self.box, S) for _, fr in batch])
+        for j, i in enumerate(idx):
+            a["pupils"][i] = pupil_centres(crops[j], r.lmk[i])
+        if self.cfg.storage == "compact":
+            data, offsets = join_encoded([encode_frame(c, self.cfg.frames, self.cfg.quality) for c in crops])
+            vio.save_npz(self.chunks / f"{int(idx[0]):07d}.npz", index=idx, data=data, offsets=offsets)
+            return
         a["crops"][idx] = crops
         for j, i in enumerate(idx):
-            a["aligned"][i] = warp_image(crops[j], Similarity(self.A[i]), TEMPLATE, border="border")
-            p = pupil_centres(crops[j], self.lmk[i])
-            a["pupils"][i] = p
-            a["eyes"][i] = eye_sketch(self.lmk[i], p, (S, S))
-            a["eye_mask"][i] = eye_masks(self.lmk[i], (S, S))
+            a["aligned"][i] = r.aligned(crops[j], i)
+            a["eyes"][i], a["eye_mask"][i] = r.eyes(i, a["pupils"][i])
         with torch.no_grad():
-            v = self.cfit.image_vertices(self.model, idx, face.indices)
-            code, mask = pncc(_to_template(v, self.A[idx]), face.triangles, (TEMPLATE, TEMPLATE), cull_backfaces=True)
-            a["pncc"][idx] = code.numpy().astype(np.float16)
-            a["pncc_mask"][idx] = mask.numpy()
-            img, fmask = face_nmfc_uint8(self.model, v, S)
-            a["nmfc"][idx] = img.numpy()
-            a["face_mask"][idx] = fmask.numpy()
+            v = r.vertices(idx)
+            a["pncc"][idx], a["pncc_mask"][idx] = r.pncc(idx, v)
+            a["nmfc"][idx], a["face_mask"][idx] = r.nmfc(idx, v)
 
     def flush(self) -> None:
         """Write the arrays' rendered rows to disk."""
         for arr in self.arrays.values():
             arr.flush()
 
+    def join_chunks(self, N: int) -> None:
+        """Compact storage: the chunks -> ``crops_encoded.npy`` + ``crops_offsets.npy`` (then removed)."""
+        parts: list[np.ndarray] = [None] * N
+        for path in sorted(self.chunks.glob("*.npz")):
+            with np.load(path, allow_pickle=False) as z:
+                off = z["offsets"]
+                for k, i in enumerate(z["index"]):
+                    parts[int(i)] = z["data"][off[k]:off[k + 1]]
+        missing = [i for i, p in enumerate(parts) if p is None]
+        if missing:
+            raise FaceflowError(f"{self.chunks}: encoded crops of kept frames {missing[:5]} are missing; rerun with "
+                                "--overwrite")
+        data, offsets = join_encoded(parts)
+        vio.save_npy(self.chunks.parent / "crops_encoded.npy", data)
+        vio.save_npy(self.chunks.parent / "crops_offsets.npy", offsets)
+        shutil.rmtree(self.chunks)
 
-def _render_job(model, track: dict, keep: np.ndarray, fit, box, S: int, data: Path) -> _RenderJob:
+
+def _render_job(model, track: dict, keep: np.ndarray, fit, box, cfg: AnnotateConfig, data: Path) -> _RenderJob:
     """Write the small per-frame arrays (frame index, segment, landmarks, dense points, codes,
     cameras, ``aligned_transform``) and open the big ones (:func:`faceflow.annotate.layout.open_array`, resumable) for
     :class:`_RenderJob`."""
 
-    N = len(keep)
+    N, S = len(keep), cfg.size
     sim = box.transform(S)
     cfit = crop_fit(fit, box, S)
     lmk_c = sim.apply(track["lmk68"][keep].astype(np.float64)).astype(np.float32)
@@ -273,12 +283,14 @@ def _render_job(model, track: dict, keep: np.ndarray, fit, box, S: int, data: Pa
         vio.save_npy(data / name, arr)
     A = np.stack([register_landmarks(lmk_c[i], TEMPLATE).matrix for i in range(N)])
     vio.save_npy(data / "aligned_transform.npy", A)
-    shapes = {"crops": ((N, S, S, 3), np.uint8), "aligned": ((N, TEMPLATE, TEMPLATE, 3), np.uint8),
-              "pncc": ((N, TEMPLATE, TEMPLATE, 3), np.float16), "pncc_mask": ((N, TEMPLATE, TEMPLATE), np.bool_),
-              "nmfc": ((N, S, S, 3), np.uint8), "face_mask": ((N, S, S), np.bool_),
-              "eyes": ((N, S, S, 3), np.uint8), "eye_mask": ((N, S, S), np.bool_), "pupils": ((N, 2, 2), np.float32)}
+    shapes = {"pupils": ((N, 2, 2), np.float32)}
+    if cfg.storage == "full":
+        shapes.update({n: shape for n, shape in full_shapes(N, 0, S).items() if n != "flow"})
     arrays = {name: open_array(data / f"{name}.npy", shape, dtype) for name, (shape, dtype) in shapes.items()}
-    return _RenderJob(model, box, S, cfit, lmk_c, A, arrays, model.subset("face"))
+    chunks = data / "crops_chunks"
+    if cfg.storage == "compact":
+        chunks.mkdir(exist_ok=True)
+    return _RenderJob(FitRenderer(model, cfit, A, lmk_c, S), box, arrays, cfg, chunks)
 
 
 def _render_frames(video: Path, keep: np.ndarray, start: int, batch_size: int, job: _RenderJob, checkpoint) -> None:
@@ -348,7 +360,7 @@ def _choose_pairs(N, segment, cfg: AnnotateConfig, frame_frags, verts, A, tris, 
                     b = a + g
                     if b >= N or segment[b] != segment[a]:
                         return None
-                    v2 = _to_template(verts[b:b + 1], A[a:a + 1])
+                    v2 = to_template(verts[b:b + 1], A[a:a + 1])
                     fl, mask = flow_ground_truth(v1, v2, tris, (TEMPLATE, TEMPLATE), frags1=frags)
                     return float(fl[mask].norm(dim=-1).mean())
 
@@ -383,7 +395,7 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: Run
         """Frame a's mesh in its own template and its rasterisation (the last one is kept)."""
         if a not in frags_cache:
             frags_cache.clear()
-            v1 = _to_template(verts[a:a + 1], A[a:a + 1])
+            v1 = to_template(verts[a:a + 1], A[a:a + 1])
             frags_cache[a] = (v1, rasterize(v1, tris, (TEMPLATE, TEMPLATE), cull_backfaces=True))
         return frags_cache[a]
 
@@ -400,14 +412,29 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: Run
     gaps = pairs_a[kinds_a == 1, 1] - pairs_a[kinds_a == 1, 0]
     gap_hist = {int(g): int((gaps == g).sum()) for g in np.unique(gaps)}
     kinds = kinds_a.tolist()
-    flow = open_array(data / "flow.npy", (M, TEMPLATE, TEMPLATE, 3), np.float16)
+    mags = []
+    if cfg.storage == "full":  # compact storage draws each pair's flow when it is read
+        mags = _render_flows(pairs_a, st, state, frame_frags, verts, A, tris)
+    summary = {"pairs": M, "consecutive": int(sum(k == 0 for k in kinds)), "gap": int(sum(k == 1 for k in kinds)),
+               "gap_histogram": {str(k): v for k, v in sorted(gap_hist.items())},
+               "mean_flow_px": float(np.mean(mags)) if mags else None}
+    st.update(done=True, pairs_done=M, summary=summary)
+    state.save()
+    return summary
+
+
+def _render_flows(pairs_a: np.ndarray, st: dict, state: RunState, frame_frags, verts, A, tris) -> list[float]:
+    """The 3D flow of every pair -> ``data/flow.npy`` (resumable every 256 pairs); returns the
+    mean flow magnitude of each pair with face pixels."""
+    M = len(pairs_a)
+    flow = open_array(state.out / "data" / "flow.npy", (M, TEMPLATE, TEMPLATE, 3), np.float16)
     start = int(st.get("pairs_done", 0))
     mags = []
     with torch.no_grad():
         for m in tqdm(range(start, M), unit="pair", desc="3D flow", initial=start, total=M):
             a, b = pairs_a[m]
             v1, frags = frame_frags(int(a))
-            v2 = _to_template(verts[b:b + 1], A[a:a + 1])
+            v2 = to_template(verts[b:b + 1], A[a:a + 1])
             fl, mask = flow_ground_truth(v1, v2, tris, (TEMPLATE, TEMPLATE), frags1=frags)
             flow[m] = fl[0].numpy().astype(np.float16)
             if mask.any():
@@ -417,18 +444,13 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: Run
                 st["pairs_done"] = m + 1
                 state.save()
     flow.flush()
-    summary = {"pairs": M, "consecutive": int(sum(k == 0 for k in kinds)), "gap": int(sum(k == 1 for k in kinds)),
-               "gap_histogram": {str(k): v for k, v in sorted(gap_hist.items())},
-               "mean_flow_px": float(np.mean(mags)) if mags else None}
-    st.update(done=True, pairs_done=M, summary=summary)
-    state.save()
-    return summary
+    return mags
 
 
-def _stage_previews(model, fit, keep, box, cfg: AnnotateConfig, state: RunState) -> list[str]:
+def _stage_previews(ann: Annotation, model, fit, keep, box, cfg: AnnotateConfig, state: RunState) -> list[str]:
     """Stage 5: PNG previews of a few frames (:func:`faceflow.annotate.previews.write_previews`)."""
 
-    return write_previews(state.out, model, crop_fit(fit, box, cfg.size), keep, cfg.size, cfg.previews)
+    return write_previews(state.out, ann, model, crop_fit(fit, box, cfg.size), keep, cfg.previews)
 
 
 # ---------------------------------------------------------------------- entry point
@@ -456,8 +478,12 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
     else:
         vio.save_npy(out / "data" / "pairs.npy", np.zeros((0, 2), np.int64))
         vio.save_npy(out / "data" / "pair_kind.npy", np.zeros(0, np.uint8))
-        vio.save_npy(out / "data" / "flow.npy", np.zeros((0, TEMPLATE, TEMPLATE, 3), np.float16))
-    previews = _stage_previews(model, fit, keep, box, cfg, state)
+        if cfg.storage == "full":
+            vio.save_npy(out / "data" / "flow.npy", np.zeros((0, TEMPLATE, TEMPLATE, 3), np.float16))
+    storage = {"storage": cfg.storage, "crop_size": cfg.size,
+               "frames": {"codec": cfg.frames, "quality": cfg.quality if cfg.frames == "jpeg" else None}
+               if cfg.storage == "compact" else None}
+    previews = _stage_previews(Annotation(out, model, manifest=storage), model, fit, keep, box, cfg, state)
 
     n_frames = len(track["segment"])
     manifest = {
@@ -466,11 +492,11 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
         "source": portable_path(video, out, climb=True), "source_file": file_record(video, out),
         "fps": info.fps, "frames_in_video": info.num_frames,
         "frames_read": n_frames, "frames_kept": int(len(keep)), "image_size": [info.height, info.width],
-        "segments": _stage(state, "track")["summary"]["segments"], "crop_box": box.to_dict(), "crop_size": cfg.size,
+        "segments": _stage(state, "track")["summary"]["segments"], "crop_box": box.to_dict(),
         "template_size": TEMPLATE, "tracking": _stage(state, "track")["summary"],
         "fit": _fit_summary(fit, keep, dense_v, cfg), "pairs": pair_summary,
         "timings": _timings(state, n_frames, t_all),
-        "options": asdict(cfg), "layout": LAYOUT, "previews": previews, "complete": True,
+        "options": asdict(cfg), **storage, "layout": layout_of(cfg.storage), "previews": previews, "complete": True,
         "provenance": provenance(weights={"morphable_model": model.path}, base=out),
     }
     manifest = portable_json(manifest, out)

@@ -21,44 +21,39 @@ from faceflow.render.overlay import draw_points, draw_surface_grid
 __all__ = ["write_previews"]
 
 
-def write_previews(out: Path, model, cfit, keep: np.ndarray, size: int, count: int) -> list[str]:
-    """Write the previews of the annotation in ``out`` (its ``data/*.npy`` complete) into
-    ``out/previews``; returns their file names.
+def write_previews(out: Path, ann, model, cfit, keep: np.ndarray, count: int) -> list[str]:
+    """Write the previews of the annotation in ``out`` (its ``data/*.npy`` complete, read through
+    ``ann``, a :class:`faceflow.annotate.store.Annotation` of either form) into ``out/previews``;
+    returns their file names.
 
     model: the morphable model; cfit: the fit with crop-pixel cameras
-    (:func:`faceflow.annotate.pipeline.crop_fit`); keep (N,) the kept frames' numbers; size: the
-    crop size S; count: how many frames (none when <= 0).
+    (:func:`faceflow.annotate.pipeline.crop_fit`); keep (N,) the kept frames' numbers; count: how
+    many frames (none when <= 0).
     """
-    data = out / "data"
+    size = ann.size
     prev = out / "previews"
     prev.mkdir(exist_ok=True)
     N = len(keep)
     if count <= 0:
         return []
-    crops = np.load(data / "crops.npy", mmap_mode="r")
-    nmfc_a = np.load(data / "nmfc.npy", mmap_mode="r")
-    pncc_a = np.load(data / "pncc.npy", mmap_mode="r")
-    eyes = np.load(data / "eyes.npy", mmap_mode="r")
-    lmk = np.load(data / "lmk68.npy")
+    lmk = ann.small["lmk68"]
     sub = model.subset("meshreg")
     names = []
     for i in np.unique(np.linspace(0, N - 1, min(count, N)).round().astype(int)):
         with torch.no_grad():
             v = cfit.image_vertices(model, np.array([i]), sub.indices)[0].numpy()
-        over = draw_points(draw_surface_grid(crops[i], v, sub.triangles.numpy()), lmk[i])
-        pn = cv2.resize((np.asarray(pncc_a[i], np.float32) * 255).clip(0, 255).astype(np.uint8), (size, size))
+        over = draw_points(draw_surface_grid(ann.crop(i), v, sub.triangles.numpy()), lmk[i])
+        pn = cv2.resize((np.asarray(ann.pncc(i)[0], np.float32) * 255).clip(0, 255).astype(np.uint8), (size, size))
         name = f"frame{int(keep[i]):06d}.png"
         titles = (f"frame {int(keep[i])}: fitted mesh + landmarks", "NMFC", "eye sketches", "PNCC")
         band = max(14, size // 16)
-        vio.write_image(prev / name, hstack([caption(np.asarray(x), t, band)
-                                             for x, t in zip((over, nmfc_a[i], eyes[i], pn), titles)], gap=0))
+        panels = (over, ann.nmfc(i)[0], ann.eyes(i)[0], pn)
+        vio.write_image(prev / name, hstack([caption(np.asarray(x), t, band) for x, t in zip(panels, titles)], gap=0))
         names.append(name)
-    pairs = np.load(data / "pairs.npy")
+    pairs = ann.pairs
     if len(pairs):
-        flow = np.load(data / "flow.npy", mmap_mode="r")
         m = len(pairs) // 2
-        f = np.asarray(flow[m], np.float32)
-        fmask = np.linalg.norm(f, axis=-1) > 0
+        f, fmask = ann.flow(m)
         scale = nice_scale(shared_max_magnitude([f], [fmask]))
         title = f"3D flow of pair {m} (kept frames {int(pairs[m][0])} -> {int(pairs[m][1])}; crop pixels)"
         vio.write_image(prev / "flow_example.png", flow_figure(f, fmask, "3d", scale, 0.1, title=title))

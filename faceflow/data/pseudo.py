@@ -36,7 +36,6 @@ frame a's similarity, exactly as annotate does for ``flow``.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -46,6 +45,7 @@ import torch
 from torch.utils.data import Dataset
 
 from faceflow.annotate.pipeline import AnnotateConfig, annotate
+from faceflow.annotate.store import Annotation, read_manifest
 from faceflow.data import splits as _splits
 from faceflow.errors import FaceflowError
 from faceflow.face.registration import warp_image
@@ -59,32 +59,9 @@ from faceflow.runtime.provenance import portable_json, portable_path, provenance
 TEMPLATE = 224
 PAIR_KINDS = {"consecutive": 0, "gap": 1}
 KIND_REAL = 1
-# what AnnotatedPairs reads from an annotation's data/ folder
-_NEEDED = ("aligned.npy", "crops.npy", "aligned_transform.npy", "pncc.npy", "pncc_mask.npy", "exp.npy", "id.npy",
-           "camera_rotation.npy", "camera_translation.npy", "camera_scale.npy", "pairs.npy", "pair_kind.npy",
-           "flow.npy")
-_MMAP = ("aligned", "crops", "pncc", "pncc_mask", "flow")
 
 
 # ---------------------------------------------------------------------- annotation directories
-
-def read_manifest(directory: str | Path) -> dict:
-    """The manifest of a complete annotation directory; :class:`FaceflowError` when the
-    directory is missing, incomplete (no ``manifest.json``: annotate still running or
-    interrupted) or unreadable."""
-    d = Path(directory)
-    if not d.is_dir():
-        raise FaceflowError(f"{d}: not an annotation directory (does not exist or is not a directory)")
-    path = d / "manifest.json"
-    if not path.is_file():
-        raise FaceflowError(f"{d}: incomplete annotation (no manifest.json; annotate is still running or was "
-                            "interrupted: rerun `python -m faceflow annotate VIDEO DIR` or "
-                            "`python -m faceflow data real` to finish it)")
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError) as e:
-        raise FaceflowError(f"{path}: unreadable manifest: {e}") from e
-
 
 def clip_stem(directory: str | Path, manifest: dict | None = None) -> str:
     """The clip stem of an annotation directory: the manifest's video stem when it is a clip
@@ -152,16 +129,13 @@ def head_motion_flow(verts_a: torch.Tensor, verts_head: torch.Tensor, faces: tor
 class _Clip:
     """What the dataset keeps of one annotation directory (small arrays; big ones lazily)."""
 
-    def __init__(self, directory: Path, kinds: set[int], mean_face: torch.Tensor, id_basis_face: torch.Tensor):
+    def __init__(self, directory: Path, kinds: set[int], mean_face: torch.Tensor, id_basis_face: torch.Tensor,
+                 model, cache: int):
         self.dir = directory
-        self.manifest = read_manifest(directory)
-        data = directory / "data"
-        missing = [n for n in _NEEDED if not (data / n).is_file()]
-        if missing:
-            raise FaceflowError(f"{directory}: annotation lacks {', '.join(missing)} (made by another version of "
-                                "annotate? rerun it with --overwrite)")
+        self.ann = Annotation(directory, model=model, cache=cache)  # either storage form
+        self.manifest = self.ann.manifest
         self.stem = clip_stem(directory, self.manifest)
-        load = lambda n: np.load(data / f"{n}.npy")
+        load = lambda n: self.ann.small[n]
         pairs, kind = load("pairs"), load("pair_kind")
         sel = np.isin(kind, sorted(kinds))
         self.pairs, self.pair_kind, self.pair_index = pairs[sel], kind[sel], np.flatnonzero(sel)
@@ -191,12 +165,16 @@ class AnnotatedPairs(Dataset):
     ``has_head_flow`` False): training does not read it, and rasterising frame a's mesh for it
     triples an item's cost (about 15 ms instead of 5 ms on one CPU thread). model: a loaded
     :class:`~faceflow.geometry.morphable.MorphableModel` ('skin', as annotate uses) to avoid reloading.
-    Images are served as stored (training augments them in the task, :mod:`faceflow.engine.dff_tasks`).
+    Either storage form is read (:class:`faceflow.annotate.store.Annotation`): the compact one
+    decodes the crops and draws PNCC and flow when an item is read (``cache``: drawn rows kept in
+    memory per clip and array). Images are served as stored (training augments them in the task,
+    :mod:`faceflow.engine.dff_tasks`).
     Clips outside the split table get identity indices after :data:`~faceflow.data.splits.PERSONS`,
     one per unknown stem (sorted). Arrays are memory-mapped on first use in each process.
     """
 
-    def __init__(self, dirs, pair_kinds=("consecutive", "gap"), head_flow: bool = False, model=None):
+    def __init__(self, dirs, pair_kinds=("consecutive", "gap"), head_flow: bool = False, model=None,
+                 cache: int = 0):
 
         if isinstance(dirs, (str, Path)):
             dirs = [dirs]
@@ -224,28 +202,16 @@ class AnnotatedPairs(Dataset):
         self.exp_basis = model.exp_basis[:, face_idx].cpu().contiguous()
         mean_face, id_basis_face = model.mean[face_idx].cpu(), model.id_basis[:, face_idx].cpu()
         kinds = {PAIR_KINDS[k] for k in self.pair_kinds}
-        self.clips = [_Clip(d, kinds, mean_face, id_basis_face) for d in dirs]
+        self.clips = [_Clip(d, kinds, mean_face, id_basis_face, model, cache) for d in dirs]
         unknown = sorted({c.stem for c in self.clips if c.stem not in _splits._CLIP})
         for c in self.clips:
             c.identity = (_splits.identity_index(c.stem) if c.stem in _splits._CLIP
                           else len(_splits.PERSONS) + unknown.index(c.stem))
         counts = np.array([len(c.pairs) for c in self.clips], dtype=np.int64)
         self._offsets = np.concatenate([[0], np.cumsum(counts)])
-        self._mmaps: dict[int, dict[str, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return int(self._offsets[-1])
-
-    def __getstate__(self):  # memmaps are reopened in each worker process
-        state = self.__dict__.copy()
-        state["_mmaps"] = {}
-        return state
-
-    def _arrays(self, ci: int) -> dict[str, np.ndarray]:
-        if ci not in self._mmaps:
-            data = self.clips[ci].dir / "data"
-            self._mmaps[ci] = {n: np.load(data / f"{n}.npy", mmap_mode="r") for n in _MMAP}
-        return self._mmaps[ci]
 
     def locate(self, index: int) -> tuple[int, int, int, int]:
         """Item ``index`` -> (clip number, row in the clip's ``pairs.npy``, frame a, frame b)."""
@@ -281,15 +247,15 @@ class AnnotatedPairs(Dataset):
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
 
         ci, row, a, b = self.locate(index)
-        c, arr = self.clips[ci], self._arrays(ci)
-        i1 = torch.from_numpy(np.array(arr["aligned"][a])).permute(2, 0, 1).float() / 255
+        c = self.clips[ci]
+        i1 = torch.from_numpy(c.ann.aligned(a)).permute(2, 0, 1).float() / 255
         # frame b in frame a's registered template: the warp annotate used for aligned[a]
-        crop_b = np.ascontiguousarray(arr["crops"][b])
-        i2 = warp_image(crop_b, Similarity(c.A[a]), TEMPLATE, border="border")
+        i2 = warp_image(c.ann.crop(b), Similarity(c.A[a]), TEMPLATE, border="border")
         i2 = torch.from_numpy(i2).permute(2, 0, 1).float() / 255
-        pncc = torch.from_numpy(np.array(arr["pncc"][a], dtype=np.float32)).permute(2, 0, 1).contiguous()
-        flow = torch.from_numpy(np.array(arr["flow"][row], dtype=np.float32))
-        mask = torch.from_numpy(np.array(arr["pncc_mask"][a])) & torch.isfinite(flow).all(-1)
+        p = c.ann.pair(row)  # stored (full form) or drawn (compact form)
+        pncc = torch.from_numpy(np.array(p["pncc"], dtype=np.float32)).permute(2, 0, 1).contiguous()
+        flow = torch.from_numpy(np.array(p["flow"], dtype=np.float32))
+        mask = torch.from_numpy(np.array(p["pncc_mask"])) & torch.isfinite(flow).all(-1)
         flow = torch.where(mask[..., None], flow, torch.zeros(()))
         with torch.no_grad():
             g = self.pair_geometry(ci, a, b, head_flow=self.head_flow)

@@ -80,7 +80,7 @@ from faceflow.render.pncc import pncc_to_points
 def open_flow_dataset(path: str | Path, model=None):
     """A flow dataset directory -> its Dataset, recognised by ``manifest.json``:
     ``{"kind": "synthetic"}`` -> :class:`faceflow.data.synthetic.SyntheticPairs`; an annotate
-    output (``"layout"`` with ``flow.npy``) -> :class:`faceflow.data.pseudo.AnnotatedPairs`
+    output (``"layout"`` with ``pairs.npy``, either storage form) -> :class:`faceflow.data.pseudo.AnnotatedPairs`
     (``model``: an already loaded 'skin' :class:`~faceflow.geometry.morphable.MorphableModel` to share)."""
     p = Path(path)
     kind = dataset_kind(p)
@@ -104,10 +104,10 @@ def dataset_kind(path: str | Path) -> str:
         raise FaceflowError(f"{man}: unreadable manifest: {e}") from e
     if isinstance(m, dict) and m.get("kind") == "synthetic":
         return "synthetic"
-    if isinstance(m, dict) and "flow.npy" in (m.get("layout") or {}):
+    if isinstance(m, dict) and "pairs.npy" in (m.get("layout") or {}):  # full or compact storage
         return "annotated"
     raise FaceflowError(f"{p}: manifest.json describes neither a synthetic flow dataset (kind 'synthetic') "
-                        f"nor an annotated video (layout with flow.npy)")
+                        f"nor an annotated video (layout with pairs.npy)")
 
 
 def open_flow_datasets(paths, model=None) -> torch.utils.data.Dataset | None:

@@ -1,0 +1,317 @@
+"""Reading an annotation in either of its two storage forms, and converting between them.
+
+- ``full`` (:data:`faceflow.annotate.layout.LAYOUT`): every array memory-mapped, PNCC, NMFC,
+  eye sketches, masks and the 3D flow of every pair included; about 2.5 GB per minute of 25-fps
+  video at 256 px.
+- ``compact`` (:data:`COMPACT_LAYOUT`): the source of truth only (the fixed-crop frames as JPEG
+  or PNG files end to end, landmarks, fits, pupils, pairs), under 50 MB per minute at JPEG
+  quality 95. Everything else is drawn when a row is read, by the same code that wrote the full
+  form (:class:`faceflow.annotate.conditioning.FitRenderer`).
+
+:class:`Annotation` serves a row of any full-layout array from either form (``ann.row("pncc", i)``)
+plus the pair-level reads training uses; :func:`convert_annotation` writes one form from the other.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import OrderedDict
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from faceflow import io as vio
+from faceflow.annotate.layout import LAYOUT, TEMPLATE, open_array
+from faceflow.errors import FaceflowError
+
+__all__ = ["COMPACT_LAYOUT", "SMALL", "STORAGES", "Annotation", "encode_frame", "decode_frame", "read_manifest",
+           "convert_annotation", "layout_of", "directory_bytes"]
+
+STORAGES = ("full", "compact")
+FRAME_CODECS = ("jpeg", "png")
+# arrays both forms store as they are (the source of truth); dense.npy only when the fit used mediapipe's points
+SMALL = ("frame_index", "segment", "lmk68", "dense", "pupils", "exp", "id", "camera_rotation", "camera_translation",
+         "camera_scale", "aligned_transform", "pairs", "pair_kind")
+COMPACT_LAYOUT = {
+    **{f"{n}.npy": LAYOUT[f"{n}.npy"] for n in SMALL},
+    "crops_encoded.npy": "(B,) uint8 the N crops (S, S, 3) as JPEG or PNG files end to end (manifest 'frames')",
+    "crops_offsets.npy": "(N + 1,) int64 crop i is bytes [off[i], off[i + 1]) of crops_encoded.npy",
+}
+
+
+def layout_of(storage: str) -> dict:
+    """The arrays of a storage form: :data:`LAYOUT` (full) or :data:`COMPACT_LAYOUT`."""
+    if storage not in STORAGES:
+        raise FaceflowError(f"unknown storage {storage!r}; use one of {', '.join(STORAGES)}")
+    return dict(LAYOUT) if storage == "full" else dict(COMPACT_LAYOUT)
+
+
+def read_manifest(directory: str | Path) -> dict:
+    """The manifest of a complete annotation directory; :class:`FaceflowError` when the
+    directory is missing, incomplete (no ``manifest.json``: annotate still running or
+    interrupted) or unreadable."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise FaceflowError(f"{d}: not an annotation directory (does not exist or is not a directory)")
+    path = d / "manifest.json"
+    if not path.is_file():
+        raise FaceflowError(f"{d}: incomplete annotation (no manifest.json; annotate is still running or was "
+                            "interrupted: rerun `python -m faceflow annotate VIDEO DIR` or "
+                            "`python -m faceflow data real` to finish it)")
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise FaceflowError(f"{path}: unreadable manifest: {e}") from e
+
+
+# ---------------------------------------------------------------------- frame files
+
+def encode_frame(img: np.ndarray, codec: str = "jpeg", quality: int = 95) -> np.ndarray:
+    """An RGB image (H, W, 3) uint8 as a JPEG (``quality`` 1-100, 4:2:0) or PNG file: (B,) uint8."""
+    if codec not in FRAME_CODECS:
+        raise FaceflowError(f"unknown frame codec {codec!r}; use one of {', '.join(FRAME_CODECS)}")
+    bgr = np.ascontiguousarray(img[..., ::-1])
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    ok, buf = cv2.imencode(".jpg" if codec == "jpeg" else ".png", bgr, params)
+    if not ok:
+        raise FaceflowError(f"OpenCV could not encode a {img.shape} frame as {codec}")
+    return buf.reshape(-1)
+
+
+def decode_frame(buf: np.ndarray) -> np.ndarray:
+    """A JPEG or PNG file (B,) uint8 -> RGB (H, W, 3) uint8."""
+    img = cv2.imdecode(np.asarray(buf), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FaceflowError("a stored crop could not be decoded (corrupt crops_encoded.npy?)")
+    return np.ascontiguousarray(img[..., ::-1])
+
+
+def join_encoded(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Encoded frames -> (bytes end to end (B,) uint8, offsets (N + 1,) int64)."""
+    sizes = np.array([len(p) for p in parts], np.int64)
+    offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+    data = np.concatenate(parts) if parts else np.zeros(0, np.uint8)
+    return data.astype(np.uint8, copy=False), offsets
+
+
+# ---------------------------------------------------------------------- reader
+
+class Annotation:
+    """One complete annotation directory, full or compact, read row by row.
+
+    directory: an annotate output (``manifest.json`` present); model: the loaded 'skin'
+    :class:`~faceflow.geometry.morphable.MorphableModel` (compact form only; loaded on first use
+    when not given); cache: how many drawn rows of each array to keep in memory (compact form;
+    0: none); manifest: its ``storage`` and ``crop_size`` when ``manifest.json`` is not written yet
+    (annotate's previews). Big arrays are opened on first use in each process (safe to pickle to
+    DataLoader workers).
+    """
+
+    def __init__(self, directory: str | Path, model=None, cache: int = 0, manifest: dict | None = None):
+        self.dir = Path(directory)
+        self.manifest = read_manifest(self.dir) if manifest is None else manifest
+        self.storage = self.manifest.get("storage", "full")
+        if self.storage not in STORAGES:
+            raise FaceflowError(f"{self.dir}: unknown storage {self.storage!r} in manifest.json")
+        self.size = int(self.manifest.get("crop_size", 0))
+        data = self.dir / "data"
+        need = [n for n in layout_of(self.storage) if n != "dense.npy"]
+        missing = [n for n in need if not (data / n).is_file()]
+        if missing:
+            raise FaceflowError(f"{self.dir}: {self.storage} annotation lacks {', '.join(missing)} (made by another "
+                                "version of annotate? rerun it with --overwrite)")
+        self.small = {n: np.load(data / f"{n}.npy", allow_pickle=False) for n in SMALL if (data / f"{n}.npy").is_file()}
+        self.N = len(self.small["frame_index"])
+        self.cache = int(cache)
+        self._model = model
+        self._renderer = None
+        self._open: dict[str, np.ndarray] = {}
+        self._cached: dict[str, OrderedDict] = {}
+
+    def __len__(self) -> int:
+        return self.N
+
+    def __getstate__(self):  # memmaps and the renderer are rebuilt in each worker process
+        state = self.__dict__.copy()
+        state.update(_open={}, _cached={}, _renderer=None)
+        return state
+
+    @property
+    def pairs(self) -> np.ndarray:
+        return self.small["pairs"]
+
+    # -- the arrays each form stores
+    def _array(self, name: str) -> np.ndarray:
+        if name not in self._open:
+            self._open[name] = np.load(self.dir / "data" / f"{name}.npy", mmap_mode="r")
+        return self._open[name]
+
+    @property
+    def renderer(self):
+        """The :class:`~faceflow.annotate.conditioning.FitRenderer` of this annotation."""
+        if self._renderer is None:
+            from faceflow.annotate.conditioning import FitRenderer
+            from faceflow.geometry.morphable import MorphableModel
+
+            if self._model is None:
+                self._model = MorphableModel.load("skin")
+            self._renderer = FitRenderer.from_arrays(self._model, self.small, self.size)
+        return self._renderer
+
+    def _remember(self, name: str, key, make):
+        if self.cache <= 0:
+            return make()
+        store = self._cached.setdefault(name, OrderedDict())
+        if key in store:
+            store.move_to_end(key)
+            return store[key]
+        value = store[key] = make()
+        if len(store) > self.cache:
+            store.popitem(last=False)
+        return value
+
+    # -- rows
+    def crop(self, i: int) -> np.ndarray:
+        """Kept frame ``i`` cropped with the fixed box: (S, S, 3) uint8."""
+        if self.storage == "full":
+            return np.ascontiguousarray(self._array("crops")[i])
+        off = self._array("crops_offsets")
+        return self._remember("crops", i, lambda: decode_frame(self._array("crops_encoded")[off[i]:off[i + 1]]))
+
+    def aligned(self, i: int) -> np.ndarray:
+        """Frame ``i`` registered to the 224 template: (224, 224, 3) uint8."""
+        if self.storage == "full":
+            return np.ascontiguousarray(self._array("aligned")[i])
+        return self._remember("aligned", i, lambda: self.renderer.aligned(self.crop(i), i))
+
+    def pncc(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """PNCC of frame ``i`` in its template: (224, 224, 3) float16 and mask (224, 224) bool."""
+        if self.storage == "full":
+            return np.asarray(self._array("pncc")[i]), np.asarray(self._array("pncc_mask")[i])
+
+        def draw():
+            code, mask = self.renderer.pncc([i])
+            return code[0], mask[0]
+        return self._remember("pncc", i, draw)
+
+    def nmfc(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """NMFC of frame ``i`` in the crop: (S, S, 3) uint8 and face mask (S, S) bool."""
+        if self.storage == "full":
+            return np.asarray(self._array("nmfc")[i]), np.asarray(self._array("face_mask")[i])
+
+        def draw():
+            img, mask = self.renderer.nmfc([i])
+            return img[0], mask[0]
+        return self._remember("nmfc", i, draw)
+
+    def eyes(self, i: int) -> tuple[np.ndarray, np.ndarray]:
+        """Eye sketch (S, S, 3) uint8 and eye mask (S, S) bool of frame ``i``."""
+        if self.storage == "full":
+            return np.asarray(self._array("eyes")[i]), np.asarray(self._array("eye_mask")[i])
+        return self._remember("eyes", i, lambda: self.renderer.eyes(i, self.small["pupils"][i]))
+
+    def flow(self, row: int) -> tuple[np.ndarray, np.ndarray]:
+        """3D flow of pair ``row`` (a -> b, eq. (2) of DeepFaceFlow) in frame a's template:
+        (224, 224, 3) float32 (0 off the mask) and mask (224, 224) bool (frame a's PNCC mask)."""
+        p = self.pair(row)
+        return p["flow"], p["pncc_mask"]
+
+    def pair(self, row: int) -> dict[str, np.ndarray]:
+        """What training reads of pair ``row`` (a, b): frame a's ``pncc`` (224, 224, 3) float16 and
+        ``pncc_mask`` (224, 224) bool, and the 3D ``flow`` a -> b (224, 224, 3) float32 (float16
+        values, 0 off the mask); the compact form draws all three from one rasterisation."""
+        a, b = (int(v) for v in self.pairs[row])
+        if self.storage == "full":
+            code, mask = self.pncc(a)
+            fl = np.asarray(self._array("flow")[row], np.float32)
+            return {"pncc": code, "pncc_mask": mask, "flow": np.where(mask[..., None], fl, 0).astype(np.float32)}
+
+        def draw():
+            code, mask, fl = self.renderer.pair(a, b)
+            return {"pncc": code.numpy().astype(np.float16), "pncc_mask": mask.numpy(),
+                    "flow": fl.numpy().astype(np.float16).astype(np.float32)}
+        return self._remember("pair", row, draw)
+
+    def row(self, name: str, i: int) -> np.ndarray:
+        """Row ``i`` of the full layout's array ``name`` (without ``.npy``), from either form."""
+        if name in self.small:
+            return self.small[name][i]
+        readers = {"crops": lambda: self.crop(i), "aligned": lambda: self.aligned(i),
+                   "pncc": lambda: self.pncc(i)[0], "pncc_mask": lambda: self.pncc(i)[1],
+                   "nmfc": lambda: self.nmfc(i)[0], "face_mask": lambda: self.nmfc(i)[1],
+                   "eyes": lambda: self.eyes(i)[0], "eye_mask": lambda: self.eyes(i)[1],
+                   "flow": lambda: self.flow(i)[0].astype(np.float16)}
+        if name not in readers:
+            raise FaceflowError(f"no array {name!r} in an annotation; known: {', '.join(sorted(LAYOUT))}")
+        return readers[name]()
+
+
+# ---------------------------------------------------------------------- conversion
+
+def full_shapes(N: int, M: int, S: int) -> dict:
+    """{name: (shape, dtype)} of the full layout's big arrays for N kept frames, M pairs, crop size S."""
+    T = TEMPLATE
+    return {"crops": ((N, S, S, 3), np.uint8), "aligned": ((N, T, T, 3), np.uint8),
+            "pncc": ((N, T, T, 3), np.float16), "pncc_mask": ((N, T, T), np.bool_),
+            "nmfc": ((N, S, S, 3), np.uint8), "face_mask": ((N, S, S), np.bool_),
+            "eyes": ((N, S, S, 3), np.uint8), "eye_mask": ((N, S, S), np.bool_),
+            "flow": ((M, T, T, 3), np.float16)}
+
+
+def convert_annotation(src: str | Path, dst: str | Path, to: str, *, frames: str = "jpeg", quality: int = 95,
+                       model=None, progress: bool = True) -> dict:
+    """Write the annotation ``src`` (either form) into the new directory ``dst`` in form ``to``
+    ('full' or 'compact', with ``frames`` codec and JPEG ``quality``); the work happens in
+    ``dst.partial`` which is renamed last, so ``dst`` is complete or absent. Returns the new manifest."""
+    from tqdm import tqdm
+
+    src, dst = Path(src), Path(dst)
+    layout_of(to)
+    ann = Annotation(src, model=model)
+    if dst.exists():
+        raise FaceflowError(f"{dst} exists; choose a new output directory")
+    work = dst.with_name(dst.name + ".partial")
+    shutil.rmtree(work, ignore_errors=True)
+    (work / "data").mkdir(parents=True)
+    for name, arr in ann.small.items():
+        vio.save_npy(work / "data" / f"{name}.npy", arr)
+    if to == "compact":
+        parts = [encode_frame(ann.crop(i), frames, quality) for i in tqdm(range(ann.N), desc="encode", unit="frame",
+                                                                          disable=not progress)]
+        data, offsets = join_encoded(parts)
+        vio.save_npy(work / "data" / "crops_encoded.npy", data)
+        vio.save_npy(work / "data" / "crops_offsets.npy", offsets)
+        extra = {"frames": {"codec": frames, "quality": quality if frames == "jpeg" else None}}
+    else:
+        shapes = full_shapes(ann.N, len(ann.pairs), ann.size)
+        arrays = {n: open_array(work / "data" / f"{n}.npy", *shapes[n]) for n in shapes}
+        for i in tqdm(range(ann.N), desc="draw frames", unit="frame", disable=not progress):
+            for n in ("crops", "aligned", "pncc", "pncc_mask", "nmfc", "face_mask", "eyes", "eye_mask"):
+                arrays[n][i] = ann.row(n, i)
+        for m in tqdm(range(len(ann.pairs)), desc="3D flow", unit="pair", disable=not progress):
+            arrays["flow"][m] = ann.row("flow", m)
+        for arr in arrays.values():
+            arr.flush()
+        extra = {"frames": None}
+    if (src / "previews").is_dir():
+        shutil.copytree(src / "previews", work / "previews")
+    manifest = {**ann.manifest, "storage": to, "layout": layout_of(to), **extra,
+                "converted_from": {"storage": ann.storage, "source": str(src)}}
+    vio.save_json(work / "manifest.json", manifest)
+    work.rename(dst)
+    return manifest
+
+
+def directory_bytes(directory: str | Path, pattern: str = "data/*") -> int:
+    """Bytes of the files matching ``pattern`` under ``directory``."""
+    return int(sum(p.stat().st_size for p in Path(directory).glob(pattern) if p.is_file()))
+
+
+def frames_psnr(ann: Annotation, reference: Annotation, count: int = 16) -> float:
+    """Mean PSNR (dB) of ``count`` evenly spaced crops of ``ann`` against ``reference``."""
+    idx = np.unique(np.linspace(0, ann.N - 1, min(count, ann.N)).round().astype(int))
+    mse = [np.mean((ann.crop(i).astype(np.float64) - reference.crop(i).astype(np.float64)) ** 2) for i in idx]
+    return float(np.mean([10 * np.log10(255.0 ** 2 / max(m, 1e-12)) for m in mse]))
+
