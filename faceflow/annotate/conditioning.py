@@ -43,6 +43,7 @@ class FitRenderer:
     def __init__(self, model, fit: VideoFit, A: np.ndarray, lmk: np.ndarray, size: int):
         self.model, self.fit, self.A, self.lmk, self.size = model, fit, np.asarray(A), np.asarray(lmk), int(size)
         self.face = model.subset("face")
+        self._base = self._exp_basis = self._camera = None  # the video's identity part, its cameras (lazy)
 
     @classmethod
     def from_arrays(cls, model, arrays: dict, size: int) -> FitRenderer:
@@ -55,9 +56,19 @@ class FitRenderer:
                        np.ones(n, np.float32))
         return cls(model, fit, arrays["aligned_transform"], arrays["lmk68"], size)
 
+    @torch.no_grad()
     def vertices(self, idx) -> torch.Tensor:
-        """Crop-pixel meshes (B, V_face, 3) of kept frames ``idx`` (B,)."""
-        return self.fit.image_vertices(self.model, np.asarray(idx), self.face.indices)
+        """Crop-pixel meshes (B, V_face, 3) of kept frames ``idx`` (B,): eq. (1) of DeepFaceFlow
+        (the identity part computed once per video), then each frame's camera."""
+        idx = np.asarray(idx)
+        if self._base is None:
+            ident = torch.from_numpy(np.ascontiguousarray(self.fit.id))[None]
+            self._base = self.model.shape(ident, None, self.face.indices)[0]
+            self._exp_basis = self.model.exp_basis[:, self.face.indices].contiguous()
+            self._camera = self.fit.camera(self.model.device)
+        exp = torch.from_numpy(np.ascontiguousarray(self.fit.exp[idx])).to(self._base)
+        shape = self._base + torch.einsum("bk,kvc->bvc", exp, self._exp_basis)  # eq. (1) of DeepFaceFlow
+        return self._camera[torch.from_numpy(idx)].project(shape)
 
     @torch.no_grad()
     def aligned(self, crop: np.ndarray, i: int) -> np.ndarray:

@@ -26,6 +26,7 @@ person never crosses splits and adding videos never moves the old ones.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import glob
 import hashlib
 import json
@@ -138,9 +139,16 @@ def annotate_task(video: str, out: str, options: dict, threads: int) -> dict:
     out_p = Path(out)
     out_p.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(out_p / "annotate.log", "a") as log, contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+    with open(out_p / ".lock", "w") as lock, open(out_p / "annotate.log", "a") as log, \
+            contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+        # one writer per video: a worker orphaned by a killed run (Ray's workers outlive their driver by a
+        # second or two) holds the lock until it exits; then its finished work is found, or resumed
+        fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            man = annotate(video, out_p, AnnotateConfig(**options), say=lambda m: print(m, flush=True))
+            if (out_p / "manifest.json").is_file():
+                man = json.loads((out_p / "manifest.json").read_text())
+            else:
+                man = annotate(video, out_p, AnnotateConfig(**options), say=lambda m: print(m, flush=True))
         except Exception as e:  # any failure of one video is recorded, the run goes on
             error = {"video": video, "error": f"{type(e).__name__}: {e}",
                      "traceback": traceback.format_exc(limit=8)[-4000:], "seconds": time.perf_counter() - t0}
@@ -240,9 +248,11 @@ def annotate_dataset(sources, out: str | Path, acfg: AnnotateConfig | None = Non
         f"{counts['new']} new")
     t0 = time.perf_counter()
     results: dict[str, dict] = {}
+    times = {"ray_start_s": 0.0, "tasks_s": 0.0}
     if todo:
-        results = _run_tasks(todo, acfg, dcfg, say, progress, tqdm)
+        results, times = _run_tasks(todo, acfg, dcfg, say, progress, tqdm)
     manifest = summarize_dataset(out, plan, results, time.perf_counter() - t0, acfg, dcfg)
+    manifest["time"].update(times)
     _write_splits(out, plan)
     vio.save_json(out / "manifest.json", manifest)
     v = manifest["videos"]
@@ -252,9 +262,12 @@ def annotate_dataset(sources, out: str | Path, acfg: AnnotateConfig | None = Non
     return manifest
 
 
-def _run_tasks(todo: list[dict], acfg: AnnotateConfig, dcfg: DatasetConfig, say, progress: bool, tqdm) -> dict:
-    """Submit one Ray task per video and collect the results as they come, with progress bars."""
+def _run_tasks(todo: list[dict], acfg: AnnotateConfig, dcfg: DatasetConfig, say, progress: bool, tqdm):
+    """Submit one Ray task per video and collect the results as they come, with progress bars.
+    Returns ({name: result}, {"ray_start_s", "tasks_s"})."""
+    t0 = time.perf_counter()
     ray = _start_ray(dcfg)
+    times = {"ray_start_s": time.perf_counter() - t0}
     try:
         task = ray.remote(num_cpus=dcfg.threads, max_retries=dcfg.max_retries)(annotate_task)
         options = asdict(acfg)
@@ -286,7 +299,8 @@ def _run_tasks(todo: list[dict], acfg: AnnotateConfig, dcfg: DatasetConfig, say,
         finally:
             bar.close()
             fbar.close()
-        return results
+        times["tasks_s"] = time.perf_counter() - t0 - times["ray_start_s"]
+        return results, times
     finally:
         if not dcfg.address:
             ray.shutdown()

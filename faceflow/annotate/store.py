@@ -176,14 +176,14 @@ class Annotation:
     def crop(self, i: int) -> np.ndarray:
         """Kept frame ``i`` cropped with the fixed box: (S, S, 3) uint8."""
         if self.storage == "full":
-            return np.ascontiguousarray(self._array("crops")[i])
+            return np.array(self._array("crops")[i])  # a writable copy
         off = self._array("crops_offsets")
         return self._remember("crops", i, lambda: decode_frame(self._array("crops_encoded")[off[i]:off[i + 1]]))
 
     def aligned(self, i: int) -> np.ndarray:
         """Frame ``i`` registered to the 224 template: (224, 224, 3) uint8."""
         if self.storage == "full":
-            return np.ascontiguousarray(self._array("aligned")[i])
+            return np.array(self._array("aligned")[i])
         return self._remember("aligned", i, lambda: self.renderer.aligned(self.crop(i), i))
 
     def pncc(self, i: int) -> tuple[np.ndarray, np.ndarray]:

@@ -439,6 +439,10 @@ COMMANDS = Group("bench", "speed benchmarks as JSON: rasteriser, fitting, flow p
     Command("fit", "faceflow.commands.bench:FIT", "landmarks + fit accuracy and frames per second per video"),
     Command("flow", "faceflow.commands.bench:FLOW", "flow pipeline per stage, and its slowdown beside a busy process"),
     Command("video-flow", "faceflow.commands.bench:VIDEO_FLOW", "whole-video flow: pairs per second, time per stage"),
+    Command("annotate-dataset", "faceflow.commands.bench_dataset:ANNOTATE_DATASET",
+            "annotate-dataset with 1 and 2 Ray workers, and the estimate for 12,000 videos"),
+    Command("storage", "faceflow.commands.bench_dataset:STORAGE",
+            "MB per minute of the full and compact annotation forms, and a training step fed from each"),
 ), __doc__)
 
 

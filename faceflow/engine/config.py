@@ -34,9 +34,10 @@ class TrainConfig:
 
     out: str = option("runs/run", "run directory (checkpoints, logs, config)", metavar="RUN_DIR")
     data: list[str] = option([], "training dataset directories (synthetic or annotated, recognised by their "
-                                 "manifest.json)", metavar="DIR")
-    val_data: list[str] = option([], "validation dataset directories (none: no validation, no best.pt)",
-                                 metavar="DIR")
+                                 "manifest.json; an annotate-dataset OUT_DIR or its splits/train.txt names its "
+                                 "videos)", metavar="DIR")
+    val_data: list[str] = option([], "validation dataset directories, the same kinds (none: no validation, no "
+                                     "best.pt)", metavar="DIR")
     iterations: int = option(2000, "number of optimisation steps")
     batch_size: int = option(8, "global batch size (split over DDP processes)")
     lr: float = option(1e-4, "base learning rate of Adam")

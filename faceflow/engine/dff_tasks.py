@@ -110,10 +110,23 @@ def dataset_kind(path: str | Path) -> str:
                         f"nor an annotated video (layout with pairs.npy)")
 
 
+def expand_data_paths(paths) -> list[Path]:
+    """``--data`` entries -> dataset directories: an ``annotate-dataset`` OUT_DIR becomes its done
+    videos, a split list (``OUT_DIR/splits/train.txt``) the folders it names
+    (:func:`faceflow.annotate.dataset.dataset_videos`); other directories stay as they are."""
+    from faceflow.annotate.dataset import dataset_videos
+
+    out = [d for p in paths or [] for d in dataset_videos(p)]
+    if paths and not out:
+        raise FaceflowError(f"the data {[str(p) for p in paths]} name no annotated video (an empty split list?)")
+    return out
+
+
 def open_flow_datasets(paths, model=None) -> torch.utils.data.Dataset | None:
     """Several dataset directories as one Dataset (annotated clips grouped into one
-    ``AnnotatedPairs``, synthetic sets each on their own, concatenated); None for no paths."""
-    paths = [Path(p) for p in paths or []]
+    ``AnnotatedPairs``, synthetic sets each on their own, concatenated); None for no paths.
+    Entries are expanded by :func:`expand_data_paths` (annotate-dataset outputs and split lists)."""
+    paths = expand_data_paths(paths)
     if not paths:
         return None
     annotated = [p for p in paths if dataset_kind(p) == "annotated"]
@@ -125,7 +138,7 @@ def open_flow_datasets(paths, model=None) -> torch.utils.data.Dataset | None:
 
 def _needs_model(cfg: TrainConfig) -> bool:
     """Whether any dataset directory of ``cfg`` is an annotated clip (AnnotatedPairs loads the model)."""
-    return any(dataset_kind(p) == "annotated" for p in list(cfg.data) + list(cfg.val_data))
+    return any(dataset_kind(p) == "annotated" for p in expand_data_paths(list(cfg.data) + list(cfg.val_data)))
 
 
 # ---------------------------------------------------------------------------- augmentation
