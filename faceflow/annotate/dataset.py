@@ -193,7 +193,8 @@ def _start_ray(dcfg: DatasetConfig):
     except ImportError as e:  # pragma: no cover - ray is a dependency
         raise FaceflowError("annotate-dataset needs Ray (pip install ray)") from e
     env = {k: v for k, v in subprocess_env(dcfg.threads).items()
-           if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "OMP_WAIT_POLICY")}
+           if k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FACEFLOW_FFMPEG_THREADS",
+                    "OMP_WAIT_POLICY")}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(__file__).resolve().parents[2])] +
                                         [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p])
     kw = dict(include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": env},

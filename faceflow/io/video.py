@@ -235,7 +235,8 @@ class VideoReader:
         start, step, seek = self.start, self.step, {}
         if start and not self.info.variable_fps:  # seek by time, then count from there
             seek, start = {"ss": f"{(start - 0.5) / self.info.fps:.6f}"}, 0
-        stream = ffmpeg.input(self.info.path, **seek)["v:0"]
+        threads = os.environ.get("FACEFLOW_FFMPEG_THREADS")  # set for worker processes (runtime.threads)
+        stream = ffmpeg.input(self.info.path, **seek, **({"threads": threads} if threads else {}))["v:0"]
         if start or step > 1:  # keep frames start, start + step, ... (n: index of a frame)
             stream = stream.filter("select", f"gte(n,{start})*not(mod(n-{start},{step}))")
         if (self.width, self.height) != self.info.size:
@@ -243,7 +244,8 @@ class VideoReader:
         out = {"format": "rawvideo", "pix_fmt": "rgb24", "fps_mode": "passthrough"}
         if self.max_frames is not None:
             out["frames:v"] = self.max_frames
-        stream = stream.output("pipe:", **out).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+        stream = stream.output("pipe:", **out).global_args("-hide_banner", "-nostdin", "-loglevel", "error",
+                                                          *(("-filter_threads", threads) if threads else ()))
         self._proc, self._log = _popen(stream, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE)
 
     def __iter__(self) -> "VideoReader":

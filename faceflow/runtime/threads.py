@@ -51,9 +51,11 @@ def worker_threads(workers: int, cores: int | None = None) -> int:
 
 def subprocess_env(threads: int, env: dict | None = None) -> dict:
     """A copy of ``env`` (default ``os.environ``) for a child process limited to ``threads``
-    threads: OMP / MKL / OpenBLAS pools sized, passive waiting unless the parent chose a policy."""
+    threads: OMP / MKL / OpenBLAS pools and ffmpeg's decoding sized, passive waiting unless the
+    parent chose a policy."""
     out = dict(os.environ if env is None else env)
-    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+    # FACEFLOW_FFMPEG_THREADS: decoder and filter threads of the ffmpeg processes faceflow.io.video starts
+    for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "FACEFLOW_FFMPEG_THREADS"):
         out[key] = str(max(1, int(threads)))
     out.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     return out
