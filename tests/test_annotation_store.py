@@ -131,3 +131,14 @@ def test_frame_codec_round_trip_and_errors():
         encode_frame(img, "gif")
     with pytest.raises(FaceflowError, match="decoded"):
         decode_frame(np.frombuffer(b"not an image", np.uint8))
+
+
+def test_synthetic_data_sources_read_the_compact_form(forms):
+    """The synthetic-data generator's backgrounds and face masks come from either form."""
+    from faceflow.data.synth_sources import load_clip
+
+    full, compact = load_clip(forms[0], "train"), load_clip(forms[1], "train")
+    assert compact.crops.shape == full.crops.shape and len(compact.crops) == 14 and compact.crops.ndim == 4
+    np.testing.assert_array_equal(compact.crops[3], Annotation(forms[1]).crop(3))
+    assert compact.face_mask is not None and (compact.face_mask[5] != full.face_mask[5]).mean() < 1e-3
+    np.testing.assert_array_equal(compact.exp, full.exp)

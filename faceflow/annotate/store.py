@@ -234,6 +234,16 @@ class Annotation:
                     "flow": fl.numpy().astype(np.float16).astype(np.float32)}
         return self._remember("pair", row, draw)
 
+    def view(self, name: str):
+        """The full layout's array ``name`` (without ``.npy``) as rows: the memmap itself (full
+        form) or a :class:`RowView` drawing each row when indexed (compact form)."""
+        if name in self.small:
+            return self.small[name]
+        if self.storage == "full":
+            return self._array(name)
+        shape, dtype = full_shapes(self.N, len(self.pairs), self.size)[name]
+        return RowView(self, name, shape, dtype)
+
     def row(self, name: str, i: int) -> np.ndarray:
         """Row ``i`` of the full layout's array ``name`` (without ``.npy``), from either form."""
         if name in self.small:
@@ -246,6 +256,21 @@ class Annotation:
         if name not in readers:
             raise FaceflowError(f"no array {name!r} in an annotation; known: {', '.join(sorted(LAYOUT))}")
         return readers[name]()
+
+
+class RowView:
+    """Array-like rows of one full-layout array of an :class:`Annotation` (``view[i]``, ``len``,
+    ``shape``, ``ndim``), each drawn or decoded when it is indexed; integer indices only."""
+
+    def __init__(self, ann: Annotation, name: str, shape: tuple, dtype):
+        self.ann, self.name, self.shape, self.dtype = ann, name, tuple(shape), np.dtype(dtype)
+        self.ndim = len(self.shape)
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, i) -> np.ndarray:
+        return self.ann.row(self.name, int(i))
 
 
 # ---------------------------------------------------------------------- conversion

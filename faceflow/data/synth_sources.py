@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from faceflow.annotate.store import Annotation
 from faceflow.data.splits import clips as split_clips
 from faceflow.data.splits import split_of
 from faceflow.errors import FaceflowError
@@ -39,10 +40,6 @@ class Clip:
         return len(self.exp)
 
 
-_CLIP_FILES = ("crops.npy", "id.npy", "exp.npy", "camera_rotation.npy", "camera_translation.npy",
-               "camera_scale.npy")
-
-
 def _clip_stem(path: Path) -> str:
     from faceflow.data.pseudo import clip_stem, read_manifest
 
@@ -55,22 +52,18 @@ def load_clip(path: str | Path, split: str) -> Clip:
     if not (path / "manifest.json").is_file():
         raise FaceflowError(f"{path} is not a complete annotated clip (no manifest.json); finish it with "
                             f"python -m faceflow annotate VIDEO {path}")
-    data = path / "data"
-    missing = [n for n in _CLIP_FILES if not (data / n).is_file()]
-    if missing:
-        raise FaceflowError(f"annotated clip {path} lacks {', '.join('data/' + n for n in missing)}")
-    ld = lambda n, **kw: np.load(data / n, allow_pickle=False, **kw)
-    crops = ld("crops.npy", mmap_mode="r")
-    exp = ld("exp.npy").astype(np.float32)
+    ann = Annotation(path)  # either storage form: the compact one decodes crops, draws masks on access
+    crops = ann.view("crops")
+    ld = lambda n: np.asarray(ann.small[n])
+    exp = ld("exp").astype(np.float32)
     n = len(exp)
-    seg = ld("segment.npy").astype(np.int64) if (data / "segment.npy").is_file() else np.zeros(n, np.int64)
-    clip = Clip(_clip_stem(path), path, split, crops, ld("id.npy").astype(np.float32).reshape(-1), exp,
-                ld("camera_rotation.npy").astype(np.float32), ld("camera_translation.npy").astype(np.float32),
-                ld("camera_scale.npy").astype(np.float32).reshape(-1), seg)
-    if (data / "face_mask.npy").is_file():
-        fm = ld("face_mask.npy", mmap_mode="r")
-        if fm.shape == crops.shape[:3]:
-            clip.face_mask = fm
+    seg = ld("segment").astype(np.int64) if "segment" in ann.small else np.zeros(n, np.int64)
+    clip = Clip(_clip_stem(path), path, split, crops, ld("id").astype(np.float32).reshape(-1), exp,
+                ld("camera_rotation").astype(np.float32), ld("camera_translation").astype(np.float32),
+                ld("camera_scale").astype(np.float32).reshape(-1), seg)
+    fm = ann.view("face_mask")
+    if fm.shape == crops.shape[:3]:
+        clip.face_mask = fm
     shapes = {"crops": crops.shape[0], "camera_rotation": len(clip.rotation),
               "camera_translation": len(clip.translation), "camera_scale": len(clip.scale), "segment": len(seg)}
     bad = {k: v for k, v in shapes.items() if v != n}
