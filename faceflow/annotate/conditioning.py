@@ -16,8 +16,7 @@ from faceflow.annotate.layout import TEMPLATE
 from faceflow.face.eyes import eye_masks, eye_sketch
 from faceflow.face.fitting import VideoFit
 from faceflow.face.registration import Similarity, warp_image
-from faceflow.render.flow import flow_ground_truth
-from faceflow.render.pncc import face_nmfc_uint8, pncc
+from faceflow.render.pncc import face_nmfc_uint8, pncc, points_to_pncc
 from faceflow.render.rasterize import rasterize
 
 __all__ = ["FitRenderer", "to_template"]
@@ -105,7 +104,13 @@ class FitRenderer:
         the 3D flow a -> b in frame a's template (224, 224, 3) float32 (0 off the mask), from one
         rasterisation of frame a's mesh."""
         vt = to_template(self.vertices([a, b]), self.A[[a, a]])
-        frags = rasterize(vt[:1], self.face.triangles, (TEMPLATE, TEMPLATE), cull_backfaces=True)
-        code, mask = pncc(vt[:1], self.face.triangles, (TEMPLATE, TEMPLATE), frags=frags)
-        fl, _ = flow_ground_truth(vt[:1], vt[1:], self.face.triangles, (TEMPLATE, TEMPLATE), frags1=frags)
-        return code[0], mask[0], fl[0]
+        size = (TEMPLATE, TEMPLATE)
+        frags = rasterize(vt[:1], self.face.triangles, size, cull_backfaces=True)
+        mask = frags.mask[0]
+        # one interpolation, on the face pixels only, serves both: the surface point (eq. (3))
+        # and its motion (eq. (2))
+        attr = torch.cat([vt[0], vt[1] - vt[0]], -1)  # (V, 6)
+        corners = self.face.triangles.to(torch.long)[frags.tri_id[0][mask]]  # (P, 3) vertex ids
+        both = torch.zeros(*size, 6, dtype=attr.dtype)
+        both[mask] = (frags.bary[0][mask].to(attr.dtype).unsqueeze(-1) * attr[corners]).sum(1)
+        return points_to_pncc(both[..., :3], mask, size), mask, both[..., 3:]

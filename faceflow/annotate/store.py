@@ -219,19 +219,19 @@ class Annotation:
         return p["flow"], p["pncc_mask"]
 
     def pair(self, row: int) -> dict[str, np.ndarray]:
-        """What training reads of pair ``row`` (a, b): frame a's ``pncc`` (224, 224, 3) float16 and
-        ``pncc_mask`` (224, 224) bool, and the 3D ``flow`` a -> b (224, 224, 3) float32 (float16
-        values, 0 off the mask); the compact form draws all three from one rasterisation."""
+        """What training reads of pair ``row`` (a, b): frame a's ``pncc`` (224, 224, 3) and
+        ``pncc_mask`` (224, 224) bool, and the 3D ``flow`` a -> b (224, 224, 3) float32 (0 off the
+        mask). The full form stores pncc and flow as float16; the compact form draws all three,
+        in float32, from one rasterisation."""
         a, b = (int(v) for v in self.pairs[row])
         if self.storage == "full":
             code, mask = self.pncc(a)
             fl = np.asarray(self._array("flow")[row], np.float32)
             return {"pncc": code, "pncc_mask": mask, "flow": np.where(mask[..., None], fl, 0).astype(np.float32)}
 
-        def draw():
+        def draw():  # float32 (the full form rounds pncc and flow to float16)
             code, mask, fl = self.renderer.pair(a, b)
-            return {"pncc": code.numpy().astype(np.float16), "pncc_mask": mask.numpy(),
-                    "flow": fl.numpy().astype(np.float16).astype(np.float32)}
+            return {"pncc": code.numpy(), "pncc_mask": mask.numpy(), "flow": fl.numpy()}
         return self._remember("pair", row, draw)
 
     def view(self, name: str):

@@ -14,7 +14,9 @@ what the second one added (the measured efficiency) and reads the storage per mi
 (quality 95) and compact PNG: megabytes per minute of video of each (target: compact at most 250),
 the JPEG crops' PSNR, milliseconds to read one training pair, and the DFFNet training step of
 ``faceflow train dffnet --preset tiny`` fed from each form (target: compact at most 1.3x the full
-form's time per step). Run both with nothing else busy on the machine.
+form's time per step). The training steps are timed with 0 and 1 data-loader processes
+(the tiny preset reads in the training process; a loader process overlaps the compact form's
+decoding and drawing with the step). Run both with nothing else busy on the machine.
 """
 
 from __future__ import annotations
@@ -168,12 +170,13 @@ class AnnotateDatasetBench:
 
 # ---------------------------------------------------------------------- storage
 
-def _train_step_seconds(data: Path, out: Path, steps: int, batch: int) -> float:
-    """Seconds per DFFNet step of ``faceflow train dffnet --preset tiny`` on ``data``: two
-    warm-up steps, then ``steps`` more in a resumed run (whose time is the one reported)."""
+def _train_step_seconds(data: Path, out: Path, steps: int, batch: int, num_workers: int) -> float:
+    """Seconds per DFFNet step of ``faceflow train dffnet --preset tiny`` on ``data`` with
+    ``num_workers`` data-loader processes: two warm-up steps, then ``steps`` more in a resumed
+    run (whose time is the one reported)."""
     base = [sys.executable, "-m", "apps.cli", "train", "dffnet", "--preset", "tiny", "--data", str(data),
             "--out", str(out), "--batch-size", str(batch), "--log-every", "1000", "--ckpt-every", "100000",
-            "--val-every", "100000", "--seed", "0"]
+            "--val-every", "100000", "--seed", "0", "--num-workers", str(num_workers)]
     for its in (2, 2 + steps):
         proc = subprocess.run(base + ["--iterations", str(its)], capture_output=True, text=True)
         if proc.returncode != 0:
@@ -188,7 +191,8 @@ def _source_bytes(d: Path) -> int:
     return directory_bytes(d, "data/*") + directory_bytes(d, "*.npz")
 
 
-def bench_storage(video: str, frames: int, steps: int = 10, batch: int = 8, read_items: int = 32) -> dict:
+def bench_storage(video: str, frames: int, steps: int = 20, batch: int = 8, read_items: int = 32,
+                  num_workers=(0, 1), rounds: int = 2) -> dict:
     """See the module docstring."""
     from faceflow.annotate.pipeline import AnnotateConfig, annotate
     from faceflow.annotate.store import Annotation, convert_annotation, frames_psnr
@@ -218,13 +222,22 @@ def bench_storage(video: str, frames: int, steps: int = 10, batch: int = 8, read
             rows[name] = {"bytes": b, "mb_per_minute": round(b / 1e6 / minutes, 1), "read_pair_ms": round(read_ms, 1)}
         rows["compact_jpeg95"]["crop_psnr_db"] = round(frames_psnr(Annotation(forms["compact_jpeg95"]),
                                                                    Annotation(full), count=32), 2)
-        for name in ("full", "compact_jpeg95"):
-            rows[name]["train_step_s"] = round(_train_step_seconds(forms[name], tmp / f"run_{name}", steps, batch), 3)
-    ratio = rows["compact_jpeg95"]["train_step_s"] / rows["full"]["train_step_s"]
+        times: dict[tuple, list[float]] = {}
+        for r in range(rounds):  # interleaved, so a drift of the machine's speed hits both forms
+            for nw in num_workers:
+                for name in ("full", "compact_jpeg95"):
+                    run = tmp / f"run_{name}_{nw}_{r}"
+                    times.setdefault((name, nw), []).append(_train_step_seconds(forms[name], run, steps, batch, nw))
+        for (name, nw), ts in times.items():
+            rows[name][f"train_step_s_workers{nw}"] = round(float(np.median(ts)), 3)
+            rows[name][f"train_step_s_workers{nw}_rounds"] = [round(t, 3) for t in ts]
+    ratio = {f"workers{nw}": round(rows["compact_jpeg95"][f"train_step_s_workers{nw}"]
+                                   / rows["full"][f"train_step_s_workers{nw}"], 3) for nw in num_workers}
     return {"benchmark": "storage", "video": Path(video).name, "frames": man["frames_read"], "fps": man["fps"],
-            "minutes": round(minutes, 3), "forms": rows, "train_step_ratio_compact_vs_full": round(ratio, 3),
+            "minutes": round(minutes, 3), "forms": rows, "train_step_ratio_compact_vs_full": ratio,
             "targets": {"compact_mb_per_minute_max": 250, "train_step_ratio_max": 1.3},
-            "train": {"preset": "tiny", "batch": batch, "timed_steps": steps}}
+            "train": {"preset": "tiny", "batch": batch, "timed_steps": steps, "num_workers": list(num_workers),
+                      "rounds": rounds}}
 
 
 class StorageBench:
@@ -235,18 +248,24 @@ class StorageBench:
         p.add_argument("--json", action="store_true", help="print only the JSON result")
         p.add_argument("--video", default=None, help="the clip (default: EDTalk_uncrop_Obama.mp4 of the shared media)")
         p.add_argument("--frames", type=int, default=250, help="frames annotated (250: 10 s at 25 fps)")
-        p.add_argument("--steps", type=int, default=10, help="timed training steps per form")
+        p.add_argument("--steps", type=int, default=20, help="timed training steps per form and round")
+        p.add_argument("--rounds", type=int, default=2, help="interleaved repetitions; the medians are reported")
         p.add_argument("--batch-size", type=int, default=8, help="training batch (the tiny preset's)")
+        p.add_argument("--num-workers", type=int, nargs="+", default=[0, 1],
+                       help="data-loader processes to time each form with (0: read in the training process)")
 
     def run(self, args) -> int:
-        res = bench_storage(_clips([args.video or DEFAULT_CLIPS[0]])[0], args.frames, args.steps, args.batch_size)
+        res = bench_storage(_clips([args.video or DEFAULT_CLIPS[0]])[0], args.frames, args.steps, args.batch_size,
+                            num_workers=tuple(args.num_workers), rounds=args.rounds)
         if args.json:
             print(json.dumps(res, indent=2))
             return 0
         for name, r in res["forms"].items():
+            steps = ", ".join(f"train step {v} s with {k}" for k, v in r.items()
+                              if k.startswith("train_step_s") and not k.endswith("rounds"))
+            psnr = f", crops {r['crop_psnr_db']} dB" if "crop_psnr_db" in r else ""
             print(f"{name}: {r['mb_per_minute']} MB/min, read a pair {r['read_pair_ms']} ms"
-                  + (f", train step {r['train_step_s']} s" if "train_step_s" in r else "")
-                  + (f", crops {r['crop_psnr_db']} dB" if "crop_psnr_db" in r else ""))
+                  + (f", {steps}" if steps else "") + psnr)
         print(f"train step compact / full: {res['train_step_ratio_compact_vs_full']} (target <= 1.3)")
         return 0
 

@@ -40,10 +40,17 @@ def pncc(verts: torch.Tensor, faces: torch.Tensor, size: tuple[int, int], *,
     """
     if frags is None:
         frags = rasterize(verts, faces, size, cull_backfaces=cull_backfaces)
-    W, H, D = pncc_scale(size, depth_range)
     pts = interpolate(verts, faces, frags)  # (B, H, W, 3) image-space surface points
-    code = torch.stack([pts[..., 0] / W, pts[..., 1] / H, 0.5 - pts[..., 2] / D], -1).clamp(0, 1)
-    return code * frags.mask.unsqueeze(-1).to(code.dtype), frags.mask
+    return points_to_pncc(pts, frags.mask, size, depth_range), frags.mask
+
+
+def points_to_pncc(points: torch.Tensor, mask: torch.Tensor, size: tuple[int, int],
+                   depth_range: float | None = None) -> torch.Tensor:
+    """eq. (3) of DeepFaceFlow at each pixel: image-space surface points (B, H, W, 3) and their
+    mask (B, H, W) -> PNCC (B, H, W, 3) in [0, 1], 0 off the mask (inverse: :func:`pncc_to_points`)."""
+    W, H, D = pncc_scale(size, depth_range)
+    code = torch.stack([points[..., 0] / W, points[..., 1] / H, 0.5 - points[..., 2] / D], -1).clamp(0, 1)
+    return code * mask.unsqueeze(-1).to(code.dtype)
 
 
 def pncc_to_points(code: torch.Tensor, size: tuple[int, int], depth_range: float | None = None) -> torch.Tensor:
