@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from _media import REPO, media
 
-from faceflow.annotate.dataset import list_sources, split_of_identity, video_names
+from faceflow.annotate.dataset import list_sources, person_and_split, split_of_identity, video_names
 from faceflow.engine.dff_tasks import expand_data_paths
 from faceflow.errors import FaceflowError
 
@@ -48,7 +48,12 @@ def test_names_are_unique_and_stable():
     assert names[vids[2]] == "other"
     assert names[vids[0]] != names[vids[1]] and all(names[v].startswith("clip-") for v in vids[:2])
     assert video_names(list(reversed(vids))) == names
-
+    # an earlier run's names are kept when videos are added or removed
+    earlier = {str(v): n for v, n in video_names(vids[1:]).items()}
+    assert earlier[str(vids[1])] == "clip"
+    again = video_names(vids, earlier)
+    assert again[vids[1]] == "clip" and again[vids[0]].startswith("clip-") and again[vids[2]] == "other"
+    assert video_names([Path("/e/clip.mp4")], earlier)[Path("/e/clip.mp4")].startswith("clip-")  # name taken
 
 def test_identity_split_is_stable_and_proportional():
     splits = [split_of_identity(f"person{i}") for i in range(20000)]
@@ -58,6 +63,10 @@ def test_identity_split_is_stable_and_proportional():
     assert {split_of_identity(f"p{i}", (0, 0, 1)) for i in range(50)} == {"test"}
     with pytest.raises(FaceflowError, match="split-fractions"):
         split_of_identity("p", (1, -1, 0))
+    # the project's own clips keep their identity split; others go by person
+    assert person_and_split(Path("/x/EDTalk_uncrop_Obama.mp4"), "video")[1] == "test"
+    a, b = person_and_split(Path("/x/id1/a.mp4"), "folder"), person_and_split(Path("/x/id1/b.mp4"), "folder")
+    assert a == b and a[0] == "id1"
 
 
 # ---------------------------------------------------------------------------- the Ray run
@@ -109,8 +118,10 @@ def dataset(tmp_path_factory):
     _kill_session(proc.pid)  # the driver, Ray's daemons and its workers (each in a process group of its own)
     proc.wait()
     kill = {"done_at_kill": {p.parent.name: p.stat().st_mtime_ns for p in out.glob("videos/*/manifest.json")},
+            "failed_at_kill": [p.parent.name for p in out.glob("videos/*/failed.json")],
             "dataset_manifest_at_kill": (out / "manifest.json").exists()}
     rerun = subprocess.run(cmd, env=_env(), cwd=REPO, capture_output=True, text=True, timeout=600)
+    kill["manifest_after_rerun"] = json.loads((out / "manifest.json").read_text())  # later tests rewrite it
     return out, kill, rerun
 
 
@@ -120,10 +131,11 @@ def test_killed_run_resumes_and_records_the_corrupt_file(dataset):
     assert rerun.returncode == 3, rerun.stdout[-2000:] + rerun.stderr[-2000:]  # 3: some video failed
     assert not kill["dataset_manifest_at_kill"]  # the dataset manifest is written last
     assert 1 <= len(kill["done_at_kill"]) < 3
-    m = json.loads((out / "manifest.json").read_text())
+    m = kill["manifest_after_rerun"]
     assert m["kind"] == "annotated-dataset" and m["complete"]
+    before = len(kill["done_at_kill"]) + len(kill["failed_at_kill"])  # not attempted again by the rerun
     assert m["videos"] == {"total": 4, "done": 3, "failed": 1, "incomplete": 0,
-                           "done_this_run": 3 - len(kill["done_at_kill"]), "skipped": len(kill["done_at_kill"])}
+                           "done_this_run": 3 - len(kill["done_at_kill"]), "skipped": before}
     # finished videos were not redone
     for name, mtime in kill["done_at_kill"].items():
         assert (out / "videos" / name / "manifest.json").stat().st_mtime_ns == mtime
@@ -156,8 +168,8 @@ def test_video_equals_single_video_annotate(dataset, tmp_path):
                           env={**_env(), **subprocess_env(1)}, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     ray_dir = out / "videos" / Path(CLIPS[2]).stem
-    names = sorted(f.name for f in (single / "data").iterdir())
-    assert names == sorted(f.name for f in (ray_dir / "data").iterdir())
+    names = sorted(f.name for f in (single / "data").iterdir() if not f.name.startswith("."))
+    assert names == sorted(f.name for f in (ray_dir / "data").iterdir() if not f.name.startswith("."))
     for name in names:
         np.testing.assert_array_equal(np.load(single / "data" / name), np.load(ray_dir / "data" / name), err_msg=name)
 
@@ -185,8 +197,10 @@ def test_training_reads_the_dataset_and_its_splits(dataset, tmp_path):
     out, _, _ = dataset
     vids = expand_data_paths([out])
     assert sorted(v.name for v in vids) == sorted(Path(c).stem for c in CLIPS)
-    train = expand_data_paths([out / "splits" / "train.txt"])
-    assert {v.name for v in train} <= {v.name for v in vids}
+    # the three clips are test persons in the project's split table, and the split lists say so
+    test = expand_data_paths([out / "splits" / "test.txt"])
+    assert sorted(v.name for v in test) == sorted(v.name for v in vids)
+    assert (out / "splits" / "train.txt").read_text() == ""
     empty = tmp_path / "empty.txt"
     empty.write_text("")
     with pytest.raises(FaceflowError, match="name no annotated video"):

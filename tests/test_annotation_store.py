@@ -113,8 +113,12 @@ def test_training_pairs_from_either_form(forms, skin_model):
         assert (x["flow"] - y["flow"]).abs()[m].max() < 0.01
         assert (x["pncc"] - y["pncc"]).abs().amax(0)[m].max() < 2e-3
         assert (x["i1"] - y["i1"]).abs().mean() < 0.01 and (x["i2"] - y["i2"]).abs().mean() < 0.01  # JPEG
-    y2 = b[0]  # served again from the cache: the same tensors' values
-    torch.testing.assert_close(y2["flow"], b[0]["flow"])
+    uncached = AnnotatedPairs([forms[1]], model=skin_model)
+    for k in (0, 1, 0):  # item 0 again: from the cache, equal to a fresh drawing, and the cache unharmed by writes
+        y = b[k]
+        for key in ("flow", "pncc", "mask", "i1"):
+            torch.testing.assert_close(y[key], uncached[k][key], rtol=0, atol=0)
+        y["i1"].fill_(0.5)  # i1 shares memory with the array the store handed out
 
 
 def test_frame_codec_round_trip_and_errors():
@@ -140,5 +144,5 @@ def test_synthetic_data_sources_read_the_compact_form(forms):
     full, compact = load_clip(forms[0], "train"), load_clip(forms[1], "train")
     assert compact.crops.shape == full.crops.shape and len(compact.crops) == 14 and compact.crops.ndim == 4
     np.testing.assert_array_equal(compact.crops[3], Annotation(forms[1]).crop(3))
-    assert compact.face_mask is not None and (compact.face_mask[5] != full.face_mask[5]).mean() < 1e-3
+    assert full.face_mask is not None and compact.face_mask is None  # optional; drawing it would need the model
     np.testing.assert_array_equal(compact.exp, full.exp)

@@ -39,21 +39,23 @@ class FitRenderer:
     A (N, 2, 3) crop -> template similarities; lmk (N, 68, 2) crop landmarks; size S (crop side).
     """
 
-    def __init__(self, model, fit: VideoFit, A: np.ndarray, lmk: np.ndarray, size: int):
+    def __init__(self, model, fit: VideoFit, A: np.ndarray, lmk: np.ndarray, size: int, exp_basis=None):
         self.model, self.fit, self.A, self.lmk, self.size = model, fit, np.asarray(A), np.asarray(lmk), int(size)
         self.face = model.subset("face")
-        self._base = self._exp_basis = self._camera = None  # the video's identity part, its cameras (lazy)
+        # the expression basis on the face vertices (K, V_face, 3): pass one to share it between videos
+        self._exp_basis = exp_basis
+        self._base = self._camera = None  # the video's identity part and cameras (made on first use)
 
     @classmethod
-    def from_arrays(cls, model, arrays: dict, size: int) -> FitRenderer:
+    def from_arrays(cls, model, arrays: dict, size: int, exp_basis=None) -> FitRenderer:
         """From the stored arrays (``id``, ``exp``, ``camera_rotation``, ``camera_translation``,
         ``camera_scale``, ``aligned_transform``, ``lmk68``; names without ``.npy``)."""
-        f32 = lambda n: np.ascontiguousarray(arrays[n], dtype=np.float32)
+        f32 = lambda n: np.array(arrays[n], dtype=np.float32)  # a writable copy (the store's arrays are memmaps)
         n = len(arrays["exp"])
         fit = VideoFit(f32("id").reshape(-1), f32("exp"), f32("camera_rotation"), f32("camera_translation"),
                        f32("camera_scale"), np.zeros((n, 17), np.int64), np.zeros(n, np.float32),
                        np.ones(n, np.float32))
-        return cls(model, fit, arrays["aligned_transform"], arrays["lmk68"], size)
+        return cls(model, fit, arrays["aligned_transform"], arrays["lmk68"], size, exp_basis)
 
     @torch.no_grad()
     def vertices(self, idx) -> torch.Tensor:
@@ -61,9 +63,11 @@ class FitRenderer:
         (the identity part computed once per video), then each frame's camera."""
         idx = np.asarray(idx)
         if self._base is None:
-            ident = torch.from_numpy(np.ascontiguousarray(self.fit.id))[None]
+            ident = torch.from_numpy(np.ascontiguousarray(self.fit.id))[None].to(self.model.device)
             self._base = self.model.shape(ident, None, self.face.indices)[0]
-            self._exp_basis = self.model.exp_basis[:, self.face.indices].contiguous()
+            if self._exp_basis is None:
+                self._exp_basis = self.model.exp_basis[:, self.face.indices].contiguous()
+            self._exp_basis = self._exp_basis.to(self._base)
             self._camera = self.fit.camera(self.model.device)
         exp = torch.from_numpy(np.ascontiguousarray(self.fit.exp[idx])).to(self._base)
         shape = self._base + torch.einsum("bk,kvc->bvc", exp, self._exp_basis)  # eq. (1) of DeepFaceFlow

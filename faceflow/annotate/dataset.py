@@ -9,6 +9,7 @@ which makes a video's result self-contained and resumable on its own::
       videos/<name>/         one annotate output (compact storage by default); manifest.json = done
       videos/<name>/failed.json   why the video failed (corrupt, no face, too short, a crash)
       videos/<name>/annotate.log  what annotate printed
+      names.json             the folder name given to each source (kept across reruns)
       splits/{train,val,test}.txt  the done videos of each identity split (paths relative to splits/)
       manifest.json          written last: counts, frames, pairs, fit quality, splits, times, bytes
 
@@ -56,8 +57,9 @@ SPLITS = ("train", "val", "test")
 class DatasetConfig:
     """Options of an annotate-dataset run that are not annotate's own (saved in dataset.json)."""
 
-    workers: int | None = option(None, "annotation tasks at once on this machine (default: its cores / --threads); "
-                                       "with --address, at most this many at once (default: what the cluster fits)")
+    workers: int | None = option(None, "annotation tasks at once on this machine (when left out: its cores / "
+                                       "--threads); with --address, a cap on the tasks in flight (when left out: "
+                                       "as many as the cluster fits)")
     threads: int = option(1, "torch / OpenCV / BLAS threads of each worker")
     address: str | None = option(None, "join an existing Ray cluster (HOST:PORT of `ray start --head`) instead of "
                                        "starting one on this machine; OUT_DIR must be on storage every node sees")
@@ -82,7 +84,11 @@ def list_sources(sources: str | Path) -> list[Path]:
     if p.is_dir():
         found = [q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES]
     elif p.is_file() and p.suffix.lower() not in VIDEO_SUFFIXES:
-        lines = [ln.split("#", 1)[0].strip() for ln in p.read_text().splitlines()]
+        try:
+            lines = [ln.split("#", 1)[0].strip() for ln in p.read_text().splitlines()]
+        except UnicodeDecodeError as e:
+            raise FaceflowError(f"{p}: neither a video (suffixes {', '.join(VIDEO_SUFFIXES)}) nor a text file of "
+                                "video paths") from e
         found = [Path(ln) if Path(ln).is_absolute() else p.parent / ln for ln in lines if ln]
         missing = [str(q) for q in found if not q.exists()]
         if missing:
@@ -90,7 +96,8 @@ def list_sources(sources: str | Path) -> list[Path]:
     elif p.is_file():
         found = [p]
     else:
-        found = [Path(q) for q in glob.glob(s, recursive=True) if Path(q).is_file()]
+        found = [Path(q) for q in glob.glob(s, recursive=True)
+                 if Path(q).is_file() and Path(q).suffix.lower() in VIDEO_SUFFIXES]
     videos = sorted({Path(os.path.abspath(q)) for q in found})
     if not videos:
         raise FaceflowError(f"no videos found in {s!r} (a folder of videos with suffixes {', '.join(VIDEO_SUFFIXES)}, "
@@ -98,19 +105,37 @@ def list_sources(sources: str | Path) -> list[Path]:
     return videos
 
 
-def video_names(videos: list[Path]) -> dict[Path, str]:
-    """A folder name under ``videos/`` per video: its file stem, or, when several videos share
-    a stem, stem-<8 hex digits of its path's hash>."""
+def video_names(videos: list[Path], earlier: dict[str, str] | None = None) -> dict[Path, str]:
+    """A folder name under ``videos/`` per video: the name an earlier run gave it (``earlier``:
+    {source path: name}, so adding or removing videos never renames one), else its file stem,
+    else (a stem already taken, or shared in this list) stem-<8 hex digits of its path's hash>."""
+    earlier = dict(earlier or {})
+    names = {v: earlier[str(v)] for v in videos if str(v) in earlier}
+    taken = set(earlier.values())
     stems: dict[str, int] = {}
     for v in videos:
         stems[v.stem] = stems.get(v.stem, 0) + 1
-    return {v: v.stem if stems[v.stem] == 1 else f"{v.stem}-{hashlib.sha1(str(v).encode()).hexdigest()[:8]}"
-            for v in videos}
+    for v in videos:
+        if v not in names:
+            name = v.stem
+            if stems[v.stem] > 1 or name in taken:
+                name = f"{v.stem}-{hashlib.sha1(str(v).encode()).hexdigest()[:8]}"
+            names[v] = name
+            taken.add(name)
+    return names
 
 
-def identity_of(video: Path, how: str) -> str:
-    """The person a video shows, as ``--identity`` names it."""
-    return video.parent.name if how == "folder" else video.stem
+def person_and_split(video: Path, how: str, fractions=(0.8, 0.1, 0.1)) -> tuple[str, str]:
+    """(person, split) of a video: the project's identity split table for its clips
+    (:mod:`faceflow.data.splits`), else the person ``--identity`` names (the file name or its
+    folder) hashed by :func:`split_of_identity`."""
+    from faceflow.data import splits
+
+    split_of_identity("check", fractions)  # bad shares are refused whatever the video
+    if video.stem in splits._CLIP:
+        return splits.identity_of(video.stem), splits.split_of(video.stem)
+    person = video.parent.name if how == "folder" else video.stem
+    return person, split_of_identity(person, fractions)
 
 
 def split_of_identity(identity: str, fractions=(0.8, 0.1, 0.1)) -> str:
@@ -137,25 +162,26 @@ def annotate_task(video: str, out: str, options: dict, threads: int) -> dict:
     torch.set_num_threads(max(1, threads))
     cv2.setNumThreads(max(1, threads))
     out_p = Path(out)
-    out_p.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    with open(out_p / ".lock", "w") as lock, open(out_p / "annotate.log", "a") as log, \
-            contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
-        # one writer per video: a worker orphaned by a killed run (Ray's workers outlive their driver by a
-        # second or two) holds the lock until it exits; then its finished work is found, or resumed
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
+    try:
+        out_p.mkdir(parents=True, exist_ok=True)
+        with open(out_p / ".lock", "w") as lock, open(out_p / "annotate.log", "a") as log, \
+                contextlib.redirect_stderr(log), contextlib.redirect_stdout(log):
+            # one writer per video: a worker orphaned by a killed run (Ray's workers finish their task after
+            # their driver is gone) holds the lock until it exits; then its finished work is found, or resumed
+            fcntl.flock(lock, fcntl.LOCK_EX)
             if (out_p / "manifest.json").is_file():
                 man = json.loads((out_p / "manifest.json").read_text())
             else:
                 man = annotate(video, out_p, AnnotateConfig(**options), say=lambda m: print(m, flush=True))
-        except Exception as e:  # any failure of one video is recorded, the run goes on
-            error = {"video": video, "error": f"{type(e).__name__}: {e}",
-                     "traceback": traceback.format_exc(limit=8)[-4000:], "seconds": time.perf_counter() - t0}
+        return {"status": "done", "seconds": time.perf_counter() - t0, "frames": man["frames_kept"],
+                "frames_read": man["frames_read"], "pairs": man["pairs"]["pairs"]}
+    except Exception as e:  # any failure of one video is recorded, the run goes on
+        error = {"video": video, "error": f"{type(e).__name__}: {e}",
+                 "traceback": traceback.format_exc(limit=8)[-4000:], "seconds": time.perf_counter() - t0}
+        with contextlib.suppress(OSError):
             vio.save_json(out_p / "failed.json", error)
-            return {"status": "failed", **error}
-    return {"status": "done", "seconds": time.perf_counter() - t0, "frames": man["frames_kept"],
-            "frames_read": man["frames_read"], "pairs": man["pairs"]["pairs"]}
+        return {"status": "failed", **error}
 
 
 # ---------------------------------------------------------------------- the run
@@ -208,16 +234,26 @@ def _start_ray(dcfg: DatasetConfig):
 
 
 def _plan(videos: list[Path], out: Path, dcfg: DatasetConfig) -> list[dict]:
-    """One record per video: name, source, identity, split, and its state on disk."""
-    names = video_names(videos)
+    """One record per video: name, source, identity, split, and its state on disk. The names
+    given so far are kept in ``OUT_DIR/names.json`` (a video keeps its folder across reruns); a
+    done folder whose manifest names another file (size or name) is refused."""
+    path = out / "names.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    names = video_names(videos, earlier)
+    vio.save_json(path, {**earlier, **{str(v): n for v, n in names.items()}})
     plan = []
     for v in videos:
         d = out / "videos" / names[v]
         state = ("done" if (d / "manifest.json").is_file() else "failed" if (d / "failed.json").is_file()
                  else "partial" if (d / "state.json").is_file() else "new")
-        ident = identity_of(v, dcfg.identity)
-        plan.append({"name": names[v], "source": str(v), "dir": d, "identity": ident,
-                     "split": split_of_identity(ident, dcfg.split_fractions), "state": state})
+        if state == "done":
+            rec = json.loads((d / "manifest.json").read_text()).get("source_file") or {}
+            if rec.get("bytes") not in (None, v.stat().st_size) or Path(str(rec.get("file", v.name))).name != v.name:
+                raise FaceflowError(f"{d} holds an annotation of {rec.get('file')} ({rec.get('bytes')} bytes), not of "
+                                    f"{v}; move that folder away or choose another OUT_DIR")
+        person, split = person_and_split(v, dcfg.identity, dcfg.split_fractions)
+        plan.append({"name": names[v], "source": str(v), "dir": d, "identity": person, "split": split,
+                     "state": state})
     return plan
 
 
@@ -231,7 +267,7 @@ def annotate_dataset(sources, out: str | Path, acfg: AnnotateConfig | None = Non
     dcfg = dcfg or DatasetConfig()
     if dcfg.threads < 1 or (dcfg.workers is not None and dcfg.workers < 1):
         raise FaceflowError("--workers and --threads must be at least 1")
-    split_of_identity("x", dcfg.split_fractions)  # refuse bad shares before any work
+    split_of_identity("check", dcfg.split_fractions)  # refuse bad shares before any work
     out = Path(out)
     videos = list_sources(sources)
     _open_dataset(out, acfg, dcfg)
@@ -272,7 +308,17 @@ def _run_tasks(todo: list[dict], acfg: AnnotateConfig, dcfg: DatasetConfig, say,
     try:
         task = ray.remote(num_cpus=dcfg.threads, max_retries=dcfg.max_retries)(annotate_task)
         options = asdict(acfg)
-        pending = {task.remote(r["source"], str(r["dir"]), options, dcfg.threads): r for r in todo}
+        queue = list(todo)
+        # local: Ray runs --workers at once; on a cluster, --workers (when given) caps the tasks in flight
+        in_flight = dcfg.workers if (dcfg.address and dcfg.workers) else len(queue)
+
+        def submit(pending: dict) -> None:
+            while queue and len(pending) < in_flight:
+                r = queue.pop(0)
+                pending[task.remote(r["source"], str(r["dir"]), options, dcfg.threads)] = r
+
+        pending: dict = {}
+        submit(pending)
         cpus = int(ray.cluster_resources().get("CPU", 0))
         where = f"cluster {dcfg.address} ({cpus} CPUs)" if dcfg.address else f"this machine ({cpus} CPUs)"
         say(f"annotating {len(todo)} videos on {where}, {dcfg.threads} thread(s) per worker")
@@ -289,7 +335,9 @@ def _run_tasks(todo: list[dict], acfg: AnnotateConfig, dcfg: DatasetConfig, say,
                     except Exception as e:  # the worker died (every retry): recorded, the run goes on
                         res = {"status": "failed", "video": rec["source"], "error": f"worker lost: {type(e).__name__}: "
                                f"{str(e).splitlines()[0] if str(e) else ''}"}
-                        vio.save_json(rec["dir"] / "failed.json", res)
+                        if not (rec["dir"] / "manifest.json").is_file():
+                            rec["dir"].mkdir(parents=True, exist_ok=True)
+                            vio.save_json(rec["dir"] / "failed.json", res)
                     results[rec["name"]] = res
                     bar.update(1)
                     fbar.update(int(res.get("frames_read", 0)))
@@ -297,6 +345,7 @@ def _run_tasks(todo: list[dict], acfg: AnnotateConfig, dcfg: DatasetConfig, say,
                     bar.set_postfix(failed=nfail)
                     if res["status"] == "failed":
                         tqdm.write(f"failed: {rec['name']}: {res['error'].splitlines()[0][:200]}")
+                submit(pending)
         finally:
             bar.close()
             fbar.close()
@@ -313,6 +362,8 @@ def summarize_dataset(out: Path, plan: list[dict], results: dict, seconds: float
                       dcfg: DatasetConfig) -> dict:
     """The dataset manifest from the per-video folders (done / failed), this run's ``results``
     and its wall time."""
+    from faceflow.annotate.store import directory_bytes
+
     rows, errors, lmk_err, rel_err = [], [], [], []
     flagged = frames = frames_read = pairs = 0
     minutes = 0.0
@@ -329,7 +380,8 @@ def summarize_dataset(out: Path, plan: list[dict], results: dict, seconds: float
             pairs += man["pairs"]["pairs"]
             minutes += man["frames_read"] / max(float(man["fps"]), 1e-6) / 60
             flagged += len(man["fit"]["flagged_frames"])
-            annotate_s += sum(float(v or 0) for k, v in man["timings"].items() if k in ("track_s", "fit_s", "render_s"))
+            annotate_s += sum(float(v or 0) for k, v in man["timings"].items()
+                              if k in ("track_s", "fit_s", "render_s", "pairs_s"))
             if (d / "fit.npz").is_file():
                 with np.load(d / "fit.npz", allow_pickle=False) as z:
                     lmk_err.append(z["lmk_error"])
@@ -351,7 +403,7 @@ def summarize_dataset(out: Path, plan: list[dict], results: dict, seconds: float
     e = np.concatenate(lmk_err) if lmk_err else np.zeros(0)
     r = np.concatenate(rel_err) if rel_err else np.zeros(0)
     q = lambda x, p: float(np.percentile(x, p)) if len(x) else None
-    nbytes = sum(p.stat().st_size for p in (out / "videos").rglob("*") if p.is_file())
+    nbytes = sum(directory_bytes(rec["dir"], "**/*") for rec, row in zip(plan, rows) if row["status"] == "done")
     done_now = sum(1 for row in rows if row["this_run"] and row["status"] == "done")
     return {
         "format": FORMAT, "kind": "annotated-dataset", "complete": status.count("incomplete") == 0,
@@ -366,7 +418,7 @@ def summarize_dataset(out: Path, plan: list[dict], results: dict, seconds: float
         "failed": errors,
         "time": {"this_run_s": seconds, "annotate_s_sum": annotate_s,
                  "videos_per_hour_this_run": 3600 * done_now / max(seconds, 1e-9)},
-        "storage": {"storage": acfg.storage, "bytes": nbytes,
+        "storage": {"storage": acfg.storage, "bytes_of_done_videos": nbytes,
                     "mb_per_minute": nbytes / 1e6 / minutes if minutes else None},
         "options": _options_record(acfg, dcfg), "list": rows,
     }

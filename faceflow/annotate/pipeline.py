@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
+import zipfile
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -34,7 +35,7 @@ from tqdm import tqdm
 from faceflow import io as vio
 from faceflow.annotate.conditioning import FitRenderer, to_template
 from faceflow.annotate.config import AnnotateConfig
-from faceflow.annotate.layout import TEMPLATE, open_array
+from faceflow.annotate.layout import LAYOUT, TEMPLATE, open_array  # noqa: F401 (LAYOUT: its older home was here)
 from faceflow.annotate.previews import write_previews
 from faceflow.annotate.store import Annotation, encode_frame, full_shapes, join_encoded, layout_of
 from faceflow.errors import FaceflowError, MediaError
@@ -189,6 +190,7 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
     data.mkdir(parents=True, exist_ok=True)
     st = _stage(state, "render")
     if st.get("done"):
+        shutil.rmtree(data / "crops_chunks", ignore_errors=True)  # compact: a kill between marking done and this
         return
     N = len(keep)
     job = _render_job(model, track, keep, fit, box, cfg, data)
@@ -203,10 +205,15 @@ def _stage_render(video: Path, model, track, keep, fit, box, cfg: AnnotateConfig
 
     _render_frames(video, keep, start, cfg.batch, job, checkpoint)
     job.flush()
-    if cfg.storage == "compact":
-        job.join_chunks(N)
+    if cfg.storage == "compact" and not job.join_chunks(N):  # a chunk lost to a kill: encode them all again
+        say("some encoded crops were lost by an interruption; encoding every frame again")
+        _render_frames(video, keep, 0, cfg.batch, job, lambda frames_done: None)
+        if not job.join_chunks(N):
+            raise FaceflowError(f"{data / 'crops_chunks'}: encoded crops are missing after re-encoding; rerun with "
+                                "--overwrite")
     st.update(done=True, frames_done=N, seconds=st.get("seconds", 0) + time.perf_counter() - t0)
     state.save()
+    shutil.rmtree(data / "crops_chunks", ignore_errors=True)  # joined into crops_encoded.npy
 
 
 @dataclass
@@ -247,22 +254,26 @@ class _RenderJob:
         for arr in self.arrays.values():
             arr.flush()
 
-    def join_chunks(self, N: int) -> None:
-        """Compact storage: the chunks -> ``crops_encoded.npy`` + ``crops_offsets.npy`` (then removed)."""
-        parts: list[np.ndarray] = [None] * N
-        for path in sorted(self.chunks.glob("*.npz")):
-            with np.load(path, allow_pickle=False) as z:
-                off = z["offsets"]
-                for k, i in enumerate(z["index"]):
-                    parts[int(i)] = z["data"][off[k]:off[k + 1]]
-        missing = [i for i, p in enumerate(parts) if p is None]
-        if missing:
-            raise FaceflowError(f"{self.chunks}: encoded crops of kept frames {missing[:5]} are missing; rerun with "
-                                "--overwrite")
+    def join_chunks(self, N: int) -> bool:
+        """Compact storage: the chunks -> ``crops_encoded.npy`` + ``crops_offsets.npy``; False
+        (nothing written) when a kept frame's crop is missing or a chunk is unreadable (a kill
+        mid-write leaves only a hidden temporary file, which is not read)."""
+        parts: list[np.ndarray | None] = [None] * N
+        for path in sorted(self.chunks.glob("[0-9]*.npz")):
+            try:
+                with np.load(path, allow_pickle=False) as z:
+                    index, data, off = z["index"], z["data"], z["offsets"]
+            except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+                continue
+            for k, i in enumerate(index):
+                if 0 <= int(i) < N:
+                    parts[int(i)] = data[off[k]:off[k + 1]]
+        if any(p is None for p in parts):
+            return False
         data, offsets = join_encoded(parts)
         vio.save_npy(self.chunks.parent / "crops_encoded.npy", data)
         vio.save_npy(self.chunks.parent / "crops_offsets.npy", offsets)
-        shutil.rmtree(self.chunks)
+        return True
 
 
 def _render_job(model, track: dict, keep: np.ndarray, fit, box, cfg: AnnotateConfig, data: Path) -> _RenderJob:
@@ -380,6 +391,7 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: Run
     st = _stage(state, "pairs")
     if st.get("done"):
         return st["summary"]
+    t0 = time.perf_counter()
     data = state.out / "data"
     N = len(keep)
     cfit = crop_fit(fit, box, cfg.size)
@@ -418,7 +430,7 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: Run
     summary = {"pairs": M, "consecutive": int(sum(k == 0 for k in kinds)), "gap": int(sum(k == 1 for k in kinds)),
                "gap_histogram": {str(k): v for k, v in sorted(gap_hist.items())},
                "mean_flow_px": float(np.mean(mags)) if mags else None}
-    st.update(done=True, pairs_done=M, summary=summary)
+    st.update(done=True, pairs_done=M, summary=summary, seconds=st.get("seconds", 0) + time.perf_counter() - t0)
     state.save()
     return summary
 
@@ -516,6 +528,11 @@ def _check_request(video: Path, out: Path, cfg: AnnotateConfig):
         raise FaceflowError(f"--size must be between 32 and 2048, got {cfg.size}")
     if cfg.max_frames is not None and cfg.max_frames < 2:
         raise FaceflowError(f"--max-frames must be at least 2, got {cfg.max_frames}")
+    if cfg.storage not in ("full", "compact") or cfg.frames not in ("jpeg", "png"):
+        raise FaceflowError(f"--storage must be full or compact and --frames jpeg or png, got {cfg.storage!r} and "
+                            f"{cfg.frames!r}")
+    if not 1 <= cfg.quality <= 100:
+        raise FaceflowError(f"--quality must be between 1 and 100, got {cfg.quality}")
     unknown = set(cfg.pairs) - {"consecutive", "gap"}
     if unknown:
         raise FaceflowError(f"unknown pair kind(s) {sorted(unknown)}; use consecutive and/or gap")
@@ -559,5 +576,6 @@ def _timings(state: RunState, n_frames: int, t_all: float) -> dict:
     t_track = _stage(state, "track")["seconds"]
     t_fit = _stage(state, "fit")["seconds"]
     return {"track_s": t_track, "fit_s": t_fit, "render_s": _stage(state, "render").get("seconds"),
+            "pairs_s": _stage(state, "pairs").get("seconds"),
             "landmarks_and_fit_fps": n_frames / max(t_track + t_fit, 1e-9),
             "this_run_s": time.perf_counter() - t_all}

@@ -109,34 +109,50 @@ class Annotation:
     DataLoader workers).
     """
 
-    def __init__(self, directory: str | Path, model=None, cache: int = 0, manifest: dict | None = None):
+    # what every reader needs: the frames and the fit (the other arrays are checked by require())
+    ESSENTIAL = {"full": ("crops", "frame_index", "exp", "id", "camera_rotation", "camera_translation",
+                          "camera_scale"),
+                 "compact": ("crops_encoded", "crops_offsets", "frame_index", "exp", "id", "camera_rotation",
+                             "camera_translation", "camera_scale", "aligned_transform", "lmk68", "pupils", "pairs")}
+
+    def __init__(self, directory: str | Path, model=None, cache: int = 0, manifest: dict | None = None,
+                 exp_basis=None):
         self.dir = Path(directory)
         self.manifest = read_manifest(self.dir) if manifest is None else manifest
         self.storage = self.manifest.get("storage", "full")
         if self.storage not in STORAGES:
             raise FaceflowError(f"{self.dir}: unknown storage {self.storage!r} in manifest.json")
         self.size = int(self.manifest.get("crop_size", 0))
-        data = self.dir / "data"
-        need = [n for n in layout_of(self.storage) if n != "dense.npy"]
-        missing = [n for n in need if not (data / n).is_file()]
-        if missing:
-            raise FaceflowError(f"{self.dir}: {self.storage} annotation lacks {', '.join(missing)} (made by another "
-                                "version of annotate? rerun it with --overwrite)")
-        self.small = {n: np.load(data / f"{n}.npy", allow_pickle=False) for n in SMALL if (data / f"{n}.npy").is_file()}
+        self.require(self.ESSENTIAL[self.storage])
+        # small arrays memory-mapped: a dataset of thousands of videos keeps no per-frame array in memory
+        self.small = {n: np.load(p, mmap_mode="r", allow_pickle=False) for n in SMALL
+                      if (p := self.dir / "data" / f"{n}.npy").is_file()}
         self.N = len(self.small["frame_index"])
         self.cache = int(cache)
-        self._model = model
+        self._model, self._exp_basis = model, exp_basis
         self._renderer = None
         self._open: dict[str, np.ndarray] = {}
         self._cached: dict[str, OrderedDict] = {}
 
+    def require(self, names) -> None:
+        """:class:`FaceflowError` naming the arrays (names without ``.npy``) this annotation lacks."""
+        missing = [f"{n}.npy" for n in names if not (self.dir / "data" / f"{n}.npy").is_file()]
+        if missing:
+            raise FaceflowError(f"{self.dir}: {self.storage} annotation lacks {', '.join(missing)} (made by another "
+                                "version of annotate? rerun it with --overwrite)")
+
     def __len__(self) -> int:
         return self.N
 
-    def __getstate__(self):  # memmaps and the renderer are rebuilt in each worker process
+    def __getstate__(self):  # memmaps and the renderer are reopened in each worker process
         state = self.__dict__.copy()
-        state.update(_open={}, _cached={}, _renderer=None)
+        state.update(_open={}, _cached={}, _renderer=None, small=sorted(self.small))
         return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.small = {n: np.load(self.dir / "data" / f"{n}.npy", mmap_mode="r", allow_pickle=False)
+                      for n in state["small"]}
 
     @property
     def pairs(self) -> np.ndarray:
@@ -157,20 +173,20 @@ class Annotation:
 
             if self._model is None:
                 self._model = MorphableModel.load("skin")
-            self._renderer = FitRenderer.from_arrays(self._model, self.small, self.size)
+            self._renderer = FitRenderer.from_arrays(self._model, self.small, self.size, exp_basis=self._exp_basis)
         return self._renderer
 
     def _remember(self, name: str, key, make):
+        """``make()``, or a copy of the value kept from an earlier call (``cache`` rows per name)."""
         if self.cache <= 0:
             return make()
         store = self._cached.setdefault(name, OrderedDict())
-        if key in store:
-            store.move_to_end(key)
-            return store[key]
-        value = store[key] = make()
-        if len(store) > self.cache:
-            store.popitem(last=False)
-        return value
+        if key not in store:
+            store[key] = make()
+            if len(store) > self.cache:
+                store.popitem(last=False)
+        store.move_to_end(key)
+        return _copied(store[key])  # callers may write into what they get
 
     # -- rows
     def crop(self, i: int) -> np.ndarray:
@@ -237,9 +253,12 @@ class Annotation:
     def view(self, name: str):
         """The full layout's array ``name`` (without ``.npy``) as rows: the memmap itself (full
         form) or a :class:`RowView` drawing each row when indexed (compact form)."""
+        if f"{name}.npy" not in LAYOUT:
+            raise FaceflowError(f"no array {name!r} in an annotation; known: {', '.join(sorted(LAYOUT))}")
         if name in self.small:
             return self.small[name]
         if self.storage == "full":
+            self.require([name])
             return self._array(name)
         shape, dtype = full_shapes(self.N, len(self.pairs), self.size)[name]
         return RowView(self, name, shape, dtype)
@@ -271,6 +290,17 @@ class RowView:
 
     def __getitem__(self, i) -> np.ndarray:
         return self.ann.row(self.name, int(i))
+
+
+def _copied(value):
+    """A copy of a drawn value (an array, or a tuple / dict of arrays)."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, tuple):
+        return tuple(_copied(v) for v in value)
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    return value
 
 
 # ---------------------------------------------------------------------- conversion
@@ -313,8 +343,10 @@ def convert_annotation(src: str | Path, dst: str | Path, to: str, *, frames: str
         shapes = full_shapes(ann.N, len(ann.pairs), ann.size)
         arrays = {n: open_array(work / "data" / f"{n}.npy", *shapes[n]) for n in shapes}
         for i in tqdm(range(ann.N), desc="draw frames", unit="frame", disable=not progress):
-            for n in ("crops", "aligned", "pncc", "pncc_mask", "nmfc", "face_mask", "eyes", "eye_mask"):
-                arrays[n][i] = ann.row(n, i)
+            arrays["crops"][i], arrays["aligned"][i] = ann.crop(i), ann.aligned(i)
+            arrays["pncc"][i], arrays["pncc_mask"][i] = ann.pncc(i)
+            arrays["nmfc"][i], arrays["face_mask"][i] = ann.nmfc(i)
+            arrays["eyes"][i], arrays["eye_mask"][i] = ann.eyes(i)
         for m in tqdm(range(len(ann.pairs)), desc="3D flow", unit="pair", disable=not progress):
             arrays["flow"][m] = ann.row("flow", m)
         for arr in arrays.values():
@@ -322,7 +354,13 @@ def convert_annotation(src: str | Path, dst: str | Path, to: str, *, frames: str
         extra = {"frames": None}
     if (src / "previews").is_dir():
         shutil.copytree(src / "previews", work / "previews")
-    manifest = {**ann.manifest, "storage": to, "layout": layout_of(to), **extra,
+    for name in ("track.npz", "fit.npz"):  # the tracking and fit records stay with the annotation
+        if (src / name).is_file():
+            shutil.copy2(src / name, work / name)
+    options = {**ann.manifest.get("options", {}), "storage": to}
+    if to == "compact":
+        options.update(frames=frames, quality=quality)
+    manifest = {**ann.manifest, "options": options, "storage": to, "layout": layout_of(to), **extra,
                 "converted_from": {"storage": ann.storage, "source": str(src)}}
     vio.save_json(work / "manifest.json", manifest)
     work.rename(dst)
@@ -330,12 +368,21 @@ def convert_annotation(src: str | Path, dst: str | Path, to: str, *, frames: str
 
 
 def directory_bytes(directory: str | Path, pattern: str = "data/*") -> int:
-    """Bytes of the files matching ``pattern`` under ``directory``."""
-    return int(sum(p.stat().st_size for p in Path(directory).glob(pattern) if p.is_file()))
+    """Bytes of the files matching ``pattern`` under ``directory`` (files that vanish while
+    counting are left out)."""
+    total = 0
+    for p in Path(directory).glob(pattern):
+        try:
+            total += p.stat().st_size if p.is_file() else 0
+        except OSError:
+            pass
+    return int(total)
 
 
 def frames_psnr(ann: Annotation, reference: Annotation, count: int = 16) -> float:
     """Mean PSNR (dB) of ``count`` evenly spaced crops of ``ann`` against ``reference``."""
+    if ann.N == 0 or reference.N != ann.N:
+        raise FaceflowError(f"cannot compare crops: {ann.N} frames against {reference.N}")
     idx = np.unique(np.linspace(0, ann.N - 1, min(count, ann.N)).round().astype(int))
     mse = [np.mean((ann.crop(i).astype(np.float64) - reference.crop(i).astype(np.float64)) ** 2) for i in idx]
     return float(np.mean([10 * np.log10(255.0 ** 2 / max(m, 1e-12)) for m in mse]))

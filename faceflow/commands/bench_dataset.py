@@ -119,13 +119,14 @@ def plain_process_speedup(video: str, max_frames: int) -> dict:
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        start(Path(tmp) / "alone").wait()
+        codes = [start(Path(tmp) / "alone").wait()]
         alone = time.perf_counter() - t0
         t0 = time.perf_counter()
         procs = [start(Path(tmp) / f"together{k}") for k in range(2)]
-        for p in procs:
-            p.wait()
+        codes += [p.wait() for p in procs]
         together = time.perf_counter() - t0
+    if any(codes):
+        raise RuntimeError(f"faceflow annotate {video} failed (exit codes {codes})")
     return {"video": Path(video).name, "alone_s": round(alone, 2), "two_at_once_s": round(together, 2),
             "speedup": round(2 * alone / together, 3)}
 

@@ -130,9 +130,12 @@ class _Clip:
     """What the dataset keeps of one annotation directory (small arrays; big ones lazily)."""
 
     def __init__(self, directory: Path, kinds: set[int], mean_face: torch.Tensor, id_basis_face: torch.Tensor,
-                 model, cache: int):
+                 model, cache: int, exp_basis_face: torch.Tensor):
         self.dir = directory
-        self.ann = Annotation(directory, model=model, cache=cache)  # either storage form
+        # either storage form; the compact one draws with the dataset's one copy of the expression basis
+        self.ann = Annotation(directory, model=model, cache=cache, exp_basis=exp_basis_face)
+        self.ann.require(("aligned_transform", "pairs", "pair_kind") + (
+            ("aligned", "pncc", "pncc_mask", "flow") if self.ann.storage == "full" else ()))
         self.manifest = self.ann.manifest
         self.stem = clip_stem(directory, self.manifest)
         load = lambda n: self.ann.small[n]
@@ -202,7 +205,7 @@ class AnnotatedPairs(Dataset):
         self.exp_basis = model.exp_basis[:, face_idx].cpu().contiguous()
         mean_face, id_basis_face = model.mean[face_idx].cpu(), model.id_basis[:, face_idx].cpu()
         kinds = {PAIR_KINDS[k] for k in self.pair_kinds}
-        self.clips = [_Clip(d, kinds, mean_face, id_basis_face, model, cache) for d in dirs]
+        self.clips = [_Clip(d, kinds, mean_face, id_basis_face, model, cache, self.exp_basis) for d in dirs]
         unknown = sorted({c.stem for c in self.clips if c.stem not in _splits._CLIP})
         for c in self.clips:
             c.identity = (_splits.identity_index(c.stem) if c.stem in _splits._CLIP

@@ -61,9 +61,11 @@ def load_clip(path: str | Path, split: str) -> Clip:
     clip = Clip(_clip_stem(path), path, split, crops, ld("id").astype(np.float32).reshape(-1), exp,
                 ld("camera_rotation").astype(np.float32), ld("camera_translation").astype(np.float32),
                 ld("camera_scale").astype(np.float32).reshape(-1), seg)
-    fm = ann.view("face_mask")
-    if fm.shape == crops.shape[:3]:
-        clip.face_mask = fm
+    # the face mask is optional: a compact annotation would draw it with the model, so it goes without
+    if ann.storage == "full" and (path / "data" / "face_mask.npy").is_file():
+        fm = ann.view("face_mask")
+        if fm.shape == crops.shape[:3]:
+            clip.face_mask = fm
     shapes = {"crops": crops.shape[0], "camera_rotation": len(clip.rotation),
               "camera_translation": len(clip.translation), "camera_scale": len(clip.scale), "segment": len(seg)}
     bad = {k: v for k, v in shapes.items() if v != n}
