@@ -110,8 +110,7 @@ class Annotation:
     """
 
     # what every reader needs: the frames and the fit (the other arrays are checked by require())
-    ESSENTIAL = {"full": ("crops", "frame_index", "exp", "id", "camera_rotation", "camera_translation",
-                          "camera_scale"),
+    ESSENTIAL = {"full": ("crops", "exp", "id", "camera_rotation", "camera_translation", "camera_scale"),
                  "compact": ("crops_encoded", "crops_offsets", "frame_index", "exp", "id", "camera_rotation",
                              "camera_translation", "camera_scale", "aligned_transform", "lmk68", "pupils", "pairs")}
 
@@ -127,7 +126,7 @@ class Annotation:
         # small arrays memory-mapped: a dataset of thousands of videos keeps no per-frame array in memory
         self.small = {n: np.load(p, mmap_mode="r", allow_pickle=False) for n in SMALL
                       if (p := self.dir / "data" / f"{n}.npy").is_file()}
-        self.N = len(self.small["frame_index"])
+        self.N = len(self.small["exp"])
         self.cache = int(cache)
         self._model, self._exp_basis = model, exp_basis
         self._renderer = None

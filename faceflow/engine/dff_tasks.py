@@ -104,10 +104,11 @@ def dataset_kind(path: str | Path) -> str:
         raise FaceflowError(f"{man}: unreadable manifest: {e}") from e
     if isinstance(m, dict) and m.get("kind") == "synthetic":
         return "synthetic"
-    if isinstance(m, dict) and "pairs.npy" in (m.get("layout") or {}):  # full or compact storage
+    layout = (m.get("layout") or {}) if isinstance(m, dict) else {}
+    if "pairs.npy" in layout or "flow.npy" in layout:  # full or compact storage
         return "annotated"
     raise FaceflowError(f"{p}: manifest.json describes neither a synthetic flow dataset (kind 'synthetic') "
-                        f"nor an annotated video (layout with pairs.npy)")
+                        f"nor an annotated video (layout with pairs.npy or flow.npy)")
 
 
 def expand_data_paths(paths) -> list[Path]:
