@@ -1,4 +1,4 @@
-"""annotate-dataset (faceflow.annotate.dataset): sources, names and identity splits; a local Ray run
+"""annotate-dataset (faceflow.data.annotate_dataset): sources, names and identity splits; a local Ray run
 with 2 workers over three real clips and a corrupt file, killed in the middle and rerun; equality
 of a video's arrays with the single-video annotate; training (also DDP) on the result."""
 from __future__ import annotations
@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from _media import REPO, media
 
-from faceflow.annotate.dataset import list_sources, person_and_split, split_of_identity, video_names
+from faceflow.data.annotate_dataset import list_sources, person_and_split, split_of_identity, video_names
 from faceflow.engine.dff_tasks import expand_data_paths
 from faceflow.errors import FaceflowError
 

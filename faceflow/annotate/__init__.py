@@ -6,6 +6,9 @@ output directory (``faceflow annotate VIDEO OUT_DIR``).
 - :mod:`.pipeline`: :func:`annotate` and its stages (track, fit, render, pairs, previews).
 - :mod:`.layout`: the arrays an annotation holds (:data:`LAYOUT`) and the template size.
 - :mod:`.previews`: the preview pictures.
+- :mod:`.conditioning`: :class:`FitRenderer`, the arrays drawn from the fits (PNCC, NMFC, eyes, 3D flow).
+- :mod:`.store`: :class:`Annotation`, either storage form (full memmaps, compact JPEG + fits) row by
+  row, and the converter. Many videos at once: :mod:`faceflow.data.annotate_dataset`.
 
 Before the stage sub-packages ``faceflow.annotate`` was one module; its names are still found here
 (``from faceflow.annotate import annotate, AnnotateConfig``), loaded on first use.

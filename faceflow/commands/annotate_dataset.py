@@ -17,7 +17,7 @@ from __future__ import annotations
 import argparse
 
 from faceflow.annotate.config import AnnotateConfig
-from faceflow.annotate.dataset import DatasetConfig
+from faceflow.data.annotate_dataset import DatasetConfig
 from faceflow.runtime.flags import add_dataclass_arguments, dataclass_from_args
 
 # annotate's own options apply to every video; here storage defaults to compact and previews to 2
@@ -34,7 +34,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args) -> int:
-    from faceflow.annotate.dataset import annotate_dataset
+    from faceflow.data.annotate_dataset import annotate_dataset
 
     acfg = dataclass_from_args(AnnotateConfig, args, preset=DATASET_DEFAULTS, names=AnnotateConfig.FLAGS)
     dcfg = dataclass_from_args(DatasetConfig, args, names=DatasetConfig.FLAGS)

@@ -86,7 +86,7 @@ def bench_annotate_dataset(videos, max_frames: int, workers=(1, 2), videos_total
 def _time_dataset_run(videos, max_frames: int, workers: int, copies: int) -> dict:
     """One annotate-dataset run over ``copies`` copies of ``videos`` with ``workers`` workers."""
     from faceflow.annotate.config import AnnotateConfig
-    from faceflow.annotate.dataset import DatasetConfig, annotate_dataset
+    from faceflow.data.annotate_dataset import DatasetConfig, annotate_dataset
 
     with tempfile.TemporaryDirectory() as tmp:
         src = Path(tmp) / "src"

@@ -114,8 +114,8 @@ def dataset_kind(path: str | Path) -> str:
 def expand_data_paths(paths) -> list[Path]:
     """``--data`` entries -> dataset directories: an ``annotate-dataset`` OUT_DIR becomes its done
     videos, a split list (``OUT_DIR/splits/train.txt``) the folders it names
-    (:func:`faceflow.annotate.dataset.dataset_videos`); other directories stay as they are."""
-    from faceflow.annotate.dataset import dataset_videos
+    (:func:`faceflow.data.annotate_dataset.dataset_videos`); other directories stay as they are."""
+    from faceflow.data.annotate_dataset import dataset_videos
 
     out = [d for p in paths or [] for d in dataset_videos(p)]
     if paths and not out:
