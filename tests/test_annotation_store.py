@@ -149,3 +149,37 @@ def test_synthetic_data_sources_read_the_compact_form(forms):
     np.testing.assert_array_equal(compact.crops[3], Annotation(forms[2]).crop(3))
     assert full.face_mask is not None and compact.face_mask is None  # optional; drawing it would need the model
     np.testing.assert_array_equal(compact.exp, full.exp)
+
+
+def test_compact_render_resumes_after_a_kill_and_a_lost_chunk(forms, tmp_path, monkeypatch):
+    """Interrupted after 10 frames (checkpoint at 8), a chunk before the checkpoint lost and a
+    temporary file left half-written: the rerun re-encodes and ends with the crops of an
+    uninterrupted run, byte for byte."""
+    import faceflow.annotate.pipeline as P
+
+    cfg = AnnotateConfig(**CFG, storage="compact", batch=1)
+    out = tmp_path / "ann"
+    real_render, calls = P._RenderJob.render, []
+
+    def dying(self, batch):
+        calls.append(1)
+        if len(calls) > 10:
+            raise KeyboardInterrupt  # as a kill would stop it
+        real_render(self, batch)
+
+    monkeypatch.setattr(P._RenderJob, "render", dying)
+    with pytest.raises(KeyboardInterrupt):
+        annotate(media(OBAMA), out, cfg, say=lambda m: None)
+    monkeypatch.setattr(P._RenderJob, "render", real_render)
+    chunks = out / "data" / "crops_chunks"
+    assert len(list(chunks.glob("[0-9]*.npz"))) == 10
+    (chunks / "0000002.npz").unlink()  # lost before the checkpoint at frame 8
+    (chunks / ".0000011.tmp.partial.npz").write_bytes(b"PK\x03\x04 half a zip")
+    said: list[str] = []
+    annotate(media(OBAMA), out, cfg, say=said.append)
+    assert any("resuming at 8" in m for m in said) and any("encoding every frame again" in m for m in said)
+    assert not chunks.exists()
+    np.testing.assert_array_equal(np.load(out / "data" / "crops_encoded.npy"),
+                                  np.load(forms[1] / "data" / "crops_encoded.npy"))
+    np.testing.assert_array_equal(np.load(out / "data" / "crops_offsets.npy"),
+                                  np.load(forms[1] / "data" / "crops_offsets.npy"))
