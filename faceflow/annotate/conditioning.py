@@ -17,7 +17,7 @@ from faceflow.face.eyes import eye_masks, eye_sketch
 from faceflow.face.fitting import VideoFit
 from faceflow.face.registration import Similarity, warp_image
 from faceflow.render.pncc import face_nmfc_uint8, pncc, points_to_pncc
-from faceflow.render.rasterize import rasterize
+from faceflow.render.rasterize import interpolate, rasterize
 
 __all__ = ["FitRenderer", "to_template"]
 
@@ -111,10 +111,6 @@ class FitRenderer:
         size = (TEMPLATE, TEMPLATE)
         frags = rasterize(vt[:1], self.face.triangles, size, cull_backfaces=True)
         mask = frags.mask[0]
-        # one interpolation, on the face pixels only, serves both: the surface point (eq. (3))
-        # and its motion (eq. (2))
-        attr = torch.cat([vt[0], vt[1] - vt[0]], -1)  # (V, 6)
-        corners = self.face.triangles.to(torch.long)[frags.tri_id[0][mask]]  # (P, 3) vertex ids
-        both = torch.zeros(*size, 6, dtype=attr.dtype)
-        both[mask] = (frags.bary[0][mask].to(attr.dtype).unsqueeze(-1) * attr[corners]).sum(1)
+        # one interpolation serves both: the surface point (eq. (3)) and its motion (eq. (2))
+        both = interpolate(torch.cat([vt[0], vt[1] - vt[0]], -1), self.face.triangles, frags)[0]
         return points_to_pncc(both[..., :3], mask, size), mask, both[..., 3:]

@@ -180,17 +180,19 @@ def interpolate(attr: torch.Tensor, faces: torch.Tensor, frags: Fragments) -> to
     """
     B, H, W = frags.tri_id.shape
     faces = faces.to(device=frags.tri_id.device, dtype=torch.long)
-    vid = faces.index_select(0, frags.tri_id.clamp(min=0).reshape(-1)).view(B, H * W, 3)
+    covered = frags.mask.nonzero(as_tuple=True)  # only the covered pixels are computed
+    vid = faces.index_select(0, frags.tri_id[covered])  # (P, 3)
     if attr.dim() == 2:
         flat = attr
     else:
         if attr.shape[0] != B:
             raise ValueError(f"attr batch {attr.shape[0]} does not match fragments batch {B}")
-        vid = vid + (torch.arange(B, device=vid.device) * attr.shape[1]).view(B, 1, 1)
+        vid = vid + (covered[0] * attr.shape[1]).unsqueeze(1)
         flat = attr.reshape(B * attr.shape[1], -1)
-    vals = flat.index_select(0, vid.reshape(-1)).view(B, H, W, 3, -1)
-    out = (frags.bary.to(vals.dtype).unsqueeze(-1) * vals).sum(-2)
-    return out * frags.mask.unsqueeze(-1).to(out.dtype)
+    vals = flat.index_select(0, vid.reshape(-1)).view(vid.shape[0], 3, -1)
+    out = flat.new_zeros(B, H, W, flat.shape[-1])
+    out[covered] = (frags.bary[covered].to(vals.dtype).unsqueeze(-1) * vals).sum(-2)
+    return out
 
 
 def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
