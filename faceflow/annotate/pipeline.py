@@ -37,7 +37,16 @@ from faceflow.annotate.conditioning import FitRenderer, to_template
 from faceflow.annotate.config import AnnotateConfig
 from faceflow.annotate.layout import LAYOUT, TEMPLATE, open_array  # noqa: F401 (LAYOUT: its older home was here)
 from faceflow.annotate.previews import write_previews
-from faceflow.annotate.store import Annotation, encode_frame, full_shapes, join_encoded, layout_of
+from faceflow.annotate.store import (
+    FRAME_CODECS,
+    STORAGES,
+    Annotation,
+    encode_frame,
+    frames_record,
+    full_shapes,
+    join_encoded,
+    layout_of,
+)
 from faceflow.errors import FaceflowError, MediaError
 from faceflow.face.correspondence import load_correspondence
 from faceflow.face.eyes import pupil_centres
@@ -394,13 +403,11 @@ def _stage_pairs(model, fit, keep, segment, box, cfg: AnnotateConfig, state: Run
     t0 = time.perf_counter()
     data = state.out / "data"
     N = len(keep)
-    cfit = crop_fit(fit, box, cfg.size)
     A = np.load(data / "aligned_transform.npy")
-    face = model.subset("face")
-    with torch.no_grad():
-        verts = torch.cat([cfit.image_vertices(model, np.arange(a, min(a + 256, N)), face.indices)
-                           for a in range(0, N, 256)])
-    tris = face.triangles
+    # the meshes the render stage drew PNCC and NMFC from
+    renderer = FitRenderer(model, crop_fit(fit, box, cfg.size), A, np.load(data / "lmk68.npy"), cfg.size)
+    verts = torch.cat([renderer.vertices(np.arange(a, min(a + 256, N))) for a in range(0, N, 256)])
+    tris = renderer.face.triangles
     frags_cache = {}
 
     def frame_frags(a):
@@ -493,8 +500,7 @@ def annotate(video: str | Path, out: str | Path, cfg: AnnotateConfig | None = No
         if cfg.storage == "full":
             vio.save_npy(out / "data" / "flow.npy", np.zeros((0, TEMPLATE, TEMPLATE, 3), np.float16))
     storage = {"storage": cfg.storage, "crop_size": cfg.size,
-               "frames": {"codec": cfg.frames, "quality": cfg.quality if cfg.frames == "jpeg" else None}
-               if cfg.storage == "compact" else None}
+               "frames": frames_record(cfg.frames, cfg.quality) if cfg.storage == "compact" else None}
     previews = _stage_previews(Annotation(out, model, manifest=storage), model, fit, keep, box, cfg, state)
 
     n_frames = len(track["segment"])
@@ -528,7 +534,7 @@ def _check_request(video: Path, out: Path, cfg: AnnotateConfig):
         raise FaceflowError(f"--size must be between 32 and 2048, got {cfg.size}")
     if cfg.max_frames is not None and cfg.max_frames < 2:
         raise FaceflowError(f"--max-frames must be at least 2, got {cfg.max_frames}")
-    if cfg.storage not in ("full", "compact") or cfg.frames not in ("jpeg", "png"):
+    if cfg.storage not in STORAGES or cfg.frames not in FRAME_CODECS:
         raise FaceflowError(f"--storage must be full or compact and --frames jpeg or png, got {cfg.storage!r} and "
                             f"{cfg.frames!r}")
     if not 1 <= cfg.quality <= 100:

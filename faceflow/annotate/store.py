@@ -26,8 +26,8 @@ from faceflow import io as vio
 from faceflow.annotate.layout import LAYOUT, TEMPLATE, open_array
 from faceflow.errors import FaceflowError
 
-__all__ = ["COMPACT_LAYOUT", "SMALL", "STORAGES", "Annotation", "encode_frame", "decode_frame", "read_manifest",
-           "convert_annotation", "layout_of", "directory_bytes"]
+__all__ = ["COMPACT_LAYOUT", "SMALL", "STORAGES", "FRAME_CODECS", "Annotation", "encode_frame", "decode_frame",
+           "frames_record", "read_manifest", "convert_annotation", "layout_of", "directory_bytes"]
 
 STORAGES = ("full", "compact")
 FRAME_CODECS = ("jpeg", "png")
@@ -86,6 +86,11 @@ def decode_frame(buf: np.ndarray) -> np.ndarray:
     if img is None:
         raise FaceflowError("a stored crop could not be decoded (corrupt crops_encoded.npy?)")
     return np.ascontiguousarray(img[..., ::-1])
+
+
+def frames_record(codec: str, quality: int) -> dict:
+    """The manifest's ``frames`` of a compact annotation: the crops' codec and JPEG quality."""
+    return {"codec": codec, "quality": quality if codec == "jpeg" else None}
 
 
 def join_encoded(parts: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -201,31 +206,23 @@ class Annotation:
             return np.array(self._array("aligned")[i])
         return self._remember("aligned", i, lambda: self.renderer.aligned(self.crop(i), i))
 
+    def _image_and_mask(self, i: int, image: str, mask: str, draw) -> tuple[np.ndarray, np.ndarray]:
+        """Row ``i`` of the arrays ``image`` and ``mask``: stored (full form) or ``draw()`` (compact)."""
+        if self.storage == "full":
+            return np.asarray(self._array(image)[i]), np.asarray(self._array(mask)[i])
+        return self._remember(image, i, draw)
+
     def pncc(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """PNCC of frame ``i`` in its template: (224, 224, 3) float16 and mask (224, 224) bool."""
-        if self.storage == "full":
-            return np.asarray(self._array("pncc")[i]), np.asarray(self._array("pncc_mask")[i])
-
-        def draw():
-            code, mask = self.renderer.pncc([i])
-            return code[0], mask[0]
-        return self._remember("pncc", i, draw)
+        return self._image_and_mask(i, "pncc", "pncc_mask", lambda: tuple(x[0] for x in self.renderer.pncc([i])))
 
     def nmfc(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """NMFC of frame ``i`` in the crop: (S, S, 3) uint8 and face mask (S, S) bool."""
-        if self.storage == "full":
-            return np.asarray(self._array("nmfc")[i]), np.asarray(self._array("face_mask")[i])
-
-        def draw():
-            img, mask = self.renderer.nmfc([i])
-            return img[0], mask[0]
-        return self._remember("nmfc", i, draw)
+        return self._image_and_mask(i, "nmfc", "face_mask", lambda: tuple(x[0] for x in self.renderer.nmfc([i])))
 
     def eyes(self, i: int) -> tuple[np.ndarray, np.ndarray]:
         """Eye sketch (S, S, 3) uint8 and eye mask (S, S) bool of frame ``i``."""
-        if self.storage == "full":
-            return np.asarray(self._array("eyes")[i]), np.asarray(self._array("eye_mask")[i])
-        return self._remember("eyes", i, lambda: self.renderer.eyes(i, self.small["pupils"][i]))
+        return self._image_and_mask(i, "eyes", "eye_mask", lambda: self.renderer.eyes(i, self.small["pupils"][i]))
 
     def flow(self, row: int) -> tuple[np.ndarray, np.ndarray]:
         """3D flow of pair ``row`` (a -> b, eq. (2) of DeepFaceFlow) in frame a's template:
@@ -337,7 +334,7 @@ def convert_annotation(src: str | Path, dst: str | Path, to: str, *, frames: str
         data, offsets = join_encoded(parts)
         vio.save_npy(work / "data" / "crops_encoded.npy", data)
         vio.save_npy(work / "data" / "crops_offsets.npy", offsets)
-        extra = {"frames": {"codec": frames, "quality": quality if frames == "jpeg" else None}}
+        extra = {"frames": frames_record(frames, quality)}
     else:
         shapes = full_shapes(ann.N, len(ann.pairs), ann.size)
         arrays = {n: open_array(work / "data" / f"{n}.npy", *shapes[n]) for n in shapes}

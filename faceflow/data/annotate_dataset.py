@@ -84,12 +84,7 @@ def list_sources(sources: str | Path) -> list[Path]:
     if p.is_dir():
         found = [q for q in p.rglob("*") if q.is_file() and q.suffix.lower() in VIDEO_SUFFIXES]
     elif p.is_file() and p.suffix.lower() not in VIDEO_SUFFIXES:
-        try:
-            lines = [ln.split("#", 1)[0].strip() for ln in p.read_text().splitlines()]
-        except UnicodeDecodeError as e:
-            raise FaceflowError(f"{p}: neither a video (suffixes {', '.join(VIDEO_SUFFIXES)}) nor a text file of "
-                                "video paths") from e
-        found = [Path(ln) if Path(ln).is_absolute() else p.parent / ln for ln in lines if ln]
+        found = read_path_list(p, "video paths (nor a video with a known suffix)")
         missing = [str(q) for q in found if not q.exists()]
         if missing:
             raise FaceflowError(f"{p}: {len(missing)} listed video(s) do not exist, e.g. {missing[0]}")
@@ -103,6 +98,16 @@ def list_sources(sources: str | Path) -> list[Path]:
         raise FaceflowError(f"no videos found in {s!r} (a folder of videos with suffixes {', '.join(VIDEO_SUFFIXES)}, "
                             "a glob pattern, or a text file of paths)")
     return videos
+
+
+def read_path_list(path: Path, what: str) -> list[Path]:
+    """The paths a text file lists, one per line (``#`` starts a comment; relative paths are
+    taken from the file's folder); :class:`FaceflowError` when it is not text."""
+    try:
+        lines = [ln.split("#", 1)[0].strip() for ln in path.read_text().splitlines()]
+    except UnicodeDecodeError as e:
+        raise FaceflowError(f"{path}: not a text file of {what}") from e
+    return [Path(ln) if Path(ln).is_absolute() else path.parent / ln for ln in lines if ln]
 
 
 def video_names(videos: list[Path], earlier: dict[str, str] | None = None) -> dict[Path, str]:
@@ -440,8 +445,7 @@ def dataset_videos(path: str | Path) -> list[Path]:
     annotation folders, relative to its folder), or one annotation folder."""
     p = Path(path)
     if p.is_file():
-        lines = [ln.split("#", 1)[0].strip() for ln in p.read_text().splitlines()]
-        return [(p.parent / ln).resolve() if not Path(ln).is_absolute() else Path(ln) for ln in lines if ln]
+        return [q.resolve() if not q.is_absolute() else q for q in read_path_list(p, "annotation folders")]
     if (p / "dataset.json").is_file():
         return sorted(d for d in (p / "videos").iterdir() if (d / "manifest.json").is_file())
     return [p]

@@ -40,10 +40,10 @@ class Clip:
         return len(self.exp)
 
 
-def _clip_stem(path: Path) -> str:
+def _clip_stem(path: Path, manifest: dict | None = None) -> str:
     from faceflow.data.pseudo import clip_stem, read_manifest
 
-    return clip_stem(path, read_manifest(path))
+    return clip_stem(path, manifest if manifest is not None else read_manifest(path))
 
 
 def load_clip(path: str | Path, split: str) -> Clip:
@@ -58,7 +58,7 @@ def load_clip(path: str | Path, split: str) -> Clip:
     exp = ld("exp").astype(np.float32)
     n = len(exp)
     seg = ld("segment").astype(np.int64) if "segment" in ann.small else np.zeros(n, np.int64)
-    clip = Clip(_clip_stem(path), path, split, crops, ld("id").astype(np.float32).reshape(-1), exp,
+    clip = Clip(_clip_stem(path, ann.manifest), path, split, crops, ld("id").astype(np.float32).reshape(-1), exp,
                 ld("camera_rotation").astype(np.float32), ld("camera_translation").astype(np.float32),
                 ld("camera_scale").astype(np.float32).reshape(-1), seg)
     # the face mask is optional: a compact annotation would draw it with the model, so it goes without
