@@ -175,6 +175,22 @@ def test_interpolation_is_exact_for_linear_attributes_and_differentiable():
     assert torch.allclose(a.grad, expect, atol=1e-6)
 
 
+def test_interpolation_of_batches_with_and_without_covered_pixels():
+    """Per-item attributes land in their own item; an item (or a whole batch) the mesh misses
+    gets zeros, as does any uncovered pixel."""
+    verts, faces = random_mesh(10, 20, 20, 3)
+    away = verts + torch.tensor([100.0, 100.0, 0.0])  # entirely outside the image
+    frags = rasterize(torch.stack([verts, away]), faces, (20, 20))
+    assert frags.mask[0].any() and not frags.mask[1].any()
+    attr = torch.stack([torch.ones(len(verts), 2), 2 * torch.ones(len(verts), 2)])
+    out = interpolate(attr, faces, frags)
+    assert out.shape == (2, 20, 20, 2)
+    assert torch.allclose(out[0][frags.mask[0]], torch.ones(())) and (out[0][~frags.mask[0]] == 0).all()
+    assert (out[1] == 0).all()
+    empty = rasterize(away[None], faces, (20, 20))
+    assert torch.equal(interpolate(attr[1], faces, empty), torch.zeros(1, 20, 20, 2))
+
+
 def test_barycentrics_differentiable_wrt_vertices():
     verts, faces = random_mesh(6, 16, 16, 5)
     v = verts.double()[None].requires_grad_(True)

@@ -189,7 +189,7 @@ def interpolate(attr: torch.Tensor, faces: torch.Tensor, frags: Fragments) -> to
             raise ValueError(f"attr batch {attr.shape[0]} does not match fragments batch {B}")
         vid = vid + (covered[0] * attr.shape[1]).unsqueeze(1)
         flat = attr.reshape(B * attr.shape[1], -1)
-    vals = flat.index_select(0, vid.reshape(-1)).view(vid.shape[0], 3, -1)
+    vals = flat.index_select(0, vid.reshape(-1)).view(vid.shape[0], 3, flat.shape[-1])
     out = flat.new_zeros(B, H, W, flat.shape[-1])
     out[covered] = (frags.bary[covered].to(vals.dtype).unsqueeze(-1) * vals).sum(-2)
     return out
